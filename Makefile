@@ -1,0 +1,27 @@
+# Set-up and the two everyday commands: `make demo`, `make test`.
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test clean
+
+install: $(STAMP)
+
+# torch goes first, pinned: the CPU wheel of 2.13.0 is what the machines carry,
+# and any looser requirement would pull a multi-GB CUDA build.
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e ".[test]"
+	@touch $(STAMP)
+
+demo: install
+	$(VENV)/bin/seqtransfer demo --out demo_run
+
+test: install
+	$(PY) -m pytest
+
+clean:
+	rm -rf demo_run .pytest_cache
