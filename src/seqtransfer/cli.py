@@ -1,0 +1,194 @@
+"""The ``seqtransfer`` command line: parses, calls the library, prints.
+
+Every error a user can cause (:class:`seqtransfer.errors.SeqTransferError`, a bad option)
+ends as one line on stderr and exit status 2; no traceback reaches the user for bad input.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from seqtransfer.errors import DatasetError, SeqTransferError
+
+app = typer.Typer(
+    name="seqtransfer",
+    help="Graph-guided sequential transfer for medical image segmentation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+benchmark_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
+app.add_typer(benchmark_app, name="benchmark")
+
+out = Console()
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar; yields a ``(done, total)`` callback."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        task_id = progress.add_task(description, total=None)
+
+        def update(done: int, total: int) -> None:
+            progress.update(task_id, completed=done, total=total)
+
+        yield update
+
+
+@contextlib.contextmanager
+def staged_progress(description: str) -> Iterator[Callable[[str, int, int], None]]:
+    """Like :func:`progress_bar`, for callbacks that also name their stage."""
+    with progress_bar(description) as update:
+
+        def staged(stage: str, done: int, total: int) -> None:
+            update(done, total)
+
+        yield staged
+
+
+DatasetDirs = Annotated[list[Path], typer.Argument(help="nnU-Net v2 raw dataset folders.", show_default=False)]
+
+
+@app.command()
+def verify(datasets: DatasetDirs) -> None:
+    """Check datasets like nnU-Net's verify_dataset_integrity, and more.
+
+    Prints one line per problem, naming the file. Exit 0 when clean, 2 on errors.
+    """
+    from seqtransfer.data.verify import verify_datasets
+
+    with staged_progress("verifying") as update:
+        problems = verify_datasets(datasets, update)
+    for problem in problems:
+        (err if problem.severity == "error" else out).print(str(problem), markup=False)
+    n_err = sum(p.severity == "error" for p in problems)
+    n_warn = len(problems) - n_err
+    if n_err:
+        err.print(f"{n_err} error(s), {n_warn} warning(s) in {len(datasets)} dataset(s)", markup=False)
+        raise typer.Exit(2)
+    out.print(f"ok: {len(datasets)} dataset(s) verified, {n_warn} warning(s)", markup=False)
+
+
+def _load_tasks(datasets: list[Path], groups: Path | None):  # noqa: ANN202 - internal helper
+    from seqtransfer.data.tasks import find_objective_groups, load_objective_groups, split_tasks
+    from seqtransfer.data.verify import require_valid
+
+    with staged_progress("verifying") as update:
+        parsed, warnings = require_valid(datasets, update)
+    for warning in warnings:
+        err.print(str(warning), markup=False)
+    groups_path = groups or find_objective_groups(datasets)
+    group_map = load_objective_groups(groups_path) if groups_path else None
+    return split_tasks(parsed, group_map), groups_path
+
+
+@app.command()
+def tasks(
+    datasets: DatasetDirs,
+    groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+) -> None:
+    """List the binary tasks site-modality-objective of datasets."""
+    task_list, groups_path = _load_tasks(datasets, groups)
+    if as_json:
+        rows = [
+            {
+                "task": t.name,
+                "site": t.site,
+                "modality": t.modality,
+                "objective": t.objective,
+                "group": t.group,
+                "dataset": t.dataset.name,
+                "cases": t.n_cases,
+            }
+            for t in task_list
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        return
+    table = Table(title=f"{len(task_list)} tasks" + (f" (groups: {groups_path})" if groups_path else ""))
+    for column in ("task", "site", "modality", "objective", "group", "cases"):
+        table.add_column(column, justify="right" if column == "cases" else "left")
+    for t in task_list:
+        table.add_row(t.name, t.site, t.modality, t.objective, t.group, str(t.n_cases))
+    out.print(table)
+
+
+@benchmark_app.command("make")
+def benchmark_make(
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the datasets into.")],
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    size: Annotated[int, typer.Option(help="Edge length in voxels of the isotropic volumes.")] = 48,
+    cases: Annotated[int, typer.Option(help="Cases per site.")] = 24,
+    sites: Annotated[int, typer.Option(help="Sites of the tumour collection.")] = 6,
+) -> None:
+    """Write the embedded benchmark: three synthetic nnU-Net raw datasets from MNI152 + AAL."""
+    from seqtransfer.data.benchmark import BenchmarkConfig, make_benchmark
+
+    config = BenchmarkConfig(seed=seed, size=size, cases=cases, tumour_sites=sites)
+    with staged_progress("generating") as update:
+        roots = make_benchmark(out_dir, config, update)
+    for root in roots:
+        out.print(str(root), markup=False)
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("demo_run"),
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """The main job on the embedded benchmark (what `make demo` runs)."""
+    from seqtransfer.demo import run_demo
+
+    run_demo(out_dir, seed=seed, console=out, progress=staged_progress)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the console script: one-line errors and exit status 2 for bad input."""
+    command = typer.main.get_command(app)
+    try:
+        command.main(args=argv, prog_name="seqtransfer", standalone_mode=False)
+    except DatasetError as exc:
+        for line in exc.problems:
+            err.print(f"error: {line}" if not line.startswith(("error:", "warning:")) else line, markup=False)
+        sys.exit(2)
+    except SeqTransferError as exc:
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+    except click.exceptions.NoArgsIsHelp as exc:
+        sys.exit(0)
+    except click.ClickException as exc:
+        err.print(f"error: {exc.format_message()}".replace("\n", " "), markup=False)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        err.print("error: aborted", markup=False)
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("error: interrupted", markup=False)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

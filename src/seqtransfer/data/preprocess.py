@@ -1,0 +1,223 @@
+"""Preprocessing to what the network and the affinity see (METHOD section 2).
+
+Per case: crop every channel and the label to the nonzero region of the image channels
+(nnU-Net's crop), z-score each channel inside its nonzero foreground (nnU-Net's MRI
+normalisation, MONAI ``NormalizeIntensity(nonzero=True, channel_wise=True)``), then resample
+to one common cubic grid of ``size`` voxels a side (MONAI ``Resize``: trilinear with
+anti-aliasing for images, nearest for labels).
+
+The result of a case is cached on disk under a key made of the content hashes of its files
+and the preprocessing parameters, written atomically. Every task of a case (all channels x
+all objectives) reads the same cached arrays: tasks sharing images or labels share the work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.transforms import NormalizeIntensity, Resize
+from monai.transforms.utils import generate_spatial_bounding_box
+
+from seqtransfer.data.dataset import Case
+from seqtransfer.data.io import read_image
+from seqtransfer.errors import ConfigError, StoreError
+
+#: bump when the preprocessing itself changes, so old cache entries are not reused.
+PREPROCESS_VERSION = 1
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Parameters of the preprocessing.
+
+    Attributes:
+        size: edge length in voxels of the common cubic grid.
+    """
+
+    size: int = 32
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.size, int) or self.size < 8 or self.size > 512:
+            raise ConfigError(f"size must be an integer in 8..512, got {self.size!r}")
+
+    def fingerprint(self) -> str:
+        """A stable digest of the parameters and the preprocessing version."""
+        blob = json.dumps({"version": PREPROCESS_VERSION, **asdict(self)}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    """``$SEQTRANSFER_CACHE``, else ``~/.cache/seqtransfer``."""
+    env = os.environ.get("SEQTRANSFER_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "seqtransfer"
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_digest(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, memoised on (path, size, mtime) within the process."""
+    p = Path(path).resolve()
+    stat = p.stat()
+    key = (str(p), stat.st_size, stat.st_mtime_ns)
+    if key not in _DIGESTS:
+        h = hashlib.sha256()
+        with open(p, "rb") as handle:
+            for chunk in iter(lambda: handle.read(1 << 20), b""):
+                h.update(chunk)
+        _DIGESTS[key] = h.hexdigest()
+    return _DIGESTS[key]
+
+
+def case_digest(case: Case) -> str:
+    """Content digest of all files of a case (images in channel order, then the label)."""
+    h = hashlib.sha256()
+    for path in (*case.images, case.label):
+        h.update(file_digest(path).encode())
+    return h.hexdigest()
+
+
+def crop_to_nonzero(images: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Crop channels ``[C, X, Y, Z]`` and label ``[X, Y, Z]`` to the images' nonzero box.
+
+    A case whose images are all zero is returned unchanged.
+    """
+    start, end = generate_spatial_bounding_box(images, select_fn=lambda x: x != 0)
+    if any(e <= s for s, e in zip(start, end)):
+        return images, label
+    box = tuple(slice(s, e) for s, e in zip(start, end))
+    return images[(slice(None), *box)], label[box]
+
+
+def zscore_foreground(images: np.ndarray) -> np.ndarray:
+    """Z-score each channel inside its nonzero voxels; zero stays zero (nnU-Net's MRI scheme)."""
+    out = NormalizeIntensity(nonzero=True, channel_wise=True)(images)
+    return np.asarray(out, dtype=np.float32)
+
+
+def resample_to_grid(images: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Resample channels (trilinear, anti-aliased) and label (nearest) to ``size``^3."""
+    shape = (size, size, size)
+    img = Resize(shape, mode="trilinear", anti_aliasing=True)(torch.from_numpy(np.ascontiguousarray(images)))
+    lab = Resize(shape, mode="nearest")(torch.from_numpy(np.ascontiguousarray(label[None].astype(np.float32))))
+    return np.asarray(img, dtype=np.float32), np.asarray(lab[0]).round().astype(np.uint8)
+
+
+def preprocess_arrays(images: np.ndarray, label: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Crop, normalise and resample one case.
+
+    Args:
+        images: ``[C, X, Y, Z]`` channels.
+        label: ``[X, Y, Z]`` integer label map.
+        config: preprocessing parameters.
+
+    Returns:
+        ``[C, S, S, S]`` float32 images and ``[S, S, S]`` uint8 labels, S = ``config.size``.
+    """
+    images, label = crop_to_nonzero(images, label)
+    images = zscore_foreground(images)
+    return resample_to_grid(images, label, config.size)
+
+
+@dataclass(frozen=True)
+class PreprocessedCase:
+    """A case on the common grid.
+
+    Attributes:
+        image: ``[C, S, S, S]`` float32 (read-only memory map).
+        label: ``[S, S, S]`` uint8 label map with the dataset's values.
+    """
+
+    image: np.ndarray
+    label: np.ndarray
+
+
+class PreprocessCache:
+    """On-disk cache of preprocessed cases keyed by content hash and parameters.
+
+    Args:
+        root: cache folder (created on demand).
+        config: preprocessing parameters.
+    """
+
+    def __init__(self, root: str | Path | None = None, config: PreprocessConfig | None = None) -> None:
+        self.root = Path(root) if root is not None else default_cache_dir()
+        self.config = config or PreprocessConfig()
+        self._loaded: dict[str, PreprocessedCase] = {}
+        self.computed = 0
+
+    def key(self, case: Case) -> str:
+        """The cache key of a case: digest of its files and of the parameters."""
+        return hashlib.sha256(f"{case_digest(case)}:{self.config.fingerprint()}".encode()).hexdigest()
+
+    def _entry(self, key: str) -> Path:
+        return self.root / "preprocessed" / key[:2] / key
+
+    def _read(self, entry: Path) -> PreprocessedCase | None:
+        try:
+            image = np.load(entry / "image.npy", mmap_mode="r")
+            label = np.load(entry / "label.npy", mmap_mode="r")
+        except (OSError, ValueError, EOFError):
+            return None
+        size = self.config.size
+        if image.ndim != 4 or image.shape[1:] != (size,) * 3 or label.shape != (size,) * 3:
+            return None
+        return PreprocessedCase(image=image, label=label)
+
+    def _write(self, entry: Path, image: np.ndarray, label: np.ndarray, case: Case) -> None:
+        tmp: Path | None = None
+        try:
+            entry.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+            np.save(tmp / "image.npy", image)
+            np.save(tmp / "label.npy", label)
+            meta = {"case": case.case_id, "files": [str(p) for p in (*case.images, case.label)], "config": asdict(self.config)}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
+            if entry.exists():  # a corrupt entry, or a concurrent writer finished first
+                shutil.rmtree(entry, ignore_errors=True)
+            os.replace(tmp, entry)
+        except OSError as exc:
+            if tmp is not None:
+                shutil.rmtree(tmp, ignore_errors=True)
+            raise StoreError(f"{entry}: cannot write preprocessed case ({exc.strerror or exc})") from exc
+
+    def load(self, case: Case) -> PreprocessedCase:
+        """The preprocessed arrays of a case, computing and caching them when absent."""
+        key = self.key(case)
+        if key in self._loaded:
+            return self._loaded[key]
+        entry = self._entry(key)
+        cached = self._read(entry) if entry.exists() else None
+        if cached is None:
+            images = np.stack([read_image(p)[0] for p in case.images])
+            label = read_image(case.label)[0].round().astype(np.int64)
+            image_pp, label_pp = preprocess_arrays(images, label, self.config)
+            self._write(entry, image_pp, label_pp, case)
+            self.computed += 1
+            cached = self._read(entry)
+            if cached is None:
+                raise StoreError(f"{entry}: preprocessed case unreadable right after writing")
+        self._loaded[key] = cached
+        return cached
+
+    def ensure(self, cases: Iterable[Case], progress: Callable[[int, int], None] | None = None) -> None:
+        """Preprocess every case not yet cached (each distinct case once)."""
+        unique = {c.label: c for c in cases}
+        for done, case in enumerate(unique.values(), start=1):
+            self.load(case)
+            if progress is not None:
+                progress(done, len(unique))
+
+    def task_volume(self, case: Case, channel: int, label_values: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+        """One case as a task sees it: its channel's image and its binary foreground."""
+        pre = self.load(case)
+        return pre.image[channel], np.isin(pre.label, label_values).astype(np.uint8)

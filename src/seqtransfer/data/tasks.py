@@ -1,0 +1,145 @@
+"""Binary tasks ``site-modality-objective`` (METHOD section 1).
+
+A multi-channel, multi-label dataset is split into one task per (site, channel, label).
+Tasks of one site and modality share images, tasks of one site and objective share labels;
+both are read from one preprocessed array per case (:mod:`seqtransfer.data.preprocess`), so
+nothing shared is computed twice.
+
+Objectives may be grouped across datasets ("similar segmentation objectives" in the paper)
+by a user-given JSON map ``{"objective": "group"}``; an objective missing from the map is its
+own group.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from seqtransfer.data.dataset import Case, Dataset
+from seqtransfer.errors import DatasetError
+
+_UNSAFE = re.compile(r"[\s\-/\\]+")
+
+
+def safe_component(text: str) -> str:
+    """A task-name component: '-', '/', '\\' and whitespace become '_'."""
+    return _UNSAFE.sub("_", text.strip())
+
+
+def task_name(site: str, modality: str, objective: str) -> str:
+    """The task name ``site-modality-objective`` (e.g. ``16-T2-NCR``)."""
+    return f"{safe_component(site)}-{safe_component(modality)}-{safe_component(objective)}"
+
+
+@dataclass(frozen=True)
+class Task:
+    """One binary segmentation task.
+
+    Attributes:
+        name: ``site-modality-objective``.
+        site: acquisition site.
+        modality: channel name from ``channel_names``.
+        objective: label name from ``labels``.
+        group: objective group (the objective itself when ungrouped).
+        dataset: the dataset it comes from.
+        channel: channel index of its image.
+        label_values: label values that form its foreground.
+        cases: its cases, sorted by id.
+    """
+
+    name: str
+    site: str
+    modality: str
+    objective: str
+    group: str
+    dataset: Dataset = field(repr=False, compare=False)
+    channel: int
+    label_values: tuple[int, ...]
+    cases: tuple[Case, ...] = field(repr=False, compare=False)
+
+    @property
+    def n_cases(self) -> int:
+        """Number of cases of the task."""
+        return len(self.cases)
+
+    @property
+    def collection(self) -> str:
+        """The dataset's folder name: the paper's "collection"."""
+        return self.dataset.name
+
+
+def load_objective_groups(path: str | Path) -> dict[str, str]:
+    """Read an objective-group map ``{"objective": "group"}`` from JSON.
+
+    Raises:
+        DatasetError: the file is missing, not JSON, or not a string-to-string object.
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{p}: objective-group map not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{p}: unreadable ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
+        raise DatasetError(f"{p}: expected a JSON object mapping objective names to group names")
+    return dict(data)
+
+
+def find_objective_groups(roots: Sequence[str | Path]) -> Path | None:
+    """The ``objective_groups.json`` shared by the datasets' parent folder, if there is one."""
+    parents = {Path(r).resolve().parent for r in roots}
+    if len(parents) == 1:
+        candidate = parents.pop() / "objective_groups.json"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def split_tasks(datasets: Sequence[Dataset], objective_groups: Mapping[str, str] | None = None) -> list[Task]:
+    """Split datasets into binary tasks, one per (site, channel, label).
+
+    Args:
+        datasets: parsed datasets.
+        objective_groups: objective name -> group name.
+
+    Returns:
+        The tasks, sorted by name.
+
+    Raises:
+        DatasetError: two datasets produce a task of the same name (give their sites
+            distinct names in sites.csv).
+    """
+    groups = dict(objective_groups or {})
+    tasks: dict[str, Task] = {}
+    for dataset in datasets:
+        by_site: dict[str, list[Case]] = {}
+        for case in dataset.cases:
+            by_site.setdefault(case.site, []).append(case)
+        for site, cases in sorted(by_site.items()):
+            cases_sorted = tuple(sorted(cases, key=lambda c: c.case_id))
+            for channel, modality in enumerate(dataset.channel_names):
+                for objective, values in dataset.labels.items():
+                    name = task_name(site, modality, objective)
+                    if name in tasks:
+                        other = tasks[name].dataset.root
+                        raise DatasetError(
+                            f"{dataset.root}: task {name!r} also comes from {other}; give the sites distinct names in sites.csv"
+                        )
+                    tasks[name] = Task(
+                        name=name,
+                        site=site,
+                        modality=modality,
+                        objective=objective,
+                        group=groups.get(objective, objective),
+                        dataset=dataset,
+                        channel=channel,
+                        label_values=values,
+                        cases=cases_sorted,
+                    )
+    return [tasks[n] for n in sorted(tasks)]

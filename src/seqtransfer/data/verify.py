@@ -1,0 +1,149 @@
+"""Dataset integrity checks, a superset of nnU-Net's ``verify_dataset_integrity``.
+
+Structural checks (dataset.json, folders, missing and extra files, ``numTraining``, sites)
+come from :func:`seqtransfer.data.dataset.parse_dataset`. This module adds what needs the
+voxels: unreadable or non-NIfTI files, dimensionality, NaN or inf, image/label shape and
+spacing mismatches, label values not declared in dataset.json; affine mismatches and
+all-background labels are warnings (nnU-Net's own all-background warning never fires).
+
+Every command that reads datasets calls :func:`require_valid` first, so bad data is refused
+before anything is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from seqtransfer.data.dataset import Case, Dataset, Problem, parse_dataset
+from seqtransfer.data.io import read_image
+from seqtransfer.errors import DatasetError
+
+SPACING_RTOL = 1e-3
+AFFINE_ATOL = 1e-3
+
+
+def _check_case(dataset: Dataset, case: Case) -> list[Problem]:
+    problems: list[Problem] = []
+    missing = [p for p in (*case.images, case.label) if not p.is_file()]
+    for path in missing:
+        kind = "label" if path == case.label else "image"
+        problems.append(Problem("error", path, f"{kind} file of case {case.case_id!r} not found"))
+    if missing:
+        return problems
+    try:
+        label, label_props = read_image(case.label, dtype=np.float32)
+    except DatasetError as exc:
+        return [Problem("error", case.label, str(exc).split(": ", 1)[-1])]
+    if label.ndim != 3:
+        problems.append(Problem("error", case.label, f"expected a 3-D label, found {label.ndim}-D shape {label.shape}"))
+        return problems
+    if not np.isfinite(label).all():
+        problems.append(Problem("error", case.label, "label contains NaN or inf"))
+    else:
+        values = np.unique(label)
+        if not np.array_equal(values, np.round(values)):
+            problems.append(Problem("error", case.label, "label contains non-integer values"))
+        undeclared = sorted(set(int(v) for v in np.round(values)) - dataset.declared_values)
+        if undeclared:
+            problems.append(
+                Problem(
+                    "error",
+                    case.label,
+                    f"label values {undeclared} not declared in dataset.json (declared: {sorted(dataset.declared_values)})",
+                )
+            )
+        if values.size == 1 and values[0] == 0:
+            problems.append(Problem("warning", case.label, "label is all background"))
+    for channel, path in enumerate(case.images):
+        try:
+            image, props = read_image(path, dtype=np.float32)
+        except DatasetError as exc:
+            problems.append(Problem("error", path, str(exc).split(": ", 1)[-1]))
+            continue
+        if image.ndim != 3:
+            problems.append(
+                Problem(
+                    "error",
+                    path,
+                    f"expected a 3-D image (one file per channel), found {image.ndim}-D shape {image.shape}",
+                )
+            )
+            continue
+        if not np.isfinite(image).all():
+            problems.append(Problem("error", path, f"image (channel {channel}) contains NaN or inf"))
+        if image.shape != label.shape:
+            problems.append(Problem("error", path, f"shape {image.shape} differs from its label's {label.shape}"))
+            continue
+        if not np.allclose(props.spacing, label_props.spacing, rtol=SPACING_RTOL):
+            spacing = tuple(round(s, 4) for s in props.spacing)
+            label_spacing = tuple(round(s, 4) for s in label_props.spacing)
+            problems.append(Problem("error", path, f"spacing {spacing} differs from its label's {label_spacing}"))
+        elif not np.allclose(props.affine, label_props.affine, atol=AFFINE_ATOL):
+            problems.append(Problem("warning", path, "affine (origin or direction) differs from its label's"))
+    return problems
+
+
+def verify_dataset(root: str | Path, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
+    """Check a dataset and return every problem found.
+
+    Args:
+        root: the dataset folder.
+        progress: called with (cases done, cases total) while voxels are checked.
+
+    Returns:
+        Every problem, errors and warnings, each naming its file. Empty when clean.
+    """
+    dataset, problems = parse_dataset(root)
+    if dataset is None:
+        return problems
+    total = len(dataset.cases)
+    for done, case in enumerate(dataset.cases, start=1):
+        problems.extend(_check_case(dataset, case))
+        if progress is not None:
+            progress(done, total)
+    return problems
+
+
+def verify_datasets(
+    roots: Sequence[str | Path], progress: Callable[[str, int, int], None] | None = None
+) -> list[Problem]:
+    """Check several datasets; see :func:`verify_dataset`."""
+    problems: list[Problem] = []
+    for root in roots:
+        name = Path(root).name
+        problems.extend(verify_dataset(root, None if progress is None else lambda d, t, n=name: progress(n, d, t)))
+    return problems
+
+
+def require_valid(
+    roots: Sequence[str | Path], progress: Callable[[str, int, int], None] | None = None
+) -> tuple[list[Dataset], list[Problem]]:
+    """Verify datasets and parse them, refusing any with an error.
+
+    Args:
+        roots: dataset folders.
+        progress: forwarded to :func:`verify_datasets`.
+
+    Returns:
+        The parsed datasets and the warnings.
+
+    Raises:
+        DatasetError: with every problem line when any check fails.
+    """
+    if not roots:
+        raise DatasetError("no dataset folder given")
+    problems = verify_datasets(roots, progress)
+    errors = [p for p in problems if p.severity == "error"]
+    if errors:
+        first = errors[0]
+        more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+        raise DatasetError(f"{first.path}: {first.message}{more}", [str(p) for p in errors])
+    datasets = []
+    for root in roots:
+        dataset, _ = parse_dataset(root)
+        assert dataset is not None  # no error was found
+        datasets.append(dataset)
+    return datasets, [p for p in problems if p.severity == "warning"]

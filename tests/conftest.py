@@ -1,0 +1,71 @@
+"""Shared fixtures: tiny synthetic nnU-Net raw datasets written to tmp."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqtransfer.data.io import write_image
+
+
+def write_dataset(
+    root: Path,
+    n_cases: int = 4,
+    channels: tuple[str, ...] = ("T1", "T2"),
+    labels: tuple[str, ...] = ("tumour", "edema"),
+    shape: tuple[int, int, int] = (12, 14, 10),
+    spacing: tuple[float, float, float] = (1.0, 1.2, 2.0),
+    sites: dict[str, str] | None = None,
+    seed: int = 0,
+) -> Path:
+    """Write a small, valid nnU-Net v2 raw dataset and return its folder.
+
+    Each case has a nonzero "head" box with a random foreground blob per label value.
+    """
+    rng = np.random.default_rng(seed)
+    (root / "imagesTr").mkdir(parents=True, exist_ok=True)
+    (root / "labelsTr").mkdir(parents=True, exist_ok=True)
+    affine = np.diag([*spacing, 1.0])
+    affine[:3, 3] = [-5.0, 3.0, 1.5]
+    for i in range(n_cases):
+        case = f"case_{i:03d}"
+        label = np.zeros(shape, dtype=np.uint8)
+        for value in range(1, len(labels) + 1):
+            c = [rng.integers(3, s - 3) for s in shape]
+            label[c[0] - 1 : c[0] + 2, c[1] - 1 : c[1] + 2, c[2] - 1 : c[2] + 2] = value
+        write_image(root / "labelsTr" / f"{case}.nii.gz", label, affine)
+        for ch in range(len(channels)):
+            img = np.zeros(shape, dtype=np.float32)
+            img[1:-1, 1:-1, 1:-1] = rng.normal(100 + 10 * ch, 5, size=tuple(s - 2 for s in shape))
+            img[label > 0] += 50
+            write_image(root / "imagesTr" / f"{case}_{ch:04d}.nii.gz", img, affine)
+    meta = {
+        "channel_names": {str(i): c for i, c in enumerate(channels)},
+        "labels": {"background": 0, **{name: i + 1 for i, name in enumerate(labels)}},
+        "numTraining": n_cases,
+        "file_ending": ".nii.gz",
+    }
+    (root / "dataset.json").write_text(json.dumps(meta, indent=2))
+    if sites is not None:
+        lines = ["case,site", *[f"{c},{s}" for c, s in sites.items()]]
+        (root / "sites.csv").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture
+def dataset_factory(tmp_path: Path):
+    """Build tiny datasets under tmp_path: ``dataset_factory("Dataset001_X", **kw)``."""
+
+    def make(name: str = "Dataset001_Toy", **kwargs) -> Path:
+        return write_dataset(tmp_path / name, **kwargs)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Never touch the user's cache from tests."""
+    monkeypatch.setenv("SEQTRANSFER_CACHE", str(tmp_path / "cache"))

@@ -1,0 +1,88 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from seqtransfer.data.dataset import parse_dataset
+from seqtransfer.data.io import write_image
+from seqtransfer.data.preprocess import (
+    PreprocessCache,
+    PreprocessConfig,
+    crop_to_nonzero,
+    preprocess_arrays,
+    zscore_foreground,
+)
+from seqtransfer.errors import ConfigError
+
+
+def test_crop_to_nonzero_box_of_all_channels() -> None:
+    images = np.zeros((2, 10, 10, 10), np.float32)
+    images[0, 2:5, 3:6, 4:9] = 1
+    images[1, 6, 7, 1] = 2
+    label = np.arange(1000).reshape(10, 10, 10)
+    cropped, lab = crop_to_nonzero(images, label)
+    assert cropped.shape == (2, 5, 5, 8)
+    np.testing.assert_array_equal(lab, label[2:7, 3:8, 1:9])
+
+
+def test_zscore_inside_foreground_matches_numpy() -> None:
+    rng = np.random.default_rng(0)
+    images = np.zeros((1, 8, 8, 8), np.float32)
+    images[0, 2:6, 2:6, 2:6] = rng.normal(50, 7, size=(4, 4, 4))
+    z = zscore_foreground(images)
+    fg = images[0] != 0
+    expected = (images[0][fg] - images[0][fg].mean()) / images[0][fg].std()
+    np.testing.assert_allclose(z[0][fg], expected, rtol=1e-4, atol=1e-5)
+    assert np.all(z[0][~fg] == 0)
+
+
+def test_preprocess_arrays_resamples_to_grid() -> None:
+    images = np.zeros((2, 20, 30, 12), np.float32)
+    images[:, 2:18, 4:26, 1:11] = 5 + np.arange(2)[:, None, None, None]
+    images[:, 5:9, 5:9, 5:9] += 3
+    label = np.zeros((20, 30, 12), np.int64)
+    label[5:9, 5:9, 5:9] = 2
+    img, lab = preprocess_arrays(images, label, PreprocessConfig(size=16))
+    assert img.shape == (2, 16, 16, 16) and img.dtype == np.float32
+    assert lab.shape == (16, 16, 16) and lab.dtype == np.uint8
+    assert set(np.unique(lab)) == {0, 2}
+    # the bright block stays where the label is
+    assert img[0][lab == 2].mean() > img[0][lab == 0].mean()
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ConfigError):
+        PreprocessConfig(size=2)
+    assert PreprocessConfig(size=16).fingerprint() != PreprocessConfig(size=32).fingerprint()
+
+
+def test_cache_key_follows_content_and_parameters(dataset_factory, tmp_path: Path) -> None:
+    root = dataset_factory(n_cases=2)
+    dataset, _ = parse_dataset(root)
+    case = dataset.cases[0]
+    cache = PreprocessCache(tmp_path / "c", PreprocessConfig(size=8))
+    key = cache.key(case)
+    assert key == PreprocessCache(tmp_path / "c", PreprocessConfig(size=8)).key(case)
+    assert key != PreprocessCache(tmp_path / "c", PreprocessConfig(size=12)).key(case)
+    first = np.array(cache.load(case).image)
+    # new content in the same file gives a new key and new arrays
+    img = np.zeros((12, 14, 10), np.float32)
+    img[2:10, 2:12, 2:8] = 7.0
+    img[4:6, 4:6, 4:6] = 30.0
+    write_image(case.images[0], img, np.eye(4))
+    fresh = PreprocessCache(tmp_path / "c", PreprocessConfig(size=8))
+    assert fresh.key(case) != key
+    assert not np.allclose(np.array(fresh.load(case).image), first)
+
+
+def test_corrupt_cache_entry_is_recomputed(dataset_factory, tmp_path: Path) -> None:
+    root = dataset_factory(n_cases=1)
+    dataset, _ = parse_dataset(root)
+    case = dataset.cases[0]
+    cache = PreprocessCache(tmp_path / "c", PreprocessConfig(size=8))
+    expected = np.array(cache.load(case).image)
+    entry = next((tmp_path / "c" / "preprocessed").glob("*/*"))
+    (entry / "image.npy").write_bytes(b"broken")
+    again = PreprocessCache(tmp_path / "c", PreprocessConfig(size=8))
+    np.testing.assert_array_equal(np.array(again.load(case).image), expected)
+    assert again.computed == 1
