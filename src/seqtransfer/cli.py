@@ -13,13 +13,17 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from seqtransfer.errors import DatasetError, SeqTransferError
+
+try:  # typer >= 0.2x vendors click; older typer depends on it
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - depends on the installed typer
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
 
 app = typer.Typer(
     name="seqtransfer",
@@ -85,7 +89,7 @@ def verify(datasets: DatasetDirs) -> None:
     n_err = sum(p.severity == "error" for p in problems)
     n_warn = len(problems) - n_err
     if n_err:
-        err.print(f"{n_err} error(s), {n_warn} warning(s) in {len(datasets)} dataset(s)", markup=False)
+        out.print(f"{n_err} error(s), {n_warn} warning(s) in {len(datasets)} dataset(s)", markup=False)
         raise typer.Exit(2)
     out.print(f"ok: {len(datasets)} dataset(s) verified, {n_warn} warning(s)", markup=False)
 
@@ -128,7 +132,7 @@ def tasks(
         return
     table = Table(title=f"{len(task_list)} tasks" + (f" (groups: {groups_path})" if groups_path else ""))
     for column in ("task", "site", "modality", "objective", "group", "cases"):
-        table.add_column(column, justify="right" if column == "cases" else "left")
+        table.add_column(column, justify="right" if column == "cases" else "left", no_wrap=True)
     for t in task_list:
         table.add_row(t.name, t.site, t.modality, t.objective, t.group, str(t.n_cases))
     out.print(table)
@@ -167,7 +171,10 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: one-line errors and exit status 2 for bad input."""
     command = typer.main.get_command(app)
     try:
-        command.main(args=argv, prog_name="seqtransfer", standalone_mode=False)
+        # without standalone mode, click returns the code of typer.Exit instead of raising it
+        code = command.main(args=argv, prog_name="seqtransfer", standalone_mode=False)
+        if isinstance(code, int) and code != 0:
+            sys.exit(code)
     except DatasetError as exc:
         for line in exc.problems:
             err.print(f"error: {line}" if not line.startswith(("error:", "warning:")) else line, markup=False)
@@ -175,14 +182,12 @@ def main(argv: list[str] | None = None) -> None:
     except SeqTransferError as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(2)
-    except click.exceptions.NoArgsIsHelp as exc:
-        sys.exit(0)
-    except click.ClickException as exc:
+    except click_exceptions.ClickException as exc:
         err.print(f"error: {exc.format_message()}".replace("\n", " "), markup=False)
         sys.exit(2)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         err.print("error: aborted", markup=False)
         sys.exit(130)
     except KeyboardInterrupt:
