@@ -1,0 +1,163 @@
+"""Selecting the landmark and the path for a target of a stored graph, and saving it.
+
+Orchestration around the pure functions of :mod:`~seqtransfer.selection.landmark` and
+:mod:`~seqtransfer.selection.path`: where O comes from, which sources a target may use, and
+the file ``GRAPH_DIR/selections/TARGET.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from seqtransfer.atomic import write_json
+from seqtransfer.errors import ConfigError
+from seqtransfer.graph.build import candidate_sources
+from seqtransfer.graph.store import GraphStore
+from seqtransfer.selection.errors import SelectionError
+from seqtransfer.selection.landmark import default_w_c, select_landmark
+from seqtransfer.selection.path import DEFAULT_C_SEARCH, DEFAULT_LAMBDA, DEFAULT_MAX_LENGTH, optimal_path
+
+
+def load_performance(path: str | Path) -> dict[str, float]:
+    """O per source from a CSV (``task,dice``) or JSON (``{"task": dice}``) file.
+
+    Raises:
+        ConfigError: missing or malformed file (the line is named for CSV).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{p}: file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: unreadable ({exc})") from exc
+    if p.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+        if not isinstance(data, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()):
+            raise ConfigError(f"{p}: expected a JSON object mapping task names to Dice")
+        values = {str(k): float(v) for k, v in data.items()}
+    else:
+        rows = list(csv.reader(text.splitlines()))
+        if not rows or [c.strip().lower() for c in rows[0][:2]] != ["task", "dice"]:
+            raise ConfigError(f"{p}: expected header 'task,dice'")
+        values = {}
+        for lineno, row in enumerate(rows[1:], start=2):
+            if not row or all(not c.strip() for c in row):
+                continue
+            try:
+                values[row[0].strip()] = float(row[1])
+            except (IndexError, ValueError) as exc:
+                raise ConfigError(f"{p}: line {lineno}: expected task,dice with a numeric dice") from exc
+    bad = sorted(k for k, v in values.items() if not (math.isfinite(v) and 0.0 <= v <= 1.0))
+    if bad:
+        raise ConfigError(f"{p}: Dice must be in [0, 1] (task {bad[0]!r})")
+    return values
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A target's landmark and transfer path, as saved in ``selections/TARGET.json``."""
+
+    target: str
+    landmark: str
+    path: list[str]
+    objective: float
+    step_weights: list[float]
+    direct_weight: float
+    lam: float
+    c_search: float
+    max_length: int
+    w_c: float | None
+    performance_source: str
+    landmark_scores: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-ready dict; ``lam`` is saved as ``lambda``, infinite scores as null."""
+        data = asdict(self)
+        data["lambda"] = data.pop("lam")
+        for row in data["landmark_scores"]:
+            row.update({k: None for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)})
+        return data
+
+
+def select_for_target(
+    graph_dir: str | Path,
+    target: str,
+    lam: float = DEFAULT_LAMBDA,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    c_search: float = DEFAULT_C_SEARCH,
+    w_c: float | None = None,
+    performance: dict[str, float] | None = None,
+    performance_label: str | None = None,
+    uniform_performance: bool = False,
+    save: bool = True,
+) -> Selection:
+    """Landmark (eq. 6-7) and optimal path (eq. 8-9) for a target of a stored graph.
+
+    O (METHOD section 4) comes, in this order, from ``performance`` (a user file), else the
+    graph's ``dice`` node attributes (written by the model zoo), else, only when
+    ``uniform_performance`` is set, O = 1 for every source (landmark then ranks by w, zeta
+    and rho alone). Which one was used is recorded in the result.
+
+    Raises:
+        SelectionError: the target is not a node or has no connected source.
+        ConfigError: a source lacks O and no fallback was allowed; bad parameters.
+    """
+    store = GraphStore(graph_dir)
+    graph, _, _, _ = store.load()
+    if target not in graph:
+        targets = sorted(n for n, d in graph.nodes(data=True) if d.get("role") == "target")
+        hint = f" (targets of this graph: {', '.join(targets)})" if targets else " (add it with `seqtransfer graph build --target`)"
+        raise SelectionError(f"target {target!r} is not in the graph {graph_dir}{hint}")
+    sources = candidate_sources(graph, target)
+    connected = sorted(s for s in sources if graph.has_edge(s, target))
+    if not connected:
+        raise SelectionError(f"target {target!r} has no edge to any source: it shares neither modality nor objective group with them")
+    if performance is not None:
+        source_label = performance_label or "user file"
+        missing = [s for s in connected if s not in performance]
+        if missing:
+            raise ConfigError(f"{source_label}: no Dice for source(s) {', '.join(missing[:5])}")
+        perf = performance
+    elif all("dice" in graph.nodes[s] for s in connected):
+        source_label = "model zoo (graph node attribute 'dice')"
+        perf = {s: float(graph.nodes[s]["dice"]) for s in connected}
+    elif uniform_performance:
+        source_label = "uniform (O = 1 for every source; no source model measured yet)"
+        perf = {s: 1.0 for s in connected}
+    else:
+        missing = [s for s in connected if "dice" not in graph.nodes[s]]
+        raise ConfigError(
+            f"no objective performance O for source(s) {', '.join(missing[:3])}"
+            f"{' and more' if len(missing) > 3 else ''}: train the zoo, pass --performance FILE, or --uniform-performance"
+        )
+    has_source_edges = any(graph.has_edge(a, b) for a in sources for b in graph.neighbors(a) if b in sources)
+    w_c_used = w_c if w_c is not None else (default_w_c(graph, sources) if has_source_edges else None)
+    landmark, scores = select_landmark(graph, target, sources, performance=perf, w_c=w_c_used)
+    result = optimal_path(graph, landmark, target, sources, lam=lam, c_search=c_search, max_length=max_length)
+    ranked = sorted(scores.values(), key=lambda s: (s.score, s.source))
+    selection = Selection(
+        target=target,
+        landmark=landmark,
+        path=list(result.path),
+        objective=result.objective,
+        step_weights=list(result.step_weights),
+        direct_weight=float(graph.edges[landmark, target]["weight"]),
+        lam=lam,
+        c_search=c_search,
+        max_length=max_length,
+        w_c=w_c_used,
+        performance_source=source_label,
+        landmark_scores=[asdict(s) for s in ranked],
+    )
+    if save:
+        write_json(store.selection_path(target), selection.to_json())
+    return selection
