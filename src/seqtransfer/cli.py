@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from seqtransfer.errors import DatasetError, SeqTransferError
+from seqtransfer.errors import ConfigError, DatasetError, SeqTransferError
 
 try:  # typer >= 0.2x vendors click; older typer depends on it
     from typer._click import exceptions as click_exceptions
@@ -35,6 +35,8 @@ app = typer.Typer(
 )
 benchmark_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is_help=True)
 app.add_typer(benchmark_app, name="benchmark")
+graph_app = typer.Typer(help="The source graph: build it, add targets, draw it.", no_args_is_help=True)
+app.add_typer(graph_app, name="graph")
 
 out = Console()
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -154,6 +156,127 @@ def benchmark_make(
         roots = make_benchmark(out_dir, config, update)
     for root in roots:
         out.print(str(root), markup=False)
+
+
+@graph_app.command("build")
+def graph_build(
+    datasets: DatasetDirs,
+    out_dir: Annotated[Path, typer.Option("--out", help="Graph folder to write.")],
+    target: Annotated[list[str] | None, typer.Option("--target", help="Target task (repeatable); every other task is a source.")] = None,
+    size: Annotated[int, typer.Option(help="Edge of the common grid volumes are resampled to.")] = 32,
+    volumes: Annotated[int, typer.Option(help="Volumes sampled per source task.")] = 20,
+    max_pairs: Annotated[int, typer.Option(help="Volume pairs per task pair before subsampling.")] = 100,
+    mode: Annotated[str, typer.Option(help="paper (shared PCA, exact W1, Gaussian SSIM) or official (published code).")] = "paper",
+    add: Annotated[bool, typer.Option("--add", help="Add the --target tasks to an existing graph (only their edges are computed).")] = False,
+    groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of every sampling step.")] = 0,
+) -> None:
+    """Build the source graph of datasets' tasks (or add targets to one with --add)."""
+    from seqtransfer.graph import GraphConfig, add_targets, build_graph
+
+    task_list, _ = _load_tasks(datasets, groups)
+    targets = list(target or [])
+    with staged_progress("graph") as update:
+        if add:
+            if not targets:
+                raise ConfigError("--add needs at least one --target")
+            graph = add_targets(out_dir, task_list, targets, progress=update)
+        else:
+            config = GraphConfig(size=size, volumes_per_task=volumes, max_pairs=max_pairs, mode=mode, seed=seed)
+            graph = build_graph(task_list, out_dir, config, targets=targets, progress=update)
+    n_src = sum(d["role"] == "source" for _, d in graph.nodes(data=True))
+    out.print(
+        f"graph: {n_src} sources, {graph.number_of_nodes() - n_src} targets, {graph.number_of_edges()} edges -> {out_dir / 'graph.json'}",
+        markup=False,
+    )
+
+
+@graph_app.command("show")
+def graph_show(
+    graph_dir: Annotated[Path, typer.Argument(help="Graph folder.")],
+    target: Annotated[str | None, typer.Option(help="Highlight this target with its stored selection.")] = None,
+) -> None:
+    """Draw the graph (with landmark and path when --target has a selection) and the heatmap."""
+    from seqtransfer.graph import GraphStore
+    from seqtransfer.graph.figures import plot_graph, plot_heatmap
+
+    store = GraphStore(graph_dir)
+    graph, _, _, _ = store.load()
+    landmark, path = None, None
+    if target is not None:
+        if target not in graph:
+            raise ConfigError(f"target {target!r} is not in the graph {graph_dir}")
+        sel_path = store.selection_path(target)
+        if sel_path.exists():
+            try:
+                selection = json.loads(sel_path.read_text())
+                landmark, path = selection["landmark"], selection["path"]
+            except (OSError, json.JSONDecodeError, KeyError) as exc:
+                raise ConfigError(f"{sel_path}: corrupt selection ({exc})") from exc
+    figures = graph_dir / "figures"
+    name = f"graph_{target}.png" if target else "graph.png"
+    written = [
+        plot_graph(graph, figures / name, target=target, landmark=landmark, transfer_path=path),
+        plot_heatmap(graph, figures / "affinity_heatmap.png"),
+    ]
+    for path_written in written:
+        out.print(str(path_written), markup=False)
+
+
+@app.command("select")
+def select_cmd(
+    graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
+    target: Annotated[str, typer.Option(help="Target task.")],
+    lam: Annotated[float, typer.Option("--lambda", help="Trade-off lambda of eq. 8, in [0, 1].")] = 0.4,
+    max_length: Annotated[int, typer.Option(help="Most transfer steps.")] = 5,
+    c_search: Annotated[float, typer.Option(help="Cost of one more step, in units of w.")] = 0.1,
+    w_c: Annotated[float | None, typer.Option(help="Density threshold (default: median source edge weight).")] = None,
+    performance: Annotated[Path | None, typer.Option(help="O per source: CSV task,dice or JSON.")] = None,
+    uniform_performance: Annotated[bool, typer.Option(help="Use O = 1 for sources without a measured Dice.")] = False,
+    top: Annotated[int, typer.Option(help="Landmark scores shown.")] = 5,
+) -> None:
+    """Choose the landmark source and the optimal transfer path for a target."""
+    from seqtransfer.selection.run import load_performance, select_for_target
+
+    perf = load_performance(performance) if performance else None
+    selection = select_for_target(
+        graph_dir,
+        target,
+        lam=lam,
+        max_length=max_length,
+        c_search=c_search,
+        w_c=w_c,
+        performance=perf,
+        performance_label=str(performance) if performance else None,
+        uniform_performance=uniform_performance,
+    )
+    table = Table(title=f"landmark scores for {target} (O from {selection.performance_source})")
+    for column in ("source", "w", "zeta", "rho", "O", "score"):
+        table.add_column(column, justify="left" if column == "source" else "right", no_wrap=True)
+    for row in selection.landmark_scores[:top]:
+        table.add_row(row["source"], *(f"{row[k]:.4g}" for k in ("w", "zeta", "rho", "O", "score")))
+    out.print(table)
+    out.print(f"landmark: {selection.landmark}", markup=False)
+    out.print(f"path: {' -> '.join(selection.path)}  (steps {len(selection.path) - 1}, objective {selection.objective:.4f})", markup=False)
+    out.print(f"saved: {graph_dir / 'selections' / (target + '.json')}", markup=False)
+
+
+@app.command()
+def calibrate(
+    graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
+    transfers: Annotated[Path, typer.Option(help="CSV source,target,dice of really trained transfers.")],
+    trials: Annotated[int, typer.Option(help="Bayesian-optimisation trials.")] = 50,
+    seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+) -> None:
+    """Choose alpha and beta of eq. 5 by Bayesian optimisation on measured transfers."""
+    from seqtransfer.graph.calibrate import read_transfers
+    from seqtransfer.graph.service import calibrate_graph
+
+    result = calibrate_graph(graph_dir, read_transfers(transfers), n_trials=trials, seed=seed)
+    out.print(f"transfers used: {result.n_pairs} (skipped, no edge: {result.skipped})", markup=False)
+    out.print(f"Kendall tau: {result.tau_before:.3f} -> {result.tau_after:.3f}", markup=False)
+    out.print(f"Pearson r:   {result.pearson_before:.3f} -> {result.pearson_after:.3f}", markup=False)
+    out.print(f"alpha = {result.alpha:.4f}, beta = {result.beta:.4f} written to {graph_dir / 'params.json'}", markup=False)
 
 
 @app.command()

@@ -66,6 +66,15 @@ class Task:
         return len(self.cases)
 
     @property
+    def split_key(self) -> str:
+        """Seed name of the task's case splits and samples: its collection and site.
+
+        All tasks of a site draw the same cases (the same patients are labelled, the same
+        are held out), so tasks that share images or labels also share their samples.
+        """
+        return f"{self.dataset.name}/{self.site}"
+
+    @property
     def collection(self) -> str:
         """The dataset's folder name: the paper's "collection"."""
         return self.dataset.name

@@ -1,0 +1,108 @@
+"""Seeded case splits of the protocol (METHOD sections 6-7).
+
+For a target task the cases are permuted once by the seed. The first
+``n_draws * n_train`` cases form the training reservoir: draw ``d`` takes cases
+``[d * n_train, (d + 1) * n_train)``. Test sets are ``n_test_sets`` seeded random subsets of
+``test_size`` cases from the rest, so every test case is disjoint from the training cases of
+every draw, and the sets are the same for every method and every draw.
+
+For a source task, up to ``max_train`` cases train the zoo model and the rest are held out
+to measure its own Dice (O of METHOD section 4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from seqtransfer.errors import ConfigError
+
+
+def _rng(seed: int, *names: str) -> np.random.Generator:
+    """A generator seeded by ``seed`` and stable names (never Python's salted ``hash``)."""
+    digest = hashlib.sha256("\x1f".join(names).encode()).digest()
+    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
+
+
+@dataclass(frozen=True)
+class TargetSplit:
+    """Training draws and test sets of a target task.
+
+    Attributes:
+        draws: training cases of each draw.
+        test_sets: the test sets, each disjoint from every draw's training cases.
+    """
+
+    draws: tuple[tuple[str, ...], ...]
+    test_sets: tuple[tuple[str, ...], ...]
+
+
+def target_split(
+    name: str,
+    case_ids: Sequence[str],
+    seed: int = 0,
+    n_train: int = 3,
+    n_draws: int = 3,
+    n_test_sets: int = 3,
+    test_size: int = 10,
+) -> TargetSplit:
+    """Split a target's cases into training draws and test sets.
+
+    Args:
+        name: seed name of the split (:attr:`Task.split_key`: tasks of one site share it).
+        case_ids: the target's cases.
+        seed: protocol seed.
+        n_train: training cases per draw (3 in the paper).
+        n_draws: number of training draws.
+        n_test_sets: number of test sets.
+        test_size: cases per test set (10 in the paper).
+
+    Raises:
+        ConfigError: fewer cases than ``n_draws * n_train + test_size``.
+    """
+    if n_train < 1 or n_draws < 1 or n_test_sets < 1 or test_size < 1:
+        raise ConfigError("n_train, n_draws, n_test_sets and test_size must be at least 1")
+    ids = sorted(case_ids)
+    needed = n_draws * n_train + test_size
+    if len(ids) < needed:
+        raise ConfigError(
+            f"target {name!r} has {len(ids)} case(s); {n_draws} draw(s) of {n_train} training case(s) "
+            f"and test sets of {test_size} need at least {needed}"
+        )
+    rng = _rng(seed, "target", name)
+    order = [ids[i] for i in rng.permutation(len(ids))]
+    reservoir, rest = order[: n_draws * n_train], order[n_draws * n_train :]
+    draws = tuple(tuple(sorted(reservoir[d * n_train : (d + 1) * n_train])) for d in range(n_draws))
+    test_sets = tuple(
+        tuple(sorted(rest[i] for i in rng.choice(len(rest), size=test_size, replace=False))) for _ in range(n_test_sets)
+    )
+    return TargetSplit(draws=draws, test_sets=test_sets)
+
+
+def source_split(name: str, case_ids: Sequence[str], seed: int = 0, max_train: int = 60, min_test: int = 1) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Training and held-out cases of a source task (its zoo model and its O).
+
+    Up to ``max_train`` cases train, keeping at least ``min_test`` held out.
+
+    Raises:
+        ConfigError: fewer than ``min_test + 1`` cases.
+    """
+    ids = sorted(case_ids)
+    if len(ids) < min_test + 1:
+        raise ConfigError(f"source {name!r} has {len(ids)} case(s); need at least {min_test + 1}")
+    rng = _rng(seed, "source", name)
+    order = [ids[i] for i in rng.permutation(len(ids))]
+    n_train = min(max_train, len(ids) - min_test)
+    return tuple(sorted(order[:n_train])), tuple(sorted(order[n_train:]))
+
+
+def sample_cases(name: str, case_ids: Sequence[str], k: int, seed: int = 0, purpose: str = "affinity") -> tuple[str, ...]:
+    """A seeded sample of up to ``k`` cases (all when there are fewer), sorted."""
+    ids = sorted(case_ids)
+    if len(ids) <= k:
+        return tuple(ids)
+    rng = _rng(seed, purpose, name)
+    return tuple(sorted(ids[i] for i in rng.choice(len(ids), size=k, replace=False)))

@@ -1,0 +1,119 @@
+"""graph build / select / graph show / calibrate through the CLI."""
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+
+from seqtransfer.cli import main
+
+SHAPE = (16, 16, 16)
+
+
+def run(argv, capsys):
+    with pytest.raises(SystemExit) as info:
+        main([str(a) for a in argv])
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    return int(info.value.code or 0), captured.out, captured.err
+
+
+@pytest.fixture
+def built(dataset_factory, tmp_path: Path, capsys):
+    sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
+    tum = dataset_factory("Dataset001_Tum", n_cases=12, channels=("T1", "T2"), labels=("tumour", "edema"), shape=SHAPE, sites=sites, seed=1)
+    les = dataset_factory("Dataset002_Les", n_cases=20, channels=("T1",), labels=("lesion",), shape=SHAPE, seed=2)
+    (tmp_path / "objective_groups.json").write_text(json.dumps({"tumour": "lesions", "lesion": "lesions"}))
+    graph = tmp_path / "graph"
+    code, out, err = run(
+        ["graph", "build", tum, les, "--out", graph, "--target", "Les-T1-lesion", "--size", 16, "--volumes", 4, "--max-pairs", 6], capsys
+    )
+    assert code == 0, err
+    assert "targets" in out
+    return tum, les, graph
+
+
+def test_build_select_show(built, capsys) -> None:
+    _, _, graph = built
+    code, out, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--uniform-performance"], capsys)
+    assert code == 0, err
+    assert "landmark:" in out and "path:" in out
+    saved = json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())
+    assert saved["lambda"] == 0.4 and saved["max_length"] == 5 and saved["path"][-1] == "Les-T1-lesion"
+    assert saved["performance_source"].startswith("uniform")
+    code, out, err = run(["graph", "show", graph, "--target", "Les-T1-lesion"], capsys)
+    assert code == 0, err
+    for name in ("graph_Les-T1-lesion.png", "affinity_heatmap.png"):
+        png = graph / "figures" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+
+
+def test_select_with_performance_file_and_without_o(built, tmp_path: Path, capsys) -> None:
+    _, _, graph = built
+    code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion"], capsys)
+    assert code == 2 and "no objective performance O" in err and len(err.strip().splitlines()) == 1
+    perf = tmp_path / "perf.csv"
+    nodes = json.loads((graph / "graph.json").read_text())["nodes"]
+    rows = [(n["id"], 0.5 + 0.01 * i) for i, n in enumerate(nodes) if n["role"] == "source"]
+    perf.write_text("task,dice\n" + "\n".join(f"{a},{b}" for a, b in rows) + "\n")
+    code, out, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--performance", perf], capsys)
+    assert code == 0, err
+    assert json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())["performance_source"] == str(perf)
+
+
+@pytest.mark.parametrize(
+    "extra,message",
+    [
+        (["--lambda", "1.5"], "lam"),
+        (["--max-length", "0"], "max_length"),
+        (["--c-search", "-1"], "c_search"),
+    ],
+)
+def test_select_rejects_bad_parameters(built, capsys, extra, message) -> None:
+    _, _, graph = built
+    code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--uniform-performance", *extra], capsys)
+    assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error:")
+
+
+def test_select_unknown_target_and_missing_graph(built, tmp_path: Path, capsys) -> None:
+    _, _, graph = built
+    code, _, err = run(["select", "--graph", graph, "--target", "Z-T1-x", "--uniform-performance"], capsys)
+    assert code == 2 and "not in the graph" in err
+    code, _, err = run(["select", "--graph", tmp_path / "nope", "--target", "x"], capsys)
+    assert code == 2 and "graph.json: not found" in err
+
+
+def test_calibrate_writes_alpha_beta(built, tmp_path: Path, capsys) -> None:
+    _, _, graph = built
+    data = json.loads((graph / "graph.json").read_text())
+    links = [link for link in data["links"] if "Les-T1-lesion" in (link["source"], link["target"])]
+    transfers = tmp_path / "transfers.csv"
+    with open(transfers, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source", "target", "dice"])
+        for link in links:  # Dice that follows the label similarity alone: beta should win
+            source = link["source"] if link["target"] == "Les-T1-lesion" else link["target"]
+            writer.writerow([source, "Les-T1-lesion", link["R"]])
+    code, out, err = run(["calibrate", "--graph", graph, "--transfers", transfers, "--trials", 20], capsys)
+    assert code == 0, err
+    params = json.loads((graph / "params.json").read_text())
+    assert params["config"]["beta"] > 0.9 and params["calibration"]["tau_after"] >= params["calibration"]["tau_before"]
+    assert params["calibration"]["tau_after"] == pytest.approx(1.0)
+    new = json.loads((graph / "graph.json").read_text())["links"][0]
+    assert new["weight"] == pytest.approx(params["config"]["alpha"] * new["H"] / params["h_scale"] + params["config"]["beta"] * (1 - new["R"]))
+
+
+def test_calibrate_bad_csv(built, tmp_path: Path, capsys) -> None:
+    _, _, graph = built
+    bad = tmp_path / "t.csv"
+    bad.write_text("source,target,dice\na,b,notanumber\n")
+    code, _, err = run(["calibrate", "--graph", graph, "--transfers", bad], capsys)
+    assert code == 2 and "line 2" in err
+
+
+def test_graph_build_unknown_target(built, capsys) -> None:
+    tum, les, graph = built
+    code, _, err = run(["graph", "build", tum, les, "--out", graph.parent / "g2", "--target", "Nope-T1-x", "--size", 16], capsys)
+    assert code == 2 and "unknown target" in err
+    assert not (graph.parent / "g2" / "graph.json").exists()
