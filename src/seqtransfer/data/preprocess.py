@@ -30,6 +30,7 @@ from monai.transforms.utils import generate_spatial_bounding_box
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.io import read_image
 from seqtransfer.errors import ConfigError, StoreError
+from seqtransfer.threads import single_threaded
 
 #: bump when the preprocessing itself changes, so old cache entries are not reused.
 PREPROCESS_VERSION = 1
@@ -200,7 +201,8 @@ class PreprocessCache:
         if cached is None:
             images = np.stack([read_image(p)[0] for p in case.images])
             label = read_image(case.label)[0].round().astype(np.int64)
-            image_pp, label_pp = preprocess_arrays(images, label, self.config)
+            with single_threaded():
+                image_pp, label_pp = preprocess_arrays(images, label, self.config)
             self._write(entry, image_pp, label_pp, case)
             self.computed += 1
             cached = self._read(entry)

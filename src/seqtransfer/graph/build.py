@@ -52,6 +52,7 @@ from seqtransfer.data.tasks import Task
 from seqtransfer.errors import ConfigError
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.store import GraphStore
+from seqtransfer.threads import single_threaded
 
 Progress = Callable[[str, int, int], None]
 
@@ -266,10 +267,11 @@ def _load_all(engine: AffinityEngine, tasks: Sequence[Task], role: str, progress
 
 def _compute_edges(engine: AffinityEngine, pairs: list[tuple[TaskVolumes, TaskVolumes]], progress: Progress | None) -> list[tuple[str, str, float, float]]:
     edges = []
-    for done, (a, b) in enumerate(pairs, start=1):
-        edges.append((a.task.name, b.task.name, engine.image_distance(a, b), engine.label_similarity(a, b)))
-        if progress:
-            progress("affinity", done, len(pairs))
+    with single_threaded():
+        for done, (a, b) in enumerate(pairs, start=1):
+            edges.append((a.task.name, b.task.name, engine.image_distance(a, b), engine.label_similarity(a, b)))
+            if progress:
+                progress("affinity", done, len(pairs))
     return edges
 
 
