@@ -84,7 +84,7 @@ def run_demo(out_dir: Path, seed: int = 0, console: Console | None = None, progr
     targets = protocol_targets(tasks)
     table = Table(title=f"{len(tasks)} tasks ({len(targets)} targets)")
     for column in ("collection", "sites", "modalities", "objectives", "tasks", "cases/task"):
-        table.add_column(column, no_wrap=True)
+        table.add_column(column, overflow="fold")
     for dataset in datasets:
         members = [t for t in tasks if t.dataset is dataset]
         table.add_row(
@@ -106,16 +106,19 @@ def run_demo(out_dir: Path, seed: int = 0, console: Console | None = None, progr
 
     selections = {}
     sel_table = Table(title="landmark and path per target (O uniform until the model zoo is trained)")
-    for column in ("target", "landmark", "path", "objective"):
-        sel_table.add_column(column, no_wrap=column != "path")
+    for column in ("target", "landmark", "via", "objective"):
+        sel_table.add_column(column, overflow="fold")
     for target in targets:
         selection = select_for_target(graph_dir, target, uniform_performance=True)
         selections[target] = selection.to_json()
-        sel_table.add_row(target, selection.landmark, " -> ".join(selection.path[1:-1]) or "(direct)", f"{selection.objective:.4f}")
+        via = " -> ".join(selection.path[1:-1]) or "(direct)"
+        sel_table.add_row(target, selection.landmark, via, f"{selection.objective:.4f}")
     console.print(sel_table)
     figures = graph_dir / "figures"
     plot_heatmap(graph, figures / "affinity_heatmap.png")
-    for target in targets[:3]:
+    # draw the targets with the longest paths (the interesting ones), one per collection first
+    shown = sorted(targets, key=lambda t: (-len(selections[t]["path"]), t))[:3]
+    for target in shown:
         sel = selections[target]
         plot_graph(graph, figures / f"graph_{target}.png", target=target, landmark=sel["landmark"], transfer_path=sel["path"])
     summary = {"benchmark": asdict(bench_config), "tasks": len(tasks), "targets": targets, "selections": selections}

@@ -107,11 +107,16 @@ def plot_heatmap(graph: nx.Graph, path: Path, attribute: str = "weight", title: 
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     image = ax.imshow(matrix, cmap="viridis_r" if attribute == "weight" else "viridis", interpolation="nearest")
     fig.colorbar(image, ax=ax, shrink=0.7, label={"weight": "affinity w (distance)", "H": "image distance H", "R": "label similarity R"}.get(attribute, attribute))
-    if len(order) <= 60:
-        ax.set_xticks(range(len(order)), order, rotation=90, fontsize=6)
-        ax.set_yticks(range(len(order)), order, fontsize=6)
+    if len(order) <= 160:
+        font = 6 if len(order) <= 60 else 4
+        ax.set_xticks(range(len(order)), order, rotation=90, fontsize=font)
+        ax.set_yticks(range(len(order)), order, fontsize=font)
     else:
         ax.set_xticks([])
         ax.set_yticks([])
+    n_sources = sum(graph.nodes[n].get("role") == "source" for n in order)
+    if 0 < n_sources < len(order):  # a line between the sources and the targets
+        for line in (ax.axhline, ax.axvline):
+            line(n_sources - 0.5, color="black", lw=0.8)
     ax.set_title(title or f"Task affinity ({attribute}); blank = no edge")
     return _save(fig, path)
