@@ -38,7 +38,7 @@ app.add_typer(benchmark_app, name="benchmark")
 graph_app = typer.Typer(help="The source graph: build it, add targets, draw it.", no_args_is_help=True)
 app.add_typer(graph_app, name="graph")
 
-out = Console()
+out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

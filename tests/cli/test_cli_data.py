@@ -82,3 +82,19 @@ def test_groups_file_errors_are_one_line(dataset_factory, tmp_path: Path, capsys
     root = dataset_factory()
     code, _, err = run(["tasks", str(root), "--groups", str(tmp_path / "missing.json")], capsys)
     assert code == 2 and "missing.json" in err and len(err.strip().splitlines()) == 1
+
+
+def test_benchmark_make_then_verify(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench"
+    code, stdout, err = run(["benchmark", "make", "--out", str(out), "--size", "16", "--cases", "4", "--sites", "2"], capsys)
+    assert code == 0, err
+    roots = [Path(line) for line in stdout.split() if "Dataset" in line]
+    assert len(roots) == 3
+    code, stdout, err = run(["verify", *map(str, roots)], capsys)
+    assert code == 0, err
+    assert "ok: 3 dataset(s) verified, 0 warning(s)" in stdout
+
+
+def test_benchmark_make_bad_config(tmp_path: Path, capsys) -> None:
+    code, _, err = run(["benchmark", "make", "--out", str(tmp_path / "b"), "--size", "4"], capsys)
+    assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
