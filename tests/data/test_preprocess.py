@@ -42,7 +42,8 @@ def test_preprocess_arrays_resamples_to_grid() -> None:
     images[:, 5:9, 5:9, 5:9] += 3
     label = np.zeros((20, 30, 12), np.int64)
     label[5:9, 5:9, 5:9] = 2
-    img, lab = preprocess_arrays(images, label, PreprocessConfig(size=16))
+    img, lab, box = preprocess_arrays(images, label, PreprocessConfig(size=16))
+    assert box == ((2, 18), (4, 26), (1, 11))
     assert img.shape == (2, 16, 16, 16) and img.dtype == np.float32
     assert lab.shape == (16, 16, 16) and lab.dtype == np.uint8
     assert set(np.unique(lab)) == {0, 2}
@@ -86,3 +87,29 @@ def test_corrupt_cache_entry_is_recomputed(dataset_factory, tmp_path: Path) -> N
     again = PreprocessCache(tmp_path / "c", PreprocessConfig(size=8))
     np.testing.assert_array_equal(np.array(again.load(case).image), expected)
     assert again.computed == 1
+
+
+def test_restore_label_inverts_the_preprocessing_geometry(dataset_factory, tmp_path: Path) -> None:
+    from seqtransfer.data.io import read_image
+    from seqtransfer.data.preprocess import restore_label
+
+    root = dataset_factory(n_cases=1, shape=(20, 24, 16))
+    dataset, _ = parse_dataset(root)
+    case = dataset.cases[0]
+    affine = read_image(case.label)[1].affine
+    image = np.zeros((20, 24, 16), np.float32)
+    image[2:18, 3:21, 1:15] = 10.0
+    label = np.zeros((20, 24, 16), np.uint8)
+    label[6:14, 8:16, 4:12] = 1
+    for path in case.images:
+        write_image(path, image, affine)
+    write_image(case.label, label, affine)
+    cache = PreprocessCache(tmp_path / "c", PreprocessConfig(size=16))
+    pre = cache.load(case)
+    shape, box = cache.geometry(case)
+    assert shape == (20, 24, 16) and box == ((2, 18), (3, 21), (1, 15))
+    restored = restore_label(np.asarray(pre.label), shape, box)
+    assert restored.shape == label.shape
+    inter = np.logical_and(restored, label).sum()
+    assert 2 * inter / (restored.sum() + label.sum()) > 0.9  # nearest there and back: nearly the same mask
+    assert restored[:2].sum() == 0 and restored[18:].sum() == 0  # outside the box stays background

@@ -33,7 +33,7 @@ from seqtransfer.errors import ConfigError, StoreError
 from seqtransfer.threads import single_threaded
 
 #: bump when the preprocessing itself changes, so old cache entries are not reused.
-PREPROCESS_VERSION = 1
+PREPROCESS_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -87,15 +87,30 @@ def case_digest(case: Case) -> str:
     return h.hexdigest()
 
 
+Box = tuple[tuple[int, int], ...]
+
+
+def nonzero_box(images: np.ndarray) -> Box:
+    """Per spatial axis the half-open range ``(start, end)`` of the images' nonzero voxels.
+
+    Args:
+        images: ``[C, X, Y, Z]`` channels; the box covers a voxel nonzero in any channel.
+
+    Returns:
+        The box; the whole volume when every voxel is zero.
+    """
+    start, end = generate_spatial_bounding_box(images, select_fn=lambda x: x != 0)
+    if any(e <= s for s, e in zip(start, end)):
+        return tuple((0, int(n)) for n in images.shape[1:])
+    return tuple((int(s), int(e)) for s, e in zip(start, end))
+
+
 def crop_to_nonzero(images: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Crop channels ``[C, X, Y, Z]`` and label ``[X, Y, Z]`` to the images' nonzero box.
 
     A case whose images are all zero is returned unchanged.
     """
-    start, end = generate_spatial_bounding_box(images, select_fn=lambda x: x != 0)
-    if any(e <= s for s, e in zip(start, end)):
-        return images, label
-    box = tuple(slice(s, e) for s, e in zip(start, end))
+    box = tuple(slice(s, e) for s, e in nonzero_box(images))
     return images[(slice(None), *box)], label[box]
 
 
@@ -113,20 +128,42 @@ def resample_to_grid(images: np.ndarray, label: np.ndarray, size: int) -> tuple[
     return np.asarray(img, dtype=np.float32), np.asarray(lab[0]).round().astype(np.uint8)
 
 
-def preprocess_arrays(images: np.ndarray, label: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray]:
+def preprocess_arrays(images: np.ndarray, label: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray, Box]:
     """Crop, normalise and resample one case.
 
     Args:
         images: ``[C, X, Y, Z]`` channels.
-        label: ``[X, Y, Z]`` integer label map.
+        label: ``[X, Y, Z]`` integer label map (zeros when there is none, e.g. at inference).
         config: preprocessing parameters.
 
     Returns:
-        ``[C, S, S, S]`` float32 images and ``[S, S, S]`` uint8 labels, S = ``config.size``.
+        ``[C, S, S, S]`` float32 images, ``[S, S, S]`` uint8 labels (S = ``config.size``) and
+        the crop box, which :func:`restore_label` needs to invert the preprocessing.
     """
-    images, label = crop_to_nonzero(images, label)
+    box = nonzero_box(images)
+    crop = tuple(slice(s, e) for s, e in box)
+    images, label = images[(slice(None), *crop)], label[crop]
     images = zscore_foreground(images)
-    return resample_to_grid(images, label, config.size)
+    image_pp, label_pp = resample_to_grid(images, label, config.size)
+    return image_pp, label_pp, box
+
+
+def restore_label(label: np.ndarray, shape: tuple[int, ...], box: Box) -> np.ndarray:
+    """Invert the preprocessing for a label on the grid: resample to the box, pad to ``shape``.
+
+    Args:
+        label: ``[S, S, S]`` integer labels on the common grid.
+        shape: spatial shape of the original image.
+        box: the crop box returned by :func:`preprocess_arrays`.
+
+    Returns:
+        uint8 labels in the original image's voxel grid (zero outside the box).
+    """
+    box_shape = tuple(e - s for s, e in box)
+    resized = Resize(box_shape, mode="nearest")(torch.from_numpy(np.ascontiguousarray(label[None].astype(np.float32))))
+    out = np.zeros(shape, dtype=np.uint8)
+    out[tuple(slice(s, e) for s, e in box)] = np.asarray(resized[0]).round().astype(np.uint8)
+    return out
 
 
 @dataclass(frozen=True)
@@ -174,14 +211,19 @@ class PreprocessCache:
             return None
         return PreprocessedCase(image=image, label=label)
 
-    def _write(self, entry: Path, image: np.ndarray, label: np.ndarray, case: Case) -> None:
+    def _write(self, entry: Path, image: np.ndarray, label: np.ndarray, case: Case, geometry: dict[str, object]) -> None:
         tmp: Path | None = None
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
             np.save(tmp / "image.npy", image)
             np.save(tmp / "label.npy", label)
-            meta = {"case": case.case_id, "files": [str(p) for p in (*case.images, case.label)], "config": asdict(self.config)}
+            meta = {
+                "case": case.case_id,
+                "files": [str(p) for p in (*case.images, case.label)],
+                "config": asdict(self.config),
+                **geometry,
+            }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
             if entry.exists():  # a corrupt entry, or a concurrent writer finished first
                 shutil.rmtree(entry, ignore_errors=True)
@@ -202,14 +244,20 @@ class PreprocessCache:
             images = np.stack([read_image(p)[0] for p in case.images])
             label = read_image(case.label)[0].round().astype(np.int64)
             with single_threaded():
-                image_pp, label_pp = preprocess_arrays(images, label, self.config)
-            self._write(entry, image_pp, label_pp, case)
+                image_pp, label_pp, box = preprocess_arrays(images, label, self.config)
+            self._write(entry, image_pp, label_pp, case, {"shape": list(label.shape), "box": [list(b) for b in box]})
             self.computed += 1
             cached = self._read(entry)
             if cached is None:
                 raise StoreError(f"{entry}: preprocessed case unreadable right after writing")
         self._loaded[key] = cached
         return cached
+
+    def geometry(self, case: Case) -> tuple[tuple[int, ...], Box]:
+        """Original spatial shape and crop box of a case (for :func:`restore_label`)."""
+        self.load(case)
+        meta = json.loads((self._entry(self.key(case)) / "meta.json").read_text())
+        return tuple(meta["shape"]), tuple((int(s), int(e)) for s, e in meta["box"])
 
     def ensure(self, cases: Iterable[Case], progress: Callable[[int, int], None] | None = None) -> None:
         """Preprocess every case not yet cached (each distinct case once)."""
