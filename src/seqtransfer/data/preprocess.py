@@ -33,7 +33,7 @@ from seqtransfer.errors import ConfigError, StoreError
 from seqtransfer.threads import single_threaded
 
 #: bump when the preprocessing itself changes, so old cache entries are not reused.
-PREPROCESS_VERSION = 2
+PREPROCESS_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -124,7 +124,7 @@ def resample_to_grid(images: np.ndarray, label: np.ndarray, size: int) -> tuple[
     """Resample channels (trilinear, anti-aliased) and label (nearest) to ``size``^3."""
     shape = (size, size, size)
     img = Resize(shape, mode="trilinear", anti_aliasing=True)(torch.from_numpy(np.ascontiguousarray(images)))
-    lab = Resize(shape, mode="nearest")(torch.from_numpy(np.ascontiguousarray(label[None].astype(np.float32))))
+    lab = Resize(shape, mode="nearest-exact")(torch.from_numpy(np.ascontiguousarray(label[None].astype(np.float32))))
     return np.asarray(img, dtype=np.float32), np.asarray(lab[0]).round().astype(np.uint8)
 
 
@@ -160,7 +160,7 @@ def restore_label(label: np.ndarray, shape: tuple[int, ...], box: Box) -> np.nda
         uint8 labels in the original image's voxel grid (zero outside the box).
     """
     box_shape = tuple(e - s for s, e in box)
-    resized = Resize(box_shape, mode="nearest")(torch.from_numpy(np.ascontiguousarray(label[None].astype(np.float32))))
+    resized = Resize(box_shape, mode="nearest-exact")(torch.from_numpy(np.ascontiguousarray(label[None].astype(np.float32))))
     out = np.zeros(shape, dtype=np.uint8)
     out[tuple(slice(s, e) for s, e in box)] = np.asarray(resized[0]).round().astype(np.uint8)
     return out
