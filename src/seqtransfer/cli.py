@@ -11,7 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -37,6 +37,8 @@ benchmark_app = typer.Typer(help="The embedded synthetic benchmark.", no_args_is
 app.add_typer(benchmark_app, name="benchmark")
 graph_app = typer.Typer(help="The source graph: build it, add targets, draw it.", no_args_is_help=True)
 app.add_typer(graph_app, name="graph")
+zoo_app = typer.Typer(help="The source model zoo.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -277,6 +279,126 @@ def calibrate(
     out.print(f"Kendall tau: {result.tau_before:.3f} -> {result.tau_after:.3f}", markup=False)
     out.print(f"Pearson r:   {result.pearson_before:.3f} -> {result.pearson_after:.3f}", markup=False)
     out.print(f"alpha = {result.alpha:.4f}, beta = {result.beta:.4f} written to {graph_dir / 'params.json'}", markup=False)
+
+
+def _zoo_config(preset: str, steps: int, max_train: int, seed: int):  # noqa: ANN202 - internal helper
+    from seqtransfer.training.loop import TrainConfig
+    from seqtransfer.training.network import NetworkConfig
+    from seqtransfer.training.zoo import ZooConfig
+
+    return ZooConfig(network=NetworkConfig(preset=preset), train=TrainConfig(steps=steps, lr=0.01, seed=seed), max_train=max_train, seed=seed)
+
+
+@contextlib.contextmanager
+def _training_progress() -> Iterator[Callable[[str, int, int, float], None]]:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        TimeElapsedColumn(),
+        console=err,
+        transient=True,
+        disable=not err.is_terminal,
+    ) as progress:
+        bars: dict[str, Any] = {}
+
+        def update(name: str, step: int, total: int, loss: float) -> None:
+            if name not in bars:
+                bars[name] = progress.add_task(f"training {name}", total=total, loss=float("nan"))
+            progress.update(bars[name], completed=step, total=total, loss=loss)
+
+        yield update
+
+
+Preset = Annotated[str, typer.Option(help="Network preset: cpu (small, 32^3) or nnunet (GPU, 128^3).")]
+
+
+@zoo_app.command("train")
+def zoo_train(
+    graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
+    tasks: Annotated[str | None, typer.Option(help="Comma-separated source tasks (default: every source).")] = None,
+    preset: Preset = "cpu",
+    steps: Annotated[int, typer.Option(help="Training steps per source model.")] = 300,
+    max_train: Annotated[int, typer.Option(help="Most training cases per source.")] = 60,
+    seed: Annotated[int, typer.Option(help="Seed of splits and training.")] = 0,
+) -> None:
+    """Train one model per source task; its held-out Dice becomes the node's O."""
+    from seqtransfer.training.network import NetworkConfig
+    from seqtransfer.training.workspace import open_workspace
+    from seqtransfer.training.zoo import train_zoo
+
+    config = _zoo_config(preset, steps, max_train, seed)
+    workspace = open_workspace(graph_dir, size=NetworkConfig(preset=preset).patch_size[0])  # type: ignore[index]
+    names = [n.strip() for n in tasks.split(",")] if tasks else sorted(n for n, d in workspace.graph.nodes(data=True) if d["role"] == "source")
+    for name in names:
+        workspace.task(name)
+        if workspace.graph.nodes[name].get("role") != "source":
+            raise ConfigError(f"{name}: not a source of the graph (targets get no zoo model)")
+    with _training_progress() as update:
+        models = train_zoo(workspace, names, config, progress=update)
+    table = Table(title=f"zoo: {len(models)} source model(s)")
+    for column in ("source", "held-out Dice (O)", "train cases", "folder"):
+        table.add_column(column, overflow="fold")
+    for m in models:
+        table.add_row(m.task, f"{m.dice:.3f}", str(len(m.train_cases)), str(m.folder))
+    out.print(table)
+
+
+@app.command()
+def transfer(
+    graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
+    target: Annotated[str, typer.Option(help="Target task.")],
+    path: Annotated[str | None, typer.Option(help="Comma-separated path landmark,...,target (default: the stored selection).")] = None,
+    draw: Annotated[int, typer.Option(help="Which seeded draw of the target's training cases.")] = 0,
+    preset: Preset = "cpu",
+    zoo_steps: Annotated[int, typer.Option(help="Training steps of the landmark's zoo model.")] = 300,
+    steps: Annotated[int, typer.Option(help="Fine-tuning steps per path step.")] = 150,
+    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 0.01,
+    lambda_ewc: Annotated[float, typer.Option(help="EWC strength (mean-1 Fisher).")] = 0.25,
+    resume: Annotated[bool, typer.Option(help="Continue an interrupted step from its checkpoint.")] = True,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+) -> None:
+    """Fine-tune along the path (frozen encoder, EWC), scoring the target after every step."""
+    from seqtransfer.training.network import NetworkConfig
+    from seqtransfer.training.transfer import FinetuneConfig, run_transfer
+    from seqtransfer.training.workspace import open_workspace
+
+    workspace = open_workspace(graph_dir, size=NetworkConfig(preset=preset).patch_size[0])  # type: ignore[index]
+    if path:
+        nodes = [n.strip() for n in path.split(",") if n.strip()]
+    else:
+        sel_path = workspace.store.selection_path(target)
+        if not sel_path.exists():
+            raise ConfigError(f"{sel_path}: no stored selection for {target!r}; run `seqtransfer select` or pass --path")
+        try:
+            nodes = list(json.loads(sel_path.read_text())["path"])
+        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
+            raise ConfigError(f"{sel_path}: corrupt selection ({exc})") from exc
+    finetune = FinetuneConfig(steps=steps, lr=lr, lambda_ewc=lambda_ewc, draw=draw, seed=seed)
+    with _training_progress() as update:
+        metrics = run_transfer(workspace, target, nodes, _zoo_config(preset, zoo_steps, 60, seed), finetune, resume=resume, progress=update)
+    table = Table(title=f"transfer to {target} (draw {draw}): mean Dice over 3 test sets")
+    for column in ("step", "task", "Dice before", "Dice after", "cached"):
+        table.add_column(column, no_wrap=True)
+    table.add_row("0", f"{nodes[0]} (zoo)", "", f"{metrics['zero_shot_dice']:.3f}", "")
+    for i, step in enumerate(metrics["steps"], start=1):
+        table.add_row(str(i), step["node"], f"{step['dice_before']:.3f}", f"{step['dice_after']:.3f}", "yes" if step["cached"] else "")
+    out.print(table)
+    out.print(f"metrics: {Path(metrics['run_dir']) / 'metrics.json'}", markup=False)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Option(help="A model folder (zoo or fine-tuning step) or a transfer run folder.")],
+    inputs: Annotated[list[Path], typer.Option("--input", help="NIfTI files or folders of them (repeatable).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the predicted labels.")],
+) -> None:
+    """Segment images with a trained model; labels keep each input's affine."""
+    from seqtransfer.training.predict import predict_files
+
+    written = predict_files(model, inputs, out_dir)
+    out.print(f"{len(written)} prediction(s) written to {out_dir}", markup=False)
 
 
 @app.command()

@@ -69,18 +69,26 @@ def test_target_added_later_gives_identical_weights(tasks, tmp_path: Path) -> No
     assert target in sources_only  # without --target it is a source
     source_tasks = [t for t in tasks if t.name != target]
     build_graph(source_tasks, tmp_path / "later", CONFIG, cache=cache)
-    calls = {"embed": 0}
-    original = build_module.embed_volume
+    calls = {"embed": 0, "R": 0}
+    original, original_r = build_module.embed_volume, build_module.label_similarity_from_stats
 
     def counting(pca, volume):
         calls["embed"] += 1
         return original(pca, volume)
 
+    def counting_r(*args, **kwargs):
+        calls["R"] += 1
+        return original_r(*args, **kwargs)
+
     build_module.embed_volume = counting
+    build_module.label_similarity_from_stats = counting_r
     try:
         later = add_targets(tmp_path / "later", tasks, [target], cache=cache)
     finally:
         build_module.embed_volume = original
+        build_module.label_similarity_from_stats = original_r
+    # only the target's edges are computed, never the source-source ones again
+    assert 0 < calls["R"] <= later.degree(target)
     # only the target's 3 few-shot volumes are embedded; the sources' come from the cache
     assert calls["embed"] == CONFIG.target_cases
     assert set(together.edges) == set(later.edges) or {frozenset(e) for e in together.edges} == {frozenset(e) for e in later.edges}

@@ -49,7 +49,7 @@ def predict_volume(
     model.to(dev)
     model.eval()
     try:
-        x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))[None].to(dev)
+        x = torch.from_numpy(np.array(image, dtype=np.float32, copy=True))[None].to(dev)  # memory maps are read-only
         with torch.inference_mode(), autocast_context(dev):
             logits = sliding_window_inference(
                 x,

@@ -250,8 +250,10 @@ def _node_attributes(task: Task, role: str, volumes: TaskVolumes) -> dict[str, o
     }
 
 
-def _pairs_to_compute(sources: Sequence[TaskVolumes], targets: Sequence[TaskVolumes]) -> list[tuple[TaskVolumes, TaskVolumes]]:
-    pairs = [(a, b) for a, b in itertools.combinations(sources, 2) if edge_allowed(a.task, b.task)]
+def _pairs_to_compute(
+    sources: Sequence[TaskVolumes], targets: Sequence[TaskVolumes], with_source_pairs: bool = True
+) -> list[tuple[TaskVolumes, TaskVolumes]]:
+    pairs = [(a, b) for a, b in itertools.combinations(sources, 2) if edge_allowed(a.task, b.task)] if with_source_pairs else []
     pairs += [(t, s) for t in targets for s in sources if edge_allowed(t.task, s.task) and t.task.site != s.task.site]
     return pairs
 
@@ -373,7 +375,8 @@ def add_targets(
         if tv.task.name in graph:
             graph.remove_node(tv.task.name)
         graph.add_node(tv.task.name, **_node_attributes(tv.task, "target", tv))
-    for a, b, h, r in _compute_edges(engine, _pairs_to_compute(sources, target_vols), progress):
+    # only the targets' edges: the source-source edges are in the graph already (METHOD section 3)
+    for a, b, h, r in _compute_edges(engine, _pairs_to_compute(sources, target_vols, with_source_pairs=False), progress):
         graph.add_edge(a, b, H=h, R=r)
     set_weights(graph, config, h_scale)
     store.save(graph, config, h_scale=h_scale, pca=pca)

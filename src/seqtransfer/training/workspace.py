@@ -1,0 +1,89 @@
+"""A graph folder opened for training: its tasks, their cases and their arrays.
+
+The graph stores, per node, the dataset folder it came from; opening it re-reads (and
+re-verifies) those datasets, re-splits them into the same tasks with the objective groups the
+graph recorded, and gives the preprocessed arrays of any case at the training grid.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+import numpy as np
+
+from seqtransfer.data.dataset import Case
+from seqtransfer.data.io import read_image
+from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
+from seqtransfer.data.tasks import Task, split_tasks
+from seqtransfer.data.verify import require_valid
+from seqtransfer.errors import ConfigError
+from seqtransfer.graph import GraphStore
+
+CaseArrays = tuple[np.ndarray, np.ndarray]
+
+
+@dataclass
+class Workspace:
+    """Everything training needs from a graph folder.
+
+    Attributes:
+        root: the graph folder.
+        store: its store.
+        graph: the graph.
+        tasks: every task of the graph's datasets, by name.
+        cache: preprocessed cases at the training grid.
+    """
+
+    root: Path
+    store: GraphStore
+    graph: nx.Graph
+    tasks: dict[str, Task]
+    cache: PreprocessCache
+
+    def task(self, name: str) -> Task:
+        """A task of the graph.
+
+        Raises:
+            ConfigError: the name is not a node of the graph.
+        """
+        if name not in self.graph or name not in self.tasks:
+            raise ConfigError(f"unknown task {name!r}: not a node of the graph in {self.root}")
+        return self.tasks[name]
+
+    def cases(self, task: Task, case_ids: Sequence[str]) -> list[Case]:
+        """The task's cases with these ids, in the given order."""
+        by_id = {c.case_id: c for c in task.cases}
+        return [by_id[i] for i in case_ids]
+
+    def arrays(self, task: Task, case_ids: Sequence[str]) -> list[CaseArrays]:
+        """``(image [1, S, S, S], binary label [S, S, S])`` of each case, on the training grid."""
+        out = []
+        for case in self.cases(task, case_ids):
+            image, label = self.cache.task_volume(case, task.channel, task.label_values)
+            out.append((np.ascontiguousarray(image[None], dtype=np.float32), np.ascontiguousarray(label, dtype=np.uint8)))
+        return out
+
+    def original_label(self, task: Task, case: Case) -> tuple[np.ndarray, np.ndarray]:
+        """The task's binary label in the case's original voxel grid, and its affine."""
+        label, props = read_image(case.label)
+        return np.isin(np.round(label).astype(np.int64), task.label_values).astype(np.uint8), props.affine
+
+
+def open_workspace(graph_dir: str | Path, size: int, cache_dir: str | Path | None = None) -> Workspace:
+    """Open a graph folder for training at a ``size``^3 training grid.
+
+    Raises:
+        StoreError: the graph folder is missing or corrupt.
+        DatasetError: a dataset the graph was built from is gone or no longer valid.
+    """
+    store = GraphStore(graph_dir)
+    graph, _, _, _ = store.load()
+    roots = sorted({str(d["dataset"]) for _, d in graph.nodes(data=True)})
+    datasets, _ = require_valid([Path(r) for r in roots])
+    groups = {d["objective"]: d["group"] for _, d in graph.nodes(data=True)}
+    tasks = {t.name: t for t in split_tasks(datasets, groups)}
+    cache = PreprocessCache(cache_dir, PreprocessConfig(size=size))
+    return Workspace(root=Path(graph_dir), store=store, graph=graph, tasks=tasks, cache=cache)

@@ -1,0 +1,200 @@
+"""The source model zoo (METHOD section 4): one model per source task, trained once.
+
+Each source trains on up to ``max_train`` of its cases (:func:`~seqtransfer.data.splits.source_split`)
+and is scored on the rest; that held-out mean Dice is the node's ``dice``, the objective
+performance O of the landmark score. A model lives in ``GRAPH_DIR/zoo/TASK/KEY/`` where KEY
+hashes the content of its training cases and the whole training configuration, so nothing is
+trained twice and a changed dataset or configuration trains anew. The landmark's zoo model is
+the starting point of every transfer from it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from seqtransfer.atomic import write_json
+from seqtransfer.data.splits import source_split
+from seqtransfer.data.tasks import Task
+from seqtransfer.errors import ConfigError, StoreError
+from seqtransfer.evaluation.dice import mean_dice
+from seqtransfer.evaluation.score import score_cases
+from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights
+from seqtransfer.training.loop import TrainConfig, train
+from seqtransfer.training.network import NetworkConfig, build_network, select_device
+from seqtransfer.training.workspace import Workspace
+
+StepProgress = Callable[[int, int, float], None]
+
+
+@dataclass(frozen=True)
+class ZooConfig:
+    """How source models are trained.
+
+    Attributes:
+        network: the network (preset, patch, filters).
+        train: the training run (steps, lr 0.01 as the paper, batch 2).
+        max_train: most training cases per source (60 in the paper).
+        seed: seed of the case split.
+    """
+
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=0.01))
+    max_train: int = 60
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_train < 1:
+            raise ConfigError(f"max_train must be at least 1, got {self.max_train}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (also what the model key hashes)."""
+        return {"network": self.network.to_dict(), "train": self.train.to_dict(), "max_train": self.max_train, "seed": self.seed}
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """A trained source model.
+
+    Attributes:
+        task: the source task.
+        folder: its folder (checkpoint, config, metrics).
+        key: content and configuration hash.
+        dice: held-out mean Dice (O).
+        train_cases: the cases it trained on.
+        test_cases: its held-out cases.
+    """
+
+    task: str
+    folder: Path
+    key: str
+    dice: float
+    train_cases: tuple[str, ...]
+    test_cases: tuple[str, ...]
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.folder / CHECKPOINT_FINAL
+
+
+def training_key(workspace: Workspace, task: Task, case_ids: Sequence[str], config: dict[str, Any]) -> str:
+    """Hash of the training cases' content (files, channel, label values) and the configuration."""
+    h = hashlib.sha256()
+    h.update(json.dumps({"channel": task.channel, "labels": task.label_values, "config": config}, sort_keys=True).encode())
+    for case in workspace.cases(task, case_ids):
+        h.update(workspace.cache.key(case).encode())
+    return h.hexdigest()[:16]
+
+
+def zoo_split(task: Task, config: ZooConfig) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """Training and held-out cases of a source's zoo model."""
+    return source_split(task.split_key, [c.case_id for c in task.cases], seed=config.seed, max_train=config.max_train)
+
+
+def load_model(folder: Path, device: torch.device | str | None = None) -> tuple[nn.Module, NetworkConfig]:
+    """A model and its network configuration from a folder with ``config.json`` and the final checkpoint.
+
+    Raises:
+        StoreError: missing or corrupt files.
+    """
+    try:
+        meta = json.loads((folder / "config.json").read_text())
+        network = NetworkConfig.from_dict(meta["network"])
+    except FileNotFoundError as exc:
+        raise StoreError(f"{folder / 'config.json'}: not found (not a model folder)") from exc
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
+        raise StoreError(f"{folder / 'config.json'}: corrupt model configuration ({exc})") from exc
+    model = build_network(network)
+    load_weights(model, folder / CHECKPOINT_FINAL)
+    model.to(device if device is not None else select_device())
+    return model, network
+
+
+def _finished(folder: Path) -> dict[str, Any] | None:
+    metrics = folder / "metrics.json"
+    if not (metrics.exists() and (folder / CHECKPOINT_FINAL).exists()):
+        return None
+    try:
+        return json.loads(metrics.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def train_source(
+    workspace: Workspace,
+    name: str,
+    config: ZooConfig,
+    resume: bool = True,
+    progress: StepProgress | None = None,
+) -> ZooModel:
+    """Train (or find) the zoo model of one source and record its O on the graph node.
+
+    Raises:
+        ConfigError: unknown task, or a task too small to hold cases out.
+    """
+    task = workspace.task(name)
+    train_ids, test_ids = zoo_split(task, config)
+    key = training_key(workspace, task, train_ids, config.to_dict())
+    folder = workspace.root / "zoo" / name / key
+    done = _finished(folder)
+    if done is None:
+        folder.mkdir(parents=True, exist_ok=True)
+        write_json(folder / "config.json", {"task": name, **config.to_dict(), "train_cases": list(train_ids), "test_cases": list(test_ids)})
+        patch = tuple(config.network.patch_size)  # resolved by NetworkConfig
+        generator = torch.Generator().manual_seed(config.train.seed)
+        model = build_network(config.network, generator=generator)
+        start = time.perf_counter()
+        result = train(
+            model, workspace.arrays(task, train_ids), config.train, patch, out_dir=folder, resume=resume, progress=progress
+        )
+        seconds = time.perf_counter() - start
+        scores = score_cases(model, workspace, task, test_ids, patch)
+        done = {
+            "task": name,
+            "key": key,
+            "dice": mean_dice(scores.values()),
+            "per_case": scores,
+            "train_cases": list(train_ids),
+            "test_cases": list(test_ids),
+            "train_seconds": seconds,
+            "final_loss": result.losses[-1] if result.losses else None,
+            "losses": list(result.losses),
+        }
+        write_json(folder / "metrics.json", done)
+    dice = float(done["dice"]) if done["dice"] is not None and np.isfinite(done["dice"]) else 0.0
+    workspace.graph.nodes[name]["dice"] = dice
+    workspace.graph.nodes[name]["zoo_key"] = key
+    return ZooModel(task=name, folder=folder, key=key, dice=dice, train_cases=tuple(train_ids), test_cases=tuple(test_ids))
+
+
+def train_zoo(
+    workspace: Workspace,
+    names: Sequence[str],
+    config: ZooConfig,
+    progress: Callable[[str, int, int, float], None] | None = None,
+) -> list[ZooModel]:
+    """Train every listed source not yet in the zoo; write their O into ``graph.json``."""
+    models = []
+    for name in names:
+        task_progress = None if progress is None else (lambda s, t, loss, n=name: progress(n, s, t, loss))
+        models.append(train_source(workspace, name, config, progress=task_progress))
+        workspace.store.save_graph(workspace.graph)  # O of each finished model is kept even if a later one fails
+    return models
+
+
+def zoo_metrics(folder: Path) -> dict[str, Any]:
+    """The metrics of a zoo model folder."""
+    done = _finished(folder)
+    if done is None:
+        raise StoreError(f"{folder}: not a finished zoo model")
+    return done
+

@@ -1,0 +1,98 @@
+"""Zoo, sequential transfer and predict end to end on tiny data."""
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from seqtransfer.cli import main
+from seqtransfer.data.dataset import parse_dataset
+from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
+from seqtransfer.data.tasks import split_tasks
+from seqtransfer.errors import ConfigError
+from seqtransfer.graph import GraphConfig, build_graph
+from seqtransfer.training.loop import TrainConfig
+from seqtransfer.training.network import NetworkConfig
+from seqtransfer.training.transfer import FinetuneConfig, run_transfer
+from seqtransfer.training.workspace import open_workspace
+from seqtransfer.training.zoo import ZooConfig, train_zoo
+
+SHAPE = (16, 16, 16)
+NET = NetworkConfig(patch_size=(16, 16, 16), filters=(4, 8, 16))
+ZOO = ZooConfig(network=NET, train=TrainConfig(steps=3, augment=False), max_train=4)
+FT = FinetuneConfig(steps=2, augment=False)
+TARGET = "Les-T1-lesion"
+
+
+@pytest.fixture
+def workspace(dataset_factory, tmp_path: Path):
+    sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
+    tum = dataset_factory("Dataset001_Tum", n_cases=12, channels=("T1",), labels=("tumour",), shape=SHAPE, sites=sites, seed=1)
+    les = dataset_factory("Dataset002_Les", n_cases=20, channels=("T1",), labels=("lesion",), shape=SHAPE, seed=2)
+    tasks = split_tasks([parse_dataset(tum)[0], parse_dataset(les)[0]])
+    config = GraphConfig(size=16, volumes_per_task=3, max_pairs=4, n_components=3, max_slices=100)
+    build_graph(tasks, tmp_path / "g", config, targets=[TARGET], cache=PreprocessCache(tmp_path / "c", PreprocessConfig(16)))
+    return open_workspace(tmp_path / "g", size=16, cache_dir=tmp_path / "c")
+
+
+def test_zoo_records_o_and_never_trains_twice(workspace) -> None:
+    models = train_zoo(workspace, ["A-T1-tumour"], ZOO)
+    assert 0.0 <= models[0].dice <= 1.0
+    graph = json.loads((workspace.root / "graph.json").read_text())
+    node = next(n for n in graph["nodes"] if n["id"] == "A-T1-tumour")
+    assert node["dice"] == models[0].dice and len(models[0].train_cases) == 4
+    mtime = models[0].checkpoint.stat().st_mtime_ns
+    again = train_zoo(workspace, ["A-T1-tumour"], ZOO)
+    assert again[0].folder == models[0].folder and again[0].checkpoint.stat().st_mtime_ns == mtime
+
+
+def test_transfer_freezes_encoder_records_steps_and_reuses_prefixes(workspace) -> None:
+    metrics = run_transfer(workspace, TARGET, ["A-T1-tumour", "B-T1-tumour", TARGET], ZOO, FT)
+    assert [s["node"] for s in metrics["steps"]] == ["B-T1-tumour", TARGET]
+    assert all(s["encoder_unchanged"] for s in metrics["steps"])
+    assert metrics["steps"][0]["dice_before"] == metrics["zero_shot_dice"]
+    assert metrics["steps"][1]["dice_before"] == metrics["steps"][0]["dice_after"]
+    assert len(metrics["test_sets"]) == 3 and all(len(s) == 10 for s in metrics["test_sets"])
+    assert not set(metrics["target_train_cases"]) & {c for s in metrics["test_sets"] for c in s}
+    run_dir = Path(metrics["run_dir"])
+    saved = json.loads((run_dir / "metrics.json").read_text())
+    assert saved["final_dice"] == metrics["final_dice"]
+    # predictions keep the original affine and shape
+    case = sorted((run_dir / "predictions").glob("*.nii.gz"))[0]
+    original = nib.load(str(workspace.root.parent / "Dataset002_Les" / "labelsTr" / case.name))
+    pred = nib.load(str(case))
+    assert pred.shape == original.shape and np.allclose(pred.affine, original.affine)
+    # a path sharing the first step reuses its checkpoint
+    other = run_transfer(workspace, TARGET, ["A-T1-tumour", "B-T1-tumour", TARGET], ZOO, FT)
+    assert [s["cached"] for s in other["steps"]] == [True, True]
+    assert other["final_dice"] == metrics["final_dice"]
+    direct = run_transfer(workspace, TARGET, ["A-T1-tumour", TARGET], ZOO, FT)
+    assert [s["cached"] for s in direct["steps"]] == [False]
+
+
+def test_bad_paths_and_small_targets_are_refused(workspace) -> None:
+    with pytest.raises(ConfigError, match="unknown task"):
+        run_transfer(workspace, TARGET, ["A-T1-tumour", "Nope-T1-x", TARGET], ZOO, FT)
+    with pytest.raises(ConfigError, match="must end at the target"):
+        run_transfer(workspace, TARGET, ["A-T1-tumour", "B-T1-tumour"], ZOO, FT)
+    with pytest.raises(ConfigError, match="twice"):
+        run_transfer(workspace, TARGET, [TARGET, "A-T1-tumour", TARGET], ZOO, FT)
+    with pytest.raises(ConfigError, match="need at least"):
+        run_transfer(workspace, "B-T1-tumour", ["A-T1-tumour", "B-T1-tumour"], ZOO, FT)
+
+
+def test_predict_cli_writes_labels_with_input_affine(workspace, tmp_path: Path, capsys) -> None:
+    models = train_zoo(workspace, ["A-T1-tumour"], ZOO)
+    image = next((workspace.root.parent / "Dataset002_Les" / "imagesTr").glob("*_0000.nii.gz"))
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--model", str(models[0].folder), "--input", str(image), "--out", str(tmp_path / "pred")])
+        raise SystemExit(0)
+    assert info.value.code in (0, None), capsys.readouterr().err
+    pred = nib.load(str(tmp_path / "pred" / image.name))
+    src = nib.load(str(image))
+    assert pred.shape == src.shape and np.allclose(pred.affine, src.affine) and pred.get_data_dtype() == np.uint8
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--model", str(tmp_path / "nothing"), "--input", str(image), "--out", str(tmp_path / "p2")])
+    assert info.value.code == 2 and "not a model folder" in capsys.readouterr().err
