@@ -136,7 +136,7 @@ def test_resume_of_a_finished_run_returns_its_history(cubes, tmp_path: Path) -> 
 
 
 def test_resume_without_checkpoint_starts_fresh(cubes, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING):
+    with caplog.at_level(logging.INFO):
         result = train(
             _model(), cubes(2), TrainConfig(steps=2, augment=False), PATCH, out_dir=tmp_path, resume=True, device="cpu"
         )

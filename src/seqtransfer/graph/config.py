@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
+from seqtransfer.config import reject_unknown_keys, require
 from seqtransfer.errors import ConfigError
 
 MODES = ("paper", "official")
@@ -56,9 +57,7 @@ class GraphConfig:
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)}"),
             (self.official_resize >= 8, "official_resize must be at least 8"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require(checks)
 
     def to_dict(self) -> dict[str, Any]:
         """The parameters as a JSON-ready dict."""
@@ -71,10 +70,7 @@ class GraphConfig:
         Raises:
             ConfigError: unknown key or a value of the wrong type.
         """
-        known = {f.name: f for f in fields(cls)}
-        unknown = sorted(set(data) - set(known))
-        if unknown:
-            raise ConfigError(f"unknown graph parameter(s): {', '.join(unknown)}")
+        reject_unknown_keys(cls, data, "graph")
         kwargs: dict[str, Any] = {}
         for key, value in data.items():
             expected = type(getattr(cls(), key))

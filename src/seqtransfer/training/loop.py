@@ -34,7 +34,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqtransfer.config import reject_unknown_keys, require
 from seqtransfer.errors import ConfigError, StoreError
 from seqtransfer.training.augment import AugmentConfig, PatchSampler
 from seqtransfer.training.checkpoint import (
@@ -111,9 +112,7 @@ class TrainConfig:
             (0.0 < self.plateau_factor < 1.0, "plateau_factor must be in (0, 1)"),
             (self.min_lr >= 0, "min_lr must be >= 0"),
         ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
+        require(checks)
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict."""
@@ -126,10 +125,7 @@ class TrainConfig:
         Raises:
             ConfigError: an unknown key or an invalid value.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown training parameter(s): {', '.join(unknown)}")
+        reject_unknown_keys(cls, data, "training")
         try:
             return cls(**dict(data))
         except TypeError as exc:
@@ -273,7 +269,7 @@ def train(
     if resume and folder is not None:
         path = next((folder / n for n in (CHECKPOINT_FINAL, CHECKPOINT_LATEST) if (folder / n).is_file()), None)
         if path is None:
-            logger.warning("%s: no checkpoint to resume from; starting a new training", folder)
+            logger.info("%s: no checkpoint to resume from; starting a new training", folder)
         else:
             saved = load_checkpoint(path)
             if not _same_config(saved["train_config"], config):

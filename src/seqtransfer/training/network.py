@@ -49,7 +49,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
@@ -57,6 +57,7 @@ from monai.networks.layers import SkipConnection
 from monai.networks.nets import DynUNet, UNet
 from torch import nn
 
+from seqtransfer.config import reject_unknown_keys
 from seqtransfer.errors import ConfigError
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -232,10 +233,7 @@ class NetworkConfig:
         Raises:
             ConfigError: an unknown key or an invalid value.
         """
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"unknown network parameter(s): {', '.join(unknown)}")
+        reject_unknown_keys(cls, data, "network")
         kwargs = dict(data)
         for key in ("patch_size", "spacing", "filters"):
             if kwargs.get(key) is not None:

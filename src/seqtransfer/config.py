@@ -1,0 +1,23 @@
+"""Shared validation of the frozen configuration dataclasses (one per concern)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import fields
+from typing import Any
+
+from seqtransfer.errors import ConfigError
+
+
+def require(checks: Iterable[tuple[bool, str]]) -> None:
+    """Raise :class:`ConfigError` with the message of the first failed ``(ok, message)`` check."""
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+def reject_unknown_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
+    """Raise :class:`ConfigError` naming the keys of ``data`` that are not fields of ``cls``."""
+    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    if unknown:
+        raise ConfigError(f"unknown {what} parameter(s): {', '.join(unknown)}")
