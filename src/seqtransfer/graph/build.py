@@ -32,9 +32,11 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+import torch
 
 from seqtransfer.affinity import (
     SlicePCA,
+    SSIMStats,
     affinity,
     embed_volume,
     fit_slice_pca,
@@ -137,7 +139,7 @@ class AffinityEngine:
         self._images: dict[str, np.ndarray] = {}
         self._labels: dict[str, np.ndarray] = {}
         self._embeddings: dict[str, np.ndarray] = {}
-        self._ssim_stats: dict[str, object] = {}
+        self._ssim_stats: dict[str, SSIMStats] = {}
         self._h: dict[tuple[str, str], float] = {}
         self._r: dict[tuple[str, str], float] = {}
 
@@ -181,10 +183,30 @@ class AffinityEngine:
         self._embeddings[image_key] = emb
         return emb
 
-    def _stats(self, label_key: str) -> object:
-        if label_key not in self._ssim_stats:
-            self._ssim_stats[label_key] = ssim_volume_stats(np.asarray(self._labels[label_key]))
-        return self._ssim_stats[label_key]
+    def _stats(self, label_key: str) -> SSIMStats:
+        """A label volume's SSIM statistics, from memory, the disk cache or computed.
+
+        Cached on disk like the embeddings, so adding a target does not recompute the
+        sources' statistics: mean, variance and background map stacked (float64, exact) and
+        the window box as six integers (-1 when the label is empty).
+        """
+        if label_key in self._ssim_stats:
+            return self._ssim_stats[label_key]
+        cache_key = _digest(label_key, "ssim-stats-v1")
+        label = np.asarray(self._labels[label_key])
+        maps, box = self.store.load_feature(cache_key), self.store.load_feature(cache_key + "-box")
+        if maps is not None and box is not None and maps.shape[0] == 3 and box.shape == (6,):
+            window_box = None if box[0] < 0 else tuple((int(box[i]), int(box[i + 1])) for i in (0, 2, 4))
+            image = torch.from_numpy(np.array(label, copy=True))
+            tensors = torch.from_numpy(maps)
+            stats = SSIMStats(image, tensors[0], tensors[1], tensors[2], window_box)
+        else:
+            stats = ssim_volume_stats(label)
+            self.store.save_feature(cache_key, torch.stack([stats.mean, stats.variance, stats.background]).numpy())
+            flat = [v for pair in stats.window_box for v in pair] if stats.window_box is not None else [-1] * 6
+            self.store.save_feature(cache_key + "-box", np.array(flat, dtype=np.int64))
+        self._ssim_stats[label_key] = stats
+        return stats
 
     def image_distance(self, a: TaskVolumes, b: TaskVolumes) -> float:
         """H between two tasks, memoised per (unordered) pair of image sets."""
@@ -222,8 +244,8 @@ class AffinityEngine:
                 )
             else:
                 self._r[key] = label_similarity_from_stats(
-                    [self._stats(k) for k in x.label_keys],  # type: ignore[misc]
-                    [self._stats(k) for k in y.label_keys],  # type: ignore[misc]
+                    [self._stats(k) for k in x.label_keys],
+                    [self._stats(k) for k in y.label_keys],
                     max_pairs=self.config.max_pairs,
                     rng=rng,
                 )
