@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from seqtransfer.data.io import write_image
+from seqtransfer.threads import single_threaded
 
 
 def write_dataset(
@@ -69,3 +70,10 @@ def dataset_factory(tmp_path: Path):
 def _isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Never touch the user's cache from tests."""
     monkeypatch.setenv("SEQTRANSFER_CACHE", str(tmp_path / "cache"))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny arrays and networks run fastest, and least disturbed by other processes, on one thread."""
+    with single_threaded():
+        yield

@@ -1,21 +1,10 @@
-"""Fixtures of the training tests: toy volumes and one CPU thread per test."""
+"""Fixtures of the training tests: toy volumes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 
 import numpy as np
 import pytest
-import torch
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny networks run fastest, and least disturbed by other processes, on one thread."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def cube_cases(n: int, size: int = 16, seed: int = 0, contrast: float = 2.0) -> list[tuple[np.ndarray, np.ndarray]]:
