@@ -184,6 +184,7 @@ def run_transfer(
     dice_before = zero_shot
     loss_fn = SegmentationLoss()
     final_scores: dict[str, float] = {}
+    run_dir: Path | None = None
     for index, node in enumerate(path[1:], start=1):
         task = workspace.task(node)
         if node == target:
@@ -219,7 +220,9 @@ def run_transfer(
         if not unchanged:  # a programming error, never bad input: stay loud
             raise RuntimeError(f"encoder weights changed during the fine-tuning step on {node}")
         is_last = node == target
-        dice_after, sets_after, scores = evaluate(save_dir=None)
+        # the run folder is named by the last step's key; the final scoring writes its predictions
+        run_dir = (out_dir or workspace.root / "transfers" / target / hashlib.sha256(key.encode()).hexdigest()[:12]) if is_last else None
+        dice_after, sets_after, scores = evaluate(save_dir=run_dir / "predictions" if run_dir is not None else None)
         records.append(
             StepRecord(
                 node=node,
@@ -237,10 +240,7 @@ def run_transfer(
         previous_task, previous_cases, parent = task, cases, key
         if is_last:
             final_scores = scores
-    run_key = hashlib.sha256(f"{parent}".encode()).hexdigest()[:12]
-    run_dir = out_dir or workspace.root / "transfers" / target / run_key
-    # the final model's predictions, in the original grid and affine
-    evaluate(save_dir=run_dir / "predictions")
+    assert run_dir is not None  # validate_path guarantees the path ends at the target
     metrics = {
         "target": target,
         "path": list(path),
