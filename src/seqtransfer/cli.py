@@ -281,12 +281,48 @@ def calibrate(
     out.print(f"alpha = {result.alpha:.4f}, beta = {result.beta:.4f} written to {graph_dir / 'params.json'}", markup=False)
 
 
-def _zoo_config(preset: str, steps: int, max_train: int, seed: int):  # noqa: ANN202 - internal helper
+def _parse_spacing(value: str, preset: str) -> tuple[float, float, float] | str | None:
+    """``--spacing``: auto (cube for the cpu preset, median for nnunet), cube, median, or mm."""
+    text = value.strip().lower()
+    if text == "auto":
+        return None if preset == "cpu" else "median"
+    if text == "cube":
+        return None
+    if text == "median":
+        return "median"
+    try:
+        numbers = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--spacing must be auto, cube, median, a number or three comma-separated numbers (mm), got {value!r}") from None
+    if len(numbers) == 1:
+        numbers *= 3
+    if len(numbers) != 3:
+        raise ConfigError(f"--spacing needs one or three numbers, got {value!r}")
+    return (numbers[0], numbers[1], numbers[2])
+
+
+def _open_training(graph_dir: Path, preset: str, spacing: str):  # noqa: ANN202 - internal helper
+    """The workspace at the preset's grid and the network spacing that goes with it."""
+    from seqtransfer.training.network import NetworkConfig
+    from seqtransfer.training.workspace import open_workspace
+
+    edge = NetworkConfig(preset=preset).patch_size[0]  # type: ignore[index]
+    workspace = open_workspace(graph_dir, size=edge, spacing=_parse_spacing(spacing, preset))
+    grid_spacing = workspace.cache.config.spacing
+    return workspace, (grid_spacing if grid_spacing is not None else (1.0, 1.0, 1.0))
+
+
+def _zoo_config(preset: str, steps: int, max_train: int, seed: int, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)):  # noqa: ANN202
     from seqtransfer.training.loop import TrainConfig
     from seqtransfer.training.network import NetworkConfig
     from seqtransfer.training.zoo import ZooConfig
 
-    return ZooConfig(network=NetworkConfig(preset=preset), train=TrainConfig(steps=steps, lr=0.01, seed=seed), max_train=max_train, seed=seed)
+    return ZooConfig(
+        network=NetworkConfig(preset=preset, spacing=spacing),
+        train=TrainConfig(steps=steps, lr=0.01, seed=seed),
+        max_train=max_train,
+        seed=seed,
+    )
 
 
 @contextlib.contextmanager
@@ -312,6 +348,13 @@ def _training_progress() -> Iterator[Callable[[str, int, int, float], None]]:
 
 
 Preset = Annotated[str, typer.Option(help="Network preset: cpu (small, 32^3) or nnunet (GPU, 128^3).")]
+Spacing = Annotated[
+    str,
+    typer.Option(
+        help="Training grid: cube (each case resampled to one patch), median (nnU-Net's median spacing, "
+        "patches from full-size volumes), mm as X or X,Y,Z, or auto (cube for cpu, median for nnunet)."
+    ),
+]
 
 
 @zoo_app.command("train")
@@ -322,14 +365,13 @@ def zoo_train(
     steps: Annotated[int, typer.Option(help="Training steps per source model.")] = 300,
     max_train: Annotated[int, typer.Option(help="Most training cases per source.")] = 60,
     seed: Annotated[int, typer.Option(help="Seed of splits and training.")] = 0,
+    spacing: Spacing = "auto",
 ) -> None:
     """Train one model per source task; its held-out Dice becomes the node's O."""
-    from seqtransfer.training.network import NetworkConfig
-    from seqtransfer.training.workspace import open_workspace
     from seqtransfer.training.zoo import train_zoo
 
-    config = _zoo_config(preset, steps, max_train, seed)
-    workspace = open_workspace(graph_dir, size=NetworkConfig(preset=preset).patch_size[0])  # type: ignore[index]
+    workspace, grid_spacing = _open_training(graph_dir, preset, spacing)
+    config = _zoo_config(preset, steps, max_train, seed, grid_spacing)
     names = [n.strip() for n in tasks.split(",")] if tasks else sorted(n for n, d in workspace.graph.nodes(data=True) if d["role"] == "source")
     for name in names:
         workspace.task(name)
@@ -358,13 +400,12 @@ def transfer(
     lambda_ewc: Annotated[float, typer.Option(help="EWC strength (mean-1 Fisher).")] = 0.25,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted step from its checkpoint.")] = True,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    spacing: Spacing = "auto",
 ) -> None:
     """Fine-tune along the path (frozen encoder, EWC), scoring the target after every step."""
-    from seqtransfer.training.network import NetworkConfig
     from seqtransfer.training.transfer import FinetuneConfig, run_transfer
-    from seqtransfer.training.workspace import open_workspace
 
-    workspace = open_workspace(graph_dir, size=NetworkConfig(preset=preset).patch_size[0])  # type: ignore[index]
+    workspace, grid_spacing = _open_training(graph_dir, preset, spacing)
     if path:
         nodes = [n.strip() for n in path.split(",") if n.strip()]
     else:
@@ -377,7 +418,7 @@ def transfer(
             raise ConfigError(f"{sel_path}: corrupt selection ({exc})") from exc
     finetune = FinetuneConfig(steps=steps, lr=lr, lambda_ewc=lambda_ewc, draw=draw, seed=seed)
     with _training_progress() as update:
-        metrics = run_transfer(workspace, target, nodes, _zoo_config(preset, zoo_steps, 60, seed), finetune, resume=resume, progress=update)
+        metrics = run_transfer(workspace, target, nodes, _zoo_config(preset, zoo_steps, 60, seed, grid_spacing), finetune, resume=resume, progress=update)
     table = Table(title=f"transfer to {target} (draw {draw}): mean Dice over 3 test sets")
     for column in ("step", "task", "Dice before", "Dice after", "cached"):
         table.add_column(column, no_wrap=True)

@@ -113,3 +113,48 @@ def test_restore_label_inverts_the_preprocessing_geometry(dataset_factory, tmp_p
     inter = np.logical_and(restored, label).sum()
     assert 2 * inter / (restored.sum() + label.sum()) > 0.9  # nearest there and back: nearly the same mask
     assert restored[:2].sum() == 0 and restored[18:].sum() == 0  # outside the box stays background
+
+
+def test_cube_fingerprint_is_the_digest_of_version_and_size() -> None:
+    import hashlib
+    import json
+
+    from seqtransfer.data.preprocess import PREPROCESS_VERSION
+
+    blob = json.dumps({"size": 24, "version": PREPROCESS_VERSION}, sort_keys=True)
+    assert PreprocessConfig(size=24).fingerprint() == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    assert PreprocessConfig(size=24, spacing=(1.0, 1.0, 1.0)).fingerprint() != PreprocessConfig(size=24).fingerprint()
+    assert PreprocessConfig(size=24, spacing=(1, 1, 1)).spacing == (1.0, 1.0, 1.0)
+    for bad in [(1.0, 1.0), (1.0, 0.0, 1.0), (1.0, float("nan"), 1.0), "x"]:
+        with pytest.raises(ConfigError, match="spacing"):
+            PreprocessConfig(spacing=bad)  # type: ignore[arg-type]
+
+
+def test_spacing_grid_keeps_the_physical_extent_and_inverts_exactly(dataset_factory, tmp_path: Path) -> None:
+    from seqtransfer.data.io import read_image
+    from seqtransfer.data.preprocess import restore_label
+
+    # spacing (1, 1.2, 2) mm; the nonzero box is 10 x 12 x 8 voxels = 10 x 14.4 x 16 mm
+    root = dataset_factory(n_cases=1, shape=(12, 14, 10), channels=("T1",), labels=("x",))
+    case = parse_dataset(root)[0].cases[0]
+    target = (0.5, 0.6, 1.0)  # exactly 2x finer on every axis
+    cache = PreprocessCache(tmp_path / "c", PreprocessConfig(size=16, spacing=target))
+    pre = cache.load(case)
+    assert pre.image.shape == (1, 20, 24, 16) and pre.label.shape == (20, 24, 16)
+    shape, box = cache.geometry(case)
+    label, _ = read_image(case.label)
+    restored = restore_label(np.asarray(pre.label), shape, box)
+    np.testing.assert_array_equal(restored, label.astype(np.uint8))  # nearest 2x up, then 2x down: exact
+    assert PreprocessConfig(spacing=(2.0, 2.4, 4.0)).grid_shape((10, 12, 8), (1.0, 1.2, 2.0)) == (5, 6, 4)
+    with pytest.raises(ConfigError, match="coarser spacing"):
+        PreprocessConfig(spacing=(0.001, 0.001, 0.001)).grid_shape((10, 12, 8), (1.0, 1.2, 2.0))
+
+
+def test_median_spacing_is_per_axis(dataset_factory, tmp_path: Path) -> None:
+    from seqtransfer.data.preprocess import median_spacing
+
+    cases = []
+    for i, spacing in enumerate([(1.0, 1.0, 3.0), (0.8, 1.0, 2.0), (1.2, 0.5, 2.5)]):
+        root = dataset_factory(f"Dataset00{i}_S", n_cases=1, spacing=spacing)
+        cases += parse_dataset(root)[0].cases
+    assert median_spacing(cases) == pytest.approx((1.0, 1.0, 2.5))

@@ -96,3 +96,41 @@ def test_predict_cli_writes_labels_with_input_affine(workspace, tmp_path: Path, 
     with pytest.raises(SystemExit) as info:
         main(["predict", "--model", str(tmp_path / "nothing"), "--input", str(image), "--out", str(tmp_path / "p2")])
     assert info.value.code == 2 and "not a model folder" in capsys.readouterr().err
+
+
+def test_full_size_volumes_train_on_patches_and_predict_at_their_spacing(dataset_factory, tmp_path: Path, capsys) -> None:
+    """Spacing mode: cases keep their physical extent (larger than the patch on some axes)."""
+    shape = (24, 16, 12)  # spacing (1, 1.2, 2) -> cropped to 22 x 17 x 20 voxels at 1 mm
+    sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
+    tum = dataset_factory("Dataset001_Tum", n_cases=12, channels=("T1",), labels=("tumour",), shape=shape, sites=sites, seed=1)
+    les = dataset_factory("Dataset002_Les", n_cases=20, channels=("T1",), labels=("lesion",), shape=shape, seed=2)
+    tasks = split_tasks([parse_dataset(tum)[0], parse_dataset(les)[0]])
+    config = GraphConfig(size=16, volumes_per_task=3, max_pairs=4, n_components=3, max_slices=100)
+    build_graph(tasks, tmp_path / "g", config, targets=[TARGET], cache=PreprocessCache(tmp_path / "c", PreprocessConfig(16)))
+    ws = open_workspace(tmp_path / "g", size=16, cache_dir=tmp_path / "c", spacing="median")
+    assert ws.cache.config.spacing == pytest.approx((1.0, 1.2, 2.0))
+    ws = open_workspace(tmp_path / "g", size=16, cache_dir=tmp_path / "c", spacing=(1.0, 1.0, 1.0))
+    image, label = ws.arrays(ws.task(TARGET), [ws.task(TARGET).cases[0].case_id])[0]
+    assert image.shape == (1, 22, 17, 20) and label.shape == (22, 17, 20)  # larger than the 16^3 patch
+    zoo = ZooConfig(network=NET, train=TrainConfig(steps=3, augment=True), max_train=4)
+    metrics = run_transfer(ws, TARGET, ["A-T1-tumour", TARGET], zoo, FT)
+    assert all(s["encoder_unchanged"] for s in metrics["steps"])
+    final = Path(metrics["final_model"])
+    assert json.loads((final / "config.json").read_text())["preprocess"] == {"size": 16, "spacing": [1.0, 1.0, 1.0]}
+    pred = nib.load(str(sorted((Path(metrics["run_dir"]) / "predictions").glob("*.nii.gz"))[0]))
+    assert pred.shape == shape
+    # predict reads the model's spacing: same labels as the run's own prediction of that case
+    case_id = pred.get_filename().split("/")[-1].removesuffix(".nii.gz")
+    image_file = les / "imagesTr" / f"{case_id}_0000.nii.gz"
+    with pytest.raises(SystemExit) as info:
+        main(["predict", "--model", metrics["run_dir"], "--input", str(image_file), "--out", str(tmp_path / "pred")])
+        raise SystemExit(0)
+    assert info.value.code in (0, None), capsys.readouterr().err
+    again = nib.load(str(tmp_path / "pred" / image_file.name))
+    np.testing.assert_array_equal(np.asarray(again.dataobj), np.asarray(pred.dataobj))
+
+
+def test_bad_spacing_option_is_one_line_exit_2(workspace, capsys) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["zoo", "train", "--graph", str(workspace.root), "--spacing", "1,2"])
+    assert info.value.code == 2 and "--spacing" in capsys.readouterr().err

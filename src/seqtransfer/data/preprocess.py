@@ -3,8 +3,17 @@
 Per case: crop every channel and the label to the nonzero region of the image channels
 (nnU-Net's crop), z-score each channel inside its nonzero foreground (nnU-Net's MRI
 normalisation, MONAI ``NormalizeIntensity(nonzero=True, channel_wise=True)``), then resample
-to one common cubic grid of ``size`` voxels a side (MONAI ``Resize``: trilinear with
-anti-aliasing for images, nearest for labels).
+(MONAI ``Resize``: trilinear with anti-aliasing for images, nearest for labels) to one of two
+grids:
+
+* a common cube of ``size`` voxels a side (``spacing=None``, the default): what the affinity
+  compares, and the CPU preset's training grid (the whole case is one network patch, so a
+  laptop trains in minutes; the aspect ratio is not kept);
+* a target voxel spacing (``spacing=(sx, sy, sz)`` mm), as nnU-Net resamples: the cropped
+  region keeps its physical extent, ``round(extent / spacing)`` voxels per axis, so a
+  240x240x155 BraTS case at 1 mm stays about that size and training samples patches from it
+  (:class:`~seqtransfer.training.augment.PatchSampler`) while inference slides windows over it.
+  :func:`median_spacing` gives nnU-Net's default target, the per-axis median spacing.
 
 The result of a case is cached on disk under a key made of the content hashes of its files
 and the preprocessing parameters, written atomically. Every task of a case (all channels x
@@ -18,7 +27,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -28,7 +37,7 @@ from monai.transforms import NormalizeIntensity, Resize
 from monai.transforms.utils import generate_spatial_bounding_box
 
 from seqtransfer.data.dataset import Case
-from seqtransfer.data.io import read_image
+from seqtransfer.data.io import read_header, read_image
 from seqtransfer.errors import ConfigError, StoreError
 from seqtransfer.threads import single_threaded
 
@@ -45,15 +54,62 @@ class PreprocessConfig:
     """
 
     size: int = 32
+    spacing: tuple[float, float, float] | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.size, int) or self.size < 8 or self.size > 512:
             raise ConfigError(f"size must be an integer in 8..512, got {self.size!r}")
+        if self.spacing is not None:
+            try:
+                spacing = tuple(float(v) for v in self.spacing)
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"spacing must be 3 numbers (mm), got {self.spacing!r}") from exc
+            if len(spacing) != 3 or not all(np.isfinite(v) and v > 0 for v in spacing):
+                raise ConfigError(f"spacing must be 3 positive numbers (mm), got {self.spacing!r}")
+            object.__setattr__(self, "spacing", spacing)
 
     def fingerprint(self) -> str:
         """A stable digest of the parameters and the preprocessing version."""
-        blob = json.dumps({"version": PREPROCESS_VERSION, **asdict(self)}, sort_keys=True)
+        params = asdict(self)
+        if self.spacing is None:  # the cube grid's digest predates the spacing option
+            del params["spacing"]
+        else:
+            params["spacing"] = list(self.spacing)
+        blob = json.dumps({"version": PREPROCESS_VERSION, **params}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def grid_shape(self, box_shape: Sequence[int], spacing: Sequence[float]) -> tuple[int, int, int]:
+        """The resampled shape of a cropped region of ``box_shape`` voxels at ``spacing`` mm.
+
+        Raises:
+            ConfigError: the result would exceed :data:`MAX_GRID_EDGE` voxels on an axis.
+        """
+        if self.spacing is None:
+            return (self.size, self.size, self.size)
+        shape = tuple(max(1, round(n * s / t)) for n, s, t in zip(box_shape, spacing, self.spacing, strict=True))
+        if max(shape) > MAX_GRID_EDGE:
+            raise ConfigError(
+                f"target spacing {self.spacing} mm turns a region of {tuple(box_shape)} voxels at {tuple(spacing)} mm "
+                f"into {shape} voxels (more than {MAX_GRID_EDGE} on an axis); choose a coarser spacing"
+            )
+        return (shape[0], shape[1], shape[2])
+
+
+#: the largest edge a resampled case may have (guards against a spacing typo filling the disk).
+MAX_GRID_EDGE = 1024
+
+
+def median_spacing(cases: Iterable[Case]) -> tuple[float, float, float]:
+    """nnU-Net's default target spacing: the per-axis median voxel spacing of the cases' images.
+
+    Raises:
+        ConfigError: no cases.
+    """
+    spacings = [read_header(case.images[0]).spacing[:3] for case in cases]
+    if not spacings:
+        raise ConfigError("no cases to take the median spacing of")
+    med = np.median(np.asarray(spacings, dtype=np.float64), axis=0)
+    return (float(med[0]), float(med[1]), float(med[2]))
 
 
 def default_cache_dir() -> Path:
@@ -120,31 +176,39 @@ def zscore_foreground(images: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def resample_to_grid(images: np.ndarray, label: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Resample channels (trilinear, anti-aliased) and label (nearest) to ``size``^3."""
-    shape = (size, size, size)
+def resample_to_grid(images: np.ndarray, label: np.ndarray, shape: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Resample channels (trilinear, anti-aliased) and label (nearest) to ``shape`` (an int: a cube)."""
+    shape = (shape, shape, shape) if isinstance(shape, int) else tuple(int(n) for n in shape)
     img = Resize(shape, mode="trilinear", anti_aliasing=True)(torch.from_numpy(np.ascontiguousarray(images)))
     lab = Resize(shape, mode="nearest-exact")(torch.from_numpy(np.ascontiguousarray(label[None].astype(np.float32))))
     return np.asarray(img, dtype=np.float32), np.asarray(lab[0]).round().astype(np.uint8)
 
 
-def preprocess_arrays(images: np.ndarray, label: np.ndarray, config: PreprocessConfig) -> tuple[np.ndarray, np.ndarray, Box]:
+def preprocess_arrays(
+    images: np.ndarray,
+    label: np.ndarray,
+    config: PreprocessConfig,
+    spacing: Sequence[float] = (1.0, 1.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray, Box]:
     """Crop, normalise and resample one case.
 
     Args:
         images: ``[C, X, Y, Z]`` channels.
         label: ``[X, Y, Z]`` integer label map (zeros when there is none, e.g. at inference).
         config: preprocessing parameters.
+        spacing: the images' voxel spacing (mm); used when ``config.spacing`` is set.
 
     Returns:
-        ``[C, S, S, S]`` float32 images, ``[S, S, S]`` uint8 labels (S = ``config.size``) and
-        the crop box, which :func:`restore_label` needs to invert the preprocessing.
+        float32 images ``[C, *grid]``, uint8 labels ``grid`` (``config.grid_shape``: the
+        ``size`` cube, or the cropped region at the target spacing) and the crop box, which
+        :func:`restore_label` needs to invert the preprocessing.
     """
     box = nonzero_box(images)
     crop = tuple(slice(s, e) for s, e in box)
     images, label = images[(slice(None), *crop)], label[crop]
     images = zscore_foreground(images)
-    image_pp, label_pp = resample_to_grid(images, label, config.size)
+    grid = config.grid_shape([e - s for s, e in box], spacing)
+    image_pp, label_pp = resample_to_grid(images, label, grid)
     return image_pp, label_pp, box
 
 
@@ -152,7 +216,7 @@ def restore_label(label: np.ndarray, shape: tuple[int, ...], box: Box) -> np.nda
     """Invert the preprocessing for a label on the grid: resample to the box, pad to ``shape``.
 
     Args:
-        label: ``[S, S, S]`` integer labels on the common grid.
+        label: integer labels on the preprocessing grid (any shape).
         shape: spatial shape of the original image.
         box: the crop box returned by :func:`preprocess_arrays`.
 
@@ -168,11 +232,11 @@ def restore_label(label: np.ndarray, shape: tuple[int, ...], box: Box) -> np.nda
 
 @dataclass(frozen=True)
 class PreprocessedCase:
-    """A case on the common grid.
+    """A case on the preprocessing grid.
 
     Attributes:
-        image: ``[C, S, S, S]`` float32 (read-only memory map).
-        label: ``[S, S, S]`` uint8 label map with the dataset's values.
+        image: ``[C, X, Y, Z]`` float32 (read-only memory map).
+        label: ``[X, Y, Z]`` uint8 label map with the dataset's values.
     """
 
     image: np.ndarray
@@ -206,8 +270,9 @@ class PreprocessCache:
             label = np.load(entry / "label.npy", mmap_mode="r")
         except (OSError, ValueError, EOFError):
             return None
-        size = self.config.size
-        if image.ndim != 4 or image.shape[1:] != (size,) * 3 or label.shape != (size,) * 3:
+        if image.ndim != 4 or label.ndim != 3 or image.shape[1:] != label.shape:
+            return None
+        if self.config.spacing is None and label.shape != (self.config.size,) * 3:
             return None
         return PreprocessedCase(image=image, label=label)
 
@@ -241,10 +306,11 @@ class PreprocessCache:
         entry = self._entry(key)
         cached = self._read(entry) if entry.exists() else None
         if cached is None:
-            images = np.stack([read_image(p)[0] for p in case.images])
+            read = [read_image(p) for p in case.images]
+            images = np.stack([data for data, _ in read])
             label = read_image(case.label)[0].round().astype(np.int64)
             with single_threaded():
-                image_pp, label_pp, box = preprocess_arrays(images, label, self.config)
+                image_pp, label_pp, box = preprocess_arrays(images, label, self.config, read[0][1].spacing[:3])
             self._write(entry, image_pp, label_pp, case, {"shape": list(label.shape), "box": [list(b) for b in box]})
             self.computed += 1
             cached = self._read(entry)

@@ -213,6 +213,21 @@ def center_patch(image: np.ndarray, label: np.ndarray, patch_size: Sequence[int]
     return crop_patch(image, label, lower, patch_size)
 
 
+@dataclass(frozen=True)
+class PreparedBatch:
+    """A batch cut on the CPU, not yet on the device nor augmented (:meth:`PatchSampler.draw`).
+
+    Attributes:
+        images: ``[B, C, *patch]`` float32.
+        labels: ``[B, 1, *patch]`` uint8 (a quarter of the bytes of float labels to copy).
+        transform_seed: seed of the augmentation for this batch (None without augmentation).
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    transform_seed: int | None
+
+
 class PatchSampler:
     """Draws augmented training batches from a list of cases.
 
@@ -247,38 +262,71 @@ class PatchSampler:
         self.foreground = [foreground_voxels(lbl) for _, lbl in self.cases]
         self.transform = build_augmentation(augment) if augment is not None else None
 
-    def batch(
-        self, batch_size: int, rng: np.random.Generator, device: torch.device | str | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw one batch.
+    def draw(self, batch_size: int, rng: np.random.Generator, pin_memory: bool = False) -> PreparedBatch:
+        """Draw one batch's randomness and cut its patches on the CPU (no device work).
 
-        Cases are drawn uniformly with replacement, as nnU-Net does. Patches are cut on the
-        CPU and augmented on ``device`` (CPU when None): on a GPU, augmenting 128^3 patches on
-        the CPU would take several times longer than the training step itself.
+        Cases are drawn uniformly with replacement, as nnU-Net does. Everything random about
+        the batch (cases, patch positions, the seed of the augmentation) is drawn here, in
+        this order, so :meth:`to_device` is deterministic given the result.
 
         Args:
             batch_size: patches in the batch.
             rng: the random generator (advanced).
-            device: where the patches are augmented and returned.
+            pin_memory: cut into page-locked memory, so the copy to a GPU can be asynchronous.
+
+        Returns:
+            The patches, ready for :meth:`to_device`.
+        """
+        flags = foreground_flags(batch_size, self.oversample_foreground)
+        indices = rng.integers(0, len(self.cases), size=batch_size)
+        seed = int(rng.integers(0, MAX_TRANSFORM_SEED)) if self.transform is not None else None
+        channels = self.cases[0][0].shape[0]
+        images = torch.empty((batch_size, channels, *self.patch_size), dtype=torch.float32, pin_memory=pin_memory)
+        labels = torch.empty((batch_size, 1, *self.patch_size), dtype=torch.uint8, pin_memory=pin_memory)
+        image_np, label_np = images.numpy(), labels.numpy()
+        for i, (idx, forced) in enumerate(zip(indices, flags, strict=True)):
+            image, label = self.cases[int(idx)]
+            img, lbl = sample_patch(image, label, self.patch_size, forced, rng, self.foreground[int(idx)])
+            image_np[i] = img
+            label_np[i, 0] = lbl
+        return PreparedBatch(images=images, labels=labels, transform_seed=seed)
+
+    def to_device(self, prepared: PreparedBatch, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Copy a drawn batch to ``device`` and augment it there.
+
+        On a GPU, augmenting 128^3 patches on the CPU would take several times longer than
+        the training step itself, so the transforms run on the device. From pinned memory
+        the copy is asynchronous.
 
         Returns:
             Images ``[B, C, *patch]`` (float32) and labels ``[B, 1, *patch]`` (uint8).
         """
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        flags = foreground_flags(batch_size, self.oversample_foreground)
-        indices = rng.integers(0, len(self.cases), size=batch_size)
-        if self.transform is not None:
-            self.transform.set_random_state(seed=int(rng.integers(0, MAX_TRANSFORM_SEED)))
-        images, labels = [], []
-        for idx, forced in zip(indices, flags, strict=True):
-            image, label = self.cases[int(idx)]
-            img, lbl = sample_patch(image, label, self.patch_size, forced, rng, self.foreground[int(idx)])
-            img_t = torch.from_numpy(img).to(dev)
-            lbl_t = torch.from_numpy(lbl[None].astype(np.float32)).to(dev)
-            if self.transform is not None:
-                out = self.transform({"image": img_t, "label": lbl_t})
-                img_t = convert_to_tensor(out["image"], dtype=torch.float32, track_meta=False)
-                lbl_t = convert_to_tensor(out["label"], dtype=torch.float32, track_meta=False)
-            images.append(img_t)
-            labels.append(torch.round(lbl_t).to(torch.uint8))
-        return torch.stack(images), torch.stack(labels)
+        non_blocking = prepared.images.is_pinned()
+        images = prepared.images.to(dev, non_blocking=non_blocking)
+        labels = prepared.labels.to(dev, non_blocking=non_blocking)
+        if self.transform is None:
+            return images, labels
+        self.transform.set_random_state(seed=prepared.transform_seed)
+        out_images, out_labels = [], []
+        for img_t, lbl_t in zip(images, labels, strict=True):
+            out = self.transform({"image": img_t, "label": lbl_t.to(torch.float32)})
+            out_images.append(convert_to_tensor(out["image"], dtype=torch.float32, track_meta=False))
+            out_labels.append(torch.round(convert_to_tensor(out["label"], dtype=torch.float32, track_meta=False)).to(torch.uint8))
+        return torch.stack(out_images), torch.stack(out_labels)
+
+    def batch(
+        self, batch_size: int, rng: np.random.Generator, device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw one batch and return it on ``device`` (:meth:`draw` then :meth:`to_device`).
+
+        Args:
+            batch_size: patches in the batch.
+            rng: the random generator (advanced).
+            device: where the patches are augmented and returned (CPU when None).
+
+        Returns:
+            Images ``[B, C, *patch]`` (float32) and labels ``[B, 1, *patch]`` (uint8).
+        """
+        dev = torch.device(device) if device is not None else torch.device("cpu")
+        return self.to_device(self.draw(batch_size, rng, pin_memory=dev.type == "cuda"), dev)

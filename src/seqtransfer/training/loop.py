@@ -261,7 +261,7 @@ def train(
             "model": model.state_dict(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "rng": {"numpy": rng.bit_generator.state},
+            "rng": {"numpy": rng_before_batch},
             "history": {"losses": list(losses), "penalties": list(penalties), "lrs": list(lrs)},
             "train_config": config.to_dict(),
         }
@@ -288,8 +288,16 @@ def train(
             logger.info("%s: resuming at step %d of %d", path, start, config.steps)
 
     set_train_mode(model, frozen_encoder=config.freeze_encoder)
+    pin = dev.type == "cuda"
+    # The next batch is cut on the CPU while the device still runs this step (CUDA launches
+    # are asynchronous until the loss is read). The random draws keep their order (batch k,
+    # torch seed k, batch k+1, ...); a checkpoint stores the generator's state from before
+    # the prefetched batch, so a resumed run draws that batch again, identically.
+    rng_before_batch = rng.bit_generator.state
+    pending = sampler.draw(config.batch_size, rng, pin_memory=pin) if start < config.steps else None
     for step in range(start, config.steps):
-        images, labels = sampler.batch(config.batch_size, rng, dev)
+        assert pending is not None
+        images, labels = sampler.to_device(pending, dev)
         torch_seed = int(rng.integers(0, TORCH_SEED_MAX))
         with torch.random.fork_rng(devices=_fork_devices(dev)):
             torch.manual_seed(torch_seed)
@@ -304,7 +312,9 @@ def train(
             objective.backward()
             lrs.append(float(optimizer.param_groups[0]["lr"]))
             optimizer.step()
-        losses.append(float(objective.detach()))
+        rng_before_batch = rng.bit_generator.state
+        pending = sampler.draw(config.batch_size, rng, pin_memory=pin) if step + 1 < config.steps else None
+        losses.append(float(objective.detach()))  # waits for the device
         penalties.append(float(penalty.detach()) if penalty is not None else 0.0)
         done = step + 1
         if done % config.plateau_interval == 0:

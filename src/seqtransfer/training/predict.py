@@ -1,7 +1,7 @@
 """``seqtransfer predict``: segment NIfTI images with a trained model.
 
 Each image goes through the same preprocessing as training (crop to nonzero, z-score,
-resample to the model's grid), sliding-window inference, and the inverse of the
+resample to the model's grid: the cube, or the target spacing saved with the model), sliding-window inference, and the inverse of the
 preprocessing; the label is written with the input's own affine (uint8, atomically).
 """
 
@@ -44,6 +44,27 @@ def resolve_model_folder(path: str | Path) -> Path:
     return p
 
 
+def model_preprocess(folder: Path, patch_edge: int) -> PreprocessConfig:
+    """The preprocessing a model was trained with (``config.json``'s ``preprocess``).
+
+    Models saved before the entry existed trained on the cube of their patch edge.
+
+    Raises:
+        ConfigError: an unreadable or invalid entry.
+    """
+    try:
+        saved = json.loads((folder / "config.json").read_text()).get("preprocess")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"{folder / 'config.json'}: unreadable ({exc})") from exc
+    if saved is None:
+        return PreprocessConfig(size=patch_edge)
+    try:
+        spacing = saved.get("spacing")
+        return PreprocessConfig(size=int(saved["size"]), spacing=tuple(spacing) if spacing is not None else None)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{folder / 'config.json'}: invalid preprocess entry ({exc})") from exc
+
+
 def input_files(inputs: Sequence[str | Path]) -> list[Path]:
     """NIfTI files named directly or found (non-recursively) in folders.
 
@@ -76,7 +97,7 @@ def predict_files(model_path: str | Path, inputs: Sequence[str | Path], out_dir:
     device = select_device()
     model, network = load_model(folder, device)
     patch = tuple(network.patch_size or ())
-    config = PreprocessConfig(size=int(patch[0]))
+    config = model_preprocess(folder, int(patch[0]))
     written = []
     for path in files:
         image, props = read_image(path)
@@ -85,7 +106,7 @@ def predict_files(model_path: str | Path, inputs: Sequence[str | Path], out_dir:
         if not np.isfinite(image).all():
             raise DatasetError(f"{path}: image contains NaN or inf")
         with single_threaded():
-            grid, _, box = preprocess_arrays(image[None], np.zeros(image.shape, np.int64), config)
+            grid, _, box = preprocess_arrays(image[None], np.zeros(image.shape, np.int64), config, props.spacing[:3])
         label = restore_label(predict_volume(model, grid, patch, device), image.shape, box)
         name = path.name if path.name.endswith(NIFTI_ENDINGS) else f"{path.name}.nii.gz"
         dest = Path(out_dir) / name

@@ -58,6 +58,8 @@ class FinetuneConfig:
         draw: which seeded draw of the target's training cases.
         seed: seed of the case draws and the training.
         augment: on-the-fly augmentation.
+        checkpoint_every: write a resumable checkpoint every this many steps (does not
+            change the result, so it is not part of the step's cache key).
     """
 
     steps: int = 150
@@ -67,6 +69,7 @@ class FinetuneConfig:
     draw: int = 0
     seed: int = 0
     augment: bool = True
+    checkpoint_every: int = 50
 
     def __post_init__(self) -> None:
         if self.n_train < 1:
@@ -84,6 +87,7 @@ class FinetuneConfig:
             freeze_encoder=True,
             seed=self.seed * 1000 + step_index,
             augment=self.augment,
+            checkpoint_every=self.checkpoint_every,
         )
 
 
@@ -123,7 +127,8 @@ def validate_path(workspace: Workspace, path: Sequence[str], target: str) -> Non
 
 
 def _step_key(parent: str, node: str, cases: Sequence[str], case_keys: Sequence[str], config: FinetuneConfig, index: int) -> str:
-    blob = json.dumps({"parent": parent, "node": node, "cases": list(cases), "content": list(case_keys), "config": asdict(config), "index": index}, sort_keys=True)
+    recipe = {k: v for k, v in asdict(config).items() if k != "checkpoint_every"}
+    blob = json.dumps({"parent": parent, "node": node, "cases": list(cases), "content": list(case_keys), "config": recipe, "index": index}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -202,7 +207,7 @@ def run_transfer(
         else:
             fisher = estimate_fisher(model, case_batches(workspace.arrays(previous_task, previous_cases), patch), loss_fn, device)
             anchor = anchor_from(model)
-            write_json(folder / "config.json", {"node": node, "parent": parent, "train_cases": cases, "finetune": asdict(config), "network": network.to_dict()})
+            write_json(folder / "config.json", {"node": node, "parent": parent, "train_cases": cases, "finetune": asdict(config), "network": network.to_dict(), "preprocess": workspace.preprocess_dict()})
             train(
                 model,
                 workspace.arrays(task, cases),

@@ -16,7 +16,7 @@ import numpy as np
 
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.io import read_image
-from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
+from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig, median_spacing
 from seqtransfer.data.tasks import Task, split_tasks
 from seqtransfer.data.verify import require_valid
 from seqtransfer.errors import ConfigError
@@ -34,7 +34,7 @@ class Workspace:
         store: its store.
         graph: the graph.
         tasks: every task of the graph's datasets, by name.
-        cache: preprocessed cases at the training grid.
+        cache: preprocessed cases at the training grid (its ``config`` says which grid).
     """
 
     root: Path
@@ -42,6 +42,11 @@ class Workspace:
     graph: nx.Graph
     tasks: dict[str, Task]
     cache: PreprocessCache
+
+    def preprocess_dict(self) -> dict[str, object]:
+        """The training grid's preprocessing, as saved next to a model (``predict`` reads it)."""
+        config = self.cache.config
+        return {"size": config.size, "spacing": list(config.spacing) if config.spacing is not None else None}
 
     def task(self, name: str) -> Task:
         """A task of the graph.
@@ -59,7 +64,7 @@ class Workspace:
         return [by_id[i] for i in case_ids]
 
     def arrays(self, task: Task, case_ids: Sequence[str]) -> list[CaseArrays]:
-        """``(image [1, S, S, S], binary label [S, S, S])`` of each case, on the training grid."""
+        """``(image [1, X, Y, Z], binary label [X, Y, Z])`` of each case, on the training grid."""
         out = []
         for case in self.cases(task, case_ids):
             image, label = self.cache.task_volume(case, task.channel, task.label_values)
@@ -72,12 +77,26 @@ class Workspace:
         return np.isin(np.round(label).astype(np.int64), task.label_values).astype(np.uint8), props.affine
 
 
-def open_workspace(graph_dir: str | Path, size: int, cache_dir: str | Path | None = None) -> Workspace:
-    """Open a graph folder for training at a ``size``^3 training grid.
+def open_workspace(
+    graph_dir: str | Path,
+    size: int,
+    cache_dir: str | Path | None = None,
+    spacing: tuple[float, float, float] | str | None = None,
+) -> Workspace:
+    """Open a graph folder for training.
+
+    Args:
+        graph_dir: the graph folder.
+        size: edge of the cubic training grid (the CPU preset's patch: one patch per case).
+        cache_dir: preprocessed-case cache (default: the user cache).
+        spacing: train at a voxel spacing instead of the cube (full-size volumes, patches):
+            ``(sx, sy, sz)`` mm, or ``"median"`` for nnU-Net's per-axis median spacing of
+            every case of the graph's datasets.
 
     Raises:
         StoreError: the graph folder is missing or corrupt.
         DatasetError: a dataset the graph was built from is gone or no longer valid.
+        ConfigError: a bad spacing.
     """
     store = GraphStore(graph_dir)
     graph, _, _, _ = store.load()
@@ -85,5 +104,9 @@ def open_workspace(graph_dir: str | Path, size: int, cache_dir: str | Path | Non
     datasets, _ = require_valid([Path(r) for r in roots])
     groups = {d["objective"]: d["group"] for _, d in graph.nodes(data=True)}
     tasks = {t.name: t for t in split_tasks(datasets, groups)}
-    cache = PreprocessCache(cache_dir, PreprocessConfig(size=size))
+    if spacing == "median":
+        spacing = median_spacing(c for d in datasets for c in d.cases)
+    elif isinstance(spacing, str):
+        raise ConfigError(f"spacing must be 'median' or 3 numbers, got {spacing!r}")
+    cache = PreprocessCache(cache_dir, PreprocessConfig(size=size, spacing=spacing))
     return Workspace(root=Path(graph_dir), store=store, graph=graph, tasks=tasks, cache=cache)

@@ -148,7 +148,16 @@ def train_source(
     done = _finished(folder)
     if done is None:
         folder.mkdir(parents=True, exist_ok=True)
-        write_json(folder / "config.json", {"task": name, **config.to_dict(), "train_cases": list(train_ids), "test_cases": list(test_ids)})
+        write_json(
+            folder / "config.json",
+            {
+                "task": name,
+                **config.to_dict(),
+                "preprocess": workspace.preprocess_dict(),
+                "train_cases": list(train_ids),
+                "test_cases": list(test_ids),
+            },
+        )
         patch = tuple(config.network.patch_size)  # resolved by NetworkConfig
         generator = torch.Generator().manual_seed(config.train.seed)
         model = build_network(config.network, generator=generator)
