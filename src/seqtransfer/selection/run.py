@@ -14,6 +14,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import networkx as nx
+
 from seqtransfer.atomic import write_json
 from seqtransfer.errors import ConfigError
 from seqtransfer.graph.build import candidate_sources
@@ -113,10 +115,45 @@ def select_for_target(
     """
     store = GraphStore(graph_dir)
     graph, _, _, _ = store.load()
+    selection = select_in_graph(
+        graph,
+        target,
+        lam=lam,
+        max_length=max_length,
+        c_search=c_search,
+        w_c=w_c,
+        performance=performance,
+        performance_label=performance_label,
+        uniform_performance=uniform_performance,
+        where=str(graph_dir),
+    )
+    if save:
+        write_json(store.selection_path(target), selection.to_json())
+    return selection
+
+
+def select_in_graph(
+    graph: nx.Graph,
+    target: str,
+    lam: float = DEFAULT_LAMBDA,
+    max_length: int = DEFAULT_MAX_LENGTH,
+    c_search: float = DEFAULT_C_SEARCH,
+    w_c: float | None = None,
+    performance: dict[str, float] | None = None,
+    performance_label: str | None = None,
+    uniform_performance: bool = False,
+    where: str = "the graph",
+) -> Selection:
+    """:func:`select_for_target` on a graph in memory (nothing read or written).
+
+    Raises:
+        SelectionError: the target is not a node or has no connected source.
+        ConfigError: a source lacks O and no fallback was allowed; bad parameters.
+    """
     if target not in graph:
         targets = sorted(n for n, d in graph.nodes(data=True) if d.get("role") == "target")
         hint = f" (targets of this graph: {', '.join(targets)})" if targets else " (add it with `seqtransfer graph build --target`)"
-        raise SelectionError(f"target {target!r} is not in the graph {graph_dir}{hint}")
+        raise SelectionError(f"target {target!r} is not in the graph {where}{hint}")
     sources = candidate_sources(graph, target)
     connected = sorted(s for s in sources if graph.has_edge(s, target))
     if not connected:
@@ -158,6 +195,4 @@ def select_for_target(
         performance_source=source_label,
         landmark_scores=[asdict(s) for s in ranked],
     )
-    if save:
-        write_json(store.selection_path(target), selection.to_json())
     return selection

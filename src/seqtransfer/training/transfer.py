@@ -198,7 +198,7 @@ def run_transfer(
             train_ids, _ = zoo_split(task, zoo)
             cases = list(sample_cases(task.split_key, train_ids, config.n_train, seed=config.seed, purpose="path-step"))
         key = _step_key(parent, node, cases, [workspace.cache.key(c) for c in workspace.cases(task, cases)], config, index)
-        folder = workspace.root / "finetune" / key
+        folder = workspace.models / "finetune" / key
         before = _encoder_snapshot(model)
         start = time.perf_counter()
         cached = (folder / CHECKPOINT_FINAL).exists()
@@ -226,7 +226,7 @@ def run_transfer(
             raise RuntimeError(f"encoder weights changed during the fine-tuning step on {node}")
         is_last = node == target
         # the run folder is named by the last step's key; the final scoring writes its predictions
-        run_dir = (out_dir or workspace.root / "transfers" / target / hashlib.sha256(key.encode()).hexdigest()[:12]) if is_last else None
+        run_dir = (out_dir or workspace.models / "transfers" / target / hashlib.sha256(key.encode()).hexdigest()[:12]) if is_last else None
         dice_after, sets_after, scores = evaluate(save_dir=run_dir / "predictions" if run_dir is not None else None)
         records.append(
             StepRecord(

@@ -35,6 +35,7 @@ class Workspace:
         graph: the graph.
         tasks: every task of the graph's datasets, by name.
         cache: preprocessed cases at the training grid (its ``config`` says which grid).
+        models_root: folder of the trained models (default: the graph folder).
     """
 
     root: Path
@@ -42,6 +43,16 @@ class Workspace:
     graph: nx.Graph
     tasks: dict[str, Task]
     cache: PreprocessCache
+    models_root: Path | None = None
+
+    @property
+    def models(self) -> Path:
+        """Where ``zoo/``, ``finetune/`` and ``transfers/`` live: the graph folder by default.
+
+        Experiments that evaluate several graphs of the same sources (one per target draw)
+        point them at one folder, so the zoo and shared path prefixes are trained once.
+        """
+        return self.models_root if self.models_root is not None else self.root
 
     def preprocess_dict(self) -> dict[str, object]:
         """The training grid's preprocessing, as saved next to a model (``predict`` reads it)."""
@@ -82,6 +93,7 @@ def open_workspace(
     size: int,
     cache_dir: str | Path | None = None,
     spacing: tuple[float, float, float] | str | None = None,
+    models_root: str | Path | None = None,
 ) -> Workspace:
     """Open a graph folder for training.
 
@@ -92,6 +104,7 @@ def open_workspace(
         spacing: train at a voxel spacing instead of the cube (full-size volumes, patches):
             ``(sx, sy, sz)`` mm, or ``"median"`` for nnU-Net's per-axis median spacing of
             every case of the graph's datasets.
+        models_root: folder of the trained models (default: the graph folder).
 
     Raises:
         StoreError: the graph folder is missing or corrupt.
@@ -109,4 +122,11 @@ def open_workspace(
     elif isinstance(spacing, str):
         raise ConfigError(f"spacing must be 'median' or 3 numbers, got {spacing!r}")
     cache = PreprocessCache(cache_dir, PreprocessConfig(size=size, spacing=spacing))
-    return Workspace(root=Path(graph_dir), store=store, graph=graph, tasks=tasks, cache=cache)
+    return Workspace(
+        root=Path(graph_dir),
+        store=store,
+        graph=graph,
+        tasks=tasks,
+        cache=cache,
+        models_root=Path(models_root) if models_root is not None else None,
+    )

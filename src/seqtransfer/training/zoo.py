@@ -144,7 +144,7 @@ def train_source(
     task = workspace.task(name)
     train_ids, test_ids = zoo_split(task, config)
     key = training_key(workspace, task, train_ids, config.to_dict())
-    folder = workspace.root / "zoo" / name / key
+    folder = workspace.models / "zoo" / name / key
     done = _finished(folder)
     if done is None:
         folder.mkdir(parents=True, exist_ok=True)

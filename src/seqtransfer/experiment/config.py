@@ -1,0 +1,268 @@
+"""The experiment configuration (``seqtransfer run CONFIG.toml``), one frozen dataclass per concern.
+
+A TOML file with the sections below; every key is optional (defaults in brackets)::
+
+    seed = 0                      # seed of every split, draw and training
+
+    [data]
+    datasets = ["/data/Dataset501_X", ...]   # nnU-Net raw dataset folders, or:
+    benchmark = true                          # generate the embedded benchmark in RUN_DIR
+    benchmark_size = 48                       # its grid edge [48]
+    benchmark_cases = 24                      # cases per site [24]
+    benchmark_tumour_sites = 6                # tumour-like sites [6]
+    groups = "objective_groups.json"          # objective-group map (default: found beside)
+
+    [protocol]
+    targets = []                  # target tasks; empty: the paper's protocol targets
+    targets_per_collection = 0    # keep only the first N targets of each collection (0: all)
+    draws = 3                     # seeded draws of the target's 3 training cases
+    methods = ["ours", "logme", "leep", "mst", "mtl", "scratch", "landmark_direct",
+               "random_landmark", "lambda", "calibrated"]
+    lambdas = [0.0, 0.3, 0.4, 0.5, 1.0]
+    random_landmarks = 10         # draws of the random landmark ("w/o LSI")
+    top_k = 3                     # sources fused by MST / trained with by MTL
+    quality_draws = 1             # draws for which every source's direct transfer is measured
+    score_voxels = 500            # voxels per class per case for LogME / LEEP / NCE
+    scratch_steps = 300           # training steps of scratch and MTL
+    calibration_trials = 30       # optuna trials of the leave-one-target-out calibration
+
+    [graph]     # GraphConfig (seqtransfer.graph.config)
+    [network]   # NetworkConfig (preset, filters, patch_size, architecture, ...)
+    [zoo]       # steps [300], max_train [60]
+    [finetune]  # FinetuneConfig: steps [150], lr [0.01], lambda_ewc [0.25], augment [true]
+
+The resolved configuration (every default filled in) is saved next to the results.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from seqtransfer.config import reject_unknown_keys, require
+from seqtransfer.errors import ConfigError
+from seqtransfer.graph.config import GraphConfig
+from seqtransfer.training.network import NetworkConfig
+
+METHODS = (
+    "ours",
+    "logme",
+    "leep",
+    "mst",
+    "mtl",
+    "scratch",
+    "landmark_direct",
+    "random_landmark",
+    "lambda",
+    "calibrated",
+)
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the datasets come from."""
+
+    datasets: tuple[str, ...] = ()
+    benchmark: bool = False
+    benchmark_size: int = 48
+    benchmark_cases: int = 24
+    benchmark_tumour_sites: int = 6
+    groups: str | None = None
+
+    def __post_init__(self) -> None:
+        require(
+            [
+                (bool(self.datasets) != bool(self.benchmark), "data: give either datasets or benchmark = true"),
+                (all(isinstance(d, str) and d for d in self.datasets), "data.datasets must be a list of folder paths"),
+                (self.benchmark_size >= 16, "data.benchmark_size must be >= 16"),
+                (self.benchmark_cases >= 16, "data.benchmark_cases must be >= 16 (3 training + 10 test cases per draw)"),
+                (self.benchmark_tumour_sites >= 2, "data.benchmark_tumour_sites must be >= 2"),
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """What is compared (METHOD section 7)."""
+
+    targets: tuple[str, ...] = ()
+    targets_per_collection: int = 0
+    draws: int = 3
+    methods: tuple[str, ...] = METHODS
+    lambdas: tuple[float, ...] = (0.0, 0.3, 0.4, 0.5, 1.0)
+    random_landmarks: int = 10
+    top_k: int = 3
+    quality_draws: int = 1
+    score_voxels: int = 500
+    scratch_steps: int = 300
+    calibration_trials: int = 30
+
+    def __post_init__(self) -> None:
+        unknown = [m for m in self.methods if m not in METHODS]
+        require(
+            [
+                (not unknown, f"protocol.methods: unknown method(s) {', '.join(map(str, unknown))}; known: {', '.join(METHODS)}"),
+                (len(set(self.methods)) == len(self.methods), "protocol.methods lists a method twice"),
+                (self.targets_per_collection >= 0, "protocol.targets_per_collection must be >= 0"),
+                (1 <= self.draws <= 3, "protocol.draws must be in 1..3 (the target split has 3 draws)"),
+                (all(isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v <= 1.0 for v in self.lambdas), "protocol.lambdas must be in [0, 1]"),
+                (self.random_landmarks >= 1, "protocol.random_landmarks must be >= 1"),
+                (self.top_k >= 1, "protocol.top_k must be >= 1"),
+                (0 <= self.quality_draws <= self.draws, "protocol.quality_draws must be in 0..draws"),
+                (self.score_voxels >= 1, "protocol.score_voxels must be >= 1"),
+                (self.scratch_steps >= 1, "protocol.scratch_steps must be >= 1"),
+                (self.calibration_trials >= 1, "protocol.calibration_trials must be >= 1"),
+                ("calibrated" not in self.methods or self.quality_draws >= 1, "protocol: the calibrated method needs quality_draws >= 1 (measured transfers)"),
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class ZooSection:
+    """Source models: training steps and the most training cases per source."""
+
+    steps: int = 300
+    max_train: int = 60
+
+    def __post_init__(self) -> None:
+        require([(self.steps >= 1, "zoo.steps must be >= 1"), (self.max_train >= 1, "zoo.max_train must be >= 1")])
+
+
+@dataclass(frozen=True)
+class FinetuneSection:
+    """The fine-tuning recipe of every transfer step (``FinetuneConfig``)."""
+
+    steps: int = 150
+    lr: float = 0.01
+    lambda_ewc: float = 0.25
+    augment: bool = True
+
+    def __post_init__(self) -> None:
+        require(
+            [
+                (self.steps >= 1, "finetune.steps must be >= 1"),
+                (math.isfinite(self.lr) and self.lr > 0, "finetune.lr must be > 0"),
+                (math.isfinite(self.lambda_ewc) and self.lambda_ewc >= 0, "finetune.lambda_ewc must be >= 0"),
+            ]
+        )
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """The whole experiment."""
+
+    seed: int = 0
+    data: DataConfig = field(default_factory=lambda: DataConfig(benchmark=True))
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    zoo: ZooSection = field(default_factory=ZooSection)
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+
+    def __post_init__(self) -> None:
+        require([(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed must be a non-negative integer")])
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration, JSON/TOML-ready."""
+        out = asdict(self)
+        out["graph"] = self.graph.to_dict()
+        out["network"] = self.network.to_dict()
+        return out
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "protocol": ProtocolConfig,
+    "zoo": ZooSection,
+    "finetune": FinetuneSection,
+}
+_TUPLES = {"datasets", "targets", "methods", "lambdas"}
+
+
+def _section(cls: type, data: Any, name: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    reject_unknown_keys(cls, data, name)
+    kwargs = {}
+    types = {f.name: f.type for f in fields(cls)}
+    for key, value in data.items():
+        if key in _TUPLES:
+            if not isinstance(value, list):
+                raise ConfigError(f"{name}.{key} must be a list")
+            value = tuple(value)
+        expected = str(types[key])
+        if expected == "bool" and not isinstance(value, bool):
+            raise ConfigError(f"{name}.{key} must be true or false, got {value!r}")
+        if expected == "int" and (isinstance(value, bool) or not isinstance(value, int)):
+            raise ConfigError(f"{name}.{key} must be an integer, got {value!r}")
+        if expected == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise ConfigError(f"{name}.{key} must be a number, got {value!r}")
+        kwargs[key] = float(value) if expected == "float" else value
+    try:
+        return cls(**kwargs)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"[{name}]: {exc}") from exc
+
+
+def config_from_dict(data: dict[str, Any], origin: str = "configuration") -> ExperimentConfig:
+    """Build and validate an :class:`ExperimentConfig` from parsed TOML.
+
+    Raises:
+        ConfigError: one line naming ``origin`` and the problem.
+    """
+    try:
+        allowed = {"seed", "graph", "network", *_SECTIONS}
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ConfigError(f"unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
+        kwargs: dict[str, Any] = {}
+        if "seed" in data:
+            kwargs["seed"] = data["seed"]
+        for name, cls in _SECTIONS.items():
+            if name in data:
+                kwargs[name] = _section(cls, data[name], name)
+        if "graph" in data:
+            if not isinstance(data["graph"], dict):
+                raise ConfigError("[graph] must be a table")
+            kwargs["graph"] = GraphConfig.from_dict(data["graph"])
+        if "network" in data:
+            if not isinstance(data["network"], dict):
+                raise ConfigError("[network] must be a table")
+            kwargs["network"] = NetworkConfig.from_dict(dict(data["network"]))
+        config = ExperimentConfig(**kwargs)
+        if "seed" in data:  # one seed for the graph's sampling too, unless [graph] sets its own
+            graph_seed = data.get("graph", {}).get("seed", config.seed) if isinstance(data.get("graph"), dict) else config.seed
+            config = replace(config, graph=replace(config.graph, seed=graph_seed))
+        return config
+    except ConfigError as exc:
+        raise ConfigError(f"{origin}: {exc}") from exc
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"{origin}: invalid value ({exc})") from exc
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read an experiment TOML file.
+
+    Raises:
+        ConfigError: missing or unreadable file, invalid TOML, or an invalid configuration.
+    """
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{p}: file not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{p}: unreadable ({exc})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{p}: invalid TOML ({exc})") from exc
+    config = config_from_dict(data, str(p))
+    if config.data.datasets:  # relative dataset paths are relative to the config file
+        resolved = tuple(str((p.parent / d).resolve()) if not Path(d).is_absolute() else d for d in config.data.datasets)
+        groups = config.data.groups
+        if groups is not None and not Path(groups).is_absolute():
+            groups = str((p.parent / groups).resolve())
+        config = replace(config, data=replace(config.data, datasets=resolved, groups=groups))
+    return config

@@ -1,0 +1,83 @@
+"""The paper's protocol made concrete for any datasets (METHOD section 7).
+
+* :func:`protocol_targets`: the targets (one held-out site of the collection with the most
+  sites, and every task of the other collections).
+* :func:`draw_graph`: one graph per draw of the target's training cases. A target's edges
+  are computed from its labelled training cases only, so each draw has its own target edges;
+  the sources, their edges, the PCA and the cached features are shared with draw 0's graph.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from seqtransfer.data.preprocess import PreprocessCache
+from seqtransfer.data.tasks import Task
+from seqtransfer.graph import GraphConfig, GraphStore, add_targets, build_graph
+
+
+def protocol_targets(tasks: Sequence[Task], per_collection: int = 0) -> list[str]:
+    """The paper's targets, for any datasets.
+
+    The held-out site is the last site (in name order) of the collection with the most
+    sites (the tumour-like one); every task of the other collections is a target too (the
+    tissue- and lesion-like ones). The remaining tasks are the sources.
+
+    Args:
+        tasks: every task.
+        per_collection: keep only the first N targets (name order) of each collection; 0 keeps all.
+    """
+    by_collection: dict[str, list[Task]] = {}
+    for task in tasks:
+        by_collection.setdefault(task.collection, []).append(task)
+    n_sites = {c: len({t.site for t in ts}) for c, ts in by_collection.items()}
+    main = max(sorted(by_collection), key=lambda c: n_sites[c])
+    held_out = sorted({t.site for t in by_collection[main]})[-1]
+    chosen: dict[str, list[str]] = {main: sorted(t.name for t in by_collection[main] if t.site == held_out)}
+    for collection, members in sorted(by_collection.items()):
+        if collection != main:
+            chosen[collection] = sorted(t.name for t in members)
+    if per_collection > 0:
+        chosen = {c: names[:per_collection] for c, names in chosen.items()}
+    return sorted(n for names in chosen.values() for n in names)
+
+
+def draw_graph(
+    base: Path,
+    out: Path,
+    tasks: Sequence[Task],
+    targets: Sequence[str],
+    config: GraphConfig,
+    draw: int,
+    cache: PreprocessCache,
+) -> Path:
+    """The graph of ``draw``: built for draw 0, derived from draw 0's graph otherwise.
+
+    Derived graphs copy draw 0's sources (nodes, edges, PCA, H scale), link its features
+    folder, and compute only their targets' edges (:func:`~seqtransfer.graph.add_targets`)
+    from this draw's training cases. An existing complete graph folder is reused.
+
+    Returns:
+        The graph folder.
+    """
+    if (out / "graph.json").exists() and (out / "params.json").exists():
+        return out
+    draw_config = replace(config, target_draw=draw)
+    if draw == 0:
+        build_graph(tasks, out, draw_config, targets=targets, cache=cache)
+        return out
+    graph, _, h_scale, pca = GraphStore(base).load()
+    graph = graph.subgraph([n for n, d in graph.nodes(data=True) if d.get("role") == "source"]).copy()
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    os.symlink((base / "features").resolve(), tmp / "features", target_is_directory=True)
+    GraphStore(tmp).save(graph, draw_config, h_scale=h_scale, pca=pca)
+    add_targets(tmp, tasks, targets, cache=cache)
+    shutil.rmtree(out, ignore_errors=True)
+    os.replace(tmp, out)
+    return out

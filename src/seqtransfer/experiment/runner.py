@@ -1,0 +1,334 @@
+"""``seqtransfer run CONFIG``: the paper's protocol, every run a record of the store.
+
+Stages, each skipped where the store (``RUN_DIR/runs.sqlite``) already holds its result:
+
+1. datasets (generated once when ``data.benchmark``), verified; tasks; targets;
+2. one graph per draw of the target's training cases (:func:`~seqtransfer.experiment.protocol.draw_graph`);
+3. the zoo: one model per source connected to some target (its held-out Dice is O);
+4. per target and draw: the selection (landmark + optimal path), then every method of
+   ``protocol.methods``; the transferability scores of every connected source (LogME, LEEP,
+   NCE); for the first ``quality_draws`` draws, the direct transfer of every connected source
+   (the selection-quality ground truth);
+5. leave-one-target-out calibration (``calibrated``): alpha, beta fitted by Bayesian
+   optimisation on the other targets' measured direct transfers, then selection and transfer.
+
+Results are records of kind ``method`` (one per method, target, draw and variant), ``scores``
+and ``transfer``; :mod:`seqtransfer.report` turns them into tables and figures. The resolved
+configuration, seeds and package versions are written to ``RUN_DIR/config.resolved.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import numpy as np
+
+from seqtransfer.atomic import write_json
+from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
+from seqtransfer.data.tasks import Task, find_objective_groups, load_objective_groups, split_tasks
+from seqtransfer.data.verify import require_valid
+from seqtransfer.errors import ConfigError
+from seqtransfer.experiment.config import ExperimentConfig
+from seqtransfer.experiment.protocol import draw_graph, protocol_targets
+from seqtransfer.experiment.store import RunStore
+from seqtransfer.graph.build import candidate_sources, set_weights
+from seqtransfer.graph.store import GraphStore, package_versions
+from seqtransfer.selection.path import optimal_path
+from seqtransfer.selection.run import Selection, select_in_graph
+from seqtransfer.training.loop import TrainConfig
+from seqtransfer.training.transfer import FinetuneConfig, run_transfer
+from seqtransfer.training.workspace import Workspace, open_workspace
+from seqtransfer.training.zoo import ZooConfig, ZooModel, train_source
+
+Log = Callable[[str], None]
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass
+class Context:
+    """What every stage of a run needs."""
+
+    config: ExperimentConfig
+    run_dir: Path
+    store: RunStore
+    tasks: dict[str, Task]
+    targets: list[str]
+    workspaces: dict[int, Workspace] = field(default_factory=dict)
+    zoo: dict[str, ZooModel] = field(default_factory=dict)
+    log: Log = print
+
+    @property
+    def zoo_config(self) -> ZooConfig:
+        c = self.config
+        return ZooConfig(network=c.network, train=TrainConfig(steps=c.zoo.steps, lr=0.01, seed=c.seed), max_train=c.zoo.max_train, seed=c.seed)
+
+    def finetune(self, draw: int) -> FinetuneConfig:
+        f = self.config.finetune
+        return FinetuneConfig(steps=f.steps, lr=f.lr, lambda_ewc=f.lambda_ewc, draw=draw, seed=self.config.seed, augment=f.augment)
+
+    def performance(self) -> dict[str, float]:
+        return {name: model.dice for name, model in self.zoo.items()}
+
+    def connected(self, target: str) -> list[str]:
+        graph = self.workspaces[0].graph
+        return sorted(s for s in candidate_sources(graph, target) if graph.has_edge(s, target))
+
+
+def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progress | None) -> tuple[list[Path], Path | None]:
+    if not config.data.benchmark:
+        return [Path(d) for d in config.data.datasets], Path(config.data.groups) if config.data.groups else None
+    from seqtransfer.data.benchmark import BenchmarkConfig, make_benchmark
+
+    bench = BenchmarkConfig(
+        seed=config.seed,
+        size=config.data.benchmark_size,
+        cases=config.data.benchmark_cases,
+        tumour_sites=config.data.benchmark_tumour_sites,
+    )
+    out = run_dir / "benchmark"
+    marker = out / "benchmark.json"
+    if marker.exists():
+        try:
+            saved = json.loads(marker.read_text())
+            if saved.get("config") == asdict(bench):
+                return [out / name for name in saved["datasets"]], out / "objective_groups.json"
+        except (OSError, json.JSONDecodeError, KeyError):
+            pass
+    log(f"generating the embedded benchmark in {out}")
+    roots = make_benchmark(out, bench, None if progress is None else (lambda d, t: progress("benchmark", d, t)))
+    write_json(marker, {"config": asdict(bench), "datasets": [r.name for r in roots]})
+    return roots, out / "objective_groups.json"
+
+
+def prepare(config: ExperimentConfig, run_dir: Path, log: Log = print, progress: Progress | None = None) -> Context:
+    """Stages 1-3: datasets, targets, graphs, zoo. Returns the context of the later stages."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.resolved.json", {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")})
+    store = RunStore(run_dir / "runs.sqlite")
+    roots, groups_file = _datasets(config, run_dir, log, progress)
+    datasets, _ = require_valid(roots, None if progress is None else (lambda d, t: progress("verify", d, t)))
+    if groups_file is None or not groups_file.exists():
+        groups_file = find_objective_groups(roots)
+    groups = load_objective_groups(groups_file) if groups_file is not None else None
+    tasks = {t.name: t for t in split_tasks(datasets, groups)}
+    targets = list(config.protocol.targets) or protocol_targets(list(tasks.values()), config.protocol.targets_per_collection)
+    unknown = [t for t in targets if t not in tasks]
+    if unknown:
+        raise ConfigError(f"protocol.targets: unknown task(s) {', '.join(unknown)}")
+    ctx = Context(config=config, run_dir=run_dir, store=store, tasks=tasks, targets=targets, log=log)
+    cache_dir = run_dir / "cache"
+    graph_cache = PreprocessCache(cache_dir, PreprocessConfig(size=config.graph.size))
+    base = run_dir / "graphs" / "draw0"
+    edge = (config.network.patch_size or (32,))[0]
+    for draw in range(config.protocol.draws):
+        folder = draw_graph(base, run_dir / "graphs" / f"draw{draw}", list(tasks.values()), targets, config.graph, draw, graph_cache)
+        ctx.workspaces[draw] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=run_dir / "models")
+    log(f"graphs: {config.protocol.draws} draw(s), {len(targets)} target(s)")
+    needed = sorted({s for t in targets for s in ctx.connected(t)})
+    for i, name in enumerate(needed, start=1):
+        ctx.zoo[name] = _zoo_model(ctx, name)
+        if progress is not None:
+            progress("zoo", i, len(needed))
+    for ws in ctx.workspaces.values():
+        for name, model in ctx.zoo.items():
+            ws.graph.nodes[name]["dice"] = model.dice
+        ws.store.save_graph(ws.graph)
+    log(f"zoo: {len(needed)} source model(s)")
+    return ctx
+
+
+def _zoo_model(ctx: Context, name: str) -> ZooModel:
+    spec = {"task": name, "zoo": ctx.zoo_config.to_dict()}
+
+    def work() -> dict[str, Any]:
+        m = train_source(ctx.workspaces[0], name, ctx.zoo_config)
+        return {"task": m.task, "folder": str(m.folder), "key": m.key, "dice": m.dice, "train_cases": list(m.train_cases), "test_cases": list(m.test_cases)}
+
+    r = ctx.store.run("zoo", spec, work)
+    if not (Path(r["folder"]) / "checkpoint_final.pth").exists():  # models deleted: train again
+        m = train_source(ctx.workspaces[0], name, ctx.zoo_config)
+        return m
+    return ZooModel(task=name, folder=Path(r["folder"]), key=r["key"], dice=float(r["dice"] or 0.0), train_cases=tuple(r["train_cases"]), test_cases=tuple(r["test_cases"]))
+
+
+def transfer(ctx: Context, path: list[str], draw: int) -> dict[str, Any]:
+    """A (stored) transfer along ``path`` with the experiment's recipe."""
+    spec = {"path": path, "draw": draw, "finetune": asdict(ctx.finetune(draw)), "zoo": ctx.zoo_config.to_dict()}
+
+    def work() -> dict[str, Any]:
+        m = run_transfer(ctx.workspaces[draw], path[-1], path, ctx.zoo_config, ctx.finetune(draw))
+        keep = ("target", "path", "draw", "zero_shot_dice", "final_dice", "final_test_set_dice", "target_train_cases", "test_sets", "run_dir", "final_model")
+        return {**{k: m[k] for k in keep}, "steps": [{k: s[k] for k in ("node", "dice_before", "dice_after", "seconds", "cached")} for s in m["steps"]]}
+
+    return ctx.store.run("transfer", spec, work)
+
+
+def _method(ctx: Context, method: str, target: str, draw: int, variant: str, spec: dict[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    full = {"method": method, "target": target, "draw": draw, "variant": variant, **spec}
+
+    def wrapped() -> dict[str, Any]:
+        result = work()
+        return {"method": method, "target": target, "draw": draw, "variant": variant, **result}
+
+    return ctx.store.run("method", full, wrapped)
+
+
+def selection(ctx: Context, target: str, draw: int, lam: float = 0.4, graph: nx.Graph | None = None) -> Selection:
+    """Landmark and optimal path of ``target`` in draw ``draw``'s graph, O from the zoo."""
+    g = graph if graph is not None else ctx.workspaces[draw].graph
+    return select_in_graph(g, target, lam=lam, performance=ctx.performance(), performance_label="model zoo")
+
+
+def _transfer_result(r: dict[str, Any]) -> dict[str, Any]:
+    return {"dice": r["final_dice"], "test_set_dice": r["final_test_set_dice"], "path": r["path"], "zero_shot_dice": r["zero_shot_dice"], "steps": r["steps"], "run_dir": r["run_dir"]}
+
+
+def scores(ctx: Context, target: str, draw: int, source: str) -> dict[str, Any]:
+    """LogME, LEEP and NCE of a source's zoo model on the target's training draw (stored)."""
+    from seqtransfer.baselines import leep, logme, nce
+    from seqtransfer.baselines.features import source_outputs
+    from seqtransfer.baselines.train import split_of
+    from seqtransfer.training.network import select_device
+    from seqtransfer.training.zoo import load_model
+
+    per_class = ctx.config.protocol.score_voxels
+    spec = {"target": target, "draw": draw, "source": source, "per_class": per_class, "zoo": ctx.zoo_config.to_dict(), "seed": ctx.config.seed}
+
+    def work() -> dict[str, Any]:
+        ws = ctx.workspaces[draw]
+        split = split_of(ws, target, ctx.config.seed)
+        cases = ws.arrays(ws.task(target), list(split.draws[draw]))
+        device = select_device()
+        model, network = load_model(ctx.zoo[source].folder, device)
+        rng = np.random.default_rng([ctx.config.seed, draw, sum(map(ord, source + target))])
+        out = source_outputs(model, cases, network.patch_size or (), per_class, rng, device)
+        return {
+            "source": source,
+            "logme": logme(out.features, out.labels),
+            "leep": leep(out.probs, out.labels),
+            "nce": nce(out.probs.argmax(axis=1), out.labels),
+            "voxels": int(len(out.labels)),
+        }
+
+    return ctx.store.run("scores", spec, work)
+
+
+def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> None:
+    """Every method of the protocol for one target and draw (stage 4)."""
+    from seqtransfer.baselines.train import run_mst, run_mtl, run_scratch
+
+    p = ctx.config.protocol
+    methods = set(p.methods)
+    sel = selection(ctx, target, draw)
+    connected = ctx.connected(target)
+    if "ours" in methods:
+        _method(ctx, "ours", target, draw, "", {"path": sel.path}, lambda: _transfer_result(transfer(ctx, sel.path, draw)))
+    if "landmark_direct" in methods:
+        path = [sel.landmark, target]
+        _method(ctx, "landmark_direct", target, draw, "", {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw)))
+    if "lambda" in methods:
+        for lam in p.lambdas:
+            path = selection(ctx, target, draw, lam=lam).path
+            _method(ctx, "lambda", target, draw, f"{lam:g}", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
+    if "random_landmark" in methods:
+        graph = ctx.workspaces[draw].graph
+        sources = candidate_sources(graph, target)
+        rng = np.random.default_rng([ctx.config.seed, draw, 17])
+        for i in range(p.random_landmarks):
+            landmark = connected[int(rng.integers(len(connected)))]
+            path = list(optimal_path(graph, landmark, target, sources, lam=0.4).path)
+            _method(ctx, "random_landmark", target, draw, str(i), {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
+    need_scores = {"logme", "leep"} & methods or draw < p.quality_draws
+    all_scores = {s: scores(ctx, target, draw, s) for s in connected} if need_scores else {}
+    for name in ("logme", "leep"):
+        if name in methods:
+            best = max(connected, key=lambda s, name=name: (all_scores[s][name], s))
+            path = [best, target]
+            _method(ctx, name, target, draw, "", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
+    top = [s["source"] for s in sel.landmark_scores[: p.top_k]]
+    ws = ctx.workspaces[draw]
+    if "scratch" in methods:
+        _method(ctx, "scratch", target, draw, "", {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed}, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed))
+    if "mst" in methods:
+        spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": asdict(ctx.finetune(draw))}
+        f = ctx.config.finetune
+        _method(ctx, "mst", target, draw, "", spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment))
+    if "mtl" in methods:
+        spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "steps": p.scratch_steps, "network": ctx.config.network.to_dict()}
+        _method(ctx, "mtl", target, draw, "", spec, lambda: run_mtl(ws, target, draw, [ctx.zoo[s] for s in top], ctx.config.network, p.scratch_steps, ctx.config.seed))
+    if draw < p.quality_draws:
+        for source in connected:
+            transfer(ctx, [source, target], draw)
+
+
+def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]]:
+    """Every measured direct transfer ``(source, target, dice)`` of a draw, from the store."""
+    out = []
+    for record in ctx.store.records("transfer", "done"):
+        r = record.result or {}
+        if record.spec.get("draw") == draw and len(r.get("path", [])) == 2 and r.get("final_dice") is not None:
+            out.append((r["path"][0], r["path"][1], float(r["final_dice"])))
+    return out
+
+
+def run_calibrated(ctx: Context, log: Log = print) -> None:
+    """Stage 5: leave-one-target-out calibration, then selection and transfer per draw."""
+    from seqtransfer.graph.calibrate import Transfer, calibrate
+
+    p = ctx.config.protocol
+    measured = [Transfer(s, t, d) for s, t, d in direct_transfers(ctx, 0) if t in ctx.targets]
+    for target in ctx.targets:
+        others = [m for m in measured if m.target != target]
+        store0 = GraphStore(ctx.workspaces[0].root)
+        graph0, gconfig, h_scale, _ = store0.load()
+        spec = {"target": target, "transfers": sorted((m.source, m.target, m.dice) for m in others), "trials": p.calibration_trials, "alpha": gconfig.alpha, "beta": gconfig.beta}
+
+        def fit(others=others, graph0=graph0, gconfig=gconfig, h_scale=h_scale) -> dict[str, Any]:
+            result = calibrate(graph0, others, h_scale=h_scale, alpha=gconfig.alpha, beta=gconfig.beta, n_trials=p.calibration_trials, seed=ctx.config.seed)
+            return asdict(result)
+
+        try:
+            fitted = ctx.store.run("calibration", spec, fit)
+        except ConfigError as exc:
+            log(f"calibrated: skipped for {target} ({exc})")
+            continue
+        for draw in range(p.draws):
+            graph, gconf, hs, _ = GraphStore(ctx.workspaces[draw].root).load()
+            set_weights(graph, replace(gconf, alpha=fitted["alpha"], beta=fitted["beta"]), hs)
+            sel = selection(ctx, target, draw, graph=graph)
+            _method(
+                ctx,
+                "calibrated",
+                target,
+                draw,
+                "",
+                {"path": sel.path, "alpha": fitted["alpha"]},
+                lambda sel=sel, draw=draw, fitted=fitted: {**_transfer_result(transfer(ctx, sel.path, draw)), "alpha": fitted["alpha"], "beta": fitted["beta"]},
+            )
+
+
+def run_experiment(config: ExperimentConfig, run_dir: str | Path, log: Log = print, progress: Progress | None = None) -> Context:
+    """Run (or finish) the whole protocol in ``run_dir``; every finished run is skipped.
+
+    Raises:
+        ConfigError: a bad configuration (unknown targets, too few cases, ...).
+        DatasetError: a dataset that does not verify.
+        StoreError: an unusable run folder.
+    """
+    ctx = prepare(config, Path(run_dir), log, progress)
+    pairs = [(t, d) for t in ctx.targets for d in range(config.protocol.draws)]
+    for i, (target, draw) in enumerate(pairs, start=1):
+        run_target_draw(ctx, target, draw, log)
+        if progress is not None:
+            progress("methods", i, len(pairs))
+    if "calibrated" in config.protocol.methods:
+        run_calibrated(ctx, log)
+    log(f"done: {len(ctx.store.records(status='done'))} run(s) in {ctx.store.path}")
+    return ctx
+

@@ -1,0 +1,190 @@
+"""The experiment store: one SQLite record per run, keyed by a hash of its full specification.
+
+A *run* is one unit of work of the protocol (a zoo training, a transfer, a baseline, a
+scoring). Its specification is a JSON-ready dict holding everything that decides its result
+(method, target, draw, configuration, seeds); the key is the SHA-256 of its canonical JSON.
+:meth:`RunStore.run` returns the stored result of a finished run without doing anything;
+otherwise it marks the run ``running``, does it and stores the result in one transaction.
+A run that was interrupted (killed) stays ``running`` and is simply done again by the next
+invocation; the trainings under it resume from their own checkpoints, so nothing is counted
+twice. SQLite's journal makes every write atomic, also against ``kill -9``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from seqtransfer.errors import StoreError
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    key TEXT PRIMARY KEY,
+    kind TEXT NOT NULL,
+    spec TEXT NOT NULL,
+    status TEXT NOT NULL,
+    result TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    started REAL,
+    finished REAL,
+    seconds REAL
+)
+"""
+
+
+def _clean(value: Any) -> Any:
+    """JSON-ready copy with non-finite floats as None (strict JSON has no NaN)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, Mapping):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+def canonical_json(value: Any) -> str:
+    """The canonical JSON of a specification (sorted keys, no spaces, NaN as null)."""
+    return json.dumps(_clean(value), sort_keys=True, separators=(",", ":"))
+
+
+def run_key(kind: str, spec: Mapping[str, Any]) -> str:
+    """The key of a run: SHA-256 of its kind and canonical specification."""
+    return hashlib.sha256(f"{kind}\n{canonical_json(spec)}".encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One row of the store."""
+
+    key: str
+    kind: str
+    spec: dict[str, Any]
+    status: str
+    result: dict[str, Any] | None
+    attempts: int
+    seconds: float | None
+
+
+class RunStore:
+    """SQLite store of runs (``RUN_DIR/runs.sqlite``).
+
+    Args:
+        path: the database file (created with its folder).
+
+    Raises:
+        StoreError: the file cannot be opened or is not a run store.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as db:
+                db.execute(SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable run store ({exc})") from exc
+        except OSError as exc:
+            raise StoreError(f"{self.path}: cannot create the run store ({exc.strerror or exc})") from exc
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.path, timeout=60.0)
+        try:
+            with db:  # one transaction, committed on success
+                yield db
+        finally:
+            db.close()
+
+    def get(self, key: str) -> RunRecord | None:
+        """The record of a key, or None."""
+        try:
+            with self._connect() as db:
+                row = db.execute("SELECT key, kind, spec, status, result, attempts, seconds FROM runs WHERE key = ?", (key,)).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: unreadable run store ({exc})") from exc
+        return None if row is None else self._record(row)
+
+    @staticmethod
+    def _record(row: tuple[Any, ...]) -> RunRecord:
+        return RunRecord(
+            key=row[0],
+            kind=row[1],
+            spec=json.loads(row[2]),
+            status=row[3],
+            result=json.loads(row[4]) if row[4] is not None else None,
+            attempts=int(row[5]),
+            seconds=row[6],
+        )
+
+    def done(self, kind: str, spec: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The result of a finished run, or None."""
+        record = self.get(run_key(kind, spec))
+        return record.result if record is not None and record.status == "done" else None
+
+    def run(self, kind: str, spec: Mapping[str, Any], work: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+        """The run's result: stored if it finished before, else computed now and stored.
+
+        Args:
+            kind: what sort of run (``"zoo"``, ``"transfer"``, ...).
+            spec: everything that decides the result (JSON-ready).
+            work: does the run and returns its result (JSON-ready dict).
+
+        Returns:
+            The result (as stored: NaN becomes None).
+        """
+        key = run_key(kind, spec)
+        record = self.get(key)
+        if record is not None and record.status == "done" and record.result is not None:
+            return record.result
+        self.mark_running(kind, spec)
+        start = time.time()
+        result = _clean(dict(work()))
+        self.finish(key, result, time.time() - start)
+        return result
+
+    def mark_running(self, kind: str, spec: Mapping[str, Any]) -> str:
+        """Record that a run starts (or starts again); returns its key."""
+        key = run_key(kind, spec)
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO runs (key, kind, spec, status, attempts, started) VALUES (?, ?, ?, 'running', 1, ?) "
+                "ON CONFLICT(key) DO UPDATE SET status = 'running', attempts = attempts + 1, started = excluded.started",
+                (key, kind, canonical_json(spec), time.time()),
+            )
+        return key
+
+    def finish(self, key: str, result: Mapping[str, Any], seconds: float) -> None:
+        """Store a run's result and mark it done (one transaction)."""
+        with self._connect() as db:
+            db.execute(
+                "UPDATE runs SET status = 'done', result = ?, finished = ?, seconds = ? WHERE key = ?",
+                (canonical_json(result), time.time(), seconds, key),
+            )
+
+    def records(self, kind: str | None = None, status: str | None = None) -> list[RunRecord]:
+        """All records, optionally of one kind and/or status, in insertion order."""
+        query = "SELECT key, kind, spec, status, result, attempts, seconds FROM runs"
+        clauses, args = [], []
+        if kind is not None:
+            clauses.append("kind = ?")
+            args.append(kind)
+        if status is not None:
+            clauses.append("status = ?")
+            args.append(status)
+        if clauses:
+            query += " WHERE " + " AND ".join(clauses)
+        try:
+            with self._connect() as db:
+                rows = db.execute(query + " ORDER BY rowid", args).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: unreadable run store ({exc})") from exc
+        return [self._record(r) for r in rows]

@@ -1,0 +1,70 @@
+"""The whole protocol end to end on tiny data: every method runs, the store makes reruns free."""
+
+from pathlib import Path
+
+import pytest
+
+from seqtransfer.experiment.config import config_from_dict
+from seqtransfer.experiment.runner import run_experiment
+
+TARGETS = ["C-T1-tumour", "Les-T1-lesion"]
+
+
+def tiny_config(tum: Path, les: Path, **protocol) -> dict:
+    return {
+        "seed": 0,
+        "data": {"datasets": [str(tum), str(les)]},
+        "protocol": {
+            "targets": TARGETS,
+            "draws": 2,
+            "lambdas": [0.0, 0.4, 1.0],
+            "random_landmarks": 2,
+            "top_k": 2,
+            "quality_draws": 1,
+            "score_voxels": 20,
+            "scratch_steps": 2,
+            "calibration_trials": 3,
+            **protocol,
+        },
+        "graph": {"size": 16, "volumes_per_task": 3, "max_pairs": 4, "n_components": 3, "max_slices": 100},
+        "network": {"patch_size": [16, 16, 16], "filters": [4, 8, 16]},
+        "zoo": {"steps": 2, "max_train": 4},
+        "finetune": {"steps": 2, "augment": False},
+    }
+
+
+@pytest.fixture
+def datasets(dataset_factory):
+    sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
+    tum = dataset_factory("Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
+    les = dataset_factory("Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2)
+    return tum, les
+
+
+def test_every_method_runs_and_a_rerun_does_nothing(datasets, tmp_path: Path) -> None:
+    config = config_from_dict(tiny_config(*datasets))
+    ctx = run_experiment(config, tmp_path / "run", log=lambda _m: None)
+    methods = [r.result for r in ctx.store.records("method", "done")]
+    names = {m["method"] for m in methods}
+    assert names == set(config.protocol.methods)
+    for target in TARGETS:
+        for draw in (0, 1):
+            rows = [m for m in methods if m["target"] == target and m["draw"] == draw]
+            assert len([m for m in rows if m["method"] == "lambda"]) == 3
+            assert len([m for m in rows if m["method"] == "random_landmark"]) == 2
+            assert all(m["dice"] is None or 0.0 <= m["dice"] <= 1.0 for m in rows)
+            assert all(len(m["test_set_dice"]) == 3 for m in rows)
+    # lambda = 0 is the landmark's direct transfer, the same stored run
+    for target in TARGETS:
+        lam0 = next(m for m in methods if m["method"] == "lambda" and m["variant"] == "0" and m["target"] == target and m["draw"] == 0)
+        direct = next(m for m in methods if m["method"] == "landmark_direct" and m["target"] == target and m["draw"] == 0)
+        assert lam0["path"] == direct["path"] and lam0["dice"] == direct["dice"]
+    # selection quality: every connected source's direct transfer in draw 0, and its scores
+    transfers = [r.result for r in ctx.store.records("transfer", "done") if r.spec["draw"] == 0 and len(r.spec["path"]) == 2]
+    for target in TARGETS:
+        assert {t["path"][0] for t in transfers if t["target"] == target} == set(ctx.connected(target))
+    assert len(ctx.store.records("scores", "done")) >= sum(len(ctx.connected(t)) for t in TARGETS)
+    before = {r.key: r.attempts for r in ctx.store.records()}
+    again = run_experiment(config, tmp_path / "run", log=lambda _m: None)
+    assert {r.key: r.attempts for r in again.store.records()} == before  # nothing redone
+    assert (tmp_path / "run" / "config.resolved.json").exists()
