@@ -28,9 +28,9 @@ from seqtransfer.training.zoo import ZooConfig
 
 RECIPES = [
     {"lr": 1e-2, "steps": 150},
+    {"lr": 1e-3, "steps": 300},
     {"lr": 1e-2, "steps": 50},
     {"lr": 1e-3, "steps": 150},
-    {"lr": 1e-3, "steps": 300},
 ]
 TARGETS = ["inst6-T1ce-ET", "inst6-FLAIR-ED", "iseg-T1-GM", "utrecht-FLAIR-WMH"]
 DRAWS = [0, 1, 2]
@@ -45,9 +45,10 @@ def main() -> None:
     workspace = open_workspace(args.graph, size=32, cache_dir=args.cache)
     results = json.loads(args.out.read_text()) if args.out.exists() else []
     done = {(r["target"], r["draw"], r["lr"], r["steps"]) for r in results}
-    for target in TARGETS:
-        path = json.loads(workspace.store.selection_path(target).read_text())["path"]
-        for draw in DRAWS:
+    paths = {t: json.loads(workspace.store.selection_path(t).read_text())["path"] for t in TARGETS}
+    for draw in DRAWS:  # draw-major, so every target is covered before the later draws
+        for target in TARGETS:
+            path = paths[target]
             for recipe in RECIPES:
                 if (target, draw, recipe["lr"], recipe["steps"]) in done:
                     continue
