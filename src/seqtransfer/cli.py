@@ -442,6 +442,56 @@ def predict(
     out.print(f"{len(written)} prediction(s) written to {out_dir}", markup=False)
 
 
+@app.command("run")
+def run_command(
+    config_file: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment TOML (see seqtransfer.experiment.config).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (its store makes a rerun skip finished work).")] = Path("run"),
+) -> None:
+    """Run the protocol of an experiment file: graphs, zoo, every method, every draw."""
+    from seqtransfer.experiment.config import load_config
+    from seqtransfer.experiment.runner import run_experiment
+    from seqtransfer.report import write_report
+
+    config = load_config(config_file)
+    with _staged_bars() as update:
+        run_experiment(config, out_dir, log=lambda m: out.print(m, markup=False), progress=update)
+    written = write_report(out_dir)
+    out.print(f"report: {written['report']} (summary: {written['summary']})", markup=False)
+
+
+@app.command("report")
+def report_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder of `seqtransfer run` or `seqtransfer demo`.")],
+) -> None:
+    """Write summary.md, report.html, CSV tables and figures of a run folder."""
+    from seqtransfer.report import write_report
+
+    written = write_report(run_dir)
+    out.print(f"report: {written['report']} (summary: {written['summary']})", markup=False)
+
+
+@contextlib.contextmanager
+def _staged_bars() -> Iterator[Callable[[str, int, int], None]]:
+    """One progress bar per stage name, updated with ``(stage, done, total)``."""
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+        disable=not err.is_terminal,
+    ) as progress:
+        bars: dict[str, Any] = {}
+
+        def update(stage: str, done: int, total: int) -> None:
+            if stage not in bars:
+                bars[stage] = progress.add_task(stage, total=total)
+            progress.update(bars[stage], completed=done, total=total)
+
+        yield update
+
+
 @app.command()
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("demo_run"),

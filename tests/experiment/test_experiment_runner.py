@@ -41,7 +41,7 @@ def datasets(dataset_factory):
     return tum, les
 
 
-def test_every_method_runs_and_a_rerun_does_nothing(datasets, tmp_path: Path) -> None:
+def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets, tmp_path: Path) -> None:
     config = config_from_dict(tiny_config(*datasets))
     ctx = run_experiment(config, tmp_path / "run", log=lambda _m: None)
     methods = [r.result for r in ctx.store.records("method", "done")]
@@ -68,3 +68,32 @@ def test_every_method_runs_and_a_rerun_does_nothing(datasets, tmp_path: Path) ->
     again = run_experiment(config, tmp_path / "run", log=lambda _m: None)
     assert {r.key: r.attempts for r in again.store.records()} == before  # nothing redone
     assert (tmp_path / "run" / "config.resolved.json").exists()
+
+    # the report renders every section from the store alone
+    from seqtransfer.report import write_report
+
+    written = write_report(tmp_path / "run")
+    summary = written["summary"].read_text()
+    for section in ("Table I", "Table II", "Table III", "Win rate", "Selection quality", "Dice per method", "Slice overlays", "Affinity heatmap", "Graph, landmark and path"):
+        assert section in summary, section
+    page = written["report"].read_text()
+    assert page.count("data:image/png;base64,") >= 4 and "<table>" in page  # self-contained
+    for name in ("table1", "table2", "table3", "selection_quality"):
+        rows = written[name].read_text().splitlines()
+        assert len(rows) >= 3, name
+    assert "**" in summary  # the best of a row is bold
+
+
+def test_a_process_pool_gives_the_same_results_as_one_process(datasets, tmp_path: Path) -> None:
+    from seqtransfer.experiment.executor import ProcessExecutor
+
+    raw = tiny_config(*datasets, draws=1, methods=["ours", "landmark_direct", "scratch", "mst"], quality_draws=0)
+    config = config_from_dict(raw)
+    seq = run_experiment(config, tmp_path / "seq", log=lambda _m: None)
+    par = run_experiment(config, tmp_path / "par", log=lambda _m: None, executor=ProcessExecutor(2))
+
+    def results(ctx) -> dict:
+        return {(m["method"], m["target"], m["draw"], m["variant"]): (m["dice"], m["test_set_dice"]) for m in (r.result for r in ctx.store.records("method", "done"))}
+
+    assert results(seq) == results(par) and len(results(seq)) == 2 * 4
+    assert {n: m.dice for n, m in seq.zoo.items()} == {n: m.dice for n, m in par.zoo.items()}

@@ -45,7 +45,7 @@ def _score(model: torch.nn.Module, workspace: Workspace, target: str, split: Tar
     test_ids = sorted({c for s in split.test_sets for c in s})
     scores = score_cases(model, workspace, workspace.task(target), test_ids, patch, device, save_dir=save_dir)
     dice, per_set = score_test_sets(scores, split.test_sets)
-    return {"dice": dice, "test_set_dice": per_set, "per_case": scores}
+    return {"dice": dice, "test_set_dice": per_set, "per_case": scores, "predictions": str(save_dir) if save_dir is not None else None}
 
 
 def run_scratch(

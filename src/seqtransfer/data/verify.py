@@ -86,6 +86,27 @@ def _check_case(dataset: Dataset, case: Case) -> list[Problem]:
     return problems
 
 
+_CASE_MEMO: dict[tuple[object, ...], list[Problem]] = {}
+
+
+def _check_case_memo(dataset: Dataset, case: Case) -> list[Problem]:
+    """:func:`_check_case`, remembered within the process while the case's files are unchanged.
+
+    Every command that reads datasets verifies them first; a long run (or a worker process)
+    opens the same datasets many times, and re-reading every voxel each time would dominate.
+    The key holds each file's path, size and modification time and what the check compares
+    against (declared label values, channel count), so an edited file is checked again.
+    """
+    try:
+        stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in (*case.images, case.label))
+    except OSError:
+        return _check_case(dataset, case)
+    key = (stats, tuple(sorted(dataset.declared_values)), len(dataset.channel_names))
+    if key not in _CASE_MEMO:
+        _CASE_MEMO[key] = _check_case(dataset, case)
+    return list(_CASE_MEMO[key])
+
+
 def verify_dataset(root: str | Path, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
     """Check a dataset and return every problem found.
 
@@ -101,7 +122,7 @@ def verify_dataset(root: str | Path, progress: Callable[[int, int], None] | None
         return problems
     total = len(dataset.cases)
     for done, case in enumerate(dataset.cases, start=1):
-        problems.extend(_check_case(dataset, case))
+        problems.extend(_check_case_memo(dataset, case))
         if progress is not None:
             progress(done, total)
     return problems

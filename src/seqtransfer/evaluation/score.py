@@ -8,6 +8,8 @@ original affine.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from seqtransfer.atomic import write_json
 from seqtransfer.data.io import write_image
 from seqtransfer.data.preprocess import restore_label
 from seqtransfer.data.tasks import Task
@@ -63,3 +66,35 @@ def score_test_sets(scores: dict[str, float], test_sets: Sequence[Sequence[str]]
     """The target score: the mean over test sets of each set's mean Dice (METHOD section 6)."""
     per_set = [mean_dice(scores[c] for c in test_set) for test_set in test_sets]
     return float(np.nanmean(per_set)) if any(np.isfinite(per_set)) else float("nan"), per_set
+
+
+def cached_scores(
+    model_folder: Path,
+    model: nn.Module,
+    workspace: Workspace,
+    task: Task,
+    case_ids: Sequence[str],
+    patch_size: Sequence[int],
+    device: torch.device | str | None = None,
+    save_dir: Path | None = None,
+) -> dict[str, float]:
+    """:func:`score_cases`, remembered in ``model_folder/scores/`` for the model's lifetime.
+
+    A trained model's scores on a set of cases never change, and the protocol asks for the
+    same ones many times (the zero-shot Dice of a landmark for every path and draw, a shared
+    path prefix for every path through it). The file is keyed by the task, its label values
+    and the content of the cases. With ``save_dir``, predictions are written (recomputed when
+    any is missing).
+    """
+    blob = json.dumps({"task": task.name, "labels": list(task.label_values), "cases": [workspace.cache.key(c) for c in workspace.cases(task, case_ids)]})
+    file = model_folder / "scores" / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.json"
+    have_predictions = save_dir is None or all((save_dir / f"{c}.nii.gz").exists() for c in case_ids)
+    if file.exists() and have_predictions:
+        try:
+            saved = json.loads(file.read_text())
+            return {c: (float("nan") if saved[c] is None else float(saved[c])) for c in case_ids}
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    scores = score_cases(model, workspace, task, case_ids, patch_size, device, save_dir=save_dir)
+    write_json(file, {c: (v if v == v else None) for c, v in scores.items()})
+    return scores

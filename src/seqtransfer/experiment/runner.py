@@ -35,6 +35,7 @@ from seqtransfer.data.tasks import Task, find_objective_groups, load_objective_g
 from seqtransfer.data.verify import require_valid
 from seqtransfer.errors import ConfigError
 from seqtransfer.experiment.config import ExperimentConfig
+from seqtransfer.experiment.executor import Executor, SequentialExecutor
 from seqtransfer.experiment.protocol import draw_graph, protocol_targets
 from seqtransfer.experiment.store import RunStore
 from seqtransfer.graph.build import candidate_sources, set_weights
@@ -106,13 +107,16 @@ def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progr
     return roots, out / "objective_groups.json"
 
 
-def prepare(config: ExperimentConfig, run_dir: Path, log: Log = print, progress: Progress | None = None) -> Context:
-    """Stages 1-3: datasets, targets, graphs, zoo. Returns the context of the later stages."""
+def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, progress: Progress | None = None) -> Context:
+    """Stages 1-2: datasets, targets and the graphs of every draw (built once, then reused).
+
+    Also loads the zoo models the store already holds. Worker processes call this to get
+    the same context as the main process.
+    """
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.resolved.json", {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")})
     store = RunStore(run_dir / "runs.sqlite")
     roots, groups_file = _datasets(config, run_dir, log, progress)
-    datasets, _ = require_valid(roots, None if progress is None else (lambda d, t: progress("verify", d, t)))
+    datasets, _ = require_valid(roots, None if progress is None else (lambda name, d, t: progress(f"verify {name}", d, t)))
     if groups_file is None or not groups_file.exists():
         groups_file = find_objective_groups(roots)
     groups = load_objective_groups(groups_file) if groups_file is not None else None
@@ -129,22 +133,52 @@ def prepare(config: ExperimentConfig, run_dir: Path, log: Log = print, progress:
     for draw in range(config.protocol.draws):
         folder = draw_graph(base, run_dir / "graphs" / f"draw{draw}", list(tasks.values()), targets, config.graph, draw, graph_cache)
         ctx.workspaces[draw] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=run_dir / "models")
-    log(f"graphs: {config.protocol.draws} draw(s), {len(targets)} target(s)")
-    needed = sorted({s for t in targets for s in ctx.connected(t)})
-    for i, name in enumerate(needed, start=1):
-        ctx.zoo[name] = _zoo_model(ctx, name)
-        if progress is not None:
-            progress("zoo", i, len(needed))
+    for name in needed_sources(ctx):
+        done = store.done("zoo", _zoo_spec(ctx, name))
+        if done is not None and (Path(done["folder"]) / "checkpoint_final.pth").exists():
+            ctx.zoo[name] = _zoo_from_record(done)
+    return ctx
+
+
+def needed_sources(ctx: Context) -> list[str]:
+    """Every source connected to some target: the zoo the protocol needs."""
+    return sorted({s for t in ctx.targets for s in ctx.connected(t)})
+
+
+def _zoo_spec(ctx: Context, name: str) -> dict[str, Any]:
+    return {"task": name, "zoo": ctx.zoo_config.to_dict()}
+
+
+def _zoo_from_record(r: dict[str, Any]) -> ZooModel:
+    return ZooModel(task=r["task"], folder=Path(r["folder"]), key=r["key"], dice=float(r["dice"] or 0.0), train_cases=tuple(r["train_cases"]), test_cases=tuple(r["test_cases"]))
+
+
+def _quiet(_message: str) -> None:
+    return None
+
+
+def _zoo_worker(args: tuple[ExperimentConfig, str, str]) -> dict[str, Any]:
+    config, run_dir, name = args
+    ctx = open_context(config, Path(run_dir), _quiet)
+    model = _zoo_model(ctx, name)
+    return {"task": model.task, "folder": str(model.folder), "key": model.key, "dice": model.dice, "train_cases": list(model.train_cases), "test_cases": list(model.test_cases)}
+
+
+def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None) -> None:
+    """Stage 3: train the missing zoo models (in parallel), write O into every draw's graph."""
+    missing = [n for n in needed_sources(ctx) if n not in ctx.zoo]
+    records = executor.map(_zoo_worker, [(ctx.config, str(ctx.run_dir), n) for n in missing], None if progress is None else (lambda d, t: progress("zoo", d, t)))
+    for r in records:
+        ctx.zoo[r["task"]] = _zoo_from_record(r)
     for ws in ctx.workspaces.values():
         for name, model in ctx.zoo.items():
             ws.graph.nodes[name]["dice"] = model.dice
         ws.store.save_graph(ws.graph)
-    log(f"zoo: {len(needed)} source model(s)")
-    return ctx
+    ctx.log(f"zoo: {len(ctx.zoo)} source model(s) ({len(missing)} trained now)")
 
 
 def _zoo_model(ctx: Context, name: str) -> ZooModel:
-    spec = {"task": name, "zoo": ctx.zoo_config.to_dict()}
+    spec = _zoo_spec(ctx, name)
 
     def work() -> dict[str, Any]:
         m = train_source(ctx.workspaces[0], name, ctx.zoo_config)
@@ -152,9 +186,8 @@ def _zoo_model(ctx: Context, name: str) -> ZooModel:
 
     r = ctx.store.run("zoo", spec, work)
     if not (Path(r["folder"]) / "checkpoint_final.pth").exists():  # models deleted: train again
-        m = train_source(ctx.workspaces[0], name, ctx.zoo_config)
-        return m
-    return ZooModel(task=name, folder=Path(r["folder"]), key=r["key"], dice=float(r["dice"] or 0.0), train_cases=tuple(r["train_cases"]), test_cases=tuple(r["test_cases"]))
+        return train_source(ctx.workspaces[0], name, ctx.zoo_config)
+    return _zoo_from_record(r)
 
 
 def transfer(ctx: Context, path: list[str], draw: int) -> dict[str, Any]:
@@ -186,7 +219,14 @@ def selection(ctx: Context, target: str, draw: int, lam: float = 0.4, graph: nx.
 
 
 def _transfer_result(r: dict[str, Any]) -> dict[str, Any]:
-    return {"dice": r["final_dice"], "test_set_dice": r["final_test_set_dice"], "path": r["path"], "zero_shot_dice": r["zero_shot_dice"], "steps": r["steps"], "run_dir": r["run_dir"]}
+    return {
+        "dice": r["final_dice"],
+        "test_set_dice": r["final_test_set_dice"],
+        "path": r["path"],
+        "zero_shot_dice": r["zero_shot_dice"],
+        "steps": r["steps"],
+        "predictions": str(Path(r["run_dir"]) / "predictions"),
+    }
 
 
 def scores(ctx: Context, target: str, draw: int, source: str) -> dict[str, Any]:
@@ -227,6 +267,21 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     methods = set(p.methods)
     sel = selection(ctx, target, draw)
     connected = ctx.connected(target)
+    graph = ctx.workspaces[draw].graph
+    ctx.store.run(
+        "selection",
+        {"target": target, "draw": draw, "zoo": ctx.zoo_config.to_dict(), "graph": ctx.config.graph.to_dict()},
+        lambda: {
+            "target": target,
+            "draw": draw,
+            "landmark": sel.landmark,
+            "path": sel.path,
+            "weights": {s: float(graph.edges[s, target]["weight"]) for s in connected},
+            "landmark_scores": {row["source"]: row["score"] for row in sel.landmark_scores},
+            "zoo_dice": {s: ctx.zoo[s].dice for s in connected},
+        },
+    )
+    save = ctx.run_dir / "predictions" / target
     if "ours" in methods:
         _method(ctx, "ours", target, draw, "", {"path": sel.path}, lambda: _transfer_result(transfer(ctx, sel.path, draw)))
     if "landmark_direct" in methods:
@@ -254,14 +309,14 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     top = [s["source"] for s in sel.landmark_scores[: p.top_k]]
     ws = ctx.workspaces[draw]
     if "scratch" in methods:
-        _method(ctx, "scratch", target, draw, "", {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed}, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed))
+        _method(ctx, "scratch", target, draw, "", {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed}, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save / f"scratch_draw{draw}"))
     if "mst" in methods:
         spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": asdict(ctx.finetune(draw))}
         f = ctx.config.finetune
-        _method(ctx, "mst", target, draw, "", spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment))
+        _method(ctx, "mst", target, draw, "", spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment, save_dir=save / f"mst_draw{draw}"))
     if "mtl" in methods:
         spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "steps": p.scratch_steps, "network": ctx.config.network.to_dict()}
-        _method(ctx, "mtl", target, draw, "", spec, lambda: run_mtl(ws, target, draw, [ctx.zoo[s] for s in top], ctx.config.network, p.scratch_steps, ctx.config.seed))
+        _method(ctx, "mtl", target, draw, "", spec, lambda: run_mtl(ws, target, draw, [ctx.zoo[s] for s in top], ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save / f"mtl_draw{draw}"))
     if draw < p.quality_draws:
         for source in connected:
             transfer(ctx, [source, target], draw)
@@ -277,13 +332,13 @@ def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]
     return out
 
 
-def run_calibrated(ctx: Context, log: Log = print) -> None:
+def run_calibrated(ctx: Context, targets: list[str] | None = None, log: Log = print) -> None:
     """Stage 5: leave-one-target-out calibration, then selection and transfer per draw."""
     from seqtransfer.graph.calibrate import Transfer, calibrate
 
     p = ctx.config.protocol
     measured = [Transfer(s, t, d) for s, t, d in direct_transfers(ctx, 0) if t in ctx.targets]
-    for target in ctx.targets:
+    for target in targets if targets is not None else ctx.targets:
         others = [m for m in measured if m.target != target]
         store0 = GraphStore(ctx.workspaces[0].root)
         graph0, gconfig, h_scale, _ = store0.load()
@@ -313,22 +368,50 @@ def run_calibrated(ctx: Context, log: Log = print) -> None:
             )
 
 
-def run_experiment(config: ExperimentConfig, run_dir: str | Path, log: Log = print, progress: Progress | None = None) -> Context:
+def _target_draw_worker(args: tuple[ExperimentConfig, str, str, int]) -> None:
+    config, run_dir, target, draw = args
+    ctx = open_context(config, Path(run_dir), _quiet)
+    run_target_draw(ctx, target, draw, _quiet)
+
+
+def _calibrated_worker(args: tuple[ExperimentConfig, str, str]) -> None:
+    config, run_dir, target = args
+    ctx = open_context(config, Path(run_dir), _quiet)
+    run_calibrated(ctx, [target], _quiet)
+
+
+def run_experiment(
+    config: ExperimentConfig,
+    run_dir: str | Path,
+    log: Log = print,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
+) -> Context:
     """Run (or finish) the whole protocol in ``run_dir``; every finished run is skipped.
+
+    Args:
+        config: the experiment.
+        run_dir: the run folder (store, graphs, models, predictions, report).
+        log: one-line messages.
+        progress: ``(stage, done, total)``.
+        executor: where independent runs go (default: in this process).
 
     Raises:
         ConfigError: a bad configuration (unknown targets, too few cases, ...).
         DatasetError: a dataset that does not verify.
         StoreError: an unusable run folder.
     """
-    ctx = prepare(config, Path(run_dir), log, progress)
-    pairs = [(t, d) for t in ctx.targets for d in range(config.protocol.draws)]
-    for i, (target, draw) in enumerate(pairs, start=1):
-        run_target_draw(ctx, target, draw, log)
-        if progress is not None:
-            progress("methods", i, len(pairs))
+    run_dir = Path(run_dir)
+    executor = executor or SequentialExecutor()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.resolved.json", {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")})
+    ctx = open_context(config, run_dir, log, progress)
+    log(f"graphs: {config.protocol.draws} draw(s), {len(ctx.targets)} target(s): {', '.join(ctx.targets)}")
+    zoo_stage(ctx, executor, progress)
+    # draw-major order: the draws of one target (which share path prefixes) rarely run at once
+    units = [(config, str(run_dir), t, d) for d in range(config.protocol.draws) for t in ctx.targets]
+    executor.map(_target_draw_worker, units, None if progress is None else (lambda d, t: progress("methods", d, t)))
     if "calibrated" in config.protocol.methods:
-        run_calibrated(ctx, log)
+        executor.map(_calibrated_worker, [(config, str(run_dir), t) for t in ctx.targets], None if progress is None else (lambda d, t: progress("calibrated", d, t)))
     log(f"done: {len(ctx.store.records(status='done'))} run(s) in {ctx.store.path}")
     return ctx
-

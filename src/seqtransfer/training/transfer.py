@@ -30,7 +30,7 @@ from torch import nn
 from seqtransfer.atomic import write_json
 from seqtransfer.data.splits import sample_cases, target_split
 from seqtransfer.errors import ConfigError
-from seqtransfer.evaluation.score import score_cases, score_test_sets
+from seqtransfer.evaluation.score import cached_scores, score_test_sets
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher
 from seqtransfer.training.loop import TrainConfig, train
@@ -176,12 +176,12 @@ def run_transfer(
     model, network = load_model(landmark.folder, device)
     patch = tuple(network.patch_size or ())
 
-    def evaluate(save_dir: Path | None = None) -> tuple[float, list[float], dict[str, float]]:
-        scores = score_cases(model, workspace, target_task, test_ids, patch, device, save_dir=save_dir)
+    def evaluate(model_folder: Path, save_dir: Path | None = None) -> tuple[float, list[float], dict[str, float]]:
+        scores = cached_scores(model_folder, model, workspace, target_task, test_ids, patch, device, save_dir=save_dir)
         score, per_set = score_test_sets(scores, split.test_sets)
         return score, per_set, scores
 
-    zero_shot, zero_sets, _ = evaluate()
+    zero_shot, zero_sets, _ = evaluate(landmark.folder)
     previous_task = workspace.task(path[0])
     previous_cases = list(landmark.train_cases)
     parent = landmark.key
@@ -227,7 +227,7 @@ def run_transfer(
         is_last = node == target
         # the run folder is named by the last step's key; the final scoring writes its predictions
         run_dir = (out_dir or workspace.models / "transfers" / target / hashlib.sha256(key.encode()).hexdigest()[:12]) if is_last else None
-        dice_after, sets_after, scores = evaluate(save_dir=run_dir / "predictions" if run_dir is not None else None)
+        dice_after, sets_after, scores = evaluate(folder, save_dir=run_dir / "predictions" if run_dir is not None else None)
         records.append(
             StepRecord(
                 node=node,

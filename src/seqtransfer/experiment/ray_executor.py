@@ -1,0 +1,54 @@
+"""The Ray executor: independent runs as Ray tasks on an existing cluster (or a local one).
+
+Each call of ``fn`` becomes a Ray task asking for one CPU, or one GPU where the cluster has
+GPUs (trainings); results are written by the task through the run store, which must be on a
+filesystem every node sees (the run folder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+
+from seqtransfer.errors import ConfigError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class RayExecutor:
+    """Ray tasks; ``address=None`` starts or joins the local cluster (``ray.init()``).
+
+    Raises:
+        ConfigError: Ray is not installed, or the cluster cannot be reached.
+    """
+
+    def __init__(self, address: str | None = None) -> None:
+        try:
+            import ray
+        except ImportError as exc:
+            raise ConfigError("the ray executor needs Ray: pip install 'seqtransfer[ray]'") from exc
+        self._ray = ray
+        try:
+            if not ray.is_initialized():
+                ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
+        except Exception as exc:  # Ray raises several types for an unreachable cluster
+            raise ConfigError(f"cannot reach the Ray cluster at {address or 'local'} ({type(exc).__name__}: {exc})") from exc
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Callable[[int, int], None] | None = None) -> list[R]:
+        ray = self._ray
+        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        remote = ray.remote(num_cpus=1, num_gpus=gpus)(fn)
+        refs = [remote.remote(item) for item in items]
+        index = {ref: i for i, ref in enumerate(refs)}
+        results: list[Any] = [None] * len(refs)
+        pending = list(refs)
+        done = 0
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1)
+            for ref in ready:
+                results[index[ref]] = ray.get(ref)
+                done += 1
+                if progress is not None:
+                    progress(done, len(refs))
+        return results

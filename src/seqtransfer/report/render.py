@@ -1,0 +1,186 @@
+"""``seqtransfer report RUN_DIR``: ``summary.md``, a self-contained ``report.html``, CSV tables, PNG figures.
+
+Everything comes from the run folder of ``seqtransfer run`` (its store, graphs and
+predictions); nothing is trained or scored again.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import math
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqtransfer.atomic import write_text
+from seqtransfer.errors import StoreError
+from seqtransfer.experiment.store import RunStore
+from seqtransfer.report.figures import dice_chart, overlays
+from seqtransfer.report.tables import LABELS, TABLE_I, TABLE_II, cells, method_key, method_table, selection_quality, win_rates
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def _html_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    def cell(text: str) -> str:
+        text = str(text)
+        if text.startswith("**") and text.endswith("**"):
+            return f"<td><b>{html.escape(text[2:-2])}</b></td>"
+        return f"<td>{html.escape(text)}</td>"
+
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows([["" if v is None else (f"{v:.6g}" if isinstance(v, float) else v) for v in row] for row in rows])
+    write_text(path, buffer.getvalue())
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def _overlay_rows(run_dir: Path, methods: Sequence[dict[str, Any]], targets: Sequence[str], graph: Any, limit: int = 3) -> list[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
+    from seqtransfer.data.dataset import parse_dataset
+    from seqtransfer.data.io import read_image
+    from seqtransfer.data.tasks import split_tasks
+
+    rows = []
+    for target in targets[:limit]:
+        node = graph.nodes[target]
+        dataset, _ = parse_dataset(Path(node["dataset"]))
+        task = next((t for t in split_tasks([dataset]) if t.name == target), None)
+        chosen = [m for m in methods if m["target"] == target and m["draw"] == 0 and m.get("predictions") and m["method"] in ("ours", *TABLE_I)]
+        if task is None or not chosen:
+            continue
+        sel = next((m for m in chosen if m["method"] == "ours"), chosen[0])
+        per_case = sorted(Path(sel["predictions"]).glob("*.nii.gz")) if Path(sel["predictions"]).is_dir() else []
+        if not per_case:
+            continue
+        case_id = per_case[0].name.removesuffix(".nii.gz")
+        case = next(c for c in task.cases if c.case_id == case_id)
+        image = read_image(case.images[task.channel])[0]
+        truth = np.isin(np.round(read_image(case.label)[0]), task.label_values).astype(np.uint8)
+        predictions = {}
+        for m in sorted(chosen, key=lambda m: TABLE_I.index(m["method"]) if m["method"] in TABLE_I else 0):
+            f = Path(m["predictions"]) / per_case[0].name
+            if f.exists() and m["method"] not in predictions:
+                predictions[m["method"]] = read_image(f)[0].astype(np.uint8)
+        rows.append((f"{target}\n{case_id}", image, truth, predictions))
+    return rows
+
+
+def write_report(run_dir: str | Path) -> dict[str, Path]:
+    """Write the report of a run folder and return the paths written.
+
+    Raises:
+        StoreError: the folder holds no finished run.
+    """
+    from seqtransfer.graph.figures import plot_graph, plot_heatmap
+    from seqtransfer.graph.store import GraphStore
+
+    run = Path(run_dir)
+    if not (run / "runs.sqlite").exists():
+        raise StoreError(f"{run}: no runs.sqlite (not a run folder of `seqtransfer run`)")
+    store = RunStore(run / "runs.sqlite")
+    methods = [r.result for r in store.records("method", "done") if r.result]
+    if not methods:
+        raise StoreError(f"{run}: the run has no finished method yet")
+    graph, _, _, _ = GraphStore(run / "graphs" / "draw0").load()
+    targets = sorted({m["target"] for m in methods})
+    collections = {t: str(graph.nodes[t].get("collection", "")) for t in targets}
+    out_tables, out_figures = run / "report" / "tables", run / "report" / "figures"
+    written: dict[str, Path] = {}
+    md: list[str] = [f"# seqtransfer report: {run.name}", ""]
+    resolved = run / "config.resolved.json"
+    if resolved.exists():
+        conf = json.loads(resolved.read_text())
+        md += [f"Configuration: `{resolved}`; package versions: " + ", ".join(f"{k} {v}" for k, v in conf.get("versions", {}).items()), ""]
+    draws = sorted({int(m["draw"]) for m in methods})
+    md += [f"Targets: {len(targets)}; draws of the 3 target training cases: {len(draws)}; every score is the mean Dice over the three test sets of 10 cases, averaged over draws (± sd over draws and test sets).", ""]
+    html_parts: list[str] = []
+    lambda_cols = sorted({method_key(m) for m in methods if m["method"] == "lambda"}, key=lambda k: float(k.split("=")[1]))
+    sections = [("Table I: methods", "table1", TABLE_I), ("Table II: ablation", "table2", TABLE_II), ("Table III: lambda", "table3", tuple(lambda_cols))]
+    for title, name, columns in sections:
+        header, rows, raw = method_table(methods, columns, targets, collections)
+        if len(header) <= 1:
+            continue
+        present = header[1:]
+        _write_csv(out_tables / f"{name}.csv", ["target", *[f"{c} mean" for c in present], *[f"{c} sd" for c in present]], raw)
+        written[name] = out_tables / f"{name}.csv"
+        md += [f"## {title}", "", _md_table(header, rows), ""]
+        html_parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, rows)}")
+    wins = win_rates(methods)
+    if wins:
+        header = ["method", "ours wins (paired target x draw)", "pairs"]
+        rows = [[LABELS.get(k, k), f"{v[0]:.2f}", str(v[1])] for k, v in sorted(wins.items())]
+        _write_csv(out_tables / "win_rates.csv", header, [[k, v[0], v[1]] for k, v in sorted(wins.items())])
+        md += ["## Win rate of ours", "", _md_table(header, rows), ""]
+        html_parts.append(f"<h2>Win rate of ours</h2>{_html_table(header, rows)}")
+    selections = [r.result for r in store.records("selection", "done") if r.result]
+    scores = [{**r.result, "target": r.spec["target"], "draw": r.spec["draw"]} for r in store.records("scores", "done") if r.result]
+    direct = {}
+    for r in store.records("transfer", "done"):
+        res = r.result or {}
+        if len(res.get("path", [])) == 2 and res.get("final_dice") is not None:
+            direct[(res["path"][0], res["path"][1], int(r.spec["draw"]))] = float(res["final_dice"])
+    quality = selection_quality(selections, scores, direct)
+    if quality:
+        header = ["target", "draw", "ranking", "Kendall tau", "weighted tau", "Pearson r", "top-1 regret", "sources"]
+        rows = [[q["target"], str(q["draw"]), q["ranking"], _fmt(q["kendall_tau"]), _fmt(q["weighted_tau"]), _fmt(q["pearson"]), _fmt(q["top1_regret"]), str(int(q["n"]))] for q in quality]
+        _write_csv(out_tables / "selection_quality.csv", header, [[q["target"], q["draw"], q["ranking"], q["kendall_tau"], q["weighted_tau"], q["pearson"], q["top1_regret"], q["n"]] for q in quality])
+        written["selection_quality"] = out_tables / "selection_quality.csv"
+        by_ranking: dict[str, list[dict[str, Any]]] = {}
+        for q in quality:
+            by_ranking.setdefault(q["ranking"], []).append(q)
+        mean_rows = [[k, *[_fmt(float(np.nanmean([q[c] for q in v]))) for c in ("kendall_tau", "weighted_tau", "pearson", "top1_regret")], str(len(v))] for k, v in by_ranking.items()]
+        mean_header = ["ranking", "Kendall tau", "weighted tau", "Pearson r", "top-1 regret", "targets x draws"]
+        md += ["## Selection quality", "", "Each ranking of the sources against the really trained direct-transfer Dice of every connected source (mean over targets and draws):", "", _md_table(mean_header, mean_rows), "", _md_table(header, rows), ""]
+        html_parts.append(f"<h2>Selection quality</h2>{_html_table(mean_header, mean_rows)}<details><summary>per target</summary>{_html_table(header, rows)}</details>")
+    figures = []
+    table = cells(methods)
+    figures.append(("Dice per method", dice_chart(table, targets, list(TABLE_I) + ["landmark_direct", "random_landmark", "calibrated"], out_figures / "dice_per_method.png")))
+    ours0 = {m["target"]: m for m in methods if m["method"] == "ours" and m["draw"] == 0}
+    for target in targets[:3]:
+        if target in ours0:
+            p = ours0[target]["path"]
+            figures.append((f"Graph, landmark and path: {target}", plot_graph(graph, out_figures / f"graph_{target}.png", target=target, landmark=p[0], transfer_path=p)))
+    figures.append(("Affinity heatmap (draw 0)", plot_heatmap(graph, out_figures / "affinity_heatmap.png")))
+    rows_ov = _overlay_rows(run, methods, targets, graph)
+    if rows_ov:
+        figures.append(("Slice overlays: image, ground truth, each method (draw 0, first test case)", overlays(rows_ov, out_figures / "overlays.png")))
+    md += ["## Figures", ""]
+    for title, path in figures:
+        md += [f"### {title}", "", f"![{title}]({path.relative_to(run / 'report')})", ""]
+        data = base64.b64encode(path.read_bytes()).decode()
+        html_parts.append(f"<h3>{html.escape(title)}</h3><img src='data:image/png;base64,{data}' style='max-width:100%'>")
+        written[path.stem] = path
+    summary = run / "report" / "summary.md"
+    write_text(summary, "\n".join(md) + "\n")
+    page = io.StringIO()
+    page.write("<!doctype html><html><head><meta charset='utf-8'><title>seqtransfer report</title>")
+    page.write("<style>body{font-family:sans-serif;max-width:1200px;margin:auto}table{border-collapse:collapse;font-size:12px}td,th{border:1px solid #ccc;padding:3px 6px}</style></head><body>")
+    page.write(f"<h1>seqtransfer report: {html.escape(run.name)}</h1>")
+    page.write("".join(html_parts))
+    page.write("</body></html>")
+    report = run / "report" / "report.html"
+    write_text(report, page.getvalue())
+    written["summary"] = summary
+    written["report"] = report
+    return written

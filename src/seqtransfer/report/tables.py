@@ -1,0 +1,202 @@
+"""The report's numbers, computed from the run store (pure functions of the records).
+
+* :func:`method_table`: Dice per target and method, mean and standard deviation over draws
+  and test sets (the paper's Table I, and with other method lists Tables II and III).
+* :func:`win_rates`: how often ours beats each other method over paired (target, draw) runs.
+* :func:`selection_quality`: how well each ranking of the sources (-w, the landmark score,
+  LogME, LEEP, NCE) predicts the really trained direct-transfer Dice: Kendall tau, weighted
+  tau (``scipy.stats.weightedtau``), Pearson r and the top-1 regret.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+#: row label of each method in the tables
+LABELS = {
+    "ours": "Ours (landmark + path)",
+    "logme": "LogME + direct",
+    "leep": "LEEP + direct",
+    "mst": "MST",
+    "mtl": "MTL",
+    "scratch": "Scratch",
+    "landmark_direct": "w/o STPS (landmark direct)",
+    "random_landmark": "w/o LSI (random landmark + path)",
+    "calibrated": "Ours, calibrated (leave-one-target-out)",
+}
+TABLE_I = ("ours", "logme", "leep", "mst", "mtl", "scratch")
+TABLE_II = ("ours", "landmark_direct", "random_landmark", "calibrated")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """Mean and standard deviation of the test-set Dice over draws (and variants)."""
+
+    mean: float
+    sd: float
+    n: int
+    per_draw: dict[int, float]
+
+
+def _finite(values: Sequence[Any]) -> list[float]:
+    return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def method_key(result: Mapping[str, Any]) -> str:
+    """The column a method record belongs to (the lambda sweep: one column per value)."""
+    return f"lambda={result['variant']}" if result["method"] == "lambda" else str(result["method"])
+
+
+def cells(methods: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Cell]:
+    """``(target, method key) -> Cell``.
+
+    The spread is over every (draw, test set) score; variants of one draw (the random
+    landmarks of "w/o LSI") are averaged per test set first, so each draw counts once.
+    """
+    grouped: dict[tuple[str, str, int], list[list[float]]] = {}
+    for m in methods:
+        key = (str(m["target"]), method_key(m), int(m["draw"]))
+        sets = [float("nan") if v is None else float(v) for v in m.get("test_set_dice") or []]
+        grouped.setdefault(key, []).append(sets)
+    out: dict[tuple[str, str], dict[int, list[float]]] = {}
+    for (target, key, draw), variants in grouped.items():
+        per_set = np.nanmean(np.array(variants, dtype=float), axis=0) if variants and variants[0] else np.array([])
+        out.setdefault((target, key), {})[draw] = [float(v) for v in per_set]
+    result = {}
+    for k, draws in out.items():
+        values = _finite([v for sets in draws.values() for v in sets])
+        per_draw = {d: float(np.mean(_finite(s))) if _finite(s) else float("nan") for d, s in draws.items()}
+        result[k] = Cell(
+            mean=float(np.mean(values)) if values else float("nan"),
+            sd=float(np.std(values)) if values else float("nan"),
+            n=len(values),
+            per_draw=per_draw,
+        )
+    return result
+
+
+def method_table(
+    methods: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    targets: Sequence[str],
+    collections: Mapping[str, str],
+) -> tuple[list[str], list[list[str]], list[list[Any]]]:
+    """A table of targets (rows) x methods (columns), plus one average row per collection.
+
+    Returns:
+        ``(header, markdown rows with the best of each row in bold, raw rows for CSV)``.
+    """
+    table = cells(methods)
+    present = [c for c in columns if any((t, c) in table for t in targets)]
+    header = ["target", *[LABELS.get(c, c) for c in present]]
+    rows, raw = [], []
+
+    def add(name: str, values: list[Cell | None]) -> None:
+        means = [v.mean if v is not None and math.isfinite(v.mean) else -math.inf for v in values]
+        best = max(means) if means else -math.inf
+        text = []
+        for v, m in zip(values, means, strict=True):
+            if v is None or not math.isfinite(v.mean):
+                text.append("n/a")
+                continue
+            s = f"{v.mean:.3f} ± {v.sd:.3f}"
+            text.append(f"**{s}**" if m == best and best > -math.inf else s)
+        rows.append([name, *text])
+        raw.append([name, *[(v.mean if v is not None else None) for v in values], *[(v.sd if v is not None else None) for v in values]])
+
+    for target in targets:
+        add(target, [table.get((target, c)) for c in present])
+    for collection in sorted(set(collections[t] for t in targets)):
+        members = [t for t in targets if collections[t] == collection]
+        avg: list[Cell | None] = []
+        for c in present:
+            means = _finite([table[(t, c)].mean for t in members if (t, c) in table])
+            avg.append(Cell(float(np.mean(means)), float(np.std(means)), len(means), {}) if means else None)
+        add(f"mean, {collection}", avg)
+    return header, rows, raw
+
+
+def win_rates(methods: Sequence[Mapping[str, Any]], ours: str = "ours") -> dict[str, tuple[float, int]]:
+    """Fraction of paired (target, draw) runs where ours scores higher (ties count half).
+
+    Returns:
+        ``method key -> (win rate, number of pairs)``.
+    """
+    table = cells(methods)
+    by_key: dict[str, dict[tuple[str, int], float]] = {}
+    for (target, key), cell in table.items():
+        for draw, value in cell.per_draw.items():
+            by_key.setdefault(key, {})[(target, draw)] = value
+    mine = by_key.get(ours, {})
+    out = {}
+    for key, values in by_key.items():
+        if key == ours:
+            continue
+        pairs = [(mine[p], v) for p, v in values.items() if p in mine and math.isfinite(mine[p]) and math.isfinite(v)]
+        if pairs:
+            wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs)
+            out[key] = (wins / len(pairs), len(pairs))
+    return out
+
+
+def rank_scores(truth: Sequence[float], score: Sequence[float]) -> dict[str, float]:
+    """Agreement of a score (higher = better source) with the measured Dice.
+
+    Returns:
+        Kendall tau, weighted tau (``scipy.stats.weightedtau``, which weighs the top of the
+        ranking more), Pearson r, and the top-1 regret: best Dice minus the Dice of the
+        source the score ranks first.
+    """
+    y = np.asarray(truth, dtype=float)
+    s = np.asarray(score, dtype=float)
+    ok = np.isfinite(y) & np.isfinite(s)
+    y, s = y[ok], s[ok]
+    if len(y) < 2:
+        return {"kendall_tau": float("nan"), "weighted_tau": float("nan"), "pearson": float("nan"), "top1_regret": float("nan"), "n": float(len(y))}
+    tau = stats.kendalltau(s, y).statistic
+    wtau = stats.weightedtau(s, y).statistic
+    pearson = stats.pearsonr(s, y).statistic if np.std(s) > 0 and np.std(y) > 0 else float("nan")
+    regret = float(y.max() - y[int(np.argmax(s))])
+    return {"kendall_tau": float(tau), "weighted_tau": float(wtau), "pearson": float(pearson), "top1_regret": regret, "n": float(len(y))}
+
+
+def selection_quality(
+    selections: Sequence[Mapping[str, Any]],
+    scores: Sequence[Mapping[str, Any]],
+    direct: Mapping[tuple[str, str, int], float],
+) -> list[dict[str, Any]]:
+    """Per (target, draw) with measured direct transfers, each ranking's agreement with them.
+
+    Args:
+        selections: the runner's ``selection`` records (weights w and landmark scores).
+        scores: the runner's ``scores`` records with their target and draw added.
+        direct: ``(source, target, draw) -> direct-transfer Dice``.
+
+    Returns:
+        One row per (target, draw, ranking).
+    """
+    rows = []
+    for sel in selections:
+        target, draw = sel["target"], int(sel["draw"])
+        sources = sorted(s for s in sel["weights"] if (s, target, draw) in direct)
+        if len(sources) < 2 or len(sources) < len(sel["weights"]):  # only draws where every source was measured
+            continue
+        truth = [direct[(s, target, draw)] for s in sources]
+        by_source = {r["source"]: r for r in scores if r["target"] == target and int(r["draw"]) == draw}
+        rankings = {
+            "-w (affinity)": [-float(sel["weights"][s]) for s in sources],
+            "landmark score (-score)": [-float(sel["landmark_scores"][s]) if sel["landmark_scores"].get(s) is not None else float("nan") for s in sources],
+            "source held-out Dice (O)": [float(sel["zoo_dice"].get(s, float("nan"))) for s in sources],
+        }
+        for name in ("logme", "leep", "nce"):
+            if all(s in by_source for s in sources):
+                rankings[name.upper() if name != "logme" else "LogME"] = [float(by_source[s][name]) for s in sources]
+        for name, values in rankings.items():
+            rows.append({"target": target, "draw": draw, "ranking": name, **rank_scores(truth, values), "best_dice": max(truth)})
+    return rows
