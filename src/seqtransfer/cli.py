@@ -446,15 +446,22 @@ def predict(
 def run_command(
     config_file: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment TOML (see seqtransfer.experiment.config).")],
     out_dir: Annotated[Path, typer.Option("--out", help="Run folder (its store makes a rerun skip finished work).")] = Path("run"),
+    executor: Annotated[str, typer.Option(help="Where independent runs go: local (process pool) or ray.")] = "local",
+    workers: Annotated[int | None, typer.Option(help="Local worker processes (default: one per core; 1: no pool).")] = None,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")] = None,
 ) -> None:
     """Run the protocol of an experiment file: graphs, zoo, every method, every draw."""
     from seqtransfer.experiment.config import load_config
+    from seqtransfer.experiment.executor import make_executor
     from seqtransfer.experiment.runner import run_experiment
     from seqtransfer.report import write_report
 
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     config = load_config(config_file)
+    pool = make_executor(executor, workers=workers, address=address)
     with _staged_bars() as update:
-        run_experiment(config, out_dir, log=lambda m: out.print(m, markup=False), progress=update)
+        run_experiment(config, out_dir, log=lambda m: out.print(m, markup=False), progress=update, executor=pool)
     written = write_report(out_dir)
     out.print(f"report: {written['report']} (summary: {written['summary']})", markup=False)
 
@@ -494,13 +501,17 @@ def _staged_bars() -> Iterator[Callable[[str, int, int], None]]:
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("demo_run"),
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (a rerun skips finished work).")] = Path("demo_run"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    workers: Annotated[int | None, typer.Option(help="Worker processes (default: up to 2).")] = None,
 ) -> None:
-    """The main job on the embedded benchmark (what `make demo` runs)."""
+    """The main job on the embedded benchmark (what `make demo` runs): protocol + report."""
     from seqtransfer.demo import run_demo
 
-    run_demo(out_dir, seed=seed, console=out, progress=staged_progress)
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    with _staged_bars() as update:
+        run_demo(out_dir, seed=seed, console=out, progress=update, workers=workers)
 
 
 def main(argv: list[str] | None = None) -> None:

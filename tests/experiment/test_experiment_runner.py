@@ -87,7 +87,7 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
 def test_a_process_pool_gives_the_same_results_as_one_process(datasets, tmp_path: Path) -> None:
     from seqtransfer.experiment.executor import ProcessExecutor
 
-    raw = tiny_config(*datasets, draws=1, methods=["ours", "landmark_direct", "scratch", "mst"], quality_draws=0)
+    raw = tiny_config(*datasets, draws=1, methods=["ours", "landmark_direct", "scratch", "mst"], quality_draws=0, max_sources=2)
     config = config_from_dict(raw)
     seq = run_experiment(config, tmp_path / "seq", log=lambda _m: None)
     par = run_experiment(config, tmp_path / "par", log=lambda _m: None, executor=ProcessExecutor(2))
@@ -97,3 +97,4 @@ def test_a_process_pool_gives_the_same_results_as_one_process(datasets, tmp_path
 
     assert results(seq) == results(par) and len(results(seq)) == 2 * 4
     assert {n: m.dice for n, m in seq.zoo.items()} == {n: m.dice for n, m in par.zoo.items()}
+    assert all(len(seq.connected(t)) == 2 for t in TARGETS) and len(seq.zoo) <= 4  # max_sources keeps the 2 nearest

@@ -70,6 +70,10 @@ def test_transfer_freezes_encoder_records_steps_and_reuses_prefixes(workspace) -
     assert other["final_dice"] == metrics["final_dice"]
     direct = run_transfer(workspace, TARGET, ["A-T1-tumour", TARGET], ZOO, FT)
     assert [s["cached"] for s in direct["steps"]] == [False]
+    # the landmark's Fisher and its zero-shot scores were computed once and kept in its folder
+    landmark = Path(metrics["landmark_model"])
+    assert len(list((landmark / "fisher").glob("*.pth"))) == 1 and len(list((landmark / "scores").glob("*.json"))) == 1
+    assert direct["zero_shot_dice"] == metrics["zero_shot_dice"]
 
 
 def test_bad_paths_and_small_targets_are_refused(workspace) -> None:

@@ -21,6 +21,9 @@ A TOML file with the sections below; every key is optional (defaults in brackets
     lambdas = [0.0, 0.3, 0.4, 0.5, 1.0]
     random_landmarks = 10         # draws of the random landmark ("w/o LSI")
     top_k = 3                     # sources fused by MST / trained with by MTL
+    max_sources = 0               # 0: every connected source; N: only the N nearest by w
+                                  # (a scaled-down protocol, e.g. the demo; it restricts
+                                  # every method's choice, so say so when reporting)
     quality_draws = 1             # draws for which every source's direct transfer is measured
     score_voxels = 500            # voxels per class per case for LogME / LEEP / NCE
     scratch_steps = 300           # training steps of scratch and MTL
@@ -95,6 +98,7 @@ class ProtocolConfig:
     lambdas: tuple[float, ...] = (0.0, 0.3, 0.4, 0.5, 1.0)
     random_landmarks: int = 10
     top_k: int = 3
+    max_sources: int = 0
     quality_draws: int = 1
     score_voxels: int = 500
     scratch_steps: int = 300
@@ -111,6 +115,7 @@ class ProtocolConfig:
                 (all(isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v <= 1.0 for v in self.lambdas), "protocol.lambdas must be in [0, 1]"),
                 (self.random_landmarks >= 1, "protocol.random_landmarks must be >= 1"),
                 (self.top_k >= 1, "protocol.top_k must be >= 1"),
+                (self.max_sources == 0 or self.max_sources >= 2, "protocol.max_sources must be 0 (all) or >= 2"),
                 (0 <= self.quality_draws <= self.draws, "protocol.quality_draws must be in 0..draws"),
                 (self.score_voxels >= 1, "protocol.score_voxels must be >= 1"),
                 (self.scratch_steps >= 1, "protocol.scratch_steps must be >= 1"),

@@ -77,8 +77,24 @@ class Context:
         return {name: model.dice for name, model in self.zoo.items()}
 
     def connected(self, target: str) -> list[str]:
+        """The target's sources: connected by an edge in draw 0's graph.
+
+        With ``protocol.max_sources = N`` only the N with the smallest w (draw 0) are kept,
+        for every draw and every method.
+        """
         graph = self.workspaces[0].graph
-        return sorted(s for s in candidate_sources(graph, target) if graph.has_edge(s, target))
+        sources = sorted(s for s in candidate_sources(graph, target) if graph.has_edge(s, target))
+        n = self.config.protocol.max_sources
+        if n and len(sources) > n:
+            sources = sorted(sorted(sources, key=lambda s: (graph.edges[s, target]["weight"], s))[:n])
+        return sources
+
+    def pool_graph(self, target: str, draw: int, graph: nx.Graph | None = None) -> nx.Graph:
+        """The graph a target's selection sees: all of it, or only its ``max_sources`` pool."""
+        g = graph if graph is not None else self.workspaces[draw].graph
+        if not self.config.protocol.max_sources:
+            return g
+        return g.subgraph([*self.connected(target), target])
 
 
 def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progress | None) -> tuple[list[Path], Path | None]:
@@ -102,7 +118,7 @@ def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progr
         except (OSError, json.JSONDecodeError, KeyError):
             pass
     log(f"generating the embedded benchmark in {out}")
-    roots = make_benchmark(out, bench, None if progress is None else (lambda d, t: progress("benchmark", d, t)))
+    roots = make_benchmark(out, bench, None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)))
     write_json(marker, {"config": asdict(bench), "datasets": [r.name for r in roots]})
     return roots, out / "objective_groups.json"
 
@@ -214,7 +230,7 @@ def _method(ctx: Context, method: str, target: str, draw: int, variant: str, spe
 
 def selection(ctx: Context, target: str, draw: int, lam: float = 0.4, graph: nx.Graph | None = None) -> Selection:
     """Landmark and optimal path of ``target`` in draw ``draw``'s graph, O from the zoo."""
-    g = graph if graph is not None else ctx.workspaces[draw].graph
+    g = ctx.pool_graph(target, draw, graph)
     return select_in_graph(g, target, lam=lam, performance=ctx.performance(), performance_label="model zoo")
 
 
@@ -292,7 +308,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
             path = selection(ctx, target, draw, lam=lam).path
             _method(ctx, "lambda", target, draw, f"{lam:g}", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
     if "random_landmark" in methods:
-        graph = ctx.workspaces[draw].graph
+        graph = ctx.pool_graph(target, draw)
         sources = candidate_sources(graph, target)
         rng = np.random.default_rng([ctx.config.seed, draw, 17])
         for i in range(p.random_landmarks):

@@ -31,7 +31,7 @@ from seqtransfer.atomic import write_json
 from seqtransfer.data.splits import sample_cases, target_split
 from seqtransfer.errors import ConfigError
 from seqtransfer.evaluation.score import cached_scores, score_test_sets
-from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights
+from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights, save_checkpoint
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher
 from seqtransfer.training.loop import TrainConfig, train
 from seqtransfer.training.loss import SegmentationLoss
@@ -132,6 +132,35 @@ def _step_key(parent: str, node: str, cases: Sequence[str], case_keys: Sequence[
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
+def _cached_fisher(
+    model_folder: Path,
+    model: nn.Module,
+    workspace: Workspace,
+    task: Any,
+    case_ids: Sequence[str],
+    patch: Sequence[int],
+    loss_fn: SegmentationLoss,
+    device: torch.device,
+) -> dict[str, torch.Tensor]:
+    """The Fisher of a trained model on its training set, kept in the model's folder.
+
+    A model's Fisher on a fixed set of cases never changes, and every path leaving the same
+    model (the landmark's zoo model above all) needs it: it is computed once.
+    """
+    blob = json.dumps({"task": task.name, "cases": [workspace.cache.key(c) for c in workspace.cases(task, case_ids)]})
+    file = model_folder / "fisher" / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pth"
+    if file.exists():
+        try:
+            saved = torch.load(file, map_location=device, weights_only=True)
+            if isinstance(saved, dict) and all(isinstance(v, torch.Tensor) for v in saved.values()):
+                return saved
+        except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
+            pass
+    fisher = estimate_fisher(model, case_batches(workspace.arrays(task, case_ids), patch), loss_fn, device)
+    save_checkpoint(file, {k: v.detach().cpu() for k, v in fisher.items()})
+    return fisher
+
+
 def _encoder_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in encoder_parameters(model).items()}
 
@@ -184,6 +213,7 @@ def run_transfer(
     zero_shot, zero_sets, _ = evaluate(landmark.folder)
     previous_task = workspace.task(path[0])
     previous_cases = list(landmark.train_cases)
+    previous_folder = landmark.folder
     parent = landmark.key
     records: list[StepRecord] = []
     dice_before = zero_shot
@@ -205,7 +235,7 @@ def run_transfer(
         if cached:
             load_weights(model, folder / CHECKPOINT_FINAL)
         else:
-            fisher = estimate_fisher(model, case_batches(workspace.arrays(previous_task, previous_cases), patch), loss_fn, device)
+            fisher = _cached_fisher(previous_folder, model, workspace, previous_task, previous_cases, patch, loss_fn, device)
             anchor = anchor_from(model)
             write_json(folder / "config.json", {"node": node, "parent": parent, "train_cases": cases, "finetune": asdict(config), "network": network.to_dict(), "preprocess": workspace.preprocess_dict()})
             train(
@@ -242,7 +272,7 @@ def run_transfer(
             )
         )
         dice_before = dice_after
-        previous_task, previous_cases, parent = task, cases, key
+        previous_task, previous_cases, parent, previous_folder = task, cases, key, folder
         if is_last:
             final_scores = scores
     assert run_dir is not None  # validate_path guarantees the path ends at the target
