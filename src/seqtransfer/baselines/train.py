@@ -56,6 +56,7 @@ def run_scratch(
     steps: int,
     seed: int,
     save_dir: Path | None = None,
+    augment: bool = True,
 ) -> dict[str, Any]:
     """Train from a random initialisation on the target's ``draw`` only, and score it."""
     split = split_of(workspace, target, seed)
@@ -63,7 +64,7 @@ def run_scratch(
     device = select_device()
     model = build_network(network, generator=torch.Generator().manual_seed(seed * 7919 + draw))
     start = time.perf_counter()
-    train(model, workspace.arrays(workspace.task(target), cases), TrainConfig(steps=steps, lr=0.01, seed=seed * 1000 + draw), network.patch_size or (), device=device)  # type: ignore[arg-type]
+    train(model, workspace.arrays(workspace.task(target), cases), TrainConfig(steps=steps, lr=0.01, seed=seed * 1000 + draw, augment=augment), network.patch_size or (), device=device)  # type: ignore[arg-type]
     result = _score(model, workspace, target, split, network.patch_size or (), device, save_dir)  # type: ignore[arg-type]
     return {**result, "train_cases": cases, "seconds": time.perf_counter() - start}
 
@@ -164,6 +165,7 @@ def run_mtl(
     steps: int,
     seed: int,
     save_dir: Path | None = None,
+    augment: bool = True,
 ) -> dict[str, Any]:
     """Multi-task learning of the target with the top-k sources; scored on the target head."""
     split = split_of(workspace, target, seed)
@@ -175,6 +177,6 @@ def run_mtl(
     base = build_network(network, generator=torch.Generator().manual_seed(seed * 7919 + draw))
     model = MultiTaskNet(base, len(task_cases))
     start = time.perf_counter()
-    losses = train_mtl(model, task_cases, steps, network.patch_size or (), seed * 1000 + draw, device=device)  # type: ignore[arg-type]
+    losses = train_mtl(model, task_cases, steps, network.patch_size or (), seed * 1000 + draw, augment=augment, device=device)  # type: ignore[arg-type]
     result = _score(model, workspace, target, split, network.patch_size or (), device, save_dir)  # type: ignore[arg-type]
     return {**result, "sources": [s.task for s in sources], "train_cases": cases, "final_loss": losses[-1], "seconds": time.perf_counter() - start}

@@ -31,8 +31,9 @@ A TOML file with the sections below; every key is optional (defaults in brackets
 
     [graph]     # GraphConfig (seqtransfer.graph.config)
     [network]   # NetworkConfig (preset, filters, patch_size, architecture, ...)
-    [zoo]       # steps [300], max_train [60]
+    [zoo]       # steps [300], max_train [60], augment [true]
     [finetune]  # FinetuneConfig: steps [150], lr [0.01], lambda_ewc [0.25], augment [true]
+                # (augment also applies to scratch, MST and MTL: every training on the target)
 
 The resolved configuration (every default filled in) is saved next to the results.
 """
@@ -131,6 +132,7 @@ class ZooSection:
 
     steps: int = 300
     max_train: int = 60
+    augment: bool = True
 
     def __post_init__(self) -> None:
         require([(self.steps >= 1, "zoo.steps must be >= 1"), (self.max_train >= 1, "zoo.max_train must be >= 1")])

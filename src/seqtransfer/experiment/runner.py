@@ -67,7 +67,8 @@ class Context:
     @property
     def zoo_config(self) -> ZooConfig:
         c = self.config
-        return ZooConfig(network=c.network, train=TrainConfig(steps=c.zoo.steps, lr=0.01, seed=c.seed), max_train=c.zoo.max_train, seed=c.seed)
+        train = TrainConfig(steps=c.zoo.steps, lr=0.01, seed=c.seed, augment=c.zoo.augment)
+        return ZooConfig(network=c.network, train=train, max_train=c.zoo.max_train, seed=c.seed)
 
     def finetune(self, draw: int) -> FinetuneConfig:
         f = self.config.finetune
@@ -325,14 +326,17 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     top = [s["source"] for s in sel.landmark_scores[: p.top_k]]
     ws = ctx.workspaces[draw]
     if "scratch" in methods:
-        _method(ctx, "scratch", target, draw, "", {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed}, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save / f"scratch_draw{draw}"))
+        aug = ctx.config.finetune.augment
+        spec = {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed, "augment": aug}
+        _method(ctx, "scratch", target, draw, "", spec, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save / f"scratch_draw{draw}", augment=aug))
     if "mst" in methods:
         spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": asdict(ctx.finetune(draw))}
         f = ctx.config.finetune
         _method(ctx, "mst", target, draw, "", spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment, save_dir=save / f"mst_draw{draw}"))
     if "mtl" in methods:
-        spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "steps": p.scratch_steps, "network": ctx.config.network.to_dict()}
-        _method(ctx, "mtl", target, draw, "", spec, lambda: run_mtl(ws, target, draw, [ctx.zoo[s] for s in top], ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save / f"mtl_draw{draw}"))
+        aug = ctx.config.finetune.augment
+        spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "steps": p.scratch_steps, "network": ctx.config.network.to_dict(), "augment": aug}
+        _method(ctx, "mtl", target, draw, "", spec, lambda: run_mtl(ws, target, draw, [ctx.zoo[s] for s in top], ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save / f"mtl_draw{draw}", augment=aug))
     if draw < p.quality_draws:
         for source in connected:
             transfer(ctx, [source, target], draw)

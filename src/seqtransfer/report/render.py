@@ -112,6 +112,18 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
     if resolved.exists():
         conf = json.loads(resolved.read_text())
         md += [f"Configuration: `{resolved}`; package versions: " + ", ".join(f"{k} {v}" for k, v in conf.get("versions", {}).items()), ""]
+        c = conf.get("config", {})
+        try:
+            net, zoo, ft, pr = c["network"], c["zoo"], c["finetune"], c["protocol"]
+            pool = f"the {pr['max_sources']} nearest sources by w" if pr.get("max_sources") else "every connected source"
+            md += [
+                f"Scale: {net['architecture']} {net['filters']} at patch {net['patch_size']}; source models {zoo['steps']} steps on up to {zoo['max_train']} cases; "
+                f"fine-tuning {ft['steps']} steps per path step (lr {ft['lr']}, lambda_ewc {ft['lambda_ewc']}, augmentation {'on' if ft['augment'] else 'off'}); "
+                f"scratch and MTL {pr['scratch_steps']} steps; source pool: {pool}; w/o LSI over {pr['random_landmarks']} random landmarks.",
+                "",
+            ]
+        except (KeyError, TypeError):
+            pass
     draws = sorted({int(m["draw"]) for m in methods})
     md += [f"Targets: {len(targets)}; draws of the 3 target training cases: {len(draws)}; every score is the mean Dice over the three test sets of 10 cases, averaged over draws (± sd over draws and test sets).", ""]
     html_parts: list[str] = []

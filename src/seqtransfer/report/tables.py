@@ -105,7 +105,7 @@ def method_table(
             if v is None or not math.isfinite(v.mean):
                 text.append("n/a")
                 continue
-            s = f"{v.mean:.3f} ± {v.sd:.3f}"
+            s = f"{v.mean:.3f} ± {v.sd:.3f}" if v.n > 1 else f"{v.mean:.3f}"
             text.append(f"**{s}**" if m == best and best > -math.inf else s)
         rows.append([name, *text])
         raw.append([name, *[(v.mean if v is not None else None) for v in values], *[(v.sd if v is not None else None) for v in values]])
@@ -118,7 +118,7 @@ def method_table(
         for c in present:
             means = _finite([table[(t, c)].mean for t in members if (t, c) in table])
             avg.append(Cell(float(np.mean(means)), float(np.std(means)), len(means), {}) if means else None)
-        add(f"mean, {collection}", avg)
+        add(f"mean, {collection} ({len(members)} target{'s' if len(members) > 1 else ''})", avg)
     return header, rows, raw
 
 
