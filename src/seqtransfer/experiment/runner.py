@@ -130,8 +130,6 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
     Also loads the zoo models the store already holds. Worker processes call this to get
     the same context as the main process.
     """
-    run_dir.mkdir(parents=True, exist_ok=True)
-    store = RunStore(run_dir / "runs.sqlite")
     roots, groups_file = _datasets(config, run_dir, log, progress)
     datasets, _ = require_valid(roots, None if progress is None else (lambda name, d, t: progress(f"verify {name}", d, t)))
     if groups_file is None or not groups_file.exists():
@@ -142,6 +140,8 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
     unknown = [t for t in targets if t not in tasks]
     if unknown:
         raise ConfigError(f"protocol.targets: unknown task(s) {', '.join(unknown)}")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store = RunStore(run_dir / "runs.sqlite")
     ctx = Context(config=config, run_dir=run_dir, store=store, tasks=tasks, targets=targets, log=log)
     cache_dir = run_dir / "cache"
     graph_cache = PreprocessCache(cache_dir, PreprocessConfig(size=config.graph.size))
@@ -423,9 +423,8 @@ def run_experiment(
     """
     run_dir = Path(run_dir)
     executor = executor or SequentialExecutor()
-    run_dir.mkdir(parents=True, exist_ok=True)
+    ctx = open_context(config, run_dir, log, progress)  # verifies everything before writing anything
     write_json(run_dir / "config.resolved.json", {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")})
-    ctx = open_context(config, run_dir, log, progress)
     log(f"graphs: {config.protocol.draws} draw(s), {len(ctx.targets)} target(s): {', '.join(ctx.targets)}")
     zoo_stage(ctx, executor, progress)
     # draw-major order: the draws of one target (which share path prefixes) rarely run at once
