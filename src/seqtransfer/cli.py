@@ -44,18 +44,24 @@ out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-@contextlib.contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar; yields a ``(done, total)`` callback."""
-    with Progress(
+def _progress(*extra: TextColumn, transient: bool = True) -> Progress:
+    """The rich progress display of every command (on stderr, off when it is not a terminal)."""
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
+        *extra,
         TimeElapsedColumn(),
         console=err,
-        transient=True,
+        transient=transient,
         disable=not err.is_terminal,
-    ) as progress:
+    )
+
+
+@contextlib.contextmanager
+def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
+    """A rich progress bar; yields a ``(done, total)`` callback."""
+    with _progress() as progress:
         task_id = progress.add_task(description, total=None)
 
         def update(done: int, total: int) -> None:
@@ -327,16 +333,7 @@ def _zoo_config(preset: str, steps: int, max_train: int, seed: int, spacing: tup
 
 @contextlib.contextmanager
 def _training_progress() -> Iterator[Callable[[str, int, int, float], None]]:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        TimeElapsedColumn(),
-        console=err,
-        transient=True,
-        disable=not err.is_terminal,
-    ) as progress:
+    with _progress(TextColumn("loss {task.fields[loss]:.4f}")) as progress:
         bars: dict[str, Any] = {}
 
         def update(name: str, step: int, total: int, loss: float) -> None:
@@ -480,15 +477,7 @@ def report_command(
 @contextlib.contextmanager
 def _staged_bars() -> Iterator[Callable[[str, int, int], None]]:
     """One progress bar per stage name, updated with ``(stage, done, total)``."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-        disable=not err.is_terminal,
-    ) as progress:
+    with _progress(transient=False) as progress:
         bars: dict[str, Any] = {}
 
         def update(stage: str, done: int, total: int) -> None:
