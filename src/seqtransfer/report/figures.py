@@ -38,7 +38,7 @@ def dice_chart(table: Mapping[tuple[str, str], Cell], targets: Sequence[str], me
     ax.set_xticklabels(targets, rotation=20, ha="right")
     ax.set_ylabel("Dice (mean over draws and test sets)")
     ax.set_ylim(0, 1)
-    ax.legend(fontsize=7, ncol=2, loc="upper right")
+    ax.legend(fontsize=7, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.2), frameon=False)
     ax.set_title("Target Dice per method")
     return _save(fig, path)
 
