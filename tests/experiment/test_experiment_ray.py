@@ -1,0 +1,41 @@
+"""The Ray executor on a real local Ray cluster (2 CPUs, started by the test) equals the local one."""
+
+from pathlib import Path
+
+import ray  # a test dependency (pyproject [test]); the ray executor itself is the optional extra
+
+from seqtransfer.experiment.config import config_from_dict
+from seqtransfer.experiment.runner import run_experiment
+
+
+def test_ray_executor_gives_the_results_of_the_local_one(dataset_factory, tmp_path: Path) -> None:
+    from seqtransfer.experiment.ray_executor import RayExecutor
+
+    sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
+    tum = dataset_factory("Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
+    les = dataset_factory("Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2)
+    config = config_from_dict(
+        {
+            "data": {"datasets": [str(tum), str(les)]},
+            "protocol": {"targets": ["C-T1-tumour", "Les-T1-lesion"], "draws": 1, "methods": ["ours", "scratch"], "quality_draws": 0, "scratch_steps": 2},
+            "graph": {"size": 16, "volumes_per_task": 3, "max_pairs": 4, "n_components": 3, "max_slices": 100},
+            "network": {"patch_size": [16, 16, 16], "filters": [4, 8, 16]},
+            "zoo": {"steps": 2, "max_train": 4},
+            "finetune": {"steps": 2, "augment": False},
+        }
+    )
+    local = run_experiment(config, tmp_path / "local", log=lambda _m: None)
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        remote = run_experiment(config, tmp_path / "ray", log=lambda _m: None, executor=RayExecutor())
+    finally:
+        ray.shutdown()
+
+    def results(ctx) -> dict:
+        return {(m["method"], m["target"], m["draw"]): (m["dice"], m["test_set_dice"]) for m in (r.result for r in ctx.store.records("method", "done"))}
+
+    assert results(local) == results(remote) and len(results(local)) == 4
+    # a second run finds everything done, whichever executor did it
+    before = {r.key: r.attempts for r in remote.store.records()}
+    again = run_experiment(config, tmp_path / "ray", log=lambda _m: None)
+    assert {r.key: r.attempts for r in again.store.records()} == before
