@@ -18,6 +18,7 @@ def require(checks: Iterable[tuple[bool, str]]) -> None:
 
 def reject_unknown_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
     """Raise :class:`ConfigError` naming the keys of ``data`` that are not fields of ``cls``."""
-    unknown = sorted(set(data) - {f.name for f in fields(cls)})
+    unknown = sorted(set(map(str, data)) - {f.name for f in fields(cls)})
     if unknown:
-        raise ConfigError(f"unknown {what} parameter(s): {', '.join(unknown)}")
+        # repr keeps a key with control characters on one line
+        raise ConfigError(f"unknown {what} parameter(s): {', '.join(k if k.isidentifier() else repr(k) for k in unknown)}")

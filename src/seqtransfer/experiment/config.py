@@ -222,9 +222,10 @@ def config_from_dict(data: dict[str, Any], origin: str = "configuration") -> Exp
     """
     try:
         allowed = {"seed", "graph", "network", *_SECTIONS}
-        unknown = sorted(set(data) - allowed)
+        unknown = sorted(set(map(str, data)) - allowed)
         if unknown:
-            raise ConfigError(f"unknown key(s) {', '.join(unknown)}; expected {', '.join(sorted(allowed))}")
+            shown = ", ".join(k if k.isidentifier() else repr(k) for k in unknown)
+            raise ConfigError(f"unknown key(s) {shown}; expected {', '.join(sorted(allowed))}")
         kwargs: dict[str, Any] = {}
         if "seed" in data:
             kwargs["seed"] = data["seed"]
