@@ -20,6 +20,7 @@ configuration, seeds and package versions are written to ``RUN_DIR/config.resolv
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
@@ -320,7 +321,11 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     all_scores = {s: scores(ctx, target, draw, s) for s in connected} if need_scores else {}
     for name in ("logme", "leep"):
         if name in methods:
-            best = max(connected, key=lambda s, name=name: (all_scores[s][name], s))
+            def rank(s: str, name: str = name) -> tuple[float, str]:
+                value = all_scores[s][name]
+                return (float(value) if value is not None else -math.inf, s)  # NaN is stored as None
+
+            best = max(connected, key=rank)
             path = [best, target]
             _method(ctx, name, target, draw, "", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
     top = [s["source"] for s in sel.landmark_scores[: p.top_k]]
