@@ -41,12 +41,16 @@ def main() -> None:
     parser.add_argument("--graph", type=Path, required=True)
     parser.add_argument("--cache", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/finetune_recipe.json"))
+    parser.add_argument("--draws", default=",".join(map(str, DRAWS)), help="comma-separated draws to run (e.g. one per process)")
+    parser.add_argument("--also-done", type=Path, nargs="*", default=[], help="result files of other processes: skip what they hold")
     args = parser.parse_args()
+    draws = [int(d) for d in args.draws.split(",")]
     workspace = open_workspace(args.graph, size=32, cache_dir=args.cache)
     results = json.loads(args.out.read_text()) if args.out.exists() else []
-    done = {(r["target"], r["draw"], r["lr"], r["steps"]) for r in results}
+    others = [r for f in args.also_done if f.exists() for r in json.loads(f.read_text())]
+    done = {(r["target"], r["draw"], r["lr"], r["steps"]) for r in [*results, *others]}
     paths = {t: json.loads(workspace.store.selection_path(t).read_text())["path"] for t in TARGETS}
-    for draw in DRAWS:  # draw-major, so every target is covered before the later draws
+    for draw in draws:  # draw-major, so every target is covered before the later draws
         for target in TARGETS:
             path = paths[target]
             for recipe in RECIPES:
@@ -70,6 +74,7 @@ def main() -> None:
                 args.out.write_text(json.dumps(results, indent=1))
                 print(f"{target} draw {draw} lr {recipe['lr']} steps {recipe['steps']}: {metrics['final_dice']:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
     print("\nrecipe            mean   sd    per target")
+    results = results + [r for r in others if (r["target"], r["draw"], r["lr"], r["steps"]) not in {(x["target"], x["draw"], x["lr"], x["steps"]) for x in results}]
     for recipe in RECIPES:
         rows = [r for r in results if r["lr"] == recipe["lr"] and r["steps"] == recipe["steps"]]
         finals = np.array([r["final"] for r in rows])
