@@ -288,7 +288,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     graph = ctx.workspaces[draw].graph
     ctx.store.run(
         "selection",
-        {"target": target, "draw": draw, "zoo": ctx.zoo_config.to_dict(), "graph": ctx.config.graph.to_dict()},
+        {"target": target, "draw": draw, "zoo": ctx.zoo_config.to_dict(), "graph": ctx.config.graph.to_dict(), "max_sources": ctx.config.protocol.max_sources},
         lambda: {
             "target": target,
             "draw": draw,
