@@ -46,9 +46,11 @@ StepProgress = Callable[[str, int, int, float], None]
 class FinetuneConfig:
     """One fine-tuning step's recipe.
 
-    The defaults are METHOD section 6's pilot recipe (frozen encoder, Adam 1e-2, 150 steps,
-    EWC 0.25 on a mean-normalised Fisher), which beat scratch in 10 of 12 paired draws over
-    four targets there; gentler recipes under-trained.
+    The defaults (frozen encoder, Adam 1e-2, 150 steps, EWC 0.25 on a mean-normalised
+    Fisher) were chosen by measurement over 4 targets x 3 draws along their selected paths
+    (``benchmarks/finetune_recipe.md``): shorter or gentler recipes under-train (lr 1e-2 x 50
+    and lr 1e-3 x 150 lose in 10 and 11 of 12 paired draws); lr 1e-3 x 300 ties on average
+    (0.499 vs 0.495) at twice the cost and is steadier on a 2-step path.
 
     Attributes:
         steps: optimizer steps per path step.
