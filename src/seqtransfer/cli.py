@@ -402,7 +402,9 @@ def transfer(
     """Fine-tune along the path (frozen encoder, EWC), scoring the target after every step."""
     from seqtransfer.training.transfer import FinetuneConfig, run_transfer
 
+    finetune = FinetuneConfig(steps=steps, lr=lr, lambda_ewc=lambda_ewc, draw=draw, seed=seed)  # bad values fail first
     workspace, grid_spacing = _open_training(graph_dir, preset, spacing)
+    workspace.task(target)  # an unknown target is named as such, before looking for its selection
     if path:
         nodes = [n.strip() for n in path.split(",") if n.strip()]
     else:
@@ -413,7 +415,6 @@ def transfer(
             nodes = list(json.loads(sel_path.read_text())["path"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ConfigError(f"{sel_path}: corrupt selection ({exc})") from exc
-    finetune = FinetuneConfig(steps=steps, lr=lr, lambda_ewc=lambda_ewc, draw=draw, seed=seed)
     with _training_progress() as update:
         metrics = run_transfer(workspace, target, nodes, _zoo_config(preset, zoo_steps, 60, seed, grid_spacing), finetune, resume=resume, progress=update)
     table = Table(title=f"transfer to {target} (draw {draw}): mean Dice over 3 test sets")

@@ -117,3 +117,37 @@ def test_graph_build_unknown_target(built, capsys) -> None:
     code, _, err = run(["graph", "build", tum, les, "--out", graph.parent / "g2", "--target", "Nope-T1-x", "--size", 16], capsys)
     assert code == 2 and "unknown target" in err
     assert not (graph.parent / "g2" / "graph.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["transfer", "--target", "Nope-T1-x"], "unknown task"),
+        (["transfer", "--target", "Les-T1-lesion", "--path", "A-T1-tumour,Ghost-T1-x,Les-T1-lesion"], "unknown task"),
+        (["transfer", "--target", "Les-T1-lesion", "--steps", "0"], "steps"),
+        (["transfer", "--target", "Les-T1-lesion", "--path", "A-T1-tumour,Les-T1-lesion", "--draw", "7"], "draw"),
+        (["transfer", "--target", "Les-T1-lesion"], "no stored selection"),
+        (["zoo", "train", "--tasks", "Nope-T1-x"], "unknown task"),
+        (["zoo", "train", "--tasks", "Les-T1-lesion"], "not a source"),
+        (["zoo", "train", "--steps", "0"], "steps"),
+        (["zoo", "train", "--preset", "huge"], "preset"),
+    ],
+)
+def test_training_commands_refuse_bad_arguments(built, capsys, argv, message) -> None:
+    _, _, graph = built
+    before = sorted(p.relative_to(graph) for p in graph.rglob("*"))
+    code, _, err = run([*argv[:2], "--graph", graph, *argv[2:]] if argv[0] == "zoo" else [argv[0], "--graph", graph, *argv[1:]], capsys)
+    assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+    assert sorted(p.relative_to(graph) for p in graph.rglob("*")) == before  # nothing written
+
+
+def test_commands_on_missing_paths_are_one_line(tmp_path: Path, capsys) -> None:
+    for argv in (
+        ["graph", "show", "--graph", tmp_path / "missing"],
+        ["transfer", "--graph", tmp_path / "missing", "--target", "x"],
+        ["zoo", "train", "--graph", tmp_path / "missing"],
+        ["predict", "--model", tmp_path / "missing", "--input", tmp_path, "--out", tmp_path / "o"],
+        ["demo", "--out", tmp_path / "d", "--workers", "0"],
+    ):
+        code, _, err = run(argv, capsys)
+        assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1, (argv, err)
