@@ -41,6 +41,11 @@ def split_of(workspace: Workspace, target: str, seed: int, n_train: int = 3) -> 
     return target_split(task.split_key, [c.case_id for c in task.cases], seed=seed, n_train=n_train)
 
 
+def _fresh_network(network: NetworkConfig, seed: int, draw: int) -> torch.nn.Module:
+    """A randomly initialised network, seeded per draw (scratch and MTL start from it)."""
+    return build_network(network, generator=torch.Generator().manual_seed(seed * 7919 + draw))
+
+
 def _score(model: torch.nn.Module, workspace: Workspace, target: str, split: TargetSplit, patch: Sequence[int], device: torch.device, save_dir: Path | None) -> dict[str, Any]:
     test_ids = sorted({c for s in split.test_sets for c in s})
     scores = score_cases(model, workspace, workspace.task(target), test_ids, patch, device, save_dir=save_dir)
@@ -62,7 +67,7 @@ def run_scratch(
     split = split_of(workspace, target, seed)
     cases = list(split.draws[draw])
     device = select_device()
-    model = build_network(network, generator=torch.Generator().manual_seed(seed * 7919 + draw))
+    model = _fresh_network(network, seed, draw)
     start = time.perf_counter()
     train(model, workspace.arrays(workspace.task(target), cases), TrainConfig(steps=steps, lr=0.01, seed=seed * 1000 + draw, augment=augment), network.patch_size or (), device=device)  # type: ignore[arg-type]
     result = _score(model, workspace, target, split, network.patch_size or (), device, save_dir)  # type: ignore[arg-type]
@@ -174,7 +179,7 @@ def run_mtl(
     for s in sources:
         task_cases.append(workspace.arrays(workspace.task(s.task), list(s.train_cases)))
     device = select_device()
-    base = build_network(network, generator=torch.Generator().manual_seed(seed * 7919 + draw))
+    base = _fresh_network(network, seed, draw)
     model = MultiTaskNet(base, len(task_cases))
     start = time.perf_counter()
     losses = train_mtl(model, task_cases, steps, network.patch_size or (), seed * 1000 + draw, augment=augment, device=device)  # type: ignore[arg-type]

@@ -7,7 +7,7 @@ later invocation finds it done.
 
 * :class:`SequentialExecutor`: in this process, one after the other.
 * :class:`ProcessExecutor`: a pool of worker processes (``spawn``: no forked torch state),
-  each limited to one thread so ``workers`` processes share the cores without contention;
+  each limited to one torch thread so ``workers`` processes share the cores without contention;
   the default size is the number of cores.
 """
 
@@ -45,10 +45,11 @@ class SequentialExecutor:
 
 
 def _init_worker() -> None:
+    # torch's intra-op threads; setting OMP_NUM_THREADS here would be too late (the libraries
+    # are loaded already), so it is not done
     import torch
 
     torch.set_num_threads(1)
-    os.environ["OMP_NUM_THREADS"] = "1"
 
 
 class ProcessExecutor:

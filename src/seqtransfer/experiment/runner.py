@@ -175,9 +175,26 @@ def _quiet(_message: str) -> None:
     return None
 
 
+_WORKER_CONTEXTS: dict[tuple[str, str, ExperimentConfig], Context] = {}
+
+
+def _worker_context(stage: str, config: ExperimentConfig, run_dir: str) -> Context:
+    """The context of a worker, opened once per process and stage.
+
+    A worker process runs many units of one stage; reopening the datasets and graphs for
+    each would repeat the same reads. Keyed by stage too: a context opened before the zoo
+    stage (which holds only the models done then) must not serve the methods stage.
+    """
+    key = (stage, run_dir, config)
+    if key not in _WORKER_CONTEXTS:
+        _WORKER_CONTEXTS.clear()  # one stage at a time
+        _WORKER_CONTEXTS[key] = open_context(config, Path(run_dir), _quiet)
+    return _WORKER_CONTEXTS[key]
+
+
 def _zoo_worker(args: tuple[ExperimentConfig, str, str]) -> dict[str, Any]:
     config, run_dir, name = args
-    ctx = open_context(config, Path(run_dir), _quiet)
+    ctx = _worker_context("zoo", config, run_dir)
     model = _zoo_model(ctx, name)
     return {"task": model.task, "folder": str(model.folder), "key": model.key, "dice": model.dice, "train_cases": list(model.train_cases), "test_cases": list(model.test_cases)}
 
@@ -395,13 +412,13 @@ def run_calibrated(ctx: Context, targets: list[str] | None = None, log: Log = pr
 
 def _target_draw_worker(args: tuple[ExperimentConfig, str, str, int]) -> None:
     config, run_dir, target, draw = args
-    ctx = open_context(config, Path(run_dir), _quiet)
+    ctx = _worker_context("methods", config, run_dir)
     run_target_draw(ctx, target, draw, _quiet)
 
 
 def _calibrated_worker(args: tuple[ExperimentConfig, str, str]) -> None:
     config, run_dir, target = args
-    ctx = open_context(config, Path(run_dir), _quiet)
+    ctx = _worker_context("calibrated", config, run_dir)
     run_calibrated(ctx, [target], _quiet)
 
 
