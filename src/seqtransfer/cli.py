@@ -178,20 +178,30 @@ def graph_build(
     add: Annotated[bool, typer.Option("--add", help="Add the --target tasks to an existing graph (only their edges are computed).")] = False,
     groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every sampling step.")] = 0,
+    executor: Annotated[str, typer.Option(help="Where the feature and pair shards run: local or ray.")] = "local",
+    workers: Annotated[int, typer.Option(help="Local worker processes (1: in this process).")] = 1,
+    address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")] = None,
 ) -> None:
     """Build the source graph of datasets' tasks (or add targets to one with --add)."""
+    from seqtransfer.experiment.executor import make_executor
     from seqtransfer.graph import GraphConfig, add_targets, build_graph
 
-    task_list, _ = _load_tasks(datasets, groups)
+    if workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
     targets = list(target or [])
-    with staged_progress("graph") as update:
-        if add:
-            if not targets:
-                raise ConfigError("--add needs at least one --target")
-            graph = add_targets(out_dir, task_list, targets, progress=update)
-        else:
-            config = GraphConfig(size=size, volumes_per_task=volumes, max_pairs=max_pairs, mode=mode, seed=seed)
-            graph = build_graph(task_list, out_dir, config, targets=targets, progress=update)
+    if add and not targets:
+        raise ConfigError("--add needs at least one --target")
+    config = None if add else GraphConfig(size=size, volumes_per_task=volumes, max_pairs=max_pairs, mode=mode, seed=seed)
+    task_list, _ = _load_tasks(datasets, groups)
+    pool = make_executor(executor, workers=workers, address=address)
+    try:
+        with staged_progress("graph") as update:
+            if add:
+                graph = add_targets(out_dir, task_list, targets, progress=update, executor=pool)
+            else:
+                graph = build_graph(task_list, out_dir, config, targets=targets, progress=update, executor=pool)
+    finally:
+        pool.close()
     n_src = sum(d["role"] == "source" for _, d in graph.nodes(data=True))
     out.print(
         f"graph: {n_src} sources, {graph.number_of_nodes() - n_src} targets, {graph.number_of_edges()} edges -> {out_dir / 'graph.json'}",
@@ -458,8 +468,11 @@ def run_command(
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     config = load_config(config_file)
     pool = make_executor(executor, workers=workers, address=address)
-    with _staged_bars() as update:
-        run_experiment(config, out_dir, log=lambda m: out.print(m, markup=False), progress=update, executor=pool)
+    try:
+        with _staged_bars() as update:
+            run_experiment(config, out_dir, log=lambda m: out.print(m, markup=False), progress=update, executor=pool)
+    finally:
+        pool.close()
     written = write_report(out_dir)
     out.print(f"report: {written['report']} (summary: {written['summary']})", markup=False)
 

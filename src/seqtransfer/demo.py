@@ -93,7 +93,10 @@ def run_demo(
     config = demo_config(seed)
     n_workers = workers if workers is not None else max(1, min(2, os.cpu_count() or 1))
     executor = make_executor("local", workers=n_workers)
-    ctx = run_experiment(config, out_dir, log=lambda m: console.print(m, markup=False), progress=progress, executor=executor)
+    try:
+        ctx = run_experiment(config, out_dir, log=lambda m: console.print(m, markup=False), progress=progress, executor=executor)
+    finally:
+        executor.close()
     console.print(_task_table(list(ctx.tasks.values()), ctx.targets))
     written = write_report(out_dir)
     summary = written["summary"].read_text()

@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-import seqtransfer.graph.build as build_module
+import seqtransfer.graph.engine as engine_module
 from seqtransfer.affinity import affinity
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
@@ -70,23 +70,23 @@ def test_target_added_later_gives_identical_weights(tasks, tmp_path: Path) -> No
     source_tasks = [t for t in tasks if t.name != target]
     build_graph(source_tasks, tmp_path / "later", CONFIG, cache=cache)
     calls = {"embed": 0, "R": 0}
-    original, original_r = build_module.embed_volume, build_module.label_similarity_from_stats
+    original, original_pair = engine_module.embed_volume, engine_module._pair_value
 
     def counting(pca, volume):
         calls["embed"] += 1
         return original(pca, volume)
 
-    def counting_r(*args, **kwargs):
-        calls["R"] += 1
-        return original_r(*args, **kwargs)
+    def counting_pair(features, item):
+        calls["R"] += item.kind == "R"
+        return original_pair(features, item)
 
-    build_module.embed_volume = counting
-    build_module.label_similarity_from_stats = counting_r
+    engine_module.embed_volume = counting
+    engine_module._pair_value = counting_pair
     try:
         later = add_targets(tmp_path / "later", tasks, [target], cache=cache)
     finally:
-        build_module.embed_volume = original
-        build_module.label_similarity_from_stats = original_r
+        engine_module.embed_volume = original
+        engine_module._pair_value = original_pair
     # only the target's edges are computed, never the source-source ones again
     assert 0 < calls["R"] <= later.degree(target)
     # only the target's 3 few-shot volumes are embedded; the sources' come from the cache

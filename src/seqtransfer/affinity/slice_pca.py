@@ -82,7 +82,9 @@ def fit_slice_pca(
     solver is used on large pools), so the fit is deterministic for a given generator.
 
     Args:
-        volumes: preprocessed volumes, shapes (X, Y, Z_v) with one common (X, Y).
+        volumes: preprocessed volumes, shapes (X, Y, Z_v) with one common (X, Y); any
+            sequence of objects with ``shape``, ``ndim`` and numpy indexing (e.g. volumes
+            loaded on access, so that only one is in memory at a time).
         n_components: requested embedding dimension d (>= 1).
         max_slices: largest number of slices fitted on (>= 2), or None for all.
         rng: random generator for the subset and the solver; None means
@@ -116,13 +118,16 @@ def fit_slice_pca(
         chosen = np.sort(generator.choice(n_total, size=max_slices, replace=False))
     else:
         chosen = np.arange(n_total)
-    # Gather only the chosen slices; the pool of all slices may not fit in memory.
+    # Gather only the chosen slices, one volume at a time (each volume is indexed once, so a
+    # sequence that loads volumes lazily holds one at a time); the pool may not fit in memory.
     offsets = np.cumsum([0] + [int(v.shape[-1]) for v in volumes])
     owner = np.searchsorted(offsets, chosen, side="right") - 1
     samples = np.empty((chosen.size, slice_shape[0] * slice_shape[1]), dtype=np.float64)
-    for row, (volume_index, flat_index) in enumerate(zip(owner, chosen, strict=True)):
-        volume = volumes[int(volume_index)]
-        samples[row] = volume[:, :, int(flat_index - offsets[volume_index])].ravel()
+    for volume_index in np.unique(owner):
+        rows = np.flatnonzero(owner == volume_index)
+        local = chosen[rows] - offsets[volume_index]
+        block = np.asarray(volumes[int(volume_index)][:, :, local])  # (X, Y, k)
+        samples[rows] = np.moveaxis(block, -1, 0).reshape(rows.size, -1)
     d = min(n_components, samples.shape[0], samples.shape[1])
     pca = PCA(n_components=d, random_state=int(generator.integers(2**31 - 1)))
     pca.fit(samples)

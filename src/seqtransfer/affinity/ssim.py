@@ -23,7 +23,9 @@ skips the work where a pair's SSIM needs no product: where a window holds only z
 So ``S = b_x b_y`` outside the box where both windows touch their volume's nonzero voxels,
 and ``mean S = (sum_all b_x b_y - sum_box b_x b_y + sum_box S) / n_valid``: the filtered
 product is computed in that box only. Label volumes are mostly zero (tumour sub-regions,
-lesions), so the box is often a small part of the volume, or empty.
+lesions), so the box is often a small part of the volume, or empty. Since b = 1 exactly
+outside a volume's own box, a volume's stats can be cropped to that box
+(:class:`BoxStats`): pairs need nothing else.
 """
 
 from __future__ import annotations
@@ -244,25 +246,97 @@ def ssim3d(a: np.ndarray | torch.Tensor, b: np.ndarray | torch.Tensor) -> torch.
     return _ssim_map(mu_x, var_x, mu_y, var_y, product).mean(dim=(-3, -2, -1))
 
 
-def _pair_ssim(a: SSIMStats, b: SSIMStats) -> float:
-    n_valid = a.mean.numel()
-    total = float(torch.dot(a.background.ravel(), b.background.ravel()))
+@dataclass(frozen=True, eq=False)
+class BoxStats:
+    """The part of a volume's :class:`SSIMStats` a pair needs: everything inside its window box.
+
+    Outside the window box every window of x is all zero, so ``mu = var = 0`` there and the
+    background term is exactly 1 (``C1 C2 / (C1 C2)``). With ``A``, ``B`` the two volumes'
+    boxes and ``N`` the number of valid voxels,
+
+        sum S = sum b_x + sum b_y - N + sum over A n B of (1 - b_x - b_y + S),
+
+    since ``(b_x - 1)(b_y - 1)`` vanishes outside ``A n B`` and ``S = b_x b_y`` there. So a
+    volume is kept as its maps cropped to its box, the sum of its background map and the
+    image region the box's windows read: a sparse label (a tumour sub-region, a lesion) takes
+    a small fraction of the memory of the full maps, which is what lets the affinity stream
+    features at 128^3 and beyond.
+
+    Attributes:
+        shape: spatial shape (X, Y, Z) of the volume.
+        window_box: as :attr:`SSIMStats.window_box`; None when x is all zero.
+        background_sum: sum of the background map over the whole valid region.
+        mean, variance, background: float64 maps cropped to ``window_box`` (empty when None).
+        image: the volume over the voxels the box's windows read, ``lo .. hi + 10`` per axis
+            (same dtype as :attr:`SSIMStats.image`; empty when None).
+    """
+
+    shape: tuple[int, int, int]
+    window_box: tuple[tuple[int, int], ...] | None
+    background_sum: float
+    mean: torch.Tensor
+    variance: torch.Tensor
+    background: torch.Tensor
+    image: torch.Tensor
+
+    @property
+    def n_valid(self) -> int:
+        """Number of valid-region voxels (windows wholly inside the volume)."""
+        return int(np.prod([s - 2 * SSIM_RADIUS for s in self.shape]))
+
+    def nbytes(self) -> int:
+        """Bytes held by the tensors."""
+        return sum(t.numel() * t.element_size() for t in (self.mean, self.variance, self.background, self.image))
+
+
+def box_stats(stats: SSIMStats) -> BoxStats:
+    """Crop full :class:`SSIMStats` to their window box (copies; the full maps can be freed)."""
+    empty = torch.zeros((0, 0, 0), dtype=_DTYPE)
+    total = float(stats.background.sum())
+    if stats.window_box is None:
+        return BoxStats(stats.shape, None, total, empty, empty, empty, torch.zeros((0, 0, 0), dtype=stats.image.dtype))
+    out = tuple(slice(lo, hi + 1) for lo, hi in stats.window_box)
+    inputs = tuple(slice(lo, hi + 1 + 2 * SSIM_RADIUS) for lo, hi in stats.window_box)
+    return BoxStats(
+        stats.shape,
+        stats.window_box,
+        total,
+        stats.mean[out].clone(),
+        stats.variance[out].clone(),
+        stats.background[out].clone(),
+        stats.image[inputs].clone(),
+    )
+
+
+def ssim_volume_box_stats(x: np.ndarray | torch.Tensor) -> BoxStats:
+    """:func:`ssim_volume_stats` cropped to the window box (:func:`box_stats`)."""
+    return box_stats(ssim_volume_stats(x))
+
+
+def _pair_ssim(a: BoxStats, b: BoxStats) -> float:
+    n_valid = a.n_valid
+    total = a.background_sum + b.background_sum - n_valid
     if a.window_box is None or b.window_box is None:
         return total / n_valid
     box = [(max(p[0], q[0]), min(p[1], q[1])) for p, q in zip(a.window_box, b.window_box)]
     if any(lo > hi for lo, hi in box):
         return total / n_valid
-    out = tuple(slice(lo, hi + 1) for lo, hi in box)
-    inputs = tuple(slice(lo, hi + 1 + 2 * SSIM_RADIUS) for lo, hi in box)
-    product = gaussian_filter_valid(a.image[inputs].to(_DTYPE) * b.image[inputs].to(_DTYPE))
-    ssim_box = _ssim_map(a.mean[out], a.variance[out], b.mean[out], b.variance[out], product)
-    background_box = float((a.background[out] * b.background[out]).sum())
-    return (total - background_box + float(ssim_box.sum())) / n_valid
+
+    def crop(stats: BoxStats, extra: int) -> tuple[slice, ...]:
+        assert stats.window_box is not None
+        return tuple(slice(lo - own[0], hi + 1 + extra - own[0]) for (lo, hi), own in zip(box, stats.window_box))
+
+    out_a, out_b = crop(a, 0), crop(b, 0)
+    in_a, in_b = crop(a, 2 * SSIM_RADIUS), crop(b, 2 * SSIM_RADIUS)
+    product = gaussian_filter_valid(a.image[in_a].to(_DTYPE) * b.image[in_b].to(_DTYPE))
+    bg_a, bg_b = a.background[out_a], b.background[out_b]
+    ssim_box = _ssim_map(a.mean[out_a], a.variance[out_a], b.mean[out_b], b.variance[out_b], product)
+    return (total + float((1.0 - bg_a - bg_b + ssim_box).sum())) / n_valid
 
 
 def ssim_pairs(
-    stats_i: Sequence[SSIMStats] | Mapping[int, SSIMStats],
-    stats_j: Sequence[SSIMStats] | Mapping[int, SSIMStats],
+    stats_i: Sequence[SSIMStats | BoxStats] | Mapping[int, SSIMStats | BoxStats],
+    stats_j: Sequence[SSIMStats | BoxStats] | Mapping[int, SSIMStats | BoxStats],
     pairs: np.ndarray,
 ) -> np.ndarray:
     """SSIM (eq. 3) of index pairs from per-volume stats, the product only where needed.
@@ -271,8 +345,9 @@ def ssim_pairs(
     docstring for the reduction to the box where both volumes' windows are nonzero.
 
     Args:
-        stats_i: :func:`ssim_volume_stats` of task i's volumes, by index (a sequence, or
-            a mapping holding at least the indices that occur in ``pairs``).
+        stats_i: :func:`ssim_volume_stats` (or their :func:`box_stats`) of task i's
+            volumes, by index (a sequence, or a mapping holding at least the indices that
+            occur in ``pairs``).
         stats_j: the same for task j, same grid.
         pairs: int array (P, 2) of (k, l) indices (:func:`sample_pairs`).
 
@@ -284,8 +359,18 @@ def ssim_pairs(
     """
     index = np.asarray(pairs, dtype=np.int64).reshape(-1, 2)
     scores = np.empty(index.shape[0], dtype=np.float64)
+    boxed: dict[tuple[int, int], BoxStats] = {}
+
+    def get(side: int, stats: Sequence[SSIMStats | BoxStats] | Mapping[int, SSIMStats | BoxStats], i: int) -> BoxStats:
+        value = stats[i]
+        if isinstance(value, BoxStats):
+            return value
+        if (side, i) not in boxed:
+            boxed[(side, i)] = box_stats(value)
+        return boxed[(side, i)]
+
     for row, (k, l) in enumerate(index):
-        a, b = stats_i[int(k)], stats_j[int(l)]
+        a, b = get(0, stats_i, int(k)), get(1, stats_j, int(l))
         if a.shape != b.shape:
             raise ValueError(f"label grids differ: {a.shape} and {b.shape}")
         scores[row] = _pair_ssim(a, b)

@@ -298,8 +298,15 @@ class PreprocessCache:
                 shutil.rmtree(tmp, ignore_errors=True)
             raise StoreError(f"{entry}: cannot write preprocessed case ({exc.strerror or exc})") from exc
 
-    def load(self, case: Case) -> PreprocessedCase:
-        """The preprocessed arrays of a case, computing and caching them when absent."""
+    def load(self, case: Case, keep: bool = True) -> PreprocessedCase:
+        """The preprocessed arrays of a case, computing and caching them when absent.
+
+        Args:
+            case: the case.
+            keep: remember the opened memory maps in this object (fast repeated access);
+                False when streaming over many cases, so that pages of cases done with are
+                not held (the maps are closed when the caller drops the arrays).
+        """
         key = self.key(case)
         if key in self._loaded:
             return self._loaded[key]
@@ -316,7 +323,8 @@ class PreprocessCache:
             cached = self._read(entry)
             if cached is None:
                 raise StoreError(f"{entry}: preprocessed case unreadable right after writing")
-        self._loaded[key] = cached
+        if keep:
+            self._loaded[key] = cached
         return cached
 
     def geometry(self, case: Case) -> tuple[tuple[int, ...], Box]:
@@ -333,7 +341,7 @@ class PreprocessCache:
             if progress is not None:
                 progress(done, len(unique))
 
-    def task_volume(self, case: Case, channel: int, label_values: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    def task_volume(self, case: Case, channel: int, label_values: tuple[int, ...], keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """One case as a task sees it: its channel's image and its binary foreground."""
-        pre = self.load(case)
+        pre = self.load(case, keep=keep)
         return pre.image[channel], np.isin(pre.label, label_values).astype(np.uint8)

@@ -1,14 +1,17 @@
 """Executors: where the independent runs of an experiment are done.
 
-Every executor has one method, ``map(fn, items, progress)``: ``fn`` is a module-level function
-(picklable) called once per item; results come back in item order. Runs write their results
+Every executor has one method, ``map(fn, items, progress, gpu)``: ``fn`` is a module-level
+function (picklable) called once per item; results come back in item order. ``gpu`` says the
+items are trainings, which take one GPU each where the executor has GPUs (Ray); affinity
+shards and other numpy work ask for one CPU. Runs write their results
 through the run store (SQLite, safe across processes), so whichever executor did a run, a
 later invocation finds it done.
 
 * :class:`SequentialExecutor`: in this process, one after the other.
 * :class:`ProcessExecutor`: a pool of worker processes (``spawn``: no forked torch state),
   each limited to one torch thread so ``workers`` processes share the cores without contention;
-  the default size is the number of cores.
+  the default size is the number of cores. The pool lives from the first ``map`` to
+  ``close``.
 """
 
 from __future__ import annotations
@@ -27,15 +30,26 @@ Progress = Callable[[int, int], None]
 
 
 class Executor(Protocol):
-    """Runs ``fn`` over ``items``."""
+    """Runs ``fn`` over ``items``; ``close`` releases its workers."""
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None) -> list[R]: ...
+    def close(self) -> None: ...
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False) -> list[R]: ...
 
 
 class SequentialExecutor:
     """Everything in the calling process."""
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None) -> list[R]:
+    def close(self) -> None:
+        """Nothing to stop."""
+
+    def __enter__(self) -> SequentialExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False) -> list[R]:
         out = []
         for i, item in enumerate(items, start=1):
             out.append(fn(item))
@@ -53,7 +67,10 @@ def _init_worker() -> None:
 
 
 class ProcessExecutor:
-    """A pool of ``workers`` single-threaded processes.
+    """A pool of ``workers`` single-threaded processes, started on the first ``map`` and kept
+    for the next ones (every stage of a run reuses the same workers: the imports and the
+    opened experiment context are paid once per worker, not once per stage). :meth:`close`
+    ends it; so does leaving a ``with`` block or the interpreter exiting.
 
     Raises:
         ConfigError: ``workers`` below 1.
@@ -63,18 +80,42 @@ class ProcessExecutor:
         self.workers = workers if workers is not None else (os.cpu_count() or 1)
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
+        self._pool: ProcessPoolExecutor | None = None
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None) -> list[R]:
+    def _get_pool(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"), initializer=_init_worker)
+        return self._pool
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False) -> list[R]:
         if not items:
             return []
         results: list[Any] = [None] * len(items)
-        with ProcessPoolExecutor(max_workers=min(self.workers, len(items)), mp_context=get_context("spawn"), initializer=_init_worker) as pool:
-            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        pool = self._get_pool()
+        futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        try:
             for done, future in enumerate(as_completed(futures), start=1):
                 results[futures[future]] = future.result()  # a worker's exception is raised here
                 if progress is not None:
                     progress(done, len(items))
+        except BaseException:
+            for future in futures:
+                future.cancel()
+            self.close()
+            raise
         return results
+
+    def close(self) -> None:
+        """Stop the workers (after the running items finish)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> ProcessExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def make_executor(name: str = "local", workers: int | None = None, address: str | None = None) -> Executor:

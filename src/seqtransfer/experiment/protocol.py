@@ -14,10 +14,15 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from seqtransfer.data.preprocess import PreprocessCache
 from seqtransfer.data.tasks import Task
 from seqtransfer.graph import GraphConfig, GraphStore, add_targets, build_graph
+from seqtransfer.graph.build import Progress
+
+if TYPE_CHECKING:
+    from seqtransfer.experiment.executor import Executor
 
 
 def protocol_targets(tasks: Sequence[Task], per_collection: int = 0) -> list[str]:
@@ -54,12 +59,25 @@ def draw_graph(
     config: GraphConfig,
     draw: int,
     cache: PreprocessCache,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
 ) -> Path:
     """The graph of ``draw``: built for draw 0, derived from draw 0's graph otherwise.
 
     Derived graphs copy draw 0's sources (nodes, edges, PCA, H scale), link its features
     folder, and compute only their targets' edges (:func:`~seqtransfer.graph.add_targets`)
     from this draw's training cases. An existing complete graph folder is reused.
+
+    Args:
+        base: draw 0's graph folder.
+        out: this draw's graph folder.
+        tasks: every task.
+        targets: the targets.
+        config: graph parameters.
+        draw: the draw.
+        cache: preprocessing cache.
+        executor: where the feature and pair shards run (default: in this process).
+        progress: ``(stage, done, total)``.
 
     Returns:
         The graph folder.
@@ -68,7 +86,7 @@ def draw_graph(
         return out
     draw_config = replace(config, target_draw=draw)
     if draw == 0:
-        build_graph(tasks, out, draw_config, targets=targets, cache=cache)
+        build_graph(tasks, out, draw_config, targets=targets, cache=cache, progress=progress, executor=executor)
         return out
     graph, _, h_scale, pca = GraphStore(base).load()
     graph = graph.subgraph([n for n, d in graph.nodes(data=True) if d.get("role") == "source"]).copy()
@@ -77,7 +95,7 @@ def draw_graph(
     tmp.mkdir(parents=True)
     os.symlink((base / "features").resolve(), tmp / "features", target_is_directory=True)
     GraphStore(tmp).save(graph, draw_config, h_scale=h_scale, pca=pca)
-    add_targets(tmp, tasks, targets, cache=cache)
+    add_targets(tmp, tasks, targets, cache=cache, progress=progress, executor=executor)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out

@@ -1,7 +1,7 @@
 """The Ray executor: independent runs as Ray tasks on an existing cluster (or a local one).
 
-Each call of ``fn`` becomes a Ray task asking for one CPU, or one GPU where the cluster has
-GPUs (trainings); results are written by the task through the run store, which must be on a
+Each call of ``fn`` becomes a Ray task asking for one CPU, and for trainings (``gpu=True``)
+one GPU too where the cluster has GPUs; affinity shards never ask for a GPU; results are written by the task through the run store, which must be on a
 filesystem every node sees (the run folder).
 """
 
@@ -35,10 +35,19 @@ class RayExecutor:
         except Exception as exc:  # Ray raises several types for an unreachable cluster
             raise ConfigError(f"cannot reach the Ray cluster at {address or 'local'} ({type(exc).__name__}: {exc})") from exc
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Callable[[int, int], None] | None = None) -> list[R]:
+    def close(self) -> None:
+        """Nothing to stop: the cluster outlives the run (``ray.init`` of a local one is ended at exit)."""
+
+    def resources(self, gpu: bool) -> dict[str, int]:
+        """The resource request of one task."""
+        has_gpus = self._ray.cluster_resources().get("GPU", 0) > 0
+        return {"num_cpus": 1, "num_gpus": 1 if gpu and has_gpus else 0}
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Callable[[int, int], None] | None = None, gpu: bool = False) -> list[R]:
         ray = self._ray
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        remote = ray.remote(num_cpus=1, num_gpus=gpus)(fn)
+        if not items:
+            return []
+        remote = ray.remote(**self.resources(gpu))(fn)
         refs = [remote.remote(item) for item in items]
         index = {ref: i for i, ref in enumerate(refs)}
         results: list[Any] = [None] * len(refs)

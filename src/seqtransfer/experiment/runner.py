@@ -37,6 +37,7 @@ from seqtransfer.data.verify import require_valid
 from seqtransfer.errors import ConfigError
 from seqtransfer.experiment.config import ExperimentConfig
 from seqtransfer.experiment.executor import Executor, SequentialExecutor
+from seqtransfer.graph.engine import release_features
 from seqtransfer.experiment.protocol import draw_graph, protocol_targets
 from seqtransfer.experiment.store import RunStore
 from seqtransfer.graph.build import candidate_sources, set_weights
@@ -125,11 +126,12 @@ def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progr
     return roots, out / "objective_groups.json"
 
 
-def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, progress: Progress | None = None) -> Context:
+def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, progress: Progress | None = None, executor: Executor | None = None) -> Context:
     """Stages 1-2: datasets, targets and the graphs of every draw (built once, then reused).
 
     Also loads the zoo models the store already holds. Worker processes call this to get
-    the same context as the main process.
+    the same context as the main process (the graphs exist by then). ``executor`` runs the
+    graphs' feature and pair shards.
     """
     roots, groups_file = _datasets(config, run_dir, log, progress)
     datasets, _ = require_valid(roots, None if progress is None else (lambda name, d, t: progress(f"verify {name}", d, t)))
@@ -149,7 +151,8 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
     base = run_dir / "graphs" / "draw0"
     edge = (config.network.patch_size or (32,))[0]
     for draw in range(config.protocol.draws):
-        folder = draw_graph(base, run_dir / "graphs" / f"draw{draw}", list(tasks.values()), targets, config.graph, draw, graph_cache)
+        report = None if progress is None else (lambda stage, d, t, draw=draw: progress(f"graph draw {draw}: {stage}", d, t))
+        folder = draw_graph(base, run_dir / "graphs" / f"draw{draw}", list(tasks.values()), targets, config.graph, draw, graph_cache, executor, report)
         ctx.workspaces[draw] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=run_dir / "models")
     for name in needed_sources(ctx):
         done = store.done("zoo", _zoo_spec(ctx, name))
@@ -188,6 +191,7 @@ def _worker_context(stage: str, config: ExperimentConfig, run_dir: str) -> Conte
     key = (stage, run_dir, config)
     if key not in _WORKER_CONTEXTS:
         _WORKER_CONTEXTS.clear()  # one stage at a time
+        release_features()  # what this worker read for affinity shards
         _WORKER_CONTEXTS[key] = open_context(config, Path(run_dir), _quiet)
     return _WORKER_CONTEXTS[key]
 
@@ -202,7 +206,7 @@ def _zoo_worker(args: tuple[ExperimentConfig, str, str]) -> dict[str, Any]:
 def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None) -> None:
     """Stage 3: train the missing zoo models (in parallel), write O into every draw's graph."""
     missing = [n for n in needed_sources(ctx) if n not in ctx.zoo]
-    records = executor.map(_zoo_worker, [(ctx.config, str(ctx.run_dir), n) for n in missing], None if progress is None else (lambda d, t: progress("zoo", d, t)))
+    records = executor.map(_zoo_worker, [(ctx.config, str(ctx.run_dir), n) for n in missing], None if progress is None else (lambda d, t: progress("zoo", d, t)), gpu=True)
     for r in records:
         ctx.zoo[r["task"]] = _zoo_from_record(r)
     for ws in ctx.workspaces.values():
@@ -445,14 +449,14 @@ def run_experiment(
     """
     run_dir = Path(run_dir)
     executor = executor or SequentialExecutor()
-    ctx = open_context(config, run_dir, log, progress)  # verifies everything before writing anything
+    ctx = open_context(config, run_dir, log, progress, executor)  # verifies everything before writing anything
     write_json(run_dir / "config.resolved.json", {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")})
     log(f"graphs: {config.protocol.draws} draw(s), {len(ctx.targets)} target(s): {', '.join(ctx.targets)}")
     zoo_stage(ctx, executor, progress)
     # draw-major order: the draws of one target (which share path prefixes) rarely run at once
     units = [(config, str(run_dir), t, d) for d in range(config.protocol.draws) for t in ctx.targets]
-    executor.map(_target_draw_worker, units, None if progress is None else (lambda d, t: progress("methods", d, t)))
+    executor.map(_target_draw_worker, units, None if progress is None else (lambda d, t: progress("methods", d, t)), gpu=True)
     if "calibrated" in config.protocol.methods:
-        executor.map(_calibrated_worker, [(config, str(run_dir), t) for t in ctx.targets], None if progress is None else (lambda d, t: progress("calibrated", d, t)))
+        executor.map(_calibrated_worker, [(config, str(run_dir), t) for t in ctx.targets], None if progress is None else (lambda d, t: progress("calibrated", d, t)), gpu=True)
     log(f"done: {len(ctx.store.records(status='done'))} run(s) in {ctx.store.path}")
     return ctx

@@ -1,7 +1,8 @@
 """Building the source graph and adding targets to it (METHOD sections 2-3).
 
 Orchestration only: which volumes, which pairs, what is cached. The formulas live in
-:mod:`seqtransfer.affinity`.
+:mod:`seqtransfer.affinity`; the per-volume features and the sharded pair computation in
+:mod:`seqtransfer.graph.engine`.
 
 What is computed once and shared:
 
@@ -9,64 +10,48 @@ What is computed once and shared:
 * a volume's PCA embedding is keyed by the case's content hash, the channel and the PCA's
   fingerprint, and cached on disk in ``GRAPH_DIR/features``: tasks of one site and modality
   (which share images) embed each volume once, and adding a target later reuses them;
-* a label volume's SSIM statistics are keyed by the case's content hash and the label values,
+* a label volume's SSIM statistics (cropped to the box where they differ from an empty
+  volume's) are keyed by the case's content hash and the label values and cached there too,
   so tasks of one site and objective (which share labels) compute them once;
-* H is memoised per pair of *image sets* and R per pair of *label sets*: the pair
+* H is computed per pair of *image sets* and R per pair of *label sets*: the pair
   (16-T1-ET, 20-T1-ET) and (16-T1-ED, 20-T1-ED) share H, (16-T1-ET, 20-T1-ET) and
   (16-T2-ET, 20-T2-ET) share R.
 
-The random subset of volume pairs for a task pair is seeded by the two sets' identities,
-never by the order of computation, so building with a target and adding it later give
-identical weights.
+The features and the set pairs are independent jobs sent through an executor (in this
+process by default; ``executor=`` a process pool or Ray), and no process holds more than the
+features of the two sets it is comparing, so memory does not grow with the number of tasks.
+The random subset of volume pairs for a set pair is seeded by the two sets' identities, never
+by the order or place of computation, so building with a target and adding it later, or
+building on one core and on a cluster, give identical weights.
 
 The PCA and the H scale are fitted on the *sources* only, so targets never move them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import networkx as nx
 import numpy as np
-import torch
 
-from seqtransfer.affinity import (
-    SlicePCA,
-    SSIMStats,
-    affinity,
-    embed_volume,
-    fit_slice_pca,
-    image_distance,
-    label_similarity_from_stats,
-    official_image_distance,
-    official_label_similarity,
-    robust_h_scale,
-    ssim_volume_stats,
-)
+from seqtransfer.affinity import SlicePCA, affinity, robust_h_scale
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import sample_cases, source_split, target_split
 from seqtransfer.data.tasks import Task
 from seqtransfer.errors import ConfigError
+from seqtransfer.graph import engine as eng
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.store import GraphStore
-from seqtransfer.threads import single_threaded
+
+if TYPE_CHECKING:
+    from seqtransfer.experiment.executor import Executor
 
 Progress = Callable[[str, int, int], None]
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:20]
-
-
-def _pair_rng(seed: int, kind: str, a: str, b: str) -> np.random.Generator:
-    """The generator of one set pair: depends on the pair, not on when it is computed."""
-    digest = hashlib.sha256(f"{kind}\x1f{a}\x1f{b}".encode()).digest()
-    return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
 
 
 def edge_allowed(a: Task, b: Task) -> bool:
@@ -93,12 +78,12 @@ class TaskVolumes:
     @property
     def image_set(self) -> str:
         """Identity of the image set (tasks of one site and modality share it)."""
-        return _digest(*self.image_keys)
+        return eng.digest(*self.image_keys)
 
     @property
     def label_set(self) -> str:
         """Identity of the label set (tasks of one site and objective share it)."""
-        return _digest(*self.label_keys)
+        return eng.digest(*self.label_keys)
 
 
 def affinity_cases(task: Task, config: GraphConfig, is_target: bool) -> tuple[Case, ...]:
@@ -122,38 +107,50 @@ def affinity_cases(task: Task, config: GraphConfig, is_target: bool) -> tuple[Ca
 
 
 class AffinityEngine:
-    """Computes and caches per-volume features and per-set-pair H and R.
+    """Registers task volumes, computes their features and the H and R of task pairs.
+
+    Holds keys and results only; volumes and features are read where they are used (see
+    :mod:`seqtransfer.graph.engine`).
 
     Args:
         store: the graph folder (features are cached there).
         config: graph parameters.
         cache: preprocessed-case cache.
         pca: the shared slice PCA (paper mode); fitted by :meth:`fit_pca` when None.
+        executor: where feature and pair jobs run (default: in this process).
     """
 
-    def __init__(self, store: GraphStore, config: GraphConfig, cache: PreprocessCache, pca: SlicePCA | None = None) -> None:
+    def __init__(self, store: GraphStore, config: GraphConfig, cache: PreprocessCache, pca: SlicePCA | None = None, executor: Executor | None = None) -> None:
         self.store = store
         self.config = config
         self.cache = cache
         self.pca = pca
-        self._images: dict[str, np.ndarray] = {}
-        self._labels: dict[str, np.ndarray] = {}
-        self._embeddings: dict[str, np.ndarray] = {}
-        self._ssim_stats: dict[str, SSIMStats] = {}
+        self.executor = executor
+        self._refs: dict[str, eng.ImageRef | eng.LabelRef] = {}
         self._h: dict[tuple[str, str], float] = {}
         self._r: dict[tuple[str, str], float] = {}
 
+    def _map(self, fn: Callable, jobs: list, stage: str, progress: Progress | None) -> list:
+        if self.executor is None:
+            from seqtransfer.experiment.executor import SequentialExecutor
+
+            executor: Executor = SequentialExecutor()
+        else:
+            executor = self.executor
+        report = None if progress is None else (lambda d, t: progress(stage, d, t))
+        return executor.map(fn, jobs, report)
+
     def volumes(self, task: Task, is_target: bool) -> TaskVolumes:
-        """Load a task's volumes (preprocessing on demand) and register them by content key."""
+        """Register a task's volumes by content key (preprocessing each case on demand)."""
         cases = affinity_cases(task, self.config, is_target)
         image_keys, label_keys = [], []
         values = ",".join(str(v) for v in task.label_values)
         for case in cases:
             key = self.cache.key(case)
-            image, label = self.cache.task_volume(case, task.channel, task.label_values)
+            self.cache.load(case, keep=False)  # preprocessed now, read later by the jobs
             image_key, label_key = f"{key}:c{task.channel}", f"{key}:l{values}"
-            self._images.setdefault(image_key, image)
-            self._labels.setdefault(label_key, label)
+            self._refs.setdefault(image_key, eng.ImageRef(case, task.channel))
+            self._refs.setdefault(label_key, eng.LabelRef(case, tuple(task.label_values)))
             image_keys.append(image_key)
             label_keys.append(label_key)
         return TaskVolumes(task, cases, tuple(image_keys), tuple(label_keys))
@@ -161,95 +158,86 @@ class AffinityEngine:
     def fit_pca(self, sources: Sequence[TaskVolumes]) -> SlicePCA:
         """Fit the shared slice PCA on the sources' distinct image volumes."""
         keys = sorted({k for tv in sources for k in tv.image_keys})
-        volumes = [self._images[k] for k in keys]
-        self.pca = fit_slice_pca(
-            volumes,
-            n_components=self.config.n_components,
-            max_slices=self.config.max_slices,
-            rng=np.random.default_rng(self.config.seed),
-        )
+        refs = [self._refs[k] for k in keys]
+        self.pca = eng.fit_pca(self.cache, refs, self.config)  # type: ignore[arg-type]
         return self.pca
 
-    def embedding(self, image_key: str) -> np.ndarray:
-        """The PCA embedding of a volume, from memory, the disk cache or computed."""
-        if image_key in self._embeddings:
-            return self._embeddings[image_key]
-        assert self.pca is not None, "fit or load the PCA first"
-        cache_key = _digest(image_key, self.pca.fingerprint())
-        emb = self.store.load_feature(cache_key)
-        if emb is None:
-            emb = embed_volume(self.pca, np.asarray(self._images[image_key]))
-            self.store.save_feature(cache_key, emb)
-        self._embeddings[image_key] = emb
-        return emb
+    def compute_features(self, tasks: Sequence[TaskVolumes], progress: Progress | None = None) -> int:
+        """Cache every feature the tasks' pairs will read and is not cached yet.
 
-    def _stats(self, label_key: str) -> SSIMStats:
-        """A label volume's SSIM statistics, from memory, the disk cache or computed.
-
-        Cached on disk like the embeddings, so adding a target does not recompute the
-        sources' statistics: mean, variance and background map stacked (float64, exact) and
-        the window box as six integers (-1 when the label is empty).
+        Returns:
+            The number of features computed.
         """
-        if label_key in self._ssim_stats:
-            return self._ssim_stats[label_key]
-        cache_key = _digest(label_key, "ssim-stats-v1")
-        label = np.asarray(self._labels[label_key])
-        maps, box = self.store.load_feature(cache_key), self.store.load_feature(cache_key + "-box")
-        if maps is not None and box is not None and maps.shape[0] == 3 and box.shape == (6,):
-            window_box = None if box[0] < 0 else tuple((int(box[i]), int(box[i + 1])) for i in (0, 2, 4))
-            image = torch.from_numpy(np.array(label, copy=True))
-            tensors = torch.from_numpy(maps)
-            stats = SSIMStats(image, tensors[0], tensors[1], tensors[2], window_box)
-        else:
-            stats = ssim_volume_stats(label)
-            self.store.save_feature(cache_key, torch.stack([stats.mean, stats.variance, stats.background]).numpy())
-            flat = [v for pair in stats.window_box for v in pair] if stats.window_box is not None else [-1] * 6
-            self.store.save_feature(cache_key + "-box", np.array(flat, dtype=np.int64))
-        self._ssim_stats[label_key] = stats
-        return stats
+        if self.config.mode == "official":
+            return 0
+        assert self.pca is not None, "fit or load the PCA first"
+        per_case: dict[str, tuple[Case, dict[str, int], dict[str, tuple[int, ...]]]] = {}
+        for tv in tasks:
+            for image_key, label_key in zip(tv.image_keys, tv.label_keys, strict=True):
+                image_ref, label_ref = self._refs[image_key], self._refs[label_key]
+                case_key = image_key.rsplit(":", 1)[0]
+                entry = per_case.setdefault(case_key, (image_ref.case, {}, {}))
+                if not self.store.has_feature(eng.embedding_key(image_key, self.pca)):
+                    entry[1][image_key] = image_ref.channel  # type: ignore[union-attr]
+                if not self.store.has_features(eng.stats_key(label_key)):
+                    entry[2][label_key] = label_ref.values  # type: ignore[union-attr]
+        work = [(case, tuple(sorted(images.items())), tuple(sorted(labels.items()))) for _, (case, images, labels) in sorted(per_case.items()) if images or labels]
+        jobs = [
+            eng.FeatureJob(str(self.store.root), eng.cache_root(self.cache), self.cache.config, self.pca, tuple(chunk))
+            for chunk in eng.shards(work)
+        ]
+        return sum(self._map(eng.feature_job, jobs, "features", progress))
+
+    def _item(self, kind: str, a: TaskVolumes, b: TaskVolumes) -> eng.PairItem:
+        if kind == "H":
+            x, y = sorted((a, b), key=lambda tv: tv.image_set)
+            return eng.PairItem("H", x.image_set, y.image_set, x.image_keys, y.image_keys)
+        x, y = sorted((a, b), key=lambda tv: tv.label_set)
+        return eng.PairItem("R", x.label_set, y.label_set, x.label_keys, y.label_keys)
+
+    def compute_pairs(self, pairs: Sequence[tuple[TaskVolumes, TaskVolumes]], progress: Progress | None = None) -> None:
+        """H and R of every distinct set pair among ``pairs`` not known yet, in shards."""
+        items: dict[tuple[str, str, str], eng.PairItem] = {}
+        for a, b in pairs:
+            for kind, memo in (("H", self._h), ("R", self._r)):
+                item = self._item(kind, a, b)
+                if (item.set_a, item.set_b) not in memo:
+                    items.setdefault((kind, item.set_a, item.set_b), item)
+        ordered = [items[k] for k in sorted(items)]
+        chunks = eng.shards(ordered)
+        jobs = []
+        for chunk in chunks:
+            keys = {k for item in chunk for k in (*item.keys_a, *item.keys_b)}
+            jobs.append(
+                eng.PairJob(
+                    str(self.store.root),
+                    self.config,
+                    self.pca,
+                    eng.cache_root(self.cache),
+                    self.cache.config,
+                    {k: self._refs[k] for k in sorted(keys)},
+                    tuple(chunk),
+                )
+            )
+        results = self._map(eng.pair_job, jobs, "affinity", progress)
+        eng.release_features()  # what this process read for in-process jobs
+        for chunk, values in zip(chunks, results, strict=True):
+            for item, value in zip(chunk, values, strict=True):
+                (self._h if item.kind == "H" else self._r)[(item.set_a, item.set_b)] = float(value)
 
     def image_distance(self, a: TaskVolumes, b: TaskVolumes) -> float:
-        """H between two tasks, memoised per (unordered) pair of image sets."""
-        x, y = sorted((a, b), key=lambda tv: tv.image_set)
-        key = (x.image_set, y.image_set)
-        if key not in self._h:
-            rng = _pair_rng(self.config.seed, "H", *key)
-            if self.config.mode == "official":
-                self._h[key] = official_image_distance(
-                    [np.asarray(self._images[k]) for k in x.image_keys],
-                    [np.asarray(self._images[k]) for k in y.image_keys],
-                    rng=rng,
-                    resize_to=self.config.official_resize,
-                )
-            else:
-                self._h[key] = image_distance(
-                    [self.embedding(k) for k in x.image_keys],
-                    [self.embedding(k) for k in y.image_keys],
-                    max_pairs=self.config.max_pairs,
-                    rng=rng,
-                )
-        return self._h[key]
+        """H between two tasks (computed by :meth:`compute_pairs` when not known yet)."""
+        item = self._item("H", a, b)
+        if (item.set_a, item.set_b) not in self._h:
+            self.compute_pairs([(a, b)])
+        return self._h[(item.set_a, item.set_b)]
 
     def label_similarity(self, a: TaskVolumes, b: TaskVolumes) -> float:
-        """R between two tasks, memoised per (unordered) pair of label sets."""
-        x, y = sorted((a, b), key=lambda tv: tv.label_set)
-        key = (x.label_set, y.label_set)
-        if key not in self._r:
-            rng = _pair_rng(self.config.seed, "R", *key)
-            if self.config.mode == "official":
-                self._r[key] = official_label_similarity(
-                    [np.asarray(self._labels[k]) for k in x.label_keys],
-                    [np.asarray(self._labels[k]) for k in y.label_keys],
-                    rng=rng,
-                )
-            else:
-                self._r[key] = label_similarity_from_stats(
-                    [self._stats(k) for k in x.label_keys],
-                    [self._stats(k) for k in y.label_keys],
-                    max_pairs=self.config.max_pairs,
-                    rng=rng,
-                )
-        return self._r[key]
+        """R between two tasks (computed by :meth:`compute_pairs` when not known yet)."""
+        item = self._item("R", a, b)
+        if (item.set_a, item.set_b) not in self._r:
+            self.compute_pairs([(a, b)])
+        return self._r[(item.set_a, item.set_b)]
 
 
 def _node_attributes(task: Task, role: str, volumes: TaskVolumes) -> dict[str, object]:
@@ -290,13 +278,10 @@ def _load_all(engine: AffinityEngine, tasks: Sequence[Task], role: str, progress
 
 
 def _compute_edges(engine: AffinityEngine, pairs: list[tuple[TaskVolumes, TaskVolumes]], progress: Progress | None) -> list[tuple[str, str, float, float]]:
-    edges = []
-    with single_threaded():
-        for done, (a, b) in enumerate(pairs, start=1):
-            edges.append((a.task.name, b.task.name, engine.image_distance(a, b), engine.label_similarity(a, b)))
-            if progress:
-                progress("affinity", done, len(pairs))
-    return edges
+    involved = {id(tv): tv for pair in pairs for tv in pair}
+    engine.compute_features(list(involved.values()), progress)
+    engine.compute_pairs(pairs, progress)
+    return [(a.task.name, b.task.name, engine.image_distance(a, b), engine.label_similarity(a, b)) for a, b in pairs]
 
 
 def set_weights(graph: nx.Graph, config: GraphConfig, h_scale: float) -> None:
@@ -312,6 +297,7 @@ def build_graph(
     targets: Sequence[str] = (),
     cache: PreprocessCache | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> nx.Graph:
     """Build the source graph (and target edges) and store it in ``out``.
 
@@ -322,6 +308,8 @@ def build_graph(
         targets: names of target tasks; every other task is a source.
         cache: preprocessed-case cache (default: the user cache at ``config.size``).
         progress: ``(stage, done, total)`` callback.
+        executor: where the feature and pair jobs run (default: in this process); every
+            executor gives the same graph.
 
     Returns:
         The graph: source nodes with source-source edges, target nodes with edges to the
@@ -340,7 +328,7 @@ def build_graph(
         raise ConfigError("no source task left: every task is a target")
     store = GraphStore(out)
     cache = cache or PreprocessCache(config=PreprocessConfig(size=config.size))
-    engine = AffinityEngine(store, config, cache)
+    engine = AffinityEngine(store, config, cache, executor=executor)
     sources = _load_all(engine, source_tasks, "source", progress)
     target_vols = _load_all(engine, [by_name[n] for n in targets], "target", progress)
     if config.mode == "paper":
@@ -367,6 +355,7 @@ def add_targets(
     targets: Sequence[str],
     cache: PreprocessCache | None = None,
     progress: Progress | None = None,
+    executor: Executor | None = None,
 ) -> nx.Graph:
     """Add target tasks to a stored graph: only their edges to the sources are computed.
 
@@ -390,7 +379,7 @@ def add_targets(
     if missing:
         raise ConfigError(f"source task(s) {', '.join(missing[:3])} of the graph not found in the given datasets")
     cache = cache or PreprocessCache(config=PreprocessConfig(size=config.size))
-    engine = AffinityEngine(store, config, cache, pca=pca)
+    engine = AffinityEngine(store, config, cache, pca=pca, executor=executor)
     sources = _load_all(engine, [by_name[n] for n in source_names], "source", progress)
     target_vols = _load_all(engine, [by_name[n] for n in targets], "target", progress)
     for tv in target_vols:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import platform
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +85,33 @@ class GraphStore:
         """Cache a per-volume feature atomically."""
         with atomic_path(self._feature_path(key), suffix=".npy") as tmp:
             np.save(tmp, value)
+
+    def _features_path(self, key: str) -> Path:
+        return self.root / "features" / key[:2] / f"{key}.npz"
+
+    def has_features(self, key: str) -> bool:
+        """Whether a multi-array feature is cached (not whether it is readable)."""
+        return self._features_path(key).exists()
+
+    def load_features(self, key: str, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+        """A cached multi-array feature with the given arrays, or None when absent or unreadable."""
+        path = self._features_path(key)
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as data:
+                return {name: data[name] for name in names}
+        except (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile):
+            return None
+
+    def save_features(self, key: str, **arrays: np.ndarray) -> None:
+        """Cache a multi-array feature atomically (one ``.npz``)."""
+        with atomic_path(self._features_path(key), suffix=".npz") as tmp:
+            np.savez(tmp, **arrays)
+
+    def has_feature(self, key: str) -> bool:
+        """Whether a single-array feature is cached (not whether it is readable)."""
+        return self._feature_path(key).exists()
 
     def save(self, graph: nx.Graph, config: GraphConfig, h_scale: float, pca: SlicePCA | None, extra: dict[str, Any] | None = None) -> None:
         """Write graph, parameters and PCA (each atomically; the graph last)."""
