@@ -27,9 +27,15 @@ def test_ray_executor_gives_the_results_of_the_local_one(dataset_factory, tmp_pa
     local = run_experiment(config, tmp_path / "local", log=lambda _m: None)
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
-        remote = run_experiment(config, tmp_path / "ray", log=lambda _m: None, executor=RayExecutor())
+        executor = RayExecutor()
+        # on a CPU cluster nothing asks for a GPU; affinity shards never do
+        assert executor.resources(gpu=True) == executor.resources(gpu=False) == {"num_cpus": 1, "num_gpus": 0}
+        remote = run_experiment(config, tmp_path / "ray", log=lambda _m: None, executor=executor)
     finally:
         ray.shutdown()
+    # the graphs (features and pair shards ran as Ray tasks) are those of the local run
+    for draw in ("draw0",):
+        assert (tmp_path / "ray" / "graphs" / draw / "graph.json").read_text() == (tmp_path / "local" / "graphs" / draw / "graph.json").read_text()
 
     def results(ctx) -> dict:
         return {(m["method"], m["target"], m["draw"]): (m["dice"], m["test_set_dice"]) for m in (r.result for r in ctx.store.records("method", "done"))}
@@ -39,3 +45,22 @@ def test_ray_executor_gives_the_results_of_the_local_one(dataset_factory, tmp_pa
     before = {r.key: r.attempts for r in remote.store.records()}
     again = run_experiment(config, tmp_path / "ray", log=lambda _m: None)
     assert {r.key: r.attempts for r in again.store.records()} == before
+
+
+def test_ray_requests_a_gpu_for_trainings_only_where_the_cluster_has_gpus(monkeypatch) -> None:
+    from seqtransfer.experiment.ray_executor import RayExecutor
+
+    executor = RayExecutor.__new__(RayExecutor)  # no cluster: only the request logic
+
+    class FakeRay:
+        def __init__(self, resources: dict) -> None:
+            self.resources = resources
+
+        def cluster_resources(self) -> dict:
+            return self.resources
+
+    executor._ray = FakeRay({"CPU": 16.0, "GPU": 2.0})
+    assert executor.resources(gpu=True) == {"num_cpus": 1, "num_gpus": 1}
+    assert executor.resources(gpu=False) == {"num_cpus": 1, "num_gpus": 0}
+    executor._ray = FakeRay({"CPU": 16.0})
+    assert executor.resources(gpu=True) == {"num_cpus": 1, "num_gpus": 0}

@@ -217,6 +217,7 @@ class AffinityEngine:
                     self.cache.config,
                     {k: self._refs[k] for k in sorted(keys)},
                     tuple(chunk),
+                    eng.FEATURE_BUDGET,
                 )
             )
         results = self._map(eng.pair_job, jobs, "affinity", progress)
