@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -150,7 +151,7 @@ def tasks(
 
 @benchmark_app.command("make")
 def benchmark_make(
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder to write the datasets into.")],
+    out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Folder to write the datasets into.")],
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     size: Annotated[int, typer.Option(help="Edge length in voxels of the isotropic volumes.")] = 48,
     cases: Annotated[int, typer.Option(help="Cases per site.")] = 24,
@@ -169,7 +170,7 @@ def benchmark_make(
 @graph_app.command("build")
 def graph_build(
     datasets: DatasetDirs,
-    out_dir: Annotated[Path, typer.Option("--out", help="Graph folder to write.")],
+    out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Graph folder to write.")],
     target: Annotated[list[str] | None, typer.Option("--target", help="Target task (repeatable); every other task is a source.")] = None,
     size: Annotated[int, typer.Option(help="Edge of the common grid volumes are resampled to.")] = 32,
     volumes: Annotated[int, typer.Option(help="Volumes sampled per source task.")] = 20,
@@ -194,12 +195,17 @@ def graph_build(
     config = None if add else GraphConfig(size=size, volumes_per_task=volumes, max_pairs=max_pairs, mode=mode, seed=seed)
     task_list, _ = _load_tasks(datasets, groups)
     pool = make_executor(executor, workers=workers, address=address)
+    created = not out_dir.exists()
     try:
         with staged_progress("graph") as update:
             if add:
                 graph = add_targets(out_dir, task_list, targets, progress=update, executor=pool)
             else:
                 graph = build_graph(task_list, out_dir, config, targets=targets, progress=update, executor=pool)
+    except (SeqTransferError, OSError):
+        if created:  # a failed build (e.g. a full disk) leaves no half-built folder behind
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
     finally:
         pool.close()
     n_src = sum(d["role"] == "source" for _, d in graph.nodes(data=True))
@@ -441,7 +447,7 @@ def transfer(
 def predict(
     model: Annotated[Path, typer.Option(help="A model folder (zoo or fine-tuning step) or a transfer run folder.")],
     inputs: Annotated[list[Path], typer.Option("--input", help="NIfTI files or folders of them (repeatable).")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder for the predicted labels.")],
+    out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Folder for the predicted labels.")],
 ) -> None:
     """Segment images with a trained model; labels keep each input's affine."""
     from seqtransfer.training.predict import predict_files
@@ -453,7 +459,7 @@ def predict(
 @app.command("run")
 def run_command(
     config_file: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment TOML (see seqtransfer.experiment.config).")],
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (its store makes a rerun skip finished work).")] = Path("run"),
+    out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Run folder (its store makes a rerun skip finished work).")] = Path("run"),
     executor: Annotated[str, typer.Option(help="Where independent runs go: local (process pool) or ray.")] = "local",
     workers: Annotated[int | None, typer.Option(help="Local worker processes (default: one per core; 1: no pool).")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")] = None,
@@ -504,7 +510,7 @@ def _staged_bars() -> Iterator[Callable[[str, int, int], None]]:
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (a rerun skips finished work).")] = Path("demo_run"),
+    out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Run folder (a rerun skips finished work).")] = Path("demo_run"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workers: Annotated[int | None, typer.Option(help="Worker processes (default: up to 2).")] = None,
 ) -> None:
@@ -531,6 +537,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(2)
     except SeqTransferError as exc:
         err.print(f"error: {exc}", markup=False)
+        sys.exit(2)
+    except OSError as exc:  # a file system error no layer below turned into a sentence
+        where = f"{exc.filename}: " if exc.filename else ""
+        err.print(f"error: {where}{exc.strerror or exc}".replace("\n", " "), markup=False)
         sys.exit(2)
     except click_exceptions.ClickException as exc:
         err.print(f"error: {exc.format_message()}".replace("\n", " "), markup=False)

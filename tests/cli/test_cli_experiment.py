@@ -25,6 +25,12 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
         ("[finetune]\nsteps = 'many'\n", "integer"),
         ("[data]\ndatasets = ['missing_dataset']\n", "missing_dataset"),
         ("[nonsense]\na = 1\n", "unknown key"),
+        ("[selection]\nlam = 1.5\n", "selection.lam must be in [0, 1]"),
+        ("[selection]\nlam = -0.1\n", "selection.lam must be in [0, 1]"),
+        ("[selection]\nmax_length = 0\n", "selection.max_length must be >= 1"),
+        ("[selection]\nc_search = -1.0\n", "selection.c_search"),
+        ("[selection]\nlam = 'high'\n", "must be a number"),
+        ("[selection]\nmax_length = 2.5\n", "must be an integer"),
     ],
 )
 def test_run_refuses_bad_configs(toml: str, message: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -45,3 +51,47 @@ def test_run_and_report_refuse_missing_paths(tmp_path: Path, capsys: pytest.Capt
     (tmp_path / "ok.toml").write_text("seed = 0\n")
     code, err = run(["run", str(tmp_path / "ok.toml"), "--executor", "cloud", "--out", str(tmp_path / "o")], capsys)
     assert code == 2 and "unknown executor" in err and not (tmp_path / "o").exists()
+
+
+def _datasets(dataset_factory, tumour_cases: int = 57, extra: str | None = None) -> list[str]:
+    sites = {f"case_{i:03d}": "ABC"[i % 3] for i in range(tumour_cases)}
+    if extra == "lonely_source":  # a fourth site with a single case: no zoo model possible
+        sites = {**sites, f"case_{tumour_cases:03d}": "D"}
+        tumour_cases += 1
+    tum = dataset_factory("Dataset001_Tum", n_cases=tumour_cases, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
+    roots = [str(tum)]
+    if extra == "pet":  # a modality and objective no source shares
+        roots.append(str(dataset_factory("Dataset003_Pet", n_cases=19, channels=("PET",), labels=("uptake",), shape=(16, 16, 16), seed=3)))
+    return roots
+
+
+@pytest.mark.parametrize(
+    ("extra", "tumour_cases", "target", "message"),
+    [
+        ("pet", 57, "Pet-PET-uptake", "'Pet-PET-uptake' is unreachable"),
+        (None, 30, "C-T1-tumour", "need at least 19"),  # 10 cases at site C
+        ("lonely_source", 57, "C-T1-tumour", "has 1 case(s)"),
+    ],
+)
+def test_run_refuses_protocols_that_cannot_run_before_writing(dataset_factory, tmp_path: Path, capsys, extra, tumour_cases, target, message) -> None:
+    import tomli_w
+
+    config = {"data": {"datasets": _datasets(dataset_factory, tumour_cases, extra)}, "protocol": {"targets": [target], "draws": 1}}
+    (tmp_path / "exp.toml").write_text(tomli_w.dumps(config))
+    code, err = run(["run", str(tmp_path / "exp.toml"), "--out", str(tmp_path / "out"), "--workers", "1"], capsys)
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_paths_that_are_files_are_refused(tmp_path: Path, capsys) -> None:
+    (tmp_path / "file").write_text("keep me")
+    (tmp_path / "exp.toml").write_text("seed = 0\n")
+    for argv in (
+        ["run", str(tmp_path / "exp.toml"), "--out", str(tmp_path / "file")],
+        ["demo", "--out", str(tmp_path / "file")],
+        ["graph", "build", str(tmp_path), "--out", str(tmp_path / "file")],
+        ["benchmark", "make", "--out", str(tmp_path / "file")],
+    ):
+        code, err = run(argv, capsys)
+        assert code == 2 and "is a file" in err and len(err.strip().splitlines()) == 1, (argv, err)
+    assert (tmp_path / "file").read_text() == "keep me"

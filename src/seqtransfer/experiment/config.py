@@ -29,6 +29,11 @@ A TOML file with the sections below; every key is optional (defaults in brackets
     scratch_steps = 300           # training steps of scratch and MTL
     calibration_trials = 30       # optuna trials of the leave-one-target-out calibration
 
+    [selection]
+    lam = 0.4                     # lambda of eq. 8 for "ours", in [0, 1]
+    max_length = 5                # L_max, most transfer steps (>= 1)
+    c_search = 0.1                # C_search of eq. 8, in units of w (>= 0)
+
     [graph]     # GraphConfig (seqtransfer.graph.config)
     [network]   # NetworkConfig (preset, filters, patch_size, architecture, ...)
     [zoo]       # steps [300], max_train [60], augment [true]
@@ -127,6 +132,28 @@ class ProtocolConfig:
 
 
 @dataclass(frozen=True)
+class SelectionSection:
+    """Landmark and path selection of ``ours`` (eq. 8): lambda, L_max and C_search.
+
+    The ``lambda`` method sweeps ``protocol.lambdas`` with the same ``max_length`` and
+    ``c_search``; ``w/o LSI`` (random landmark) uses all three.
+    """
+
+    lam: float = 0.4
+    max_length: int = 5
+    c_search: float = 0.1
+
+    def __post_init__(self) -> None:
+        require(
+            [
+                (math.isfinite(self.lam) and 0.0 <= self.lam <= 1.0, f"selection.lam must be in [0, 1], got {self.lam}"),
+                (self.max_length >= 1, f"selection.max_length must be >= 1, got {self.max_length}"),
+                (math.isfinite(self.c_search) and self.c_search >= 0, f"selection.c_search must be a finite number >= 0, got {self.c_search}"),
+            ]
+        )
+
+
+@dataclass(frozen=True)
 class ZooSection:
     """Source models: training steps and the most training cases per source."""
 
@@ -168,6 +195,7 @@ class ExperimentConfig:
     network: NetworkConfig = field(default_factory=NetworkConfig)
     zoo: ZooSection = field(default_factory=ZooSection)
     finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    selection: SelectionSection = field(default_factory=SelectionSection)
 
     def __post_init__(self) -> None:
         require([(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed must be a non-negative integer")])
@@ -185,6 +213,7 @@ _SECTIONS: dict[str, type] = {
     "protocol": ProtocolConfig,
     "zoo": ZooSection,
     "finetune": FinetuneSection,
+    "selection": SelectionSection,
 }
 _TUPLES = {"datasets", "targets", "methods", "lambdas"}
 

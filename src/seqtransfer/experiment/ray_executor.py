@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.errors import ConfigError, SeqTransferError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -56,7 +56,15 @@ class RayExecutor:
         while pending:
             ready, pending = ray.wait(pending, num_returns=1)
             for ref in ready:
-                results[index[ref]] = ray.get(ref)
+                try:
+                    results[index[ref]] = ray.get(ref)
+                except ray.exceptions.RayTaskError as exc:
+                    # the task's own error (one line for bad input), not Ray's wrapper with
+                    # the remote traceback
+                    cause = getattr(exc, "cause", None)
+                    if isinstance(cause, SeqTransferError):
+                        raise cause from None
+                    raise
                 done += 1
                 if progress is not None:
                     progress(done, len(refs))

@@ -36,11 +36,12 @@ from seqtransfer.data.tasks import Task, find_objective_groups, load_objective_g
 from seqtransfer.data.verify import require_valid
 from seqtransfer.errors import ConfigError
 from seqtransfer.experiment.config import ExperimentConfig
+from seqtransfer.data.splits import source_split, target_split
 from seqtransfer.experiment.executor import Executor, SequentialExecutor
-from seqtransfer.graph.engine import release_features
 from seqtransfer.experiment.protocol import draw_graph, protocol_targets
 from seqtransfer.experiment.store import RunStore
-from seqtransfer.graph.build import candidate_sources, set_weights
+from seqtransfer.graph.build import candidate_sources, edge_allowed, set_weights
+from seqtransfer.graph.engine import release_features
 from seqtransfer.graph.store import GraphStore, package_versions
 from seqtransfer.selection.path import optimal_path
 from seqtransfer.selection.run import Selection, select_in_graph
@@ -143,6 +144,7 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
     unknown = [t for t in targets if t not in tasks]
     if unknown:
         raise ConfigError(f"protocol.targets: unknown task(s) {', '.join(unknown)}")
+    preflight(config, tasks, targets)
     run_dir.mkdir(parents=True, exist_ok=True)
     store = RunStore(run_dir / "runs.sqlite")
     ctx = Context(config=config, run_dir=run_dir, store=store, tasks=tasks, targets=targets, log=log)
@@ -159,6 +161,32 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
         if done is not None and (Path(done["folder"]) / "checkpoint_final.pth").exists():
             ctx.zoo[name] = _zoo_from_record(done)
     return ctx
+
+
+def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[str]) -> None:
+    """Refuse a protocol that cannot run, before anything is written or trained.
+
+    From the tasks' metadata alone: every target has enough cases for its draws and test sets,
+    is reachable (some source of another site shares its modality or objective group, so the
+    graph gives it an edge), and every source it can reach has the cases a zoo model needs.
+
+    Raises:
+        ConfigError: naming the task and what it lacks.
+    """
+    sources = [t for name, t in tasks.items() if name not in set(targets)]
+    if not sources:
+        raise ConfigError("protocol: every task is a target, no source is left")
+    for name in targets:
+        target = tasks[name]
+        target_split(target.split_key, [c.case_id for c in target.cases], seed=config.graph.seed, n_train=config.graph.target_cases)
+        reachable = [s for s in sources if s.site != target.site and edge_allowed(target, s)]
+        if not reachable:
+            raise ConfigError(
+                f"protocol target {name!r} is unreachable: no source of another site shares its modality "
+                f"({target.modality}) or objective group ({target.group})"
+            )
+        for source in reachable:
+            source_split(source.split_key, [c.case_id for c in source.cases], seed=config.seed, max_train=config.zoo.max_train)
 
 
 def needed_sources(ctx: Context) -> list[str]:
@@ -251,10 +279,22 @@ def _method(ctx: Context, method: str, target: str, draw: int, variant: str, spe
     return ctx.store.run("method", full, wrapped)
 
 
-def selection(ctx: Context, target: str, draw: int, lam: float = 0.4, graph: nx.Graph | None = None) -> Selection:
-    """Landmark and optimal path of ``target`` in draw ``draw``'s graph, O from the zoo."""
+def selection(ctx: Context, target: str, draw: int, lam: float | None = None, graph: nx.Graph | None = None) -> Selection:
+    """Landmark and optimal path of ``target`` in draw ``draw``'s graph, O from the zoo.
+
+    ``lam`` defaults to ``[selection] lam``; L_max and C_search come from ``[selection]``.
+    """
     g = ctx.pool_graph(target, draw, graph)
-    return select_in_graph(g, target, lam=lam, performance=ctx.performance(), performance_label="model zoo")
+    chosen = ctx.config.selection
+    return select_in_graph(
+        g,
+        target,
+        lam=chosen.lam if lam is None else lam,
+        max_length=chosen.max_length,
+        c_search=chosen.c_search,
+        performance=ctx.performance(),
+        performance_label="model zoo",
+    )
 
 
 def _transfer_result(r: dict[str, Any]) -> dict[str, Any]:
@@ -336,7 +376,8 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
         rng = np.random.default_rng([ctx.config.seed, draw, 17])
         for i in range(p.random_landmarks):
             landmark = connected[int(rng.integers(len(connected)))]
-            path = list(optimal_path(graph, landmark, target, sources, lam=0.4).path)
+            chosen = ctx.config.selection
+            path = list(optimal_path(graph, landmark, target, sources, lam=chosen.lam, c_search=chosen.c_search, max_length=chosen.max_length).path)
             _method(ctx, "random_landmark", target, draw, str(i), {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
     need_scores = {"logme", "leep"} & methods or draw < p.quality_draws
     all_scores = {s: scores(ctx, target, draw, s) for s in connected} if need_scores else {}

@@ -97,10 +97,15 @@ class RunStore:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=60.0)
         try:
-            with db:  # one transaction, committed on success
+            db = sqlite3.connect(self.path, timeout=60.0)
+        except sqlite3.Error as exc:
+            raise StoreError(f"{self.path}: cannot open the run store ({exc})") from exc
+        try:
+            with db:  # one transaction, committed on success (rolled back on an error)
                 yield db
+        except sqlite3.OperationalError as exc:  # a full disk, a locked or read-only file
+            raise StoreError(f"{self.path}: run store not writable ({exc})") from exc
         finally:
             db.close()
 

@@ -17,6 +17,7 @@ It is read with ``weights_only=True``: loading never executes code from the file
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -40,8 +41,21 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path
     """
     dest = Path(path)
     with atomic_path(dest, suffix=".pth") as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:  # torch's zip writer reports a short write (full disk) this way
+            raise StoreError(f"{dest}: cannot write ({write_failure(tmp, exc)})") from exc
     return dest
+
+
+def write_failure(path: Path, exc: BaseException) -> str:
+    """Why a write failed, in words: a full disk is named as such."""
+    try:
+        if shutil.disk_usage(path.parent).free < 1 << 20:
+            return "No space left on device"
+    except OSError:
+        pass
+    return _one_line(exc)
 
 
 def _one_line(exc: BaseException) -> str:
