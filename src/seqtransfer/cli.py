@@ -197,6 +197,7 @@ def graph_build(
     pool = make_executor(executor, workers=workers, address=address)
     created = not out_dir.exists()
     try:
+        out_dir.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, before any work
         with staged_progress("graph") as update:
             if add:
                 graph = add_targets(out_dir, task_list, targets, progress=update, executor=pool)
