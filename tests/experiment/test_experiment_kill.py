@@ -1,5 +1,6 @@
 """`seqtransfer run` killed with SIGKILL at several points, then run again, equals an uninterrupted run."""
 
+import json
 import os
 import signal
 import sqlite3
@@ -95,3 +96,44 @@ def test_kill_nine_at_three_points_then_rerun_equals_uninterrupted(dataset_facto
     attempts = [r.attempts for r in RunStore(killed / "runs.sqlite").records("method")]
     assert all(a <= 2 for a in attempts)  # nothing finished was done again
     assert (killed / "report" / "summary.md").exists()
+
+
+def _kill_when_files(config: Path, out: Path, folder: str, pattern: str, count: int) -> None:
+    """SIGKILL the run once ``out/folder`` holds ``count`` files matching ``pattern``."""
+    proc = subprocess.Popen(_command(config, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+    deadline = time.time() + 240
+    while len(list((out / folder).rglob(pattern))) < count if (out / folder).exists() else True:
+        assert proc.poll() is None, f"the run ended before {count} {pattern} in {folder}: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+
+
+def test_kill_nine_in_the_benchmark_and_graph_stages_of_a_demo_like_run(tmp_path: Path) -> None:
+    """The demo's own stages: the embedded benchmark written into the run folder, the graph."""
+    config = tmp_path / "exp.toml"
+    config.write_text(
+        tomli_w.dumps(
+            {
+                "data": {"benchmark": True, "benchmark_size": 16, "benchmark_cases": 19, "benchmark_tumour_sites": 2},
+                "protocol": {"targets": ["inst2-T1-ET"], "draws": 1, "methods": ["ours"], "quality_draws": 0, "max_sources": 3},
+                "graph": {"size": 16, "volumes_per_task": 3, "max_pairs": 4, "n_components": 3, "max_slices": 100},
+                "network": {"patch_size": [16, 16, 16], "filters": [4, 8, 16]},
+                "zoo": {"steps": 3, "max_train": 4},
+                "finetune": {"steps": 3, "augment": False},
+            }
+        )
+    )
+    _run(config, tmp_path / "reference")
+    killed = tmp_path / "killed"
+    _kill_when_files(config, killed, "benchmark", "*.nii.gz", 40)  # while the benchmark is written
+    _kill_when_files(config, killed, "graphs", "*.np[yz]", 20)  # while the graph's features are written
+    _kill_when(config, killed, "zoo", 1)
+    _run(config, killed)
+    reference, resumed = _results(tmp_path / "reference"), _results(killed)
+    assert resumed == reference and len(reference["methods"]) == 1
+    def edges(run: Path) -> list:
+        return json.loads((run / "graphs" / "draw0" / "graph.json").read_text())["links"]
+
+    assert edges(killed) == edges(tmp_path / "reference")  # H, R and w of every edge, bit for bit

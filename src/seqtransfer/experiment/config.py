@@ -87,7 +87,7 @@ class DataConfig:
                 (bool(self.datasets) != bool(self.benchmark), "data: give either datasets or benchmark = true"),
                 (all(isinstance(d, str) and d for d in self.datasets), "data.datasets must be a list of folder paths"),
                 (self.benchmark_size >= 16, "data.benchmark_size must be >= 16"),
-                (self.benchmark_cases >= 16, "data.benchmark_cases must be >= 16 (3 training + 10 test cases per draw)"),
+                (self.benchmark_cases >= 19, "data.benchmark_cases must be >= 19 (3 draws of 3 training cases + 10 test cases per target)"),
                 (self.benchmark_tumour_sites >= 2, "data.benchmark_tumour_sites must be >= 2"),
             ]
         )
