@@ -98,3 +98,30 @@ def test_benchmark_make_then_verify(tmp_path: Path, capsys) -> None:
 def test_benchmark_make_bad_config(tmp_path: Path, capsys) -> None:
     code, _, err = run(["benchmark", "make", "--out", str(tmp_path / "b"), "--size", "4"], capsys)
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+def _command_paths() -> list[list[str]]:
+    import typer
+
+    from seqtransfer.cli import app
+
+    paths = []
+
+    def walk(command, prefix: list[str]) -> None:
+        if hasattr(command, "commands"):  # a group (typer vendors its own click)
+            for name, sub in command.commands.items():
+                walk(sub, [*prefix, name])
+        else:
+            paths.append(prefix)
+
+    walk(typer.main.get_command(app), [])
+    return paths
+
+
+def test_every_command_refuses_an_unknown_option_in_one_line(capsys) -> None:
+    paths = _command_paths()
+    assert len(paths) >= 13 and ["graph", "build"] in paths and ["run"] in paths
+    for path in paths:
+        code, _, err = run([*path, "--no-such-option"], capsys)
+        lines = [line for line in err.strip().splitlines() if line]
+        assert code == 2 and len(lines) == 1 and lines[0].startswith("error:"), (path, err)
