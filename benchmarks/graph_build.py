@@ -39,6 +39,9 @@ stage (a wrapped call's time minus the wrapped calls it makes):
 * ``load volumes``    ``_load_all``: reading preprocessed cases (the "preprocessing" stage of
                       the progress callback; the cache is warm here, the cold cost is phase 2);
 * ``PCA``             ``AffinityEngine.fit_pca``;
+* (since the streaming engine: ``embed_volume``, ``image_distance``, ``ssim_volume_box_stats``,
+  ``ssim_pairs`` and ``load_box_stats`` of ``seqtransfer.graph.engine``; the names below are
+  those of the runs recorded in graph_build.md, made with the previous engine)
 * ``embeddings``      ``AffinityEngine.embedding`` (PCA projection of every distinct volume,
                       including its on-disk feature cache I/O);
 * ``H``               ``AffinityEngine.image_distance`` without the embeddings (exact W1);
@@ -212,14 +215,18 @@ class StageTimer:
 def instrument_build(timer: StageTimer) -> Iterator[None]:
     """Wrap the functions build_graph/add_targets call (in this process only)."""
     from seqtransfer.graph import build as gb
+    from seqtransfer.graph import engine as eng
 
+    # the streaming engine (seqtransfer.graph.engine) calls these through its module globals,
+    # so patching the module attributes reaches the in-process jobs
     patches = [
         (gb, "_load_all", "load volumes"),
         (gb.AffinityEngine, "fit_pca", "PCA"),
-        (gb.AffinityEngine, "embedding", "embeddings"),
-        (gb.AffinityEngine, "image_distance", "H"),
-        (gb.AffinityEngine, "_stats", "SSIM stats"),
-        (gb.AffinityEngine, "label_similarity", "R"),
+        (eng, "embed_volume", "embeddings"),
+        (eng, "image_distance", "H"),
+        (eng, "ssim_volume_box_stats", "SSIM stats"),
+        (eng, "ssim_pairs", "R"),
+        (eng, "load_box_stats", "feature reads"),
         (gb.GraphStore, "save", "save"),
     ]
     originals = [(owner, name, getattr(owner, name)) for owner, name, _ in patches]
