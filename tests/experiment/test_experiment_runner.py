@@ -90,7 +90,10 @@ def test_a_process_pool_gives_the_same_results_as_one_process(datasets, tmp_path
     raw = tiny_config(*datasets, draws=1, methods=["ours", "landmark_direct", "scratch", "mst"], quality_draws=0, max_sources=2)
     config = config_from_dict(raw)
     seq = run_experiment(config, tmp_path / "seq", log=lambda _m: None)
-    par = run_experiment(config, tmp_path / "par", log=lambda _m: None, executor=ProcessExecutor(2))
+    with ProcessExecutor(2) as pool:
+        par = run_experiment(config, tmp_path / "par", log=lambda _m: None, executor=pool)
+        assert pool._pool is not None  # one pool served the graph, zoo and methods stages
+    assert pool._pool is None
 
     def results(ctx) -> dict:
         return {(m["method"], m["target"], m["draw"], m["variant"]): (m["dice"], m["test_set_dice"]) for m in (r.result for r in ctx.store.records("method", "done"))}
