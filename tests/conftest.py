@@ -77,3 +77,49 @@ def _one_thread():
     """Tiny arrays and networks run fastest, and least disturbed by other processes, on one thread."""
     with single_threaded():
         yield
+
+
+def ball_labels(rng: np.random.Generator, n: int, shape: tuple[int, int, int]) -> list[np.ndarray]:
+    """``n`` uint8 label volumes, each one ball of random centre and radius (may be empty)."""
+    grid = np.indices(shape).astype(np.float64)
+    out = []
+    for _ in range(n):
+        centre = rng.uniform(0.2, 0.8, 3) * np.asarray(shape)
+        radius = rng.uniform(0.0, 0.3) * min(shape)
+        distance_sq = ((grid - centre[:, None, None, None]) ** 2).sum(axis=0)
+        out.append((distance_sq < radius**2).astype(np.uint8))
+    return out
+
+
+@pytest.fixture
+def make_ball_labels():
+    """:func:`ball_labels`."""
+    return ball_labels
+
+
+CLI_DRIVER_PRELUDE = r'''
+import contextlib, io, json, os, sys
+from pathlib import Path
+
+
+def cli(*argv):
+    """Run the console script's main in this process: (exit code, stderr)."""
+    from seqtransfer.cli import main
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as exc:
+            code = exc.code if isinstance(exc.code, int) else 0
+    return {"code": code, "err": err.getvalue()}
+'''
+
+
+@pytest.fixture
+def cli_driver_prelude() -> str:
+    """Source of a ``cli(*argv)`` helper for driver scripts run in another process (a mount
+    namespace, dropped capabilities): calls ``seqtransfer.cli.main`` and returns its exit code
+    and stderr."""
+    return CLI_DRIVER_PRELUDE

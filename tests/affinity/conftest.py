@@ -9,18 +9,6 @@ import numpy as np
 import pytest
 
 
-def ball_labels(rng: np.random.Generator, n: int, shape: tuple[int, int, int]) -> list[np.ndarray]:
-    """``n`` uint8 label volumes, each one ball of random centre and radius (may be empty)."""
-    grid = np.indices(shape).astype(np.float64)
-    out = []
-    for _ in range(n):
-        centre = rng.uniform(0.2, 0.8, 3) * np.asarray(shape)
-        radius = rng.uniform(0.0, 0.3) * min(shape)
-        distance_sq = ((grid - centre[:, None, None, None]) ** 2).sum(axis=0)
-        out.append((distance_sq < radius**2).astype(np.uint8))
-    return out
-
-
 def zscored_volumes(
     rng: np.random.Generator, n: int, shape: tuple[int, int, int], shift: float = 0.0
 ) -> list[np.ndarray]:
@@ -31,12 +19,6 @@ def zscored_volumes(
         volume = base + 0.3 * rng.normal(size=shape) + shift
         out.append(((volume - volume.mean()) / volume.std() + shift).astype(np.float32))
     return out
-
-
-@pytest.fixture
-def make_ball_labels() -> Callable[..., list[np.ndarray]]:
-    """:func:`ball_labels`."""
-    return ball_labels
 
 
 @pytest.fixture

@@ -14,25 +14,12 @@ from pathlib import Path
 import tomli_w
 
 DRIVER = r'''
-import contextlib, hashlib, io, json, os, subprocess, sys
+import hashlib, subprocess
 from pathlib import Path
 
 disk, cache, tum, les, out = (Path(a) for a in sys.argv[1:6])
 subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "none", str(disk)], check=True)
 os.environ["SEQTRANSFER_CACHE"] = str(cache)
-from seqtransfer.cli import main
-
-
-def cli(*argv):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 0
-    return {"code": code, "err": err.getvalue()}
-
 
 def digests(root):
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
@@ -68,7 +55,7 @@ result["methods_done"] = len([r for r in records if r.kind == "method" and r.sta
 '''
 
 
-def test_commands_on_a_full_disk(dataset_factory, tmp_path: Path) -> None:
+def test_commands_on_a_full_disk(dataset_factory, cli_driver_prelude: str, tmp_path: Path) -> None:
     sites = {f"case_{i:03d}": "ABC"[i % 3] for i in range(57)}
     tum = dataset_factory("Dataset001_Tum", n_cases=57, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
     les = dataset_factory("Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2)
@@ -81,7 +68,7 @@ def test_commands_on_a_full_disk(dataset_factory, tmp_path: Path) -> None:
         "finetune": {"steps": 2, "augment": False},
     }
     (tmp_path / "exp.toml").write_text(tomli_w.dumps(config))
-    (tmp_path / "driver.py").write_text(DRIVER)
+    (tmp_path / "driver.py").write_text(cli_driver_prelude + DRIVER)
     disk = tmp_path / "disk"
     disk.mkdir()
     proc = subprocess.run(

@@ -17,24 +17,10 @@ from seqtransfer.data.tasks import split_tasks
 from seqtransfer.graph import GraphConfig, build_graph
 
 DRIVER = r'''
-import contextlib, io, json, os, sys
 from pathlib import Path
 
 root = Path(sys.argv[1])
 os.environ["SEQTRANSFER_CACHE"] = str(root / "cache")
-from seqtransfer.cli import main
-
-
-def cli(*argv):
-    err = io.StringIO()
-    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(io.StringIO()):
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else 0
-    return {"code": code, "err": err.getvalue()}
-
 
 tum, les, graph = root / "Dataset001_Tum", root / "Dataset002_Les", root / "graph"
 out = {
@@ -50,7 +36,7 @@ print(json.dumps(out))
 '''
 
 
-def test_unreadable_inputs_and_unwritable_outputs(dataset_factory, tmp_path: Path) -> None:
+def test_unreadable_inputs_and_unwritable_outputs(dataset_factory, cli_driver_prelude: str, tmp_path: Path) -> None:
     sites = {f"case_{i:03d}": "AB"[i % 2] for i in range(8)}
     tum = dataset_factory("Dataset001_Tum", n_cases=8, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
     les = dataset_factory("Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2)
@@ -69,7 +55,7 @@ def test_unreadable_inputs_and_unwritable_outputs(dataset_factory, tmp_path: Pat
     (tmp_path / "readonly").chmod(0o555)
     tmp_path.chmod(0o755)
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
-    (tmp_path / "driver.py").write_text(DRIVER)
+    (tmp_path / "driver.py").write_text(cli_driver_prelude + DRIVER)
     try:
         proc = subprocess.run(
             ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all", sys.executable, str(tmp_path / "driver.py"), str(tmp_path)],

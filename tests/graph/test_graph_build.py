@@ -10,9 +10,7 @@ import pytest
 
 import seqtransfer.graph.engine as engine_module
 from seqtransfer.affinity import affinity
-from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
-from seqtransfer.data.tasks import split_tasks
 from seqtransfer.errors import ConfigError, StoreError
 from seqtransfer.graph import GraphConfig, GraphStore, add_targets, build_graph, candidate_sources
 from seqtransfer.selection import path_objective
@@ -20,15 +18,6 @@ from seqtransfer.selection.run import select_for_target
 
 SHAPE = (16, 16, 16)
 CONFIG = GraphConfig(size=16, volumes_per_task=4, max_pairs=6, n_components=4, max_slices=200)
-
-
-@pytest.fixture
-def tasks(dataset_factory):
-    sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=12, channels=("T1", "T2"), labels=("tumour", "edema"), shape=SHAPE, sites=sites, seed=1)
-    les = dataset_factory("Dataset002_Les", n_cases=20, channels=("FLAIR",), labels=("lesion",), shape=SHAPE, seed=2)
-    datasets = [parse_dataset(tum)[0], parse_dataset(les)[0]]
-    return split_tasks(datasets, {"tumour": "lesions", "lesion": "lesions"})
 
 
 def test_edges_follow_the_filter_and_formula(tasks, tmp_path: Path) -> None:

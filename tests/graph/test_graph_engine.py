@@ -10,33 +10,13 @@ import torch
 import seqtransfer.graph.engine as eng
 from seqtransfer.affinity import embed_volume, image_distance, sample_pairs, ssim3d
 from seqtransfer.affinity.ssim import box_stats, ssim_pairs, ssim_volume_box_stats, ssim_volume_stats
-from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
-from seqtransfer.data.tasks import split_tasks
 from seqtransfer.experiment.executor import ProcessExecutor
 from seqtransfer.graph import GraphConfig, GraphStore, build_graph
 from seqtransfer.graph.build import affinity_cases
 
 SHAPE = (16, 16, 16)
 CONFIG = GraphConfig(size=16, volumes_per_task=4, max_pairs=6, n_components=4, max_slices=200)
-
-
-@pytest.fixture
-def tasks(dataset_factory):
-    sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=12, channels=("T1", "T2"), labels=("tumour", "edema"), shape=SHAPE, sites=sites, seed=1)
-    les = dataset_factory("Dataset002_Les", n_cases=20, channels=("FLAIR",), labels=("lesion",), shape=SHAPE, seed=2)
-    return split_tasks([parse_dataset(tum)[0], parse_dataset(les)[0]], {"tumour": "lesions", "lesion": "lesions"})
-
-
-def _balls(rng: np.random.Generator, n: int, shape: tuple[int, int, int]) -> list[np.ndarray]:
-    grid = np.indices(shape).astype(np.float64)
-    out = []
-    for _ in range(n):
-        centre = rng.uniform(0.2, 0.8, 3) * np.asarray(shape)
-        radius = rng.uniform(0.1, 0.3) * min(shape)
-        out.append((((grid - centre[:, None, None, None]) ** 2).sum(axis=0) < radius**2).astype(np.uint8))
-    return out
 
 
 def _edges(graph) -> dict:
@@ -109,9 +89,9 @@ def test_pool_tiny_budget_and_damaged_cache_give_the_same_graph(tasks, tmp_path:
     assert _edges(build_graph(tasks, tmp_path / "tight", CONFIG, targets=["Les-FLAIR-lesion"], cache=cache)) == reference
 
 
-def test_box_stats_pairs_equal_dense_ssim_and_are_small_for_sparse_labels() -> None:
+def test_box_stats_pairs_equal_dense_ssim_and_are_small_for_sparse_labels(make_ball_labels) -> None:
     rng = np.random.default_rng(3)
-    labels = _balls(rng, 5, (30, 28, 26))
+    labels = make_ball_labels(rng, 5, (30, 28, 26))
     labels.append(np.zeros((30, 28, 26), dtype=np.uint8))
     corner = np.zeros((30, 28, 26), dtype=np.uint8)
     corner[-2:, -2:, -2:] = 1
@@ -133,9 +113,9 @@ def test_box_stats_pairs_equal_dense_ssim_and_are_small_for_sparse_labels() -> N
     assert box_stats(stats).background_sum == pytest.approx(float(stats.background.sum()), rel=1e-15)
 
 
-def test_box_stats_round_trip_through_the_feature_cache(tmp_path: Path) -> None:
+def test_box_stats_round_trip_through_the_feature_cache(make_ball_labels, tmp_path: Path) -> None:
     store = GraphStore(tmp_path)
-    labels = _balls(np.random.default_rng(4), 3, (20, 20, 20)) + [np.zeros((20, 20, 20), dtype=np.uint8)]
+    labels = make_ball_labels(np.random.default_rng(4), 3, (20, 20, 20)) + [np.zeros((20, 20, 20), dtype=np.uint8)]
     for i, label in enumerate(labels):
         stats = ssim_volume_box_stats(label)
         eng.save_box_stats(store, f"k{i}", stats)
