@@ -283,35 +283,31 @@ def plot(results: list[dict]) -> None:
 
     ok = [r for r in results if "error" not in r]
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+
+    def time_and_memory(ax, rows: list[dict], x: str, xlabel: str, title: str):
+        ax.plot([r[x] for r in rows], [r["wall_s"] for r in rows], "o-")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("graph build, wall s")
+        twin = ax.twinx()
+        twin.plot([r[x] for r in rows], [r["peak_rss_mib"] for r in rows], "s--", color="tab:red", label="peak RSS")
+        twin.set_ylabel("peak RSS (all processes), MiB", color="tab:red")
+        ax.set_title(title)
+        return twin
+
     graphs = [r for r in ok if r["phase"] == "graph" and r.get("engine", "new") == "new" and r.get("workers", 1) == 1]
     by_tasks = sorted((r for r in graphs if r["size"] == 32), key=lambda r: r["tasks"])
     if by_tasks:
-        ax = axes[0]
-        ax.plot([r["tasks"] for r in by_tasks], [r["wall_s"] for r in by_tasks], "o-", label="time (s)")
-        ax.set_xlabel("tasks (32^3, 20 volumes each)")
-        ax.set_ylabel("graph build, wall s")
-        twin = ax.twinx()
-        twin.plot([r["tasks"] for r in by_tasks], [r["peak_rss_mib"] for r in by_tasks], "s--", color="tab:red", label="peak RSS (MiB)")
-        twin.set_ylabel("peak RSS, MiB", color="tab:red")
-        twin.set_ylim(bottom=0)
-        ax.set_title("graph vs number of tasks")
+        time_and_memory(axes[0], by_tasks, "tasks", "tasks (32^3, 20 volumes each)", "graph vs number of tasks").set_ylim(bottom=0)
     by_size = sorted((r for r in graphs if r["tasks"] == 25), key=lambda r: r["size"])
     old = sorted((r for r in ok if r["phase"] == "graph" and r.get("engine") == "old"), key=lambda r: r["size"])
     new50 = sorted((r for r in graphs if r["tasks"] == 50), key=lambda r: r["size"])
     if by_size:
-        ax = axes[1]
-        ax.plot([r["size"] for r in by_size], [r["wall_s"] for r in by_size], "o-", label="time, 25 tasks")
-        ax.set_xlabel("volume edge (voxels)")
-        ax.set_ylabel("graph build, wall s")
-        twin = ax.twinx()
-        twin.plot([r["size"] for r in by_size], [r["peak_rss_mib"] for r in by_size], "s--", color="tab:red", label="peak RSS, 25 tasks")
+        twin = time_and_memory(axes[1], by_size, "size", "volume edge (voxels), 25 tasks", "graph vs volume size")
         if old:
             twin.plot([r["size"] for r in old], [r["peak_rss_mib"] for r in old], "x:", color="tab:gray", label="peak RSS, 50 tasks, previous engine")
             twin.plot([r["size"] for r in new50], [r["peak_rss_mib"] for r in new50], "^--", color="tab:purple", label="peak RSS, 50 tasks")
-        twin.set_ylabel("peak RSS, MiB", color="tab:red")
         twin.set_ylim(bottom=0)
         twin.legend(loc="upper left", fontsize=7)
-        ax.set_title("graph vs volume size")
     transfers = sorted((r for r in ok if r["phase"] == "transfer"), key=lambda r: r["size"])
     if transfers:
         ax = axes[2]
