@@ -57,14 +57,20 @@ class SlicePCA:
         return int(self.components.shape[0])
 
     def fingerprint(self) -> str:
-        """sha256 hex digest of the shape and arrays, for cache keys of embeddings."""
+        """sha256 hex digest of the shape and arrays, for cache keys of embeddings (computed
+        once per object: the arrays are read-only)."""
+        cached = self.__dict__.get("_fingerprint")
+        if cached is not None:
+            return cached
         digest = hashlib.sha256()
         digest.update(repr(self.slice_shape).encode())
         for array in (self.mean, self.components, self.explained_variance_ratio):
             contiguous = np.ascontiguousarray(array, dtype=np.float64)
             digest.update(repr(contiguous.shape).encode())
             digest.update(contiguous.tobytes())
-        return digest.hexdigest()
+        value = digest.hexdigest()
+        self.__dict__["_fingerprint"] = value  # a frozen dataclass: bypass its __setattr__
+        return value
 
 
 def fit_slice_pca(

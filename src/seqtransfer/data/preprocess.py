@@ -327,6 +327,14 @@ class PreprocessCache:
             self._loaded[key] = cached
         return cached
 
+    def prepare(self, case: Case) -> None:
+        """Make sure a case is preprocessed, without opening it when its entry exists already.
+
+        A damaged entry is found (and recomputed) by the :meth:`load` that reads it later.
+        """
+        if not (self._entry(self.key(case)) / "label.npy").exists():
+            self.load(case, keep=False)
+
     def geometry(self, case: Case) -> tuple[tuple[int, ...], Box]:
         """Original spatial shape and crop box of a case (for :func:`restore_label`)."""
         self.load(case)

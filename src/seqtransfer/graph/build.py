@@ -147,7 +147,7 @@ class AffinityEngine:
         values = ",".join(str(v) for v in task.label_values)
         for case in cases:
             key = self.cache.key(case)
-            self.cache.load(case, keep=False)  # preprocessed now, read later by the jobs
+            self.cache.prepare(case)  # preprocessed now, read later by the jobs
             image_key, label_key = f"{key}:c{task.channel}", f"{key}:l{values}"
             self._refs.setdefault(image_key, eng.ImageRef(case, task.channel))
             self._refs.setdefault(label_key, eng.LabelRef(case, tuple(task.label_values)))

@@ -172,6 +172,8 @@ class GraphStore:
                     )
             except (OSError, ValueError, KeyError) as exc:
                 raise StoreError(f"{self.pca_path}: corrupt PCA file ({exc})") from exc
+            for array in (pca.mean, pca.components, pca.explained_variance_ratio):
+                array.setflags(write=False)  # its fingerprint is computed once
             if pca.fingerprint() != params.get("pca_fingerprint"):
                 raise StoreError(f"{self.pca_path}: does not match params.json (fingerprint differs)")
         elif config.mode == "paper":
