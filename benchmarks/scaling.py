@@ -188,6 +188,7 @@ def phase_graph(args: argparse.Namespace) -> dict:
 def phase_transfer(args: argparse.Namespace) -> dict:
     from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
     from seqtransfer.graph import GraphConfig, build_graph
+    from seqtransfer.training.loop import TrainConfig
     from seqtransfer.training.transfer import FinetuneConfig, run_transfer
     from seqtransfer.training.workspace import open_workspace
     from seqtransfer.training.zoo import ZooConfig, train_source
@@ -199,7 +200,7 @@ def phase_transfer(args: argparse.Namespace) -> dict:
     cache_dir = args.work / f"cache{args.size}"
     build_graph(tasks, out, GraphConfig(size=args.size, volumes_per_task=3), targets=[target], cache=PreprocessCache(cache_dir, PreprocessConfig(size=args.size)))
     workspace = open_workspace(out, size=args.size, cache_dir=cache_dir)
-    zoo = ZooConfig(steps=40, max_train=12, augment=False)
+    zoo = ZooConfig(train=TrainConfig(steps=40, lr=0.01, augment=False), max_train=12)
     start = time.perf_counter()
     with TreeSampler() as sampler:
         t0 = time.perf_counter()
@@ -258,6 +259,7 @@ def _load_avg() -> float:
 def run_plan(args: argparse.Namespace) -> None:
     path = RESULTS / "scaling.json"
     results = json.loads(path.read_text()) if path.exists() and not args.fresh else []
+    results = [r for r in results if "error" not in r]  # failed phases are run again
     done = {json.dumps({k: r.get(k) for k in ("phase", "tasks", "size", "workers", "engine")}, sort_keys=True) for r in results if "error" not in r}
     for kind, params in PLANS[args.plan]:
         full = {"workers": 1, "engine": "new", **params} if kind == "graph" else dict(params)
