@@ -94,7 +94,10 @@ def main() -> None:
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     log = args.work / "log.txt"
-    out: dict = {"started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    saved = HERE / "results" / "demo_executors.json"
+    # runs skipped now keep what an earlier invocation recorded of them
+    out: dict = json.loads(saved.read_text()) if saved.exists() and args.skip else {}
+    out[f"started_{'_'.join(sorted({'local', 'ray', 'killed'} - set(args.skip))) or 'compare'}"] = time.strftime("%Y-%m-%d %H:%M:%S")
     if "local" not in args.skip:
         out["local"] = _timed(_seqtransfer("demo", "--out", str(args.work / "local")), log)
     if "ray" not in args.skip:
@@ -121,8 +124,8 @@ def main() -> None:
         } | {"n_methods": len(rec["methods"]), "max_attempts": rec["max_attempts"], "n_runs": rec["n_runs"]}
     out["reference_runs"] = reference["n_runs"] if reference else None
     out["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-    (HERE / "results").mkdir(exist_ok=True)
-    (HERE / "results" / "demo_executors.json").write_text(json.dumps(out, indent=1))
+    saved.parent.mkdir(exist_ok=True)
+    saved.write_text(json.dumps(out, indent=1))
     print(json.dumps(out, indent=1))
 
 

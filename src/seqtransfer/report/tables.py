@@ -179,10 +179,11 @@ def selection_quality(
         direct: ``(source, target, draw) -> direct-transfer Dice``.
 
     Returns:
-        One row per (target, draw, ranking).
+        One row per (target, draw, ranking), ordered by target and draw (not by the order the
+        records were stored in, which a resumed run changes).
     """
     rows = []
-    for sel in selections:
+    for sel in sorted(selections, key=lambda r: (str(r["target"]), int(r["draw"]))):
         target, draw = sel["target"], int(sel["draw"])
         sources = sorted(s for s in sel["weights"] if (s, target, draw) in direct)
         if len(sources) < 2 or len(sources) < len(sel["weights"]):  # only draws where every source was measured
