@@ -158,3 +158,43 @@ def test_median_spacing_is_per_axis(dataset_factory, tmp_path: Path) -> None:
         root = dataset_factory(f"Dataset00{i}_S", n_cases=1, spacing=spacing)
         cases += parse_dataset(root)[0].cases
     assert median_spacing(cases) == pytest.approx((1.0, 1.0, 2.5))
+
+
+def test_concurrent_writers_never_remove_a_readable_entry(dataset_factory, tmp_path: Path) -> None:
+    """Pool workers may preprocess one case at once: a late writer keeps the entry in place."""
+    import threading
+
+    from seqtransfer.data.preprocess import PreprocessCache
+
+    root = dataset_factory("Dataset001_A", n_cases=6, shape=(12, 12, 12))
+    cases = parse_dataset(root)[0].cases
+    first = PreprocessCache(tmp_path / "c", PreprocessConfig(size=8))
+    entry = first._entry(first.key(cases[0]))
+    reference = np.array(first.load(cases[0]).image)
+    inode = (entry / "image.npy").stat().st_ino
+    # a second writer of the same case finishes later: its copy is dropped, the entry stays
+    late = PreprocessCache(tmp_path / "c", PreprocessConfig(size=8))
+    late._write(entry, reference, np.zeros((8, 8, 8), dtype=np.uint8), cases[0], {"shape": [12, 12, 12], "box": [[0, 12]] * 3})
+    assert (entry / "image.npy").stat().st_ino == inode
+    assert not [p for p in entry.parent.iterdir() if p.name != entry.name]  # no temporary left
+    # an unreadable leftover is replaced
+    (entry / "image.npy").write_bytes(b"broken")
+    assert np.array_equal(PreprocessCache(tmp_path / "c", PreprocessConfig(size=8)).load(cases[0]).image, reference)
+
+    # many threads, separate cache objects, the same cases at once: every load succeeds
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            cache = PreprocessCache(tmp_path / "race", PreprocessConfig(size=8))
+            for case in cases:
+                cache.load(case, keep=False)
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors

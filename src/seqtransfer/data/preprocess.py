@@ -290,13 +290,39 @@ class PreprocessCache:
                 **geometry,
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-            if entry.exists():  # a corrupt entry, or a concurrent writer finished first
-                shutil.rmtree(entry, ignore_errors=True)
-            os.replace(tmp, entry)
+            self._publish(tmp, entry)
+            tmp = None
         except OSError as exc:
             if tmp is not None:
                 shutil.rmtree(tmp, ignore_errors=True)
             raise StoreError(f"{entry}: cannot write preprocessed case ({exc.strerror or exc})") from exc
+
+    def _publish(self, tmp: Path, entry: Path) -> None:
+        """Move a finished entry into place without ever removing a readable one.
+
+        Several processes may preprocess the same case at once (pool workers training tasks
+        that share cases). The first rename wins; a later writer finds the entry there and,
+        if it reads, drops its own copy (the content is the same). Only an unreadable
+        entry (a leftover of an old crash) is moved aside and replaced; readers therefore
+        never see a valid entry disappear.
+        """
+        for _ in range(5):
+            try:
+                os.rename(tmp, entry)
+                return
+            except OSError:
+                if not entry.exists():
+                    raise
+            if self._read(entry) is not None:  # another writer finished first
+                shutil.rmtree(tmp, ignore_errors=True)
+                return
+            stale = entry.with_name(f"{entry.name}.stale-{os.getpid()}")
+            try:
+                os.rename(entry, stale)
+            except OSError:
+                continue  # someone else moved or replaced it: look again
+            shutil.rmtree(stale, ignore_errors=True)
+        raise OSError(f"could not publish {entry} (concurrent writers)")
 
     def load(self, case: Case, keep: bool = True) -> PreprocessedCase:
         """The preprocessed arrays of a case, computing and caching them when absent.
