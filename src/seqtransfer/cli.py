@@ -180,15 +180,13 @@ def graph_build(
     groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}).")] = None,
     seed: Annotated[int, typer.Option(help="Seed of every sampling step.")] = 0,
     executor: Annotated[str, typer.Option(help="Where the feature and pair shards run: local or ray.")] = "local",
-    workers: Annotated[int, typer.Option(help="Local worker processes (1: in this process).")] = 1,
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes (1: in this process).")] = 1,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")] = None,
 ) -> None:
     """Build the source graph of datasets' tasks (or add targets to one with --add)."""
     from seqtransfer.experiment.executor import make_executor
     from seqtransfer.graph import GraphConfig, add_targets, build_graph
 
-    if workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
     targets = list(target or [])
     if add and not targets:
         raise ConfigError("--add needs at least one --target")
@@ -462,7 +460,7 @@ def run_command(
     config_file: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment TOML (see seqtransfer.experiment.config).")],
     out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Run folder (its store makes a rerun skip finished work).")] = Path("run"),
     executor: Annotated[str, typer.Option(help="Where independent runs go: local (process pool) or ray.")] = "local",
-    workers: Annotated[int | None, typer.Option(help="Local worker processes (default: one per core; 1: no pool).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core; 1: no pool).")] = None,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")] = None,
 ) -> None:
     """Run the protocol of an experiment file: graphs, zoo, every method, every draw."""
@@ -471,8 +469,6 @@ def run_command(
     from seqtransfer.experiment.runner import run_experiment
     from seqtransfer.report import write_report
 
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
     config = load_config(config_file)
     pool = make_executor(executor, workers=workers, address=address)
     try:
@@ -513,13 +509,11 @@ def _staged_bars() -> Iterator[Callable[[str, int, int], None]]:
 def demo(
     out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Run folder (a rerun skips finished work).")] = Path("demo_run"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    workers: Annotated[int | None, typer.Option(help="Worker processes (default: up to 2).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: up to 2).")] = None,
 ) -> None:
     """The main job on the embedded benchmark (what `make demo` runs): protocol + report."""
     from seqtransfer.demo import run_demo
 
-    if workers is not None and workers < 1:
-        raise ConfigError(f"--workers must be at least 1, got {workers}")
     with _staged_bars() as update:
         run_demo(out_dir, seed=seed, console=out, progress=update, workers=workers)
 

@@ -242,6 +242,10 @@ class PreprocessedCase:
     image: np.ndarray
     label: np.ndarray
 
+    def foreground(self, label_values: tuple[int, ...]) -> np.ndarray:
+        """A task's binary label: 1 where the label map holds one of ``label_values`` (uint8)."""
+        return np.isin(self.label, label_values).astype(np.uint8)
+
 
 class PreprocessCache:
     """On-disk cache of preprocessed cases keyed by content hash and parameters.
@@ -375,7 +379,7 @@ class PreprocessCache:
             if progress is not None:
                 progress(done, len(unique))
 
-    def task_volume(self, case: Case, channel: int, label_values: tuple[int, ...], keep: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def task_volume(self, case: Case, channel: int, label_values: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """One case as a task sees it: its channel's image and its binary foreground."""
-        pre = self.load(case, keep=keep)
-        return pre.image[channel], np.isin(pre.label, label_values).astype(np.uint8)
+        pre = self.load(case)
+        return pre.image[channel], pre.foreground(label_values)

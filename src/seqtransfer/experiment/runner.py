@@ -32,11 +32,11 @@ import numpy as np
 
 from seqtransfer.atomic import write_json
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
+from seqtransfer.data.splits import source_split, target_split
 from seqtransfer.data.tasks import Task, find_objective_groups, load_objective_groups, split_tasks
 from seqtransfer.data.verify import require_valid
 from seqtransfer.errors import ConfigError
 from seqtransfer.experiment.config import ExperimentConfig
-from seqtransfer.data.splits import source_split, target_split
 from seqtransfer.experiment.executor import Executor, SequentialExecutor
 from seqtransfer.experiment.protocol import draw_graph, protocol_targets
 from seqtransfer.experiment.store import RunStore
@@ -374,9 +374,9 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
         graph = ctx.pool_graph(target, draw)
         sources = candidate_sources(graph, target)
         rng = np.random.default_rng([ctx.config.seed, draw, 17])
+        chosen = ctx.config.selection
         for i in range(p.random_landmarks):
             landmark = connected[int(rng.integers(len(connected)))]
-            chosen = ctx.config.selection
             path = list(optimal_path(graph, landmark, target, sources, lam=chosen.lam, c_search=chosen.c_search, max_length=chosen.max_length).path)
             _method(ctx, "random_landmark", target, draw, str(i), {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
     need_scores = {"logme", "leep"} & methods or draw < p.quality_draws

@@ -168,6 +168,20 @@ class FeatureJob:
     cases: tuple[tuple[Case, tuple[tuple[str, int], ...], tuple[tuple[str, tuple[int, ...]], ...]], ...]
 
 
+def _embed(store: GraphStore, pca: SlicePCA, image_key: str, image: np.ndarray) -> np.ndarray:
+    """Compute an image's embedding and cache it."""
+    value = embed_volume(pca, np.asarray(image))
+    store.save_feature(embedding_key(image_key, pca), value)
+    return value
+
+
+def _summarise(store: GraphStore, label_key: str, label: np.ndarray) -> BoxStats:
+    """Compute a label's cropped SSIM statistics and cache them."""
+    stats = ssim_volume_box_stats(label)
+    save_box_stats(store, stats_key(label_key), stats)
+    return stats
+
+
 def feature_job(job: FeatureJob) -> int:
     """Compute and cache the features of a job's cases; returns how many were written."""
     store = GraphStore(job.graph_dir)
@@ -178,11 +192,10 @@ def feature_job(job: FeatureJob) -> int:
             pre = cache.load(case, keep=False)
             for image_key, channel in images:
                 if job.pca is not None:
-                    store.save_feature(embedding_key(image_key, job.pca), embed_volume(job.pca, np.asarray(pre.image[channel])))
+                    _embed(store, job.pca, image_key, pre.image[channel])
                     written += 1
             for label_key, values in labels:
-                label = np.isin(np.asarray(pre.label), values).astype(np.uint8)
-                save_box_stats(store, stats_key(label_key), ssim_volume_box_stats(label))
+                _summarise(store, label_key, pre.foreground(values))
                 written += 1
             del pre
     return written
@@ -269,24 +282,15 @@ class _Features:
     def _read(self, key: str) -> Any:
         job, ref = self.job, self.job.refs[key]
         if job.config.mode == "official":
-            if isinstance(ref, ImageRef):
-                return np.array(self.cache.load(ref.case, keep=False).image[ref.channel])
-            return np.isin(np.asarray(self.cache.load(ref.case, keep=False).label), ref.values).astype(np.uint8)
+            pre = self.cache.load(ref.case, keep=False)
+            return np.array(pre.image[ref.channel]) if isinstance(ref, ImageRef) else pre.foreground(ref.values)
+        # features not precomputed (or unreadable) are computed here, to the same values
         if isinstance(ref, ImageRef):
             assert job.pca is not None
-            cache_key = embedding_key(key, job.pca)
-            value = self.store.load_feature(cache_key)
-            if value is None:  # not precomputed (or unreadable): compute it here, same value
-                value = embed_volume(job.pca, np.asarray(self.cache.load(ref.case, keep=False).image[ref.channel]))
-                self.store.save_feature(cache_key, value)
-            return value
-        cache_key = stats_key(key)
-        stats = load_box_stats(self.store, cache_key)
-        if stats is None:
-            label = np.isin(np.asarray(self.cache.load(ref.case, keep=False).label), ref.values).astype(np.uint8)
-            stats = ssim_volume_box_stats(label)
-            save_box_stats(self.store, cache_key, stats)
-        return stats
+            value = self.store.load_feature(embedding_key(key, job.pca))
+            return value if value is not None else _embed(self.store, job.pca, key, self.cache.load(ref.case, keep=False).image[ref.channel])
+        stats = load_box_stats(self.store, stats_key(key))
+        return stats if stats is not None else _summarise(self.store, key, self.cache.load(ref.case, keep=False).foreground(ref.values))
 
 
 _FEATURES = _Features(FEATURE_BUDGET)
