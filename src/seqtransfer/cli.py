@@ -156,13 +156,24 @@ def benchmark_make(
     size: Annotated[int, typer.Option(help="Edge length in voxels of the isotropic volumes.")] = 48,
     cases: Annotated[int, typer.Option(help="Cases per site.")] = 24,
     sites: Annotated[int, typer.Option(help="Sites of the tumour collection.")] = 6,
+    new_target: Annotated[
+        bool, typer.Option("--new-target/--no-new-target", help="Also write Dataset504_NewClinicLike, a new hospital with few labels.")
+    ] = True,
+    new_target_labelled: Annotated[int, typer.Option(min=1, help="Labelled cases (imagesTr) of the new hospital.")] = 3,
+    new_target_unlabelled: Annotated[int, typer.Option(min=0, help="Unlabelled cases (imagesTs) of the new hospital.")] = 10,
 ) -> None:
-    """Write the embedded benchmark: three synthetic nnU-Net raw datasets from MNI152 + AAL."""
-    from seqtransfer.data.benchmark import BenchmarkConfig, make_benchmark
+    """Write the embedded benchmark: synthetic nnU-Net raw datasets from MNI152 + AAL.
+
+    Three source collections, then (unless --no-new-target) a new hospital's dataset with
+    few labelled cases, unlabelled cases in imagesTs and their held-back labels in labelsTs.
+    """
+    from seqtransfer.data.benchmark import BenchmarkConfig, make_benchmark, make_new_target
 
     config = BenchmarkConfig(seed=seed, size=size, cases=cases, tumour_sites=sites)
     with staged_progress("generating") as update:
         roots = make_benchmark(out_dir, config, update)
+        if new_target:
+            roots.append(make_new_target(out_dir, config, new_target_labelled, new_target_unlabelled, update))
     for root in roots:
         out.print(str(root), markup=False)
 

@@ -89,10 +89,10 @@ def test_benchmark_make_then_verify(tmp_path: Path, capsys) -> None:
     code, stdout, err = run(["benchmark", "make", "--out", str(out), "--size", "16", "--cases", "4", "--sites", "2"], capsys)
     assert code == 0, err
     roots = [Path(line) for line in stdout.split() if "Dataset" in line]
-    assert len(roots) == 3
+    assert len(roots) == 4  # the three sources and the new hospital (Dataset504_NewClinicLike)
     code, stdout, err = run(["verify", *map(str, roots)], capsys)
     assert code == 0, err
-    assert "ok: 3 dataset(s) verified, 0 warning(s)" in stdout
+    assert "ok: 4 dataset(s) verified, 0 warning(s)" in stdout
 
 
 def test_benchmark_make_bad_config(tmp_path: Path, capsys) -> None:

