@@ -105,8 +105,8 @@ def verify(datasets: DatasetDirs) -> None:
     out.print(f"ok: {len(datasets)} dataset(s) verified, {n_warn} warning(s)", markup=False)
 
 
-def _load_tasks(datasets: list[Path], groups: Path | None):  # noqa: ANN202 - internal helper
-    from seqtransfer.data.tasks import find_objective_groups, load_objective_groups, split_tasks
+def _load_tasks(datasets: list[Path], groups: Path | None, modalities: Path | None = None):  # noqa: ANN202 - internal helper
+    from seqtransfer.data.tasks import find_modality_aliases, find_objective_groups, load_modality_aliases, load_objective_groups, split_tasks
     from seqtransfer.data.verify import require_valid
 
     with staged_progress("verifying") as update:
@@ -115,17 +115,26 @@ def _load_tasks(datasets: list[Path], groups: Path | None):  # noqa: ANN202 - in
         err.print(str(warning), markup=False)
     groups_path = groups or find_objective_groups(datasets)
     group_map = load_objective_groups(groups_path) if groups_path else None
-    return split_tasks(parsed, group_map), groups_path
+    aliases_path = modalities or find_modality_aliases(datasets)
+    aliases = load_modality_aliases(aliases_path) if aliases_path else None
+    return split_tasks(parsed, group_map, aliases), groups_path
+
+
+Modalities = Annotated[
+    Path | None,
+    typer.Option(help="Modality alias map (JSON {channel name: modality}, e.g. {\"T2w\": \"T2\"}); default: modality_aliases.json beside the datasets."),
+]
 
 
 @app.command()
 def tasks(
     datasets: DatasetDirs,
     groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}).")] = None,
+    modalities: Modalities = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ) -> None:
     """List the binary tasks site-modality-objective of datasets."""
-    task_list, groups_path = _load_tasks(datasets, groups)
+    task_list, groups_path = _load_tasks(datasets, groups, modalities)
     if as_json:
         rows = [
             {
@@ -189,6 +198,7 @@ def graph_build(
     mode: Annotated[str, typer.Option(help="paper (shared PCA, exact W1, Gaussian SSIM) or official (published code).")] = "paper",
     add: Annotated[bool, typer.Option("--add", help="Add the --target tasks to an existing graph (only their edges are computed).")] = False,
     groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}).")] = None,
+    modalities: Modalities = None,
     seed: Annotated[int, typer.Option(help="Seed of every sampling step.")] = 0,
     executor: Annotated[str, typer.Option(help="Where the feature and pair shards run: local or ray.")] = "local",
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes (1: in this process).")] = 1,
@@ -202,7 +212,7 @@ def graph_build(
     if add and not targets:
         raise ConfigError("--add needs at least one --target")
     config = None if add else GraphConfig(size=size, volumes_per_task=volumes, max_pairs=max_pairs, mode=mode, seed=seed)
-    task_list, _ = _load_tasks(datasets, groups)
+    task_list, _ = _load_tasks(datasets, groups, modalities)
     pool = make_executor(executor, workers=workers, address=address)
     created = not out_dir.exists()
     try:
@@ -424,13 +434,22 @@ def transfer(
     resume: Annotated[bool, typer.Option(help="Continue an interrupted step from its checkpoint.")] = True,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     spacing: Spacing = "auto",
+    all_cases: Annotated[
+        bool,
+        typer.Option(help="Train the target step on every labelled case (no test sets); automatic for a target too small for the protocol's draws."),
+    ] = False,
 ) -> None:
     """Fine-tune along the path (frozen encoder, EWC), scoring the target after every step."""
+    from seqtransfer.data.splits import protocol_split_possible
     from seqtransfer.training.transfer import FinetuneConfig, run_transfer
 
     finetune = FinetuneConfig(steps=steps, lr=lr, lambda_ewc=lambda_ewc, draw=draw, seed=seed)  # bad values fail first
     workspace, grid_spacing = _open_training(graph_dir, preset, spacing)
-    workspace.task(target)  # an unknown target is named as such, before looking for its selection
+    target_task = workspace.task(target)  # an unknown target is named as such, before looking for its selection
+    target_cases = None
+    if all_cases or not protocol_split_possible(target_task.n_cases, n_train=finetune.n_train):
+        target_cases = [c.case_id for c in target_task.cases]
+        out.print(f"{target}: training on all {len(target_cases)} labelled case(s); no test sets, nothing is scored", markup=False)
     if path:
         nodes = [n.strip() for n in path.split(",") if n.strip()]
     else:
@@ -442,13 +461,20 @@ def transfer(
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ConfigError(f"{sel_path}: corrupt selection ({exc})") from exc
     with _training_progress() as update:
-        metrics = run_transfer(workspace, target, nodes, _zoo_config(preset, zoo_steps, 60, seed, grid_spacing), finetune, resume=resume, progress=update)
-    table = Table(title=f"transfer to {target} (draw {draw}): mean Dice over 3 test sets")
+        metrics = run_transfer(
+            workspace, target, nodes, _zoo_config(preset, zoo_steps, 60, seed, grid_spacing), finetune, resume=resume, progress=update, target_cases=target_cases
+        )
+
+    def dice(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    title = f"transfer to {target} (draw {draw}): mean Dice over 3 test sets" if target_cases is None else f"transfer to {target} ({len(target_cases)} labelled case(s), no test sets)"
+    table = Table(title=title)
     for column in ("step", "task", "Dice before", "Dice after", "cached"):
         table.add_column(column, no_wrap=True)
-    table.add_row("0", f"{nodes[0]} (zoo)", "", f"{metrics['zero_shot_dice']:.3f}", "")
+    table.add_row("0", f"{nodes[0]} (zoo)", "", dice(metrics["zero_shot_dice"]), "")
     for i, step in enumerate(metrics["steps"], start=1):
-        table.add_row(str(i), step["node"], f"{step['dice_before']:.3f}", f"{step['dice_after']:.3f}", "yes" if step["cached"] else "")
+        table.add_row(str(i), step["node"], dice(step["dice_before"]), dice(step["dice_after"]), "yes" if step["cached"] else "")
     out.print(table)
     out.print(f"metrics: {Path(metrics['run_dir']) / 'metrics.json'}", markup=False)
 
@@ -514,6 +540,107 @@ def _staged_bars() -> Iterator[Callable[[str, int, int], None]]:
             progress.update(bars[stage], completed=done, total=total)
 
         yield update
+
+
+def _probe_writable(folder: Path) -> bool:
+    """Create ``folder`` if needed and check that a file can be written there; True if created."""
+    import os
+    import tempfile
+
+    if folder.exists() and not folder.is_dir():
+        raise ConfigError(f"{folder}: --out is a file, not a folder")
+    created = not folder.exists()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".probe.", dir=folder)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        if created:
+            shutil.rmtree(folder, ignore_errors=True)
+        raise ConfigError(f"{folder}: cannot write ({exc.strerror or exc})") from exc
+    return created
+
+
+@app.command()
+def adapt(
+    datasets: Annotated[
+        list[Path], typer.Argument(metavar="SOURCE_DATASET... TARGET_DATASET", help="Source nnU-Net raw datasets, then the target dataset (last).", show_default=False)
+    ],
+    target: Annotated[list[str], typer.Option("--target", help="Target task of the target dataset (repeatable), or 'all' (every label of --modality).")],
+    out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Output folder: predictions/, adapt.json, report.html, graph/.")],
+    graph: Annotated[Path | None, typer.Option("--graph", help="An existing graph of these sources (its zoo is reused; the targets are added).")] = None,
+    inputs: Annotated[list[Path] | None, typer.Option("--input", help="Images to segment, nnU-Net-named (default: the target dataset's imagesTs/).")] = None,
+    modality: Annotated[str | None, typer.Option(help="Channel of --target all (needed when the target dataset has several).")] = None,
+    preset: Preset = "cpu",
+    zoo_steps: Annotated[int, typer.Option(min=1, help="Training steps of a source model the graph lacks.")] = 300,
+    steps: Annotated[int, typer.Option(min=1, help="Fine-tuning steps per path step.")] = 150,
+    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 0.01,
+    lambda_ewc: Annotated[float, typer.Option(help="EWC strength (mean-1 Fisher).")] = 0.25,
+    estimate: Annotated[bool, typer.Option(help="Leave-one-out Dice estimate on the labelled cases (n more trainings; 2+ cases).")] = False,
+    size: Annotated[int, typer.Option(help="Grid edge of the affinity (a new graph only).")] = 32,
+    volumes: Annotated[int, typer.Option(help="Volumes per source task in the affinity (a new graph only).")] = 20,
+    groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}); default: objective_groups.json beside the datasets.")] = None,
+    modalities: Modalities = None,
+    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    spacing: Spacing = "auto",
+    workers: Annotated[int, typer.Option(min=1, help="Local worker processes for the graph and missing source models (1: in this process).")] = 1,
+) -> None:
+    """From source datasets and a target with a few labels to a trained model and predictions.
+
+    verify -> graph (new, or --graph with the targets added) -> source models the landmark
+    score needs -> landmark and path -> fine-tuning on every labelled case -> predictions of
+    every unlabelled image (OUT/predictions/CASE.nii.gz) -> adapt.json and report.html.
+    """
+    from seqtransfer.adapt import AdaptConfig
+    from seqtransfer.adapt import adapt as run_adapt
+    from seqtransfer.adapt import plan_adapt
+    from seqtransfer.experiment.executor import make_executor
+    from seqtransfer.graph.config import GraphConfig
+    from seqtransfer.training.transfer import FinetuneConfig
+
+    if len(datasets) < 2:
+        raise ConfigError("give at least one source dataset and the target dataset (last)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(f"{out_dir}: --out is a file, not a folder")
+    finetune = FinetuneConfig(steps=steps, lr=lr, lambda_ewc=lambda_ewc, seed=seed)
+    graph_config = GraphConfig(size=size, volumes_per_task=volumes, seed=seed)
+    with _staged_bars() as update:
+        plan = plan_adapt(
+            datasets[:-1], datasets[-1], target, inputs=inputs, groups=groups, modalities=modalities, modality=modality, estimate=estimate, progress=update,
+            log=lambda m: err.print(m, markup=False),
+        )
+    if graph is not None:
+        from seqtransfer.graph.store import GraphStore
+
+        GraphStore(graph).load()  # a missing or corrupt graph is refused before anything is written
+    grid = _parse_spacing(spacing, preset)
+    config = AdaptConfig(
+        zoo=_zoo_config(preset, zoo_steps, 60, seed),
+        finetune=finetune,
+        graph=graph_config,
+        spacing=grid,
+        estimate=estimate,
+    )
+    created = _probe_writable(out_dir)
+    pool = make_executor("local", workers=workers)
+    try:
+        with _staged_bars() as update:
+            result = run_adapt(plan, out_dir, config, graph_dir=graph, executor=pool if workers > 1 else None, progress=update, log=lambda m: out.print(m, markup=False))
+    except (SeqTransferError, OSError):
+        if created and not any(out_dir.iterdir()):
+            shutil.rmtree(out_dir, ignore_errors=True)
+        raise
+    finally:
+        pool.close()
+    for record in result["targets"]:
+        out.print(f"{record['target']}: landmark {record['landmark']}, path {' -> '.join(record['path'])} ({len(record['labelled_cases'])} labelled case(s))", markup=False)
+        if record.get("estimate"):
+            est = record["estimate"]
+            mean = "n/a" if est["mean_dice"] is None else f"{est['mean_dice']:.3f}"
+            out.print(f"  leave-one-out Dice (small-sample estimate, n={est['n']}): {mean}", markup=False)
+    out.print(f"predictions: {len(result['predictions']['cases'])} case(s) in {result['predictions']['folder']}", markup=False)
+    out.print(f"report: {out_dir / 'report.html'}  (choices: {out_dir / 'adapt.json'})", markup=False)
 
 
 @app.command()

@@ -107,3 +107,31 @@ def write_image(path: str | os.PathLike[str], array: np.ndarray, affine: np.ndar
     ending = ".nii.gz" if p.name.endswith(".nii.gz") else ".nii"
     with atomic_path(p, suffix=ending) as tmp:
         nib.save(img, str(tmp))
+
+
+def write_label_like(path: str | os.PathLike[str], label: np.ndarray, reference: str | os.PathLike[str]) -> None:
+    """Atomically write a label map with the shape, affine and header of a reference image.
+
+    What nnU-Net does with a prediction: the reference's header is copied (orientation,
+    units, descriptions), the data type becomes uint8 (int16 past 255) and the intensity
+    scaling is reset.
+
+    Raises:
+        DatasetError: the reference is unreadable or its shape differs from the label's.
+    """
+    ref = _load(Path(reference))
+    arr = np.asarray(label)
+    if tuple(arr.shape) != tuple(int(s) for s in ref.shape[:3]):
+        raise DatasetError(f"{reference}: shape {tuple(ref.shape[:3])} differs from the label's {arr.shape}")
+    dtype = np.int16 if arr.size and (arr.min() < 0 or arr.max() > 255) else np.uint8
+    header = ref.header.copy()
+    header.set_data_dtype(dtype)
+    header.set_data_shape(arr.shape)
+    img = nib.Nifti1Image(arr.astype(dtype), ref.affine, header=header)
+    img.header.set_slope_inter(1.0, 0.0)
+    img.set_qform(ref.get_qform(), code=int(ref.header["qform_code"]) or 1)
+    img.set_sform(ref.get_sform(), code=int(ref.header["sform_code"]) or 1)
+    p = Path(path)
+    ending = ".nii.gz" if p.name.endswith(".nii.gz") else ".nii"
+    with atomic_path(p, suffix=ending) as tmp:
+        nib.save(img, str(tmp))

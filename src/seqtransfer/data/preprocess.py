@@ -230,6 +230,27 @@ def restore_label(label: np.ndarray, shape: tuple[int, ...], box: Box) -> np.nda
     return out
 
 
+def restore_probability(probability: np.ndarray, shape: tuple[int, ...], box: Box) -> np.ndarray:
+    """Invert the preprocessing for a probability map: trilinear resampling to the box, 0 outside.
+
+    nnU-Net resamples probabilities, not labels, back to the original grid; thresholding
+    (or comparing) them there gives smoother boundaries than resampling a label map.
+
+    Args:
+        probability: ``[X, Y, Z]`` values in [0, 1] on the preprocessing grid.
+        shape: spatial shape of the original image.
+        box: the crop box returned by :func:`preprocess_arrays`.
+
+    Returns:
+        float32 ``shape`` array in the original voxel grid.
+    """
+    box_shape = tuple(e - s for s, e in box)
+    resized = Resize(box_shape, mode="trilinear")(torch.from_numpy(np.ascontiguousarray(probability[None], dtype=np.float32)))
+    out = np.zeros(shape, dtype=np.float32)
+    out[tuple(slice(s, e) for s, e in box)] = np.clip(np.asarray(resized[0]), 0.0, 1.0)
+    return out
+
+
 @dataclass(frozen=True)
 class PreprocessedCase:
     """A case on the preprocessing grid.

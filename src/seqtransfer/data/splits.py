@@ -6,6 +6,10 @@ For a target task the cases are permuted once by the seed. The first
 ``test_size`` cases from the rest, so every test case is disjoint from the training cases of
 every draw, and the sets are the same for every method and every draw.
 
+A target with fewer cases than the protocol needs is a user's few-label target (``seqtransfer
+adapt``): it has no draws and no test sets; every labelled case trains, and up to
+``target_cases`` of them (seeded, :func:`sample_cases`) stand for it in the affinity.
+
 For a source task, up to ``max_train`` cases train the zoo model and the rest are held out
 to measure its own Dice (O of METHOD section 4).
 """
@@ -40,6 +44,16 @@ class TargetSplit:
     test_sets: tuple[tuple[str, ...], ...]
 
 
+def protocol_cases_needed(n_train: int = 3, n_draws: int = 3, test_size: int = 10) -> int:
+    """Labelled cases a target needs for the evaluation protocol's draws and test sets."""
+    return n_draws * n_train + test_size
+
+
+def protocol_split_possible(n_cases: int, n_train: int = 3, n_draws: int = 3, test_size: int = 10) -> bool:
+    """Whether a target of ``n_cases`` labelled cases can be split for the evaluation protocol."""
+    return n_cases >= protocol_cases_needed(n_train, n_draws, test_size)
+
+
 def target_split(
     name: str,
     case_ids: Sequence[str],
@@ -66,11 +80,12 @@ def target_split(
     if n_train < 1 or n_draws < 1 or n_test_sets < 1 or test_size < 1:
         raise ConfigError("n_train, n_draws, n_test_sets and test_size must be at least 1")
     ids = sorted(case_ids)
-    needed = n_draws * n_train + test_size
+    needed = protocol_cases_needed(n_train, n_draws, test_size)
     if len(ids) < needed:
         raise ConfigError(
-            f"target {name!r} has {len(ids)} case(s); {n_draws} draw(s) of {n_train} training case(s) "
-            f"and test sets of {test_size} need at least {needed}"
+            f"target {name!r} has {len(ids)} labelled case(s); the evaluation protocol ({n_draws} draw(s) of "
+            f"{n_train} training case(s) and test sets of {test_size}) needs at least {needed}. "
+            "To use a target with fewer labelled cases, run `seqtransfer adapt` (or graph build, select and transfer)"
         )
     rng = _rng(seed, "target", name)
     order = [ids[i] for i in rng.permutation(len(ids))]

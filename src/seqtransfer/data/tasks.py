@@ -8,6 +8,12 @@ nothing shared is computed twice.
 Objectives may be grouped across datasets ("similar segmentation objectives" in the paper)
 by a user-given JSON map ``{"objective": "group"}``; an objective missing from the map is its
 own group.
+
+Channel names are free text in nnU-Net (``T2``, ``t2``, ``T2w``, ``T2-weighted``). Two tasks
+have the same modality when their channel names match case-insensitively after an optional
+alias map ``{"T2w": "T2"}`` (:func:`load_modality_aliases`; ``modality_aliases.json`` beside
+the datasets is found like ``objective_groups.json``). The task name keeps the channel name as
+the dataset spells it; :attr:`Task.modality_key` is what is compared.
 """
 
 from __future__ import annotations
@@ -44,6 +50,7 @@ class Task:
         modality: channel name from ``channel_names``.
         objective: label name from ``labels``.
         group: objective group (the objective itself when ungrouped).
+        modality_key: the modality as compared across datasets (alias applied, case-folded).
         dataset: the dataset it comes from.
         channel: channel index of its image.
         label_values: label values that form its foreground.
@@ -59,6 +66,11 @@ class Task:
     channel: int
     label_values: tuple[int, ...]
     cases: tuple[Case, ...] = field(repr=False, compare=False)
+    modality_key: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.modality_key:
+            object.__setattr__(self, "modality_key", modality_key(self.modality))
 
     @property
     def n_cases(self) -> int:
@@ -100,22 +112,68 @@ def load_objective_groups(path: str | Path) -> dict[str, str]:
     return dict(data)
 
 
-def find_objective_groups(roots: Sequence[str | Path]) -> Path | None:
-    """The ``objective_groups.json`` shared by the datasets' parent folder, if there is one."""
+def _find_beside(roots: Sequence[str | Path], name: str) -> Path | None:
     parents = {Path(r).resolve().parent for r in roots}
     if len(parents) == 1:
-        candidate = parents.pop() / "objective_groups.json"
+        candidate = parents.pop() / name
         if candidate.is_file():
             return candidate
     return None
 
 
-def split_tasks(datasets: Sequence[Dataset], objective_groups: Mapping[str, str] | None = None) -> list[Task]:
+def find_objective_groups(roots: Sequence[str | Path]) -> Path | None:
+    """The ``objective_groups.json`` shared by the datasets' parent folder, if there is one."""
+    return _find_beside(roots, "objective_groups.json")
+
+
+MODALITY_ALIASES_FILE = "modality_aliases.json"
+
+
+def find_modality_aliases(roots: Sequence[str | Path]) -> Path | None:
+    """The ``modality_aliases.json`` shared by the datasets' parent folder, if there is one."""
+    return _find_beside(roots, MODALITY_ALIASES_FILE)
+
+
+def load_modality_aliases(path: str | Path) -> dict[str, str]:
+    """Read a modality alias map ``{"T2w": "T2"}`` (channel name -> canonical name) from JSON.
+
+    Raises:
+        DatasetError: the file is missing, not JSON, or not a string-to-string object.
+    """
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{p}: modality alias map not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{p}: unreadable ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in data.items()):
+        raise DatasetError(f"{p}: expected a JSON object mapping channel names to modality names, like {{\"T2w\": \"T2\"}}")
+    return dict(data)
+
+
+def modality_key(name: str, aliases: Mapping[str, str] | None = None) -> str:
+    """The modality a channel name stands for: its alias (looked up case-insensitively), case-folded."""
+    text = name.strip()
+    if aliases:
+        folded = {k.strip().casefold(): v for k, v in aliases.items()}
+        text = folded.get(text.casefold(), text).strip()
+    return text.casefold()
+
+
+def split_tasks(
+    datasets: Sequence[Dataset],
+    objective_groups: Mapping[str, str] | None = None,
+    modality_aliases: Mapping[str, str] | None = None,
+) -> list[Task]:
     """Split datasets into binary tasks, one per (site, channel, label).
 
     Args:
         datasets: parsed datasets.
         objective_groups: objective name -> group name.
+        modality_aliases: channel name -> canonical modality name (:func:`modality_key`).
 
     Returns:
         The tasks, sorted by name.
@@ -146,6 +204,7 @@ def split_tasks(datasets: Sequence[Dataset], objective_groups: Mapping[str, str]
                         modality=modality,
                         objective=objective,
                         group=groups.get(objective, objective),
+                        modality_key=modality_key(modality, modality_aliases),
                         dataset=dataset,
                         channel=channel,
                         label_values=values,

@@ -42,6 +42,39 @@ def predict_volume(
     Raises:
         ValueError: ``image`` is not 4-D.
     """
+    logits = _blended_logits(model, image, patch_size, device, overlap, sw_batch_size)
+    return torch.argmax(logits, dim=0).to(torch.uint8).numpy()
+
+
+def predict_probabilities(
+    model: nn.Module,
+    image: np.ndarray,
+    patch_size: Sequence[int],
+    device: torch.device | str | None = None,
+    overlap: float = 0.5,
+    sw_batch_size: int = 2,
+) -> np.ndarray:
+    """Class probabilities of one volume (softmax of the blended logits of :func:`predict_volume`).
+
+    Returns:
+        ``[classes, X, Y, Z]`` float32; the argmax over classes is :func:`predict_volume`'s label.
+
+    Raises:
+        ValueError: ``image`` is not 4-D.
+    """
+    logits = _blended_logits(model, image, patch_size, device, overlap, sw_batch_size)
+    return torch.softmax(logits, dim=0).numpy()
+
+
+def _blended_logits(
+    model: nn.Module,
+    image: np.ndarray,
+    patch_size: Sequence[int],
+    device: torch.device | str | None,
+    overlap: float,
+    sw_batch_size: int,
+) -> torch.Tensor:
+    """``[classes, X, Y, Z]`` float32 logits on the CPU, Gaussian-blended over sliding windows."""
     if image.ndim != 4:
         raise ValueError(f"expected an image [C, X, Y, Z], got shape {image.shape}")
     dev = torch.device(device) if device is not None else select_device()
@@ -60,10 +93,10 @@ def predict_volume(
                 mode="gaussian",
             )
         assert isinstance(logits, torch.Tensor)
-        labels = torch.argmax(logits.float(), dim=1)[0]
+        out = logits.float()[0].cpu()
     finally:
         model.train(was_training)
-    return labels.to(torch.uint8).cpu().numpy()
+    return out
 
 
 def dice_on_cases(

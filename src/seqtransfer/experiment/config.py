@@ -11,6 +11,7 @@ A TOML file with the sections below; every key is optional (defaults in brackets
     benchmark_cases = 24                      # cases per site [24]
     benchmark_tumour_sites = 6                # tumour-like sites [6]
     groups = "objective_groups.json"          # objective-group map (default: found beside)
+    modalities = "modality_aliases.json"      # modality alias map {"T2w": "T2"} (default: found beside)
 
     [protocol]
     targets = []                  # target tasks; empty: the paper's protocol targets
@@ -80,6 +81,7 @@ class DataConfig:
     benchmark_cases: int = 24
     benchmark_tumour_sites: int = 6
     groups: str | None = None
+    modalities: str | None = None
 
     def __post_init__(self) -> None:
         require(
@@ -298,8 +300,10 @@ def load_config(path: str | Path) -> ExperimentConfig:
     config = config_from_dict(data, str(p))
     if config.data.datasets:  # relative dataset paths are relative to the config file
         resolved = tuple(str((p.parent / d).resolve()) if not Path(d).is_absolute() else d for d in config.data.datasets)
-        groups = config.data.groups
+        groups, modalities = config.data.groups, config.data.modalities
         if groups is not None and not Path(groups).is_absolute():
             groups = str((p.parent / groups).resolve())
-        config = replace(config, data=replace(config.data, datasets=resolved, groups=groups))
+        if modalities is not None and not Path(modalities).is_absolute():
+            modalities = str((p.parent / modalities).resolve())
+        config = replace(config, data=replace(config.data, datasets=resolved, groups=groups, modalities=modalities))
     return config

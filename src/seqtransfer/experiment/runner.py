@@ -33,7 +33,7 @@ import numpy as np
 from seqtransfer.atomic import write_json
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import source_split, target_split
-from seqtransfer.data.tasks import Task, find_objective_groups, load_objective_groups, split_tasks
+from seqtransfer.data.tasks import Task, find_modality_aliases, find_objective_groups, load_modality_aliases, load_objective_groups, split_tasks
 from seqtransfer.data.verify import require_valid
 from seqtransfer.errors import ConfigError
 from seqtransfer.experiment.config import ExperimentConfig
@@ -139,7 +139,9 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
     if groups_file is None or not groups_file.exists():
         groups_file = find_objective_groups(roots)
     groups = load_objective_groups(groups_file) if groups_file is not None else None
-    tasks = {t.name: t for t in split_tasks(datasets, groups)}
+    aliases_file = Path(config.data.modalities) if config.data.modalities else find_modality_aliases(roots)
+    aliases = load_modality_aliases(aliases_file) if aliases_file is not None else None
+    tasks = {t.name: t for t in split_tasks(datasets, groups, aliases)}
     targets = list(config.protocol.targets) or protocol_targets(list(tasks.values()), config.protocol.targets_per_collection)
     unknown = [t for t in targets if t not in tasks]
     if unknown:

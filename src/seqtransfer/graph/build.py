@@ -30,6 +30,7 @@ The PCA and the H scale are fitted on the *sources* only, so targets never move 
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +42,8 @@ import numpy as np
 from seqtransfer.affinity import SlicePCA, affinity, robust_h_scale
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
-from seqtransfer.data.splits import sample_cases, source_split, target_split
-from seqtransfer.data.tasks import Task
+from seqtransfer.data.splits import protocol_split_possible, sample_cases, source_split, target_split
+from seqtransfer.data.tasks import MODALITY_ALIASES_FILE, Task
 from seqtransfer.errors import ConfigError
 from seqtransfer.graph import engine as eng
 from seqtransfer.graph.config import GraphConfig
@@ -55,8 +56,31 @@ Progress = Callable[[str, int, int], None]
 
 
 def edge_allowed(a: Task, b: Task) -> bool:
-    """METHOD section 3: an edge exists when two tasks share a modality or an objective group."""
-    return a.modality == b.modality or a.group == b.group
+    """METHOD section 3: an edge exists when two tasks share a modality or an objective group.
+
+    Modalities are compared by :attr:`~seqtransfer.data.tasks.Task.modality_key` (case-insensitive,
+    after the modality alias map).
+    """
+    return a.modality_key == b.modality_key or a.group == b.group
+
+
+def require_reachable(tasks: Sequence[Task], targets: Sequence[str]) -> None:
+    """Refuse a target that no source of another site can reach, naming the maps that would connect it.
+
+    Raises:
+        ConfigError: one line per the first unreachable target.
+    """
+    by_name = {t.name: t for t in tasks}
+    sources = [t for t in tasks if t.name not in set(targets)]
+    for name in targets:
+        target = by_name[name]
+        if not any(s.site != target.site and edge_allowed(target, s) for s in sources):
+            raise ConfigError(
+                f"target {name!r} shares no modality and no objective group with any source of another site: "
+                f"connect it with a modality alias map (--modalities FILE, JSON {{{json.dumps(target.modality)}: \"<a source channel>\"}}, "
+                f"or {MODALITY_ALIASES_FILE} beside the datasets) or an objective-group map (--groups FILE, "
+                f"JSON {{{json.dumps(target.objective)}: \"<a source objective or its group>\"}}, or objective_groups.json beside the datasets)"
+            )
 
 
 @dataclass(frozen=True)
@@ -89,12 +113,23 @@ class TaskVolumes:
 def affinity_cases(task: Task, config: GraphConfig, is_target: bool) -> tuple[Case, ...]:
     """The cases whose volumes stand for a task in the affinity.
 
-    A source contributes up to ``volumes_per_task`` seeded cases. A target contributes only
-    its labelled few-shot training cases (draw ``target_draw`` of
-    :func:`~seqtransfer.data.splits.target_split`): its test cases are never looked at.
+    A source contributes up to ``volumes_per_task`` seeded cases. A target with enough cases
+    for the evaluation protocol contributes only its labelled few-shot training cases (draw
+    ``target_draw`` of :func:`~seqtransfer.data.splits.target_split`): its test cases are never
+    looked at. A target with fewer (a user's new target with a handful of labels) contributes
+    up to ``target_cases`` of its labelled cases (seeded; all of them when it has fewer).
+
+    Raises:
+        ConfigError: ``target_draw`` > 0 for a target too small for the protocol's draws.
     """
     by_id = {c.case_id: c for c in task.cases}
-    if is_target:
+    if is_target and not protocol_split_possible(len(by_id), n_train=config.target_cases):
+        if config.target_draw != 0:
+            raise ConfigError(
+                f"target {task.name!r} has {len(by_id)} labelled case(s): too few for the protocol's draws, so target_draw must be 0"
+            )
+        ids = sample_cases(task.split_key, list(by_id), config.target_cases, seed=config.seed, purpose="target-affinity")
+    elif is_target:
         split = target_split(task.split_key, list(by_id), seed=config.seed, n_train=config.target_cases)
         if config.target_draw >= len(split.draws):
             raise ConfigError(f"target_draw must be below {len(split.draws)}, got {config.target_draw}")
@@ -250,6 +285,7 @@ def _node_attributes(task: Task, role: str, volumes: TaskVolumes) -> dict[str, o
     return {
         "site": task.site,
         "modality": task.modality,
+        "modality_key": task.modality_key,
         "objective": task.objective,
         "group": task.group,
         "collection": task.collection,
@@ -327,6 +363,7 @@ def build_graph(
     source_tasks = [t for t in tasks if t.name not in set(targets)]
     if not source_tasks:
         raise ConfigError("no source task left: every task is a target")
+    require_reachable(tasks, targets)
     store = GraphStore(out)
     cache = cache or PreprocessCache(config=PreprocessConfig(size=config.size))
     engine = AffinityEngine(store, config, cache, executor=executor)
@@ -379,6 +416,7 @@ def add_targets(
     missing = sorted(n for n in source_names if n not in by_name)
     if missing:
         raise ConfigError(f"source task(s) {', '.join(missing[:3])} of the graph not found in the given datasets")
+    require_reachable([*(by_name[n] for n in source_names), *(by_name[n] for n in targets)], targets)
     cache = cache or PreprocessCache(config=PreprocessConfig(size=config.size))
     engine = AffinityEngine(store, config, cache, pca=pca, executor=executor)
     sources = _load_all(engine, [by_name[n] for n in source_names], "source", progress)

@@ -130,6 +130,12 @@ class GraphStore:
             "h_scale_rule": "median of H over source-source edges",
             "pca_fingerprint": pca.fingerprint() if pca is not None else None,
             "versions": package_versions(),
+            # how many labelled cases each target has and how many stand for it in the affinity
+            "targets": {
+                n: {"labelled_cases": int(d.get("n_cases", 0)), "affinity_cases": len(d.get("affinity_cases", []))}
+                for n, d in sorted(graph.nodes(data=True))
+                if d.get("role") == "target"
+            },
         }
         if self.params_path.exists():
             try:

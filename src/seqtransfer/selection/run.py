@@ -80,6 +80,8 @@ class Selection:
     w_c: float | None
     performance_source: str
     landmark_scores: list[dict[str, Any]] = field(default_factory=list)
+    target_affinity_cases: int | None = None
+    target_labelled_cases: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict; ``lam`` is saved as ``lambda``, infinite scores as null."""
@@ -194,5 +196,7 @@ def select_in_graph(
         w_c=w_c_used,
         performance_source=source_label,
         landmark_scores=[asdict(s) for s in ranked],
+        target_affinity_cases=len(graph.nodes[target].get("affinity_cases", [])) or None,
+        target_labelled_cases=graph.nodes[target].get("n_cases"),
     )
     return selection

@@ -99,8 +99,8 @@ class StepRecord:
 
     node: str
     train_cases: list[str]
-    dice_before: float
-    dice_after: float
+    dice_before: float | None
+    dice_after: float | None
     test_set_dice_after: list[float]
     encoder_unchanged: bool
     seconds: float
@@ -176,8 +176,16 @@ def run_transfer(
     out_dir: Path | None = None,
     resume: bool = True,
     progress: StepProgress | None = None,
+    target_cases: Sequence[str] | None = None,
+    landmark: ZooModel | None = None,
 ) -> dict[str, Any]:
     """Fine-tune along ``path`` (landmark first, target last) and score every step.
+
+    Two modes. The evaluation protocol (``target_cases`` None): the target step trains on
+    draw ``config.draw`` of the target's split and every step is scored on its test sets.
+    A user's target (``target_cases`` given, e.g. every labelled case of a new target): the
+    target step trains on those cases and nothing is scored (there are no test sets);
+    the Dice entries of the metrics are None.
 
     Args:
         workspace: the opened graph folder.
@@ -185,6 +193,9 @@ def run_transfer(
         path: task names from the landmark to the target.
         zoo: how the landmark's zoo model is (or was) trained.
         config: the fine-tuning recipe.
+        target_cases: train the target step on these cases, without test sets.
+        landmark: the landmark's zoo model when it exists already (else trained or found
+            with ``zoo``).
         out_dir: run folder for ``metrics.json`` and the predictions; default
             ``GRAPH_DIR/transfers/TARGET/RUN_KEY``.
         resume: continue an interrupted step from its last checkpoint.
@@ -198,18 +209,33 @@ def run_transfer(
     """
     validate_path(workspace, path, target)
     target_task = workspace.task(target)
-    split = target_split(target_task.split_key, [c.case_id for c in target_task.cases], seed=config.seed, n_train=config.n_train)
-    if config.draw >= len(split.draws):
-        raise ConfigError(f"draw must be below {len(split.draws)}, got {config.draw}")
-    test_ids = sorted({c for s in split.test_sets for c in s})
+    if target_cases is None:
+        split = target_split(target_task.split_key, [c.case_id for c in target_task.cases], seed=config.seed, n_train=config.n_train)
+        if config.draw >= len(split.draws):
+            raise ConfigError(f"draw must be below {len(split.draws)}, got {config.draw}")
+        target_train = list(split.draws[config.draw])
+        test_sets: tuple[tuple[str, ...], ...] = split.test_sets
+    else:
+        known = {c.case_id for c in target_task.cases}
+        target_train = sorted(dict.fromkeys(target_cases))
+        unknown = [c for c in target_train if c not in known]
+        if not target_train or unknown:
+            raise ConfigError(f"target {target!r}: no labelled case(s) {', '.join(unknown)}" if unknown else f"target {target!r}: no training case given")
+        test_sets = ()
+    test_ids = sorted({c for s in test_sets for c in s})
     device = select_device()
-    landmark = train_source(workspace, path[0], zoo, progress=None if progress is None else (lambda s, t, loss: progress(path[0], s, t, loss)))
+    if landmark is None:
+        landmark = train_source(workspace, path[0], zoo, progress=None if progress is None else (lambda s, t, loss: progress(path[0], s, t, loss)))
+    elif landmark.task != path[0]:
+        raise ConfigError(f"the landmark model is of {landmark.task!r}, the path starts at {path[0]!r}")
     model, network = load_model(landmark.folder, device)
     patch = tuple(network.patch_size or ())
 
-    def evaluate(model_folder: Path, save_dir: Path | None = None) -> tuple[float, list[float], dict[str, float]]:
+    def evaluate(model_folder: Path, save_dir: Path | None = None) -> tuple[float | None, list[float], dict[str, float]]:
+        if not test_sets:
+            return None, [], {}
         scores = cached_scores(model_folder, model, workspace, target_task, test_ids, patch, device, save_dir=save_dir)
-        score, per_set = score_test_sets(scores, split.test_sets)
+        score, per_set = score_test_sets(scores, test_sets)
         return score, per_set, scores
 
     zero_shot, zero_sets, _ = evaluate(landmark.folder)
@@ -225,7 +251,7 @@ def run_transfer(
     for index, node in enumerate(path[1:], start=1):
         task = workspace.task(node)
         if node == target:
-            cases = list(split.draws[config.draw])
+            cases = list(target_train)
         else:
             train_ids, _ = zoo_split(task, zoo)
             cases = list(sample_cases(task.split_key, train_ids, config.n_train, seed=config.seed, purpose="path-step"))
@@ -259,7 +285,7 @@ def run_transfer(
         is_last = node == target
         # the run folder is named by the last step's key; the final scoring writes its predictions
         run_dir = (out_dir or workspace.models / "transfers" / target / hashlib.sha256(key.encode()).hexdigest()[:12]) if is_last else None
-        dice_after, sets_after, scores = evaluate(folder, save_dir=run_dir / "predictions" if run_dir is not None else None)
+        dice_after, sets_after, scores = evaluate(folder, save_dir=run_dir / "predictions" if run_dir is not None and test_sets else None)
         records.append(
             StepRecord(
                 node=node,
@@ -289,8 +315,9 @@ def run_transfer(
         "final_dice": records[-1].dice_after,
         "final_test_set_dice": records[-1].test_set_dice_after,
         "final_model": records[-1].folder,
-        "target_train_cases": list(split.draws[config.draw]),
-        "test_sets": [list(s) for s in split.test_sets],
+        "target_train_cases": list(target_train),
+        "mode": "protocol" if test_sets else "all labelled cases (no test sets)",
+        "test_sets": [list(s) for s in test_sets],
         "per_case": final_scores,
         "steps": [asdict(r) for r in records],
         "finetune": asdict(config),

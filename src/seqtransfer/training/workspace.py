@@ -116,7 +116,8 @@ def open_workspace(
     roots = sorted({str(d["dataset"]) for _, d in graph.nodes(data=True)})
     datasets, _ = require_valid([Path(r) for r in roots])
     groups = {d["objective"]: d["group"] for _, d in graph.nodes(data=True)}
-    tasks = {t.name: t for t in split_tasks(datasets, groups)}
+    aliases = {d["modality"]: d["modality_key"] for _, d in graph.nodes(data=True) if "modality_key" in d}
+    tasks = {t.name: t for t in split_tasks(datasets, groups, aliases)}
     if spacing == "median":
         spacing = median_spacing(c for d in datasets for c in d.cases)
     elif isinstance(spacing, str):

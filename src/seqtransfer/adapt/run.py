@@ -1,0 +1,579 @@
+"""``seqtransfer adapt``: from source datasets and a few-label target to predictions, in one go.
+
+Stages, each resumable (a rerun finds what is done and redoes nothing):
+
+1. **verify** the source datasets, the target dataset and every unlabelled image, before
+   anything is written;
+2. **graph**: a new graph in ``OUT/graph`` (sources and the targets), or an existing one
+   (``graph_dir``) with the targets added incrementally (only their edges are computed);
+3. **zoo**: the source models whose objective performance O the landmark score needs (every
+   source connected to a target) when the graph does not have them yet;
+4. **select** the landmark and the optimal path of each target;
+5. **fine-tune** along the path, the target step on **all** labelled cases of the target
+   (no draws, no test sets); checkpoints make a killed run resume inside the step;
+6. optionally **estimate** the Dice by leave-one-out (train on n - 1 labelled cases along the
+   same path, score the case left out): a small-sample estimate, n more trainings;
+7. **predict** every unlabelled image: each target's foreground probability in the image's own
+   grid, merged into the dataset's label values (:mod:`seqtransfer.adapt.merge`), written as
+   ``OUT/predictions/CASE{file_ending}`` with the image's shape, affine and header;
+8. ``OUT/adapt.json`` (what was chosen and trained, and where) and ``OUT/report.html``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seqtransfer.adapt.inputs import UnlabelledCase, check_unlabelled, find_unlabelled
+from seqtransfer.adapt.merge import merge_labels
+from seqtransfer.atomic import write_json
+from seqtransfer.data.dataset import Dataset
+from seqtransfer.data.tasks import (
+    Task,
+    find_modality_aliases,
+    find_objective_groups,
+    load_modality_aliases,
+    load_objective_groups,
+    modality_key,
+    split_tasks,
+)
+from seqtransfer.errors import ConfigError, DatasetError
+from seqtransfer.graph.config import GraphConfig
+from seqtransfer.selection.path import DEFAULT_C_SEARCH, DEFAULT_LAMBDA, DEFAULT_MAX_LENGTH
+from seqtransfer.training.transfer import FinetuneConfig
+from seqtransfer.training.zoo import ZooConfig
+
+#: ``(stage, done, total)``: stages are "verify", "graph: ...", "zoo", "training NAME", "estimate", "predict".
+Progress = Callable[[str, int, int], None]
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class AdaptConfig:
+    """How a new target is adapted.
+
+    Attributes:
+        zoo: how source models are trained (when the graph lacks them).
+        finetune: the fine-tuning recipe of every path step (its ``draw`` is unused).
+        graph: the graph's parameters when a new graph is built (ignored with ``graph_dir``).
+        spacing: the training grid (None: the cube of the patch edge; ``"median"`` or mm).
+        lam: lambda of eq. 8.
+        max_length: most transfer steps.
+        c_search: cost of one more step.
+        estimate: leave-one-out Dice estimate (n trainings more).
+    """
+
+    zoo: ZooConfig = field(default_factory=ZooConfig)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    graph: GraphConfig = field(default_factory=GraphConfig)
+    spacing: tuple[float, float, float] | str | None = None
+    lam: float = DEFAULT_LAMBDA
+    max_length: int = DEFAULT_MAX_LENGTH
+    c_search: float = DEFAULT_C_SEARCH
+    estimate: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (saved in ``adapt.json``)."""
+        return {
+            "zoo": self.zoo.to_dict(),
+            "finetune": asdict(self.finetune),
+            "graph": self.graph.to_dict(),
+            "spacing": list(self.spacing) if isinstance(self.spacing, tuple) else self.spacing,
+            "lambda": self.lam,
+            "max_length": self.max_length,
+            "c_search": self.c_search,
+            "estimate": self.estimate,
+        }
+
+
+@dataclass(frozen=True)
+class AdaptPlan:
+    """Everything checked before the first write: datasets, tasks, targets, images to segment."""
+
+    sources: list[Dataset]
+    target_dataset: Dataset
+    tasks: list[Task]
+    source_tasks: list[Task]
+    targets: list[Task]
+    unlabelled: list[UnlabelledCase]
+    groups_file: Path | None
+    aliases_file: Path | None
+    regions_class_order: list[int] | None
+
+
+def _noop(_message: str) -> None:
+    pass
+
+
+def _resolve_targets(target_dataset: Dataset, tasks: Sequence[Task], requested: Sequence[str], modality: str | None, aliases: dict[str, str] | None) -> list[Task]:
+    own = [t for t in tasks if t.dataset.root.resolve() == target_dataset.root.resolve()]
+    others = {t.name: t for t in tasks if t not in own}
+    by_name = {t.name: t for t in own}
+    if not requested:
+        raise ConfigError("give at least one --target task of the target dataset (or --target all)")
+    if "all" in requested:
+        if len(requested) > 1:
+            raise ConfigError("--target all takes every label of one channel; give it alone")
+        sites = sorted({t.site for t in own})
+        if len(sites) > 1:
+            raise ConfigError(f"{target_dataset.root}: --target all needs a target dataset of one site, it has {', '.join(sites)}; name the tasks")
+        if modality is None:
+            if len(target_dataset.channel_names) > 1:
+                raise ConfigError(
+                    f"{target_dataset.root}: --target all needs --modality, one of {', '.join(target_dataset.channel_names)}"
+                )
+            modality = target_dataset.channel_names[0]
+        wanted = modality_key(modality, aliases)
+        chosen = [t for t in own if t.modality_key == wanted or t.modality.casefold() == modality.casefold()]
+        if not chosen:
+            raise ConfigError(f"{target_dataset.root}: no channel {modality!r} (channels: {', '.join(target_dataset.channel_names)})")
+        return sorted(chosen, key=lambda t: list(target_dataset.labels).index(t.objective))
+    chosen = []
+    for name in dict.fromkeys(requested):
+        if name in by_name:
+            chosen.append(by_name[name])
+        elif name in others:
+            raise ConfigError(f"--target {name}: a task of the source dataset {others[name].dataset.root}, not of the target dataset {target_dataset.root}")
+        else:
+            raise ConfigError(f"--target {name}: not a task of the target dataset {target_dataset.root} (its tasks: {', '.join(sorted(by_name))})")
+    if len({t.site for t in chosen}) > 1:
+        raise ConfigError("the --target tasks must be of one site (their predictions are merged into one label map)")
+    return chosen
+
+
+def _regions_class_order(dataset: Dataset) -> list[int] | None:
+    try:
+        meta = json.loads((dataset.root / "dataset.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:  # verified moments ago; keep the one-line error
+        raise DatasetError(f"{dataset.root / 'dataset.json'}: unreadable ({exc})") from exc
+    order = meta.get("regions_class_order")
+    if order is None:
+        return None
+    if not isinstance(order, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in order) or len(order) != len(dataset.labels):
+        raise DatasetError(f"{dataset.root / 'dataset.json'}: regions_class_order must list one integer per foreground label")
+    return [int(v) for v in order]
+
+
+def plan_adapt(
+    sources: Sequence[str | Path],
+    target_dataset: str | Path,
+    targets: Sequence[str],
+    inputs: Sequence[str | Path] | None = None,
+    groups: str | Path | None = None,
+    modalities: str | Path | None = None,
+    modality: str | None = None,
+    estimate: bool = False,
+    progress: Progress | None = None,
+    log: Log = _noop,
+) -> AdaptPlan:
+    """Check everything an adaptation needs, writing nothing.
+
+    Raises:
+        DatasetError: a bad dataset or unlabelled image (one line naming the file).
+        ConfigError: a bad target choice, a target no source can reach, nothing to predict.
+    """
+    from seqtransfer.data.verify import require_valid
+    from seqtransfer.graph.build import require_reachable
+
+    source_roots = [Path(s) for s in sources]
+    target_root = Path(target_dataset)
+    if not source_roots:
+        raise ConfigError("give at least one source dataset before the target dataset")
+    if target_root.resolve() in {r.resolve() for r in source_roots}:
+        raise ConfigError(f"{target_root}: the target dataset is also given as a source")
+    report = None if progress is None else (lambda name, d, t: progress(f"verify {name}", d, t))
+    parsed, warnings = require_valid([*source_roots, target_root], report)
+    for warning in warnings:
+        log(str(warning))
+    target_ds = parsed[-1]
+    roots = [*source_roots, target_root]
+    groups_file = Path(groups) if groups is not None else find_objective_groups(roots)
+    aliases_file = Path(modalities) if modalities is not None else find_modality_aliases(roots)
+    group_map = load_objective_groups(groups_file) if groups_file is not None else None
+    aliases = load_modality_aliases(aliases_file) if aliases_file is not None else None
+    tasks = split_tasks(parsed, group_map, aliases)
+    chosen = _resolve_targets(target_ds, tasks, targets, modality, aliases)
+    source_tasks = [t for t in tasks if t.dataset.root.resolve() != target_root.resolve()]
+    if estimate:
+        small = [t.name for t in chosen if t.n_cases < 2]
+        if small:
+            raise ConfigError(f"--estimate needs at least 2 labelled cases; {small[0]} has 1")
+    require_reachable([*source_tasks, *chosen], [t.name for t in chosen])
+    if inputs:
+        images = list(inputs)
+    elif (target_root / "imagesTs").is_dir():
+        images = [target_root / "imagesTs"]
+    else:
+        images = []
+        log(f"{target_root / 'imagesTs'}: not found and no --input given; nothing will be predicted")
+    unlabelled = find_unlabelled(images, len(target_ds.channel_names), target_ds.file_ending) if images else []
+    check_unlabelled(unlabelled, None if progress is None else (lambda d, t: progress("verify unlabelled images", d, t)))
+    return AdaptPlan(
+        sources=list(parsed[:-1]),
+        target_dataset=target_ds,
+        tasks=tasks,
+        source_tasks=source_tasks,
+        targets=chosen,
+        unlabelled=unlabelled,
+        groups_file=groups_file,
+        aliases_file=aliases_file,
+        regions_class_order=_regions_class_order(target_ds),
+    )
+
+
+def _graph_sources_match(graph_dir: Path, plan: AdaptPlan) -> None:
+    """Refuse a graph built from other source datasets than the given ones."""
+    from seqtransfer.graph.store import GraphStore
+
+    graph, _, _, _ = GraphStore(graph_dir).load()
+    built = sorted({str(Path(d["dataset"]).resolve()) for _, d in graph.nodes(data=True) if d.get("role") == "source"})
+    given = sorted({str(ds.root.resolve()) for ds in plan.sources})
+    if built != given:
+        raise ConfigError(
+            f"{graph_dir}: the graph was built from {len(built)} source dataset(s) ({', '.join(Path(b).name for b in built)}), "
+            f"not the given {len(given)} ({', '.join(Path(g).name for g in given)})"
+        )
+    known = {t.name for t in plan.source_tasks}
+    missing = sorted(n for n, d in graph.nodes(data=True) if d.get("role") == "source" and n not in known)
+    if missing:
+        raise ConfigError(f"{graph_dir}: source task(s) {', '.join(missing[:3])} of the graph are not in the given datasets")
+
+
+def _targets_to_add(graph_dir: Path, plan: AdaptPlan, config: GraphConfig) -> list[str]:
+    """Targets missing from the graph, or whose labelled cases changed since they were added."""
+    from seqtransfer.graph.build import affinity_cases
+    from seqtransfer.graph.store import GraphStore
+
+    graph, _, _, _ = GraphStore(graph_dir).load()
+    todo = []
+    for task in plan.targets:
+        node = graph.nodes.get(task.name)
+        wanted = [c.case_id for c in affinity_cases(task, config, is_target=True)]
+        if (
+            node is None
+            or node.get("role") != "target"
+            or node.get("affinity_cases") != wanted
+            or node.get("n_cases") != task.n_cases
+            or Path(str(node.get("dataset"))).resolve() != task.dataset.root.resolve()
+        ):
+            todo.append(task.name)
+    return todo
+
+
+def _zoo_job(args: tuple[str, int, Any, str | None, str, ZooConfig]) -> dict[str, Any]:
+    """Train (or find) one zoo model in a worker process."""
+    from seqtransfer.training.workspace import open_workspace
+    from seqtransfer.training.zoo import train_source
+
+    graph_dir, size, spacing, cache_dir, name, zoo = args
+    workspace = open_workspace(graph_dir, size=size, cache_dir=cache_dir, spacing=spacing)
+    model = train_source(workspace, name, zoo)
+    return {"task": model.task, "key": model.key, "dice": model.dice}
+
+
+def existing_zoo_model(workspace: Any, name: str) -> Any:
+    """The zoo model the graph's node names (``zoo_key``), when it is there and finished."""
+    from seqtransfer.training.zoo import ZooModel, zoo_metrics
+
+    key = workspace.graph.nodes[name].get("zoo_key")
+    if not key:
+        return None
+    folder = workspace.models / "zoo" / name / str(key)
+    try:
+        done = zoo_metrics(folder)
+    except Exception:  # noqa: BLE001 - missing or damaged: the caller trains it
+        return None
+    dice = float(done["dice"]) if done.get("dice") is not None and np.isfinite(done["dice"]) else 0.0
+    return ZooModel(task=name, folder=folder, key=str(key), dice=dice, train_cases=tuple(done["train_cases"]), test_cases=tuple(done["test_cases"]))
+
+
+def _prediction_digest(finals: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(finals, sort_keys=True).encode()).hexdigest()[:16]
+
+
+@dataclass
+class _TargetModel:
+    task: Task
+    model: Any
+    patch: tuple[int, ...]
+    preprocess: Any
+
+
+def predict_unlabelled(
+    plan: AdaptPlan,
+    finals: dict[str, str],
+    out: Path,
+    progress: Progress | None = None,
+) -> list[str]:
+    """Segment every unlabelled case with the targets' final models; merged, nnU-Net-named.
+
+    A case already predicted with the same models is not predicted again.
+
+    Returns:
+        The predicted case ids.
+    """
+    from seqtransfer.atomic import write_json as _write
+    from seqtransfer.data.io import read_image, write_label_like
+    from seqtransfer.data.preprocess import preprocess_arrays, restore_probability
+    from seqtransfer.evaluation.inference import predict_probabilities
+    from seqtransfer.threads import single_threaded
+    from seqtransfer.training.network import select_device
+    from seqtransfer.training.predict import model_preprocess
+    from seqtransfer.training.zoo import load_model
+
+    folder = out / "predictions"
+    state_file = out / "state" / "predictions.json"
+    digest = _prediction_digest(finals)
+    done: list[str] = []
+    try:
+        saved = json.loads(state_file.read_text())
+        if saved.get("models") == digest:
+            done = [c for c in saved.get("done", []) if (folder / f"{c}{plan.target_dataset.file_ending}").exists()]
+    except (OSError, json.JSONDecodeError, AttributeError):
+        pass
+    todo = [c for c in plan.unlabelled if c.case_id not in set(done)]
+    if progress is not None:
+        progress("predict", len(plan.unlabelled) - len(todo), len(plan.unlabelled))
+    if not todo:
+        return [c.case_id for c in plan.unlabelled]
+    device = select_device()
+    models = []
+    for task in plan.targets:
+        model, network = load_model(Path(finals[task.name]), device)
+        patch = tuple(int(p) for p in network.patch_size or ())
+        models.append(_TargetModel(task, model, patch, model_preprocess(Path(finals[task.name]), int(patch[0]))))
+    declared = plan.target_dataset.labels
+    for case in todo:
+        read = [read_image(p) for p in case.images]
+        images = np.stack([data for data, _ in read])
+        shape = images.shape[1:]
+        grids: dict[str, tuple[np.ndarray, Any]] = {}
+        probabilities = []
+        for tm in models:
+            key = tm.preprocess.fingerprint()
+            if key not in grids:
+                with single_threaded():
+                    grid, _, box = preprocess_arrays(images, np.zeros(shape, np.int64), tm.preprocess, read[0][1].spacing[:3])
+                grids[key] = (grid, box)
+            grid, box = grids[key]
+            foreground = predict_probabilities(tm.model, np.asarray(grid[tm.task.channel][None]), tm.patch, device)[1]
+            probabilities.append(restore_probability(foreground, tuple(shape), box))
+        label = merge_labels(probabilities, [tm.task.label_values for tm in models], declared, plan.regions_class_order)
+        write_label_like(folder / f"{case.case_id}{plan.target_dataset.file_ending}", label, case.images[0])
+        done.append(case.case_id)
+        _write(state_file, {"models": digest, "done": done})
+        if progress is not None:
+            progress("predict", len(plan.unlabelled) - len(todo) + len(done) - (len(plan.unlabelled) - len(todo)), len(plan.unlabelled))
+    return [c.case_id for c in plan.unlabelled]
+
+
+def _estimate(workspace: Any, task: Task, path: list[str], zoo: ZooConfig, finetune: FinetuneConfig, landmark: Any, out: Path, progress: Progress | None) -> dict[str, Any]:
+    """Leave-one-out along ``path``: train on n - 1 labelled cases, score the case left out."""
+    from seqtransfer.evaluation.dice import mean_dice
+    from seqtransfer.evaluation.score import cached_scores
+    from seqtransfer.training.network import select_device
+    from seqtransfer.training.transfer import run_transfer
+    from seqtransfer.training.zoo import load_model
+
+    ids = [c.case_id for c in task.cases]
+    per_case: dict[str, float | None] = {}
+    device = select_device()
+    for done, left_out in enumerate(ids, start=1):
+        train_ids = [c for c in ids if c != left_out]
+        report = None if progress is None else (lambda n, s, t, _loss, c=left_out: progress(f"estimate without {c}: {n}", s, t))
+        metrics = run_transfer(workspace, task.name, path, zoo, finetune, out_dir=out / "estimate" / task.name / left_out, progress=report, target_cases=train_ids, landmark=landmark)
+        folder = Path(metrics["final_model"])
+        model, network = load_model(folder, device)
+        scores = cached_scores(folder, model, workspace, task, [left_out], tuple(network.patch_size or ()), device)
+        value = scores[left_out]
+        per_case[left_out] = None if value != value else float(value)
+        if progress is not None:
+            progress(f"estimate {task.name}", done, len(ids))
+    finite = [v for v in per_case.values() if v is not None]
+    return {
+        "kind": "leave-one-out over the labelled cases (a small-sample estimate)",
+        "n": len(ids),
+        "mean_dice": mean_dice(finite) if finite else None,
+        "per_case": per_case,
+    }
+
+
+def adapt(
+    plan: AdaptPlan,
+    out: str | Path,
+    config: AdaptConfig | None = None,
+    graph_dir: str | Path | None = None,
+    executor: Any = None,
+    cache_dir: str | Path | None = None,
+    progress: Progress | None = None,
+    log: Log = _noop,
+) -> dict[str, Any]:
+    """Run a checked plan (:func:`plan_adapt`) into ``out``; returns what ``adapt.json`` holds.
+
+    Args:
+        plan: the checked inputs.
+        out: the output folder.
+        config: the recipe.
+        graph_dir: an existing graph of the same sources to add the targets to (its zoo and
+            fine-tuning steps are reused); default a new graph in ``out/graph``.
+        executor: where graph shards and missing zoo models run (default: this process).
+        cache_dir: preprocessed-case cache (default: the user cache).
+        progress: ``(stage, done, total)``.
+        log: one line per stage.
+    """
+    from seqtransfer.graph.build import add_targets, build_graph, candidate_sources
+    from seqtransfer.graph.store import GraphStore, package_versions
+    from seqtransfer.selection.run import select_for_target
+    from seqtransfer.training.network import NetworkConfig
+    from seqtransfer.training.transfer import run_transfer
+    from seqtransfer.training.workspace import open_workspace
+    from seqtransfer.training.zoo import train_source
+
+    config = config or AdaptConfig()
+    out = Path(out)
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+
+    def stage_done(name: str, since: float) -> float:
+        now = time.perf_counter()
+        timings[name] = round(now - since, 3)
+        return now
+
+    def graph_report(stage: str, d: int, t: int) -> None:
+        if progress is not None:
+            progress(f"graph: {stage}", d, t)
+
+    out.mkdir(parents=True, exist_ok=True)
+    target_names = [t.name for t in plan.targets]
+    # 2. graph
+    t0 = time.perf_counter()
+    from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
+
+    if graph_dir is not None:
+        graph_root = Path(graph_dir)
+        _graph_sources_match(graph_root, plan)
+        _, stored_config, _, _ = GraphStore(graph_root).load()
+        todo = _targets_to_add(graph_root, plan, stored_config)
+        if todo:
+            log(f"graph: adding {', '.join(todo)} to {graph_root}")
+            cache = PreprocessCache(cache_dir, PreprocessConfig(size=stored_config.size))
+            add_targets(graph_root, [*plan.source_tasks, *plan.targets], todo, cache=cache, progress=graph_report, executor=executor)
+    else:
+        graph_root = out / "graph"
+        if GraphStore(graph_root).graph_path.exists():
+            _graph_sources_match(graph_root, plan)
+            _, stored_config, _, _ = GraphStore(graph_root).load()
+            todo = _targets_to_add(graph_root, plan, stored_config)
+            if todo:
+                cache = PreprocessCache(cache_dir, PreprocessConfig(size=stored_config.size))
+                add_targets(graph_root, [*plan.source_tasks, *plan.targets], todo, cache=cache, progress=graph_report, executor=executor)
+        else:
+            log(f"graph: building {graph_root} ({len(plan.source_tasks)} sources)")
+            cache = PreprocessCache(cache_dir, PreprocessConfig(size=config.graph.size))
+            build_graph([*plan.source_tasks, *plan.targets], graph_root, config.graph, targets=target_names, cache=cache, progress=graph_report, executor=executor)
+    t0 = stage_done("graph", t0)
+    # 3. zoo: O of every connected source
+    edge = int((config.zoo.network.patch_size or (32,))[0])
+    workspace = open_workspace(graph_root, size=edge, cache_dir=cache_dir, spacing=config.spacing)
+    graph = workspace.graph
+    if workspace.cache.config.spacing is not None:  # the network knows the grid it trains on
+        config = replace(config, zoo=replace(config.zoo, network=replace(config.zoo.network, spacing=tuple(workspace.cache.config.spacing))))
+    connected = sorted({s for t in target_names for s in candidate_sources(graph, t) if graph.has_edge(s, t)})
+    missing = [s for s in connected if "dice" not in graph.nodes[s]]
+    if missing:
+        log(f"zoo: training {len(missing)} source model(s) for the landmark score's O")
+        if executor is not None and len(missing) > 1:
+            jobs = [(str(graph_root), edge, config.spacing, None if cache_dir is None else str(cache_dir), name, config.zoo) for name in missing]
+            results = executor.map(_zoo_job, jobs, None if progress is None else (lambda d, t: progress("zoo", d, t)), gpu=True)
+            for r in results:
+                graph.nodes[r["task"]]["dice"] = r["dice"]
+                graph.nodes[r["task"]]["zoo_key"] = r["key"]
+        else:
+            for i, name in enumerate(missing, start=1):
+                report = None if progress is None else (lambda s, t, _loss, n=name: progress(f"training {n} (zoo)", s, t))
+                train_source(workspace, name, config.zoo, progress=report)
+                if progress is not None:
+                    progress("zoo", i, len(missing))
+                workspace.store.save_graph(graph)
+        workspace.store.save_graph(graph)
+    t0 = stage_done("zoo", t0)
+    records: list[dict[str, Any]] = []
+    finals: dict[str, str] = {}
+    for task in plan.targets:
+        # 4. select
+        selection = select_for_target(graph_root, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search)
+        log(f"{task.name}: landmark {selection.landmark}, path {' -> '.join(selection.path)}")
+        t1 = time.perf_counter()
+        # 5. fine-tune on every labelled case
+        landmark = existing_zoo_model(workspace, selection.landmark)
+        if landmark is None:
+            report = None if progress is None else (lambda s, t, _loss, n=selection.landmark: progress(f"training {n} (landmark)", s, t))
+            landmark = train_source(workspace, selection.landmark, config.zoo, progress=report)
+            workspace.store.save_graph(graph)
+        labelled = [c.case_id for c in task.cases]
+        report = None if progress is None else (lambda n, s, t, _loss: progress(f"training {n}", s, t))
+        metrics = run_transfer(
+            workspace, task.name, selection.path, config.zoo, config.finetune, out_dir=out / "transfers" / task.name, progress=report, target_cases=labelled, landmark=landmark
+        )
+        timings[f"fine-tune {task.name}"] = round(time.perf_counter() - t1, 3)
+        finals[task.name] = str(metrics["final_model"])
+        record: dict[str, Any] = {
+            "target": task.name,
+            "modality": task.modality,
+            "objective": task.objective,
+            "label_values": list(task.label_values),
+            "landmark": selection.landmark,
+            "path": selection.path,
+            "objective_value": selection.objective,
+            "step_weights": selection.step_weights,
+            "direct_weight": selection.direct_weight,
+            "performance_source": selection.performance_source,
+            "labelled_cases": labelled,
+            "affinity_cases": list(graph.nodes[task.name].get("affinity_cases", [])),
+            "landmark_model": str(landmark.folder),
+            "landmark_source_dice": landmark.dice,
+            "step_models": [{"node": s["node"], "folder": s["folder"], "train_cases": s["train_cases"], "cached": s["cached"]} for s in metrics["steps"]],
+            "final_model": str(metrics["final_model"]),
+            "landmark_scores": selection.to_json()["landmark_scores"],
+        }
+        if config.estimate:
+            t2 = time.perf_counter()
+            record["estimate"] = _estimate(workspace, task, selection.path, config.zoo, config.finetune, landmark, out, progress)
+            timings[f"estimate {task.name}"] = round(time.perf_counter() - t2, 3)
+        records.append(record)
+    t0 = time.perf_counter()
+    # 7. predict
+    predicted = predict_unlabelled(plan, finals, out, progress)
+    t0 = stage_done("predict", t0)
+    result = {
+        "target_dataset": str(plan.target_dataset.root.resolve()),
+        "sources": [str(d.root.resolve()) for d in plan.sources],
+        "graph": str(graph_root.resolve()),
+        "objective_groups": str(plan.groups_file) if plan.groups_file else None,
+        "modality_aliases": str(plan.aliases_file) if plan.aliases_file else None,
+        "targets": records,
+        "predictions": {
+            "folder": str((out / "predictions").resolve()),
+            "file_ending": plan.target_dataset.file_ending,
+            "cases": predicted,
+            "labels": {name: list(values) for name, values in plan.target_dataset.labels.items()},
+            "merge": "most probable class above 0.5, else background" if all(len(t.label_values) == 1 for t in plan.targets) else "regions painted largest first (nnU-Net regions_class_order)",
+        },
+        "config": config.to_dict(),
+        "network": config.zoo.network.to_dict() if isinstance(config.zoo.network, NetworkConfig) else None,
+        "seconds": timings,
+        "versions": package_versions(),
+    }
+    from seqtransfer.adapt.report import write_adapt_report
+
+    write_adapt_report(out, result, plan, graph)
+    result["seconds"]["total"] = round(time.perf_counter() - started, 3)
+    write_json(out / "adapt.json", result)
+    return result
