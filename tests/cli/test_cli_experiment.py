@@ -69,7 +69,7 @@ def _datasets(dataset_factory, tumour_cases: int = 57, extra: str | None = None)
     ("extra", "tumour_cases", "target", "message"),
     [
         ("pet", 57, "Pet-PET-uptake", "'Pet-PET-uptake' is unreachable"),
-        (None, 30, "C-T1-tumour", "need at least 19"),  # 10 cases at site C
+        (None, 30, "C-T1-tumour", "evaluation protocol (3 draw(s) of 3 training case(s) and test sets of 10) needs at least 19"),  # 10 cases at site C
         ("lonely_source", 57, "C-T1-tumour", "has 1 case(s)"),
     ],
 )
