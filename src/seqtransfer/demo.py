@@ -9,6 +9,13 @@ augmentation (zoo 40 steps, fine-tuning 20 steps per path step,
 scratch and MTL 40), 2 random landmarks for "w/o LSI" instead of 10. Its numbers show that everything runs end to
 end and how the methods compare at this scale; they are not the method's numbers at full
 scale (``seqtransfer run`` with the default configuration is).
+
+It ends with the user's job (:func:`demo_adapt`): the benchmark's new hospital
+(``Dataset504_NewClinicLike``: 3 labelled cases, 10 unlabelled in ``imagesTs``, its own
+channel and label names) is adapted with ``seqtransfer adapt``'s library call on the
+protocol's graph and zoo (the target added to a linked copy of draw 0's graph, the same
+5-nearest source pool and training scale), and its unlabelled images are segmented. The
+held-back ``labelsTs`` give the Dice of those predictions.
 """
 
 from __future__ import annotations
@@ -105,5 +112,59 @@ def run_demo(
     if start >= 0:
         console.print(summary[start : end if end > start else None].strip(), markup=False)
     console.print(f"report: {written['report']}\nsummary: {written['summary']}", markup=False)
-    return {"run_dir": str(out_dir), **{k: str(v) for k, v in written.items()}}
+    adapted = demo_adapt(out_dir, config, console, progress)
+    return {"run_dir": str(out_dir), **{k: str(v) for k, v in written.items()}, "adapt": str(out_dir / "adapt" / "report.html"), "adapt_result": adapted}
+
+
+#: The demo's new target: the new hospital's oedema on its own T2 channel name.
+DEMO_ADAPT_TARGET = ("T2w", "edema")
+
+
+def demo_adapt(run_dir: Path, config: ExperimentConfig, console: Console, progress: Progress | None = None) -> dict[str, Any]:
+    """``seqtransfer adapt`` on the benchmark's new hospital, reusing the protocol's graph and zoo.
+
+    Returns:
+        What ``RUN_DIR/adapt/adapt.json`` holds.
+    """
+    import json
+
+    from seqtransfer.adapt import AdaptConfig, adapt, plan_adapt
+    from seqtransfer.data.benchmark import NEW_TARGET_DATASET, NEW_TARGET_SITE, BenchmarkConfig, make_new_target
+    from seqtransfer.data.tasks import task_name
+    from seqtransfer.graph.store import GraphStore
+    from seqtransfer.training.loop import TrainConfig
+    from seqtransfer.training.transfer import FinetuneConfig
+    from seqtransfer.training.zoo import ZooConfig
+
+    bench_dir = run_dir / "benchmark"
+    marker = json.loads((bench_dir / "benchmark.json").read_text())
+    sources = [bench_dir / name for name in marker["datasets"]]
+    target_root = bench_dir / NEW_TARGET_DATASET
+    if not (target_root / "dataset.json").exists():
+        bench = BenchmarkConfig(seed=config.seed, size=config.data.benchmark_size, cases=config.data.benchmark_cases, tumour_sites=config.data.benchmark_tumour_sites)
+        make_new_target(bench_dir, bench, labelled=3, unlabelled=10, progress=None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)))
+    target = task_name(NEW_TARGET_SITE, *DEMO_ADAPT_TARGET)
+    console.print(f"\nYour new target: {target} (3 labelled cases, 10 unlabelled in {target_root / 'imagesTs'})", markup=False)
+    out = run_dir / "adapt"
+    graph = GraphStore(run_dir / "graphs" / "draw0").clone(out / "graph")  # the protocol's graph stays as it is
+    train = TrainConfig(steps=config.zoo.steps, lr=0.01, seed=config.seed, augment=config.zoo.augment)
+    f = config.finetune
+    adapt_config = AdaptConfig(
+        zoo=ZooConfig(network=config.network, train=train, max_train=config.zoo.max_train, seed=config.seed),
+        finetune=FinetuneConfig(steps=f.steps, lr=f.lr, lambda_ewc=f.lambda_ewc, seed=config.seed, augment=f.augment),
+        lam=config.selection.lam,
+        max_length=config.selection.max_length,
+        c_search=config.selection.c_search,
+        max_sources=config.protocol.max_sources,
+    )
+    plan = plan_adapt(sources, target_root, [target], progress=progress)
+    result = adapt(plan, out, adapt_config, graph_dir=graph.root, cache_dir=run_dir / "cache", models_root=run_dir / "models", progress=progress)
+    record = result["targets"][0]
+    console.print(f"landmark: {record['landmark']}\npath: {' -> '.join(record['path'])}", markup=False)
+    held = record.get("labelsTs_dice")
+    if held:
+        mean = "n/a" if held["mean_dice"] is None else f"{held['mean_dice']:.3f}"
+        console.print(f"predictions: {len(result['predictions']['cases'])} unlabelled case(s); Dice against the held-back labelsTs: {mean} (mean of {held['n']})", markup=False)
+    console.print(f"adapt report: {out / 'report.html'}\npredictions: {out / 'predictions'}", markup=False)
+    return result
 

@@ -134,6 +134,12 @@ def write_adapt_report(out: Path, result: dict[str, Any], plan: Any, graph: Any)
         curve = _curves(record, figures / f"training_{name}.png")
         if curve is not None:
             parts.append(_img(curve, "Training curves"))
+        held = record.get("labelsTs_dice")
+        if held:
+            parts.append(
+                f"<h3>Against the dataset's labelsTs</h3><p>Mean Dice {_fmt(held['mean_dice'])} over {held['n']} unlabelled case(s) whose labels "
+                "the dataset holds back in labelsTs (never used for training or selection).</p>"
+            )
         estimate = record.get("estimate")
         if estimate:
             parts.append(

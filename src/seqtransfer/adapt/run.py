@@ -68,6 +68,8 @@ class AdaptConfig:
         max_length: most transfer steps.
         c_search: cost of one more step.
         estimate: leave-one-out Dice estimate (n trainings more).
+        max_sources: 0: every connected source competes; N: only the target's N nearest by w
+            (a scaled-down run, like the demo; fewer source models to train).
     """
 
     zoo: ZooConfig = field(default_factory=ZooConfig)
@@ -78,6 +80,11 @@ class AdaptConfig:
     max_length: int = DEFAULT_MAX_LENGTH
     c_search: float = DEFAULT_C_SEARCH
     estimate: bool = False
+    max_sources: int = 0
+
+    def __post_init__(self) -> None:
+        if self.max_sources < 0:
+            raise ConfigError(f"max_sources must be >= 0, got {self.max_sources}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (saved in ``adapt.json``)."""
@@ -90,6 +97,7 @@ class AdaptConfig:
             "max_length": self.max_length,
             "c_search": self.c_search,
             "estimate": self.estimate,
+            "max_sources": self.max_sources,
         }
 
 
@@ -267,13 +275,23 @@ def _targets_to_add(graph_dir: Path, plan: AdaptPlan, config: GraphConfig) -> li
     return todo
 
 
-def _zoo_job(args: tuple[str, int, Any, str | None, str, ZooConfig]) -> dict[str, Any]:
+def source_pool(graph: Any, target: str, max_sources: int = 0) -> list[str]:
+    """The sources competing for a target: connected ones of other sites, or the N nearest by w."""
+    from seqtransfer.graph.build import candidate_sources
+
+    sources = sorted(s for s in candidate_sources(graph, target) if graph.has_edge(s, target))
+    if max_sources and len(sources) > max_sources:
+        sources = sorted(sorted(sources, key=lambda s: (graph.edges[s, target]["weight"], s))[:max_sources])
+    return sources
+
+
+def _zoo_job(args: tuple[str, int, Any, str | None, str | None, str, ZooConfig]) -> dict[str, Any]:
     """Train (or find) one zoo model in a worker process."""
     from seqtransfer.training.workspace import open_workspace
     from seqtransfer.training.zoo import train_source
 
-    graph_dir, size, spacing, cache_dir, name, zoo = args
-    workspace = open_workspace(graph_dir, size=size, cache_dir=cache_dir, spacing=spacing)
+    graph_dir, size, spacing, cache_dir, models_root, name, zoo = args
+    workspace = open_workspace(graph_dir, size=size, cache_dir=cache_dir, spacing=spacing, models_root=models_root)
     model = train_source(workspace, name, zoo)
     return {"task": model.task, "key": model.key, "dice": model.dice}
 
@@ -374,6 +392,36 @@ def predict_unlabelled(
     return [c.case_id for c in plan.unlabelled]
 
 
+def held_back_dice(plan: AdaptPlan, out: Path, predicted: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Dice of each target's predictions against ``labelsTs/CASE`` where the dataset has them.
+
+    Some nnU-Net datasets ship the labels of their test images in ``labelsTs/``; they are
+    never used for training or selection, only compared with the predictions afterwards.
+    """
+    from seqtransfer.data.io import read_image
+    from seqtransfer.evaluation.dice import dice_score, mean_dice
+
+    folder = plan.target_dataset.root / "labelsTs"
+    ending = plan.target_dataset.file_ending
+    cases = [c for c in predicted if (folder / f"{c}{ending}").is_file()]
+    if not cases:
+        return {}
+    scores: dict[str, dict[str, float | None]] = {t.name: {} for t in plan.targets}
+    for case in cases:
+        reference = np.round(read_image(folder / f"{case}{ending}")[0]).astype(np.int64)
+        prediction = np.asarray(read_image(out / "predictions" / f"{case}{ending}")[0]).astype(np.int64)
+        if reference.shape != prediction.shape:
+            continue
+        for task in plan.targets:
+            value = dice_score(np.isin(prediction, task.label_values).astype(np.uint8), np.isin(reference, task.label_values).astype(np.uint8))
+            scores[task.name][case] = None if value != value else float(value)
+    result = {}
+    for name, per_case in scores.items():
+        finite = [v for v in per_case.values() if v is not None]
+        result[name] = {"n": len(per_case), "mean_dice": mean_dice(finite) if finite else None, "per_case": per_case}
+    return result
+
+
 def _estimate(workspace: Any, task: Task, path: list[str], zoo: ZooConfig, finetune: FinetuneConfig, landmark: Any, out: Path, progress: Progress | None) -> dict[str, Any]:
     """Leave-one-out along ``path``: train on n - 1 labelled cases, score the case left out."""
     from seqtransfer.evaluation.dice import mean_dice
@@ -412,6 +460,7 @@ def adapt(
     graph_dir: str | Path | None = None,
     executor: Any = None,
     cache_dir: str | Path | None = None,
+    models_root: str | Path | None = None,
     progress: Progress | None = None,
     log: Log = _noop,
 ) -> dict[str, Any]:
@@ -425,12 +474,13 @@ def adapt(
             fine-tuning steps are reused); default a new graph in ``out/graph``.
         executor: where graph shards and missing zoo models run (default: this process).
         cache_dir: preprocessed-case cache (default: the user cache).
+        models_root: where zoo models and fine-tuning steps live (default: the graph folder).
         progress: ``(stage, done, total)``.
         log: one line per stage.
     """
-    from seqtransfer.graph.build import add_targets, build_graph, candidate_sources
+    from seqtransfer.graph.build import add_targets, build_graph
     from seqtransfer.graph.store import GraphStore, package_versions
-    from seqtransfer.selection.run import select_for_target
+    from seqtransfer.selection.run import select_for_target, select_in_graph
     from seqtransfer.training.network import NetworkConfig
     from seqtransfer.training.transfer import run_transfer
     from seqtransfer.training.workspace import open_workspace
@@ -481,16 +531,20 @@ def adapt(
     t0 = stage_done("graph", t0)
     # 3. zoo: O of every connected source
     edge = int((config.zoo.network.patch_size or (32,))[0])
-    workspace = open_workspace(graph_root, size=edge, cache_dir=cache_dir, spacing=config.spacing)
+    workspace = open_workspace(graph_root, size=edge, cache_dir=cache_dir, spacing=config.spacing, models_root=models_root)
     graph = workspace.graph
     if workspace.cache.config.spacing is not None:  # the network knows the grid it trains on
         config = replace(config, zoo=replace(config.zoo, network=replace(config.zoo.network, spacing=tuple(workspace.cache.config.spacing))))
-    connected = sorted({s for t in target_names for s in candidate_sources(graph, t) if graph.has_edge(s, t)})
+    pools = {t: source_pool(graph, t, config.max_sources) for t in target_names}
+    connected = sorted({s for pool in pools.values() for s in pool})
     missing = [s for s in connected if "dice" not in graph.nodes[s]]
     if missing:
         log(f"zoo: training {len(missing)} source model(s) for the landmark score's O")
         if executor is not None and len(missing) > 1:
-            jobs = [(str(graph_root), edge, config.spacing, None if cache_dir is None else str(cache_dir), name, config.zoo) for name in missing]
+            jobs = [
+                (str(graph_root), edge, config.spacing, None if cache_dir is None else str(cache_dir), None if models_root is None else str(models_root), name, config.zoo)
+                for name in missing
+            ]
             results = executor.map(_zoo_job, jobs, None if progress is None else (lambda d, t: progress("zoo", d, t)), gpu=True)
             for r in results:
                 graph.nodes[r["task"]]["dice"] = r["dice"]
@@ -508,7 +562,12 @@ def adapt(
     finals: dict[str, str] = {}
     for task in plan.targets:
         # 4. select
-        selection = select_for_target(graph_root, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search)
+        if config.max_sources:
+            sub = graph.subgraph([*pools[task.name], task.name])
+            selection = select_in_graph(sub, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search, where=str(graph_root))
+            write_json(workspace.store.selection_path(task.name), selection.to_json())
+        else:
+            selection = select_for_target(graph_root, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search)
         log(f"{task.name}: landmark {selection.landmark}, path {' -> '.join(selection.path)}")
         t1 = time.perf_counter()
         # 5. fine-tune on every labelled case
@@ -552,6 +611,10 @@ def adapt(
     # 7. predict
     predicted = predict_unlabelled(plan, finals, out, progress)
     t0 = stage_done("predict", t0)
+    held_back = held_back_dice(plan, out, predicted)
+    for record in records:
+        if record["target"] in held_back:
+            record["labelsTs_dice"] = held_back[record["target"]]
     result = {
         "target_dataset": str(plan.target_dataset.root.resolve()),
         "sources": [str(d.root.resolve()) for d in plan.sources],

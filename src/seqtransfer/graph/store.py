@@ -14,6 +14,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import zipfile
 from pathlib import Path
@@ -205,6 +206,40 @@ class GraphStore:
     def save_graph(self, graph: nx.Graph) -> None:
         """Rewrite only graph.json (e.g. after new node attributes)."""
         write_json(self.graph_path, nx.node_link_data(graph, edges="links"))
+
+    def clone(self, dest: str | Path) -> GraphStore:
+        """A copy of this graph folder in ``dest`` (graph, parameters, PCA, selections), its
+        content-keyed feature cache hard-linked (copied where links are impossible).
+
+        Adding targets to the copy leaves this graph as it is and computes no source feature
+        again. An existing ``dest`` graph is kept as it is (a rerun).
+        """
+        import shutil
+
+        target = GraphStore(dest)
+        if target.graph_path.exists():
+            return target
+        target.root.mkdir(parents=True, exist_ok=True)
+        features = self.root / "features"
+        if features.is_dir():
+            for src in features.rglob("*"):
+                if src.is_dir() or src.name.startswith("."):
+                    continue
+                dst = target.root / "features" / src.relative_to(features)
+                if dst.exists():
+                    continue
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                try:
+                    os.link(src, dst)
+                except OSError:
+                    shutil.copy2(src, dst)
+        for name in ("pca.npz", "params.json"):
+            if (self.root / name).exists():
+                with atomic_path(target.root / name, suffix=Path(name).suffix) as tmp:
+                    shutil.copyfile(self.root / name, tmp)
+        with atomic_path(target.graph_path, suffix=".json") as tmp:  # last: a clone with a graph is complete
+            shutil.copyfile(self.graph_path, tmp)
+        return target
 
     def update_params(self, **changes: Any) -> None:
         """Merge keys into params.json."""
