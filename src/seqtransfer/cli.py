@@ -578,6 +578,7 @@ def adapt(
     lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 0.01,
     lambda_ewc: Annotated[float, typer.Option(help="EWC strength (mean-1 Fisher).")] = 0.25,
     estimate: Annotated[bool, typer.Option(help="Leave-one-out Dice estimate on the labelled cases (n more trainings; 2+ cases).")] = False,
+    max_sources: Annotated[int, typer.Option(min=0, help="0: every connected source competes; N: only the target's N nearest by w (fewer source models to train).")] = 0,
     size: Annotated[int, typer.Option(help="Grid edge of the affinity (a new graph only).")] = 32,
     volumes: Annotated[int, typer.Option(help="Volumes per source task in the affinity (a new graph only).")] = 20,
     groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}); default: objective_groups.json beside the datasets.")] = None,
@@ -621,6 +622,7 @@ def adapt(
         graph=graph_config,
         spacing=grid,
         estimate=estimate,
+        max_sources=max_sources,
     )
     created = _probe_writable(out_dir)
     pool = make_executor("local", workers=workers)

@@ -69,7 +69,7 @@ def data(tmp_path: Path) -> dict[str, object]:
     sites = {f"case_{i:03d}": ("A" if i < 4 else "B") for i in range(8)}
     src = write_dataset(tmp_path / "Dataset001_Src", n_cases=8, channels=("T1", "T2"), labels=("tumour", "edema"), shape=SHAPE, sites=sites, seed=1)
     new = write_dataset(tmp_path / "Dataset002_New", n_cases=3, channels=("t1", "T2w"), labels=("tumour", "edema"), shape=SHAPE, seed=5)
-    unlabelled = _unlabelled(new, 3, 2, seed=6)
+    unlabelled = _unlabelled(new, 4, 2, seed=6)
     (tmp_path / "modality_aliases.json").write_text(json.dumps({"T2w": "T2"}))
     return {"src": src, "new": new, "unlabelled": unlabelled, "cache": tmp_path / "cache"}
 

@@ -37,3 +37,25 @@ def test_sample_cases() -> None:
     assert sample_cases("k", IDS[:3], 5) == tuple(IDS[:3])
     picked = sample_cases("k", IDS, 5, seed=1)
     assert len(picked) == 5 and picked == sample_cases("k", IDS, 5, seed=1)
+
+
+def test_few_label_targets_use_up_to_target_cases_of_their_labelled_cases(dataset_factory) -> None:
+    from seqtransfer.data.dataset import parse_dataset
+    from seqtransfer.data.splits import protocol_cases_needed, protocol_split_possible
+    from seqtransfer.data.tasks import split_tasks
+    from seqtransfer.graph.build import affinity_cases
+    from seqtransfer.graph.config import GraphConfig
+
+    assert protocol_cases_needed() == 19 and protocol_split_possible(19) and not protocol_split_possible(18)
+    config = GraphConfig(target_cases=3)
+    for n, expected in ((1, 1), (2, 2), (3, 3), (12, 3)):
+        task = split_tasks([parse_dataset(dataset_factory(f"Dataset0{n:02d}_T{n}", n_cases=n, channels=("T1",), labels=("x",)))[0]])[0]
+        cases = affinity_cases(task, config, is_target=True)
+        assert len(cases) == expected and len({c.case_id for c in cases}) == expected
+        assert cases == affinity_cases(task, config, is_target=True)  # seeded
+    with pytest.raises(ConfigError, match="target_draw must be 0"):
+        affinity_cases(task, GraphConfig(target_draw=1), is_target=True)
+    big = split_tasks([parse_dataset(dataset_factory("Dataset099_Big", n_cases=20, channels=("T1",), labels=("x",)))[0]])[0]
+    from seqtransfer.data.splits import target_split
+
+    assert [c.case_id for c in affinity_cases(big, config, is_target=True)] == list(target_split(big.split_key, [c.case_id for c in big.cases]).draws[0])

@@ -69,3 +69,28 @@ def test_tasks_sharing_images_or_labels_share_cached_arrays(dataset_factory, tmp
     again = PreprocessCache(tmp_path / "cache", PreprocessConfig(size=8))
     again.ensure(c for t in tasks for c in t.cases)
     assert again.computed == 0
+
+
+def test_modality_names_match_case_insensitively_and_through_aliases(dataset_factory, tmp_path) -> None:
+    import json
+
+    from seqtransfer.data.dataset import parse_dataset
+    from seqtransfer.data.tasks import find_modality_aliases, load_modality_aliases, modality_key, split_tasks
+    from seqtransfer.errors import DatasetError
+    from seqtransfer.graph.build import edge_allowed
+
+    a = parse_dataset(dataset_factory("Dataset001_A", n_cases=2, channels=("T2", "FLAIR"), labels=("x",)))[0]
+    b = parse_dataset(dataset_factory("Dataset002_B", n_cases=2, channels=("t2w", "flair"), labels=("y",)))[0]
+    plain = {t.name: t for t in split_tasks([a, b])}
+    assert plain["B-flair-y"].modality_key == plain["A-FLAIR-x"].modality_key == "flair"
+    assert edge_allowed(plain["B-flair-y"], plain["A-FLAIR-x"])
+    assert not edge_allowed(plain["B-t2w-y"], plain["A-T2-x"])  # other names, other groups: no edge
+    (tmp_path / "modality_aliases.json").write_text(json.dumps({"T2W": "t2"}))
+    found = find_modality_aliases([a.root, b.root])
+    assert found == tmp_path / "modality_aliases.json"
+    aliased = {t.name: t for t in split_tasks([a, b], None, load_modality_aliases(found))}
+    assert edge_allowed(aliased["B-t2w-y"], aliased["A-T2-x"]) and aliased["B-t2w-y"].name == "B-t2w-y"
+    assert modality_key(" T2-weighted ", {"t2-WEIGHTED": "T2"}) == "t2"
+    (tmp_path / "bad.json").write_text(json.dumps({"T2w": 3}))
+    with pytest.raises(DatasetError, match="bad.json"):
+        load_modality_aliases(tmp_path / "bad.json")

@@ -622,6 +622,7 @@ def adapt(
         "objective_groups": str(plan.groups_file) if plan.groups_file else None,
         "modality_aliases": str(plan.aliases_file) if plan.aliases_file else None,
         "targets": records,
+        "zoo_trained": missing,
         "predictions": {
             "folder": str((out / "predictions").resolve()),
             "file_ending": plan.target_dataset.file_ending,
