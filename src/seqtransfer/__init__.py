@@ -6,4 +6,10 @@ The package follows the pipeline in the order data flows:
 ``experiment`` -> ``report`` -> ``cli``.
 """
 
-__version__ = "0.1.0"
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as _metadata_version
+
+try:  # the number is written only in pyproject.toml; the installed metadata carries it
+    __version__ = _metadata_version("seqtransfer")
+except PackageNotFoundError:  # pragma: no cover - a source tree that was never installed
+    __version__ = "0+unknown"

@@ -84,6 +84,15 @@ def test_select_unknown_target_and_missing_graph(built, tmp_path: Path, capsys) 
     assert code == 2 and "graph.json: not found" in err
 
 
+def test_params_record_the_package_version(built) -> None:
+    import importlib.metadata
+
+    _, _, graph = built
+    versions = json.loads((graph / "params.json").read_text())["versions"]
+    assert versions["seqtransfer"] == importlib.metadata.version("seqtransfer")
+    assert versions["numpy"] == importlib.metadata.version("numpy")
+
+
 def test_calibrate_writes_alpha_beta(built, tmp_path: Path, capsys) -> None:
     _, _, graph = built
     data = json.loads((graph / "graph.json").read_text())

@@ -1,5 +1,7 @@
 """The whole protocol end to end on tiny data: every method runs, the store makes reruns free."""
 
+import importlib.metadata
+import json
 from pathlib import Path
 
 import pytest
@@ -67,13 +69,15 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
     before = {r.key: r.attempts for r in ctx.store.records()}
     again = run_experiment(config, tmp_path / "run", log=lambda _m: None)
     assert {r.key: r.attempts for r in again.store.records()} == before  # nothing redone
-    assert (tmp_path / "run" / "config.resolved.json").exists()
+    resolved = json.loads((tmp_path / "run" / "config.resolved.json").read_text())
+    assert resolved["versions"]["seqtransfer"] == importlib.metadata.version("seqtransfer")
 
     # the report renders every section from the store alone
     from seqtransfer.report import write_report
 
     written = write_report(tmp_path / "run")
     summary = written["summary"].read_text()
+    assert f"seqtransfer {importlib.metadata.version('seqtransfer')}" in summary  # the header's package versions
     for section in ("Table I", "Table II", "Table III", "Win rate", "Selection quality", "Dice per method", "Slice overlays", "Affinity heatmap", "Graph, landmark and path"):
         assert section in summary, section
     page = written["report"].read_text()
