@@ -105,3 +105,31 @@ def test_a_process_pool_gives_the_same_results_as_one_process(datasets, tmp_path
     assert results(seq) == results(par) and len(results(seq)) == 2 * 4
     assert {n: m.dice for n, m in seq.zoo.items()} == {n: m.dice for n, m in par.zoo.items()}
     assert all(len(seq.connected(t)) == 2 for t in TARGETS) and len(seq.zoo) <= 4  # max_sources keeps the 2 nearest
+
+
+def test_run_and_report_raise_no_runtime_warning_even_with_an_empty_selection_quality_group(datasets, tmp_path: Path) -> None:
+    """`-W error::RuntimeWarning` semantics for a tiny protocol and its report, then the report of
+    the same run where no source has a held-out Dice (zoo models whose held-out masks are all
+    empty): that ranking's selection-quality group has no finite value at all."""
+    import warnings
+
+    from seqtransfer.experiment.store import RunStore
+    from seqtransfer.report import write_report
+
+    config = config_from_dict(tiny_config(*datasets, targets=["Les-T1-lesion"], draws=1, methods=["ours", "logme"], quality_draws=1, max_sources=3))
+    run_dir = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        run_experiment(config, run_dir, log=lambda _m: None)
+        write_report(run_dir)
+    store = RunStore(run_dir / "runs.sqlite")
+    for record in store.records("selection", "done"):
+        store.finish(record.key, {**record.result, "zoo_dice": {s: None for s in record.result["zoo_dice"]}}, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        written = write_report(run_dir)
+    summary = written["summary"].read_text()
+    o_row = next(line for line in summary.splitlines() if line.startswith("| source held-out Dice (O) |"))
+    assert o_row.count("n/a") == 4, o_row
+    rows = written["selection_quality"].read_text().splitlines()
+    assert "Les-T1-lesion,0,source held-out Dice (O),nan,nan,nan,nan,0" in rows, rows

@@ -22,7 +22,18 @@ from seqtransfer.atomic import write_text
 from seqtransfer.errors import StoreError
 from seqtransfer.experiment.store import RunStore
 from seqtransfer.report.figures import dice_chart, overlays
-from seqtransfer.report.tables import LABELS, TABLE_I, TABLE_II, cells, method_key, method_table, selection_quality, win_rates
+from seqtransfer.report.tables import (
+    LABELS,
+    QUALITY_METRICS,
+    TABLE_I,
+    TABLE_II,
+    cells,
+    method_key,
+    method_table,
+    selection_quality,
+    selection_quality_means,
+    win_rates,
+)
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -54,6 +65,11 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
 
 def _fmt(v: Any) -> str:
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def _fmt_mean(mean: float, count: int, total: int) -> str:
+    """A mean over ``count`` of ``total`` rows: the count is shown when some rows were left out."""
+    return _fmt(mean) if count in (0, total) else f"{_fmt(mean)} ({count} of {total})"
 
 
 def _overlay_rows(run_dir: Path, methods: Sequence[dict[str, Any]], targets: Sequence[str], graph: Any, limit: int = 3) -> list[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
@@ -158,12 +174,20 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         rows = [[q["target"], str(q["draw"]), q["ranking"], _fmt(q["kendall_tau"]), _fmt(q["weighted_tau"]), _fmt(q["pearson"]), _fmt(q["top1_regret"]), str(int(q["n"]))] for q in quality]
         _write_csv(out_tables / "selection_quality.csv", header, [[q["target"], q["draw"], q["ranking"], q["kendall_tau"], q["weighted_tau"], q["pearson"], q["top1_regret"], q["n"]] for q in quality])
         written["selection_quality"] = out_tables / "selection_quality.csv"
-        by_ranking: dict[str, list[dict[str, Any]]] = {}
-        for q in quality:
-            by_ranking.setdefault(q["ranking"], []).append(q)
-        mean_rows = [[k, *[_fmt(float(np.nanmean([q[c] for q in v]))) for c in ("kendall_tau", "weighted_tau", "pearson", "top1_regret")], str(len(v))] for k, v in by_ranking.items()]
+        means = selection_quality_means(quality)
+        mean_rows = [[m["ranking"], *[_fmt_mean(m[c], m[f"{c}_n"], m["n"]) for c in QUALITY_METRICS], str(m["n"])] for m in means]
         mean_header = ["ranking", "Kendall tau", "weighted tau", "Pearson r", "top-1 regret", "targets x draws"]
-        md += ["## Selection quality", "", "Each ranking of the sources against the really trained direct-transfer Dice of every connected source (mean over targets and draws):", "", _md_table(mean_header, mean_rows), "", _md_table(header, rows), ""]
+        md += [
+            "## Selection quality",
+            "",
+            "Each ranking of the sources against the really trained direct-transfer Dice of every connected source (mean over targets and draws; "
+            "a measure undefined for some of them, e.g. Pearson r of a constant ranking, is averaged over the others, their number in brackets):",
+            "",
+            _md_table(mean_header, mean_rows),
+            "",
+            _md_table(header, rows),
+            "",
+        ]
         html_parts.append(f"<h2>Selection quality</h2>{_html_table(mean_header, mean_rows)}<details><summary>per target</summary>{_html_table(header, rows)}</details>")
     figures = []
     table = cells(methods)
