@@ -1,5 +1,6 @@
 """The whole protocol end to end on tiny data: every method runs, the store makes reruns free."""
 
+import html
 import importlib.metadata
 import json
 from pathlib import Path
@@ -82,6 +83,24 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
         assert section in summary, section
     page = written["report"].read_text()
     assert page.count("data:image/png;base64,") >= 4 and "<table>" in page  # self-contained
+    # report.html shows summary.md's header: configuration, versions, scale, targets and draws
+    net = resolved["config"]["network"]
+    header_items = [
+        f"Configuration: <code>{tmp_path / 'run' / 'config.resolved.json'}</code>",
+        *[f"{name} {version}" for name, version in resolved["versions"].items()],
+        f"Scale: {net['architecture']} {net['filters']} at patch {net['patch_size']}",
+        "fine-tuning 2 steps per path step",
+        "scratch and MTL 2 steps; source pool: every connected source; w/o LSI over 2 random landmarks",
+        "Targets: 2; draws of the 3 target training cases: 2;",
+    ]
+    for item in header_items:
+        assert item.replace("<code>", "`").replace("</code>", "`") in summary, item
+        assert html.escape(item, quote=False).replace("&lt;code&gt;", "<code>").replace("&lt;/code&gt;", "</code>") in page, item
+    # and every table cell of summary.md, the means' counts included ("mean, X (2 targets)", "targets x draws")
+    for line in summary.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            for cell in line.strip().strip("|").split(" | "):
+                assert html.escape(cell.strip().strip("*")) in page, (cell, line)
     for name in ("table1", "table2", "table3", "selection_quality"):
         rows = written[name].read_text().splitlines()
         assert len(rows) >= 3, name
