@@ -3,6 +3,18 @@
 Every writer goes through a temporary file in the destination's folder followed by
 ``os.replace``, which is atomic on POSIX file systems. A failure (disk full, kill) leaves
 the previous version of the file untouched.
+
+**File modes.** ``tempfile`` creates its files 0600 and its folders 0700, whatever the
+user's umask. A file published here gets the mode an ordinary new file would get, 0666
+without the bits of the umask (0644 under umask 0022, 0600 under 0077), and a folder made
+through a temporary name (:func:`publish_dir_mode`) 0777 without them.
+
+The umask is process-global and ``os.umask`` can only be read by setting it, which would
+change the mode of files other threads create at that moment. :func:`current_umask` therefore
+reads it from ``/proc/self/status`` (Linux), which changes nothing; only where that is
+unavailable does it set and restore it, under a lock, setting the most private mask 0077
+for that instant so that a concurrent file is never created more open than the user wants.
+It is read at every publication, so a umask changed while the process runs is honoured.
 """
 
 from __future__ import annotations
@@ -11,11 +23,44 @@ import contextlib
 import json
 import os
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
 from seqtransfer.errors import StoreError
+
+_UMASK_LOCK = threading.Lock()
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where the system allows (see the module)."""
+    try:
+        with open("/proc/self/status", encoding="ascii", errors="replace") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def file_mode() -> int:
+    """The mode of a new file under the current umask (``0o666 & ~umask``)."""
+    return 0o666 & ~current_umask()
+
+
+def dir_mode() -> int:
+    """The mode of a new folder under the current umask (``0o777 & ~umask``)."""
+    return 0o777 & ~current_umask()
+
+
+def publish_dir_mode(path: str | os.PathLike[str]) -> None:
+    """Give a folder made by ``tempfile.mkdtemp`` (0700) the mode of an ordinary new folder."""
+    os.chmod(path, dir_mode())
 
 
 @contextlib.contextmanager
@@ -40,6 +85,7 @@ def atomic_path(path: str | os.PathLike[str], suffix: str = "") -> Iterator[Path
     tmp = Path(tmp_name)
     try:
         yield tmp
+        os.chmod(tmp, file_mode())  # mkstemp made it 0600; the writer may also have recreated it
         os.replace(tmp, dest)
     except OSError as exc:
         raise StoreError(f"{dest}: cannot write ({exc.strerror or exc})") from exc

@@ -45,6 +45,22 @@ out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: the installed package's version (from its metadata), then exit."""
+    if value:
+        from seqtransfer import __version__
+
+        out.print(__version__, markup=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Graph-guided sequential transfer for medical image segmentation."""
+
+
 def _progress(*extra: TextColumn, transient: bool = True) -> Progress:
     """The rich progress display of every command (on stderr, off when it is not a terminal)."""
     return Progress(

@@ -84,6 +84,52 @@ def test_select_unknown_target_and_missing_graph(built, tmp_path: Path, capsys) 
     assert code == 2 and "graph.json: not found" in err
 
 
+#: libraries `select` must not import (its start-up was ~9 s under load with them)
+HEAVY = ("ot", "torch", "monai", "skimage", "sklearn", "optuna")
+SELECT_DRIVER = r"""
+import json, sys
+from seqtransfer.cli import main
+try:
+    main(sys.argv[2:])
+    code = 0
+except SystemExit as exc:
+    code = exc.code
+print(json.dumps({"code": code, "heavy": [name for name in json.loads(sys.argv[1]) if name in sys.modules]}))
+"""
+
+
+def test_select_imports_no_heavy_library(built) -> None:
+    import os
+    import subprocess
+    import sys
+
+    import seqtransfer
+
+    _, _, graph = built
+    src = str(Path(seqtransfer.__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
+    argv = ["select", "--graph", str(graph), "--target", "Les-T1-lesion", "--uniform-performance"]
+    proc = subprocess.run([sys.executable, "-c", SELECT_DRIVER, json.dumps(HEAVY), *argv], capture_output=True, text=True, env=env, timeout=300)
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["code"] == 0, proc.stderr
+    assert (graph / "selections" / "Les-T1-lesion.json").exists()  # it really selected (on a paper-mode graph with its PCA)
+    assert result["heavy"] == [], f"seqtransfer select imported {result['heavy']}"
+    # the library path as well, and building a graph still finds everything it needs
+    code = f"import sys, json; import seqtransfer.selection.run, seqtransfer.graph; print(json.dumps([n for n in {list(HEAVY)!r} if n in sys.modules]))"
+    assert json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout) == []
+    code = "from seqtransfer.graph import build_graph, add_targets, edge_allowed, candidate_sources; from seqtransfer.graph.build import candidate_sources as c; assert c is candidate_sources"
+    subprocess.run([sys.executable, "-c", code], env=env, check=True)
+
+
+def test_params_record_the_package_version(built) -> None:
+    import importlib.metadata
+
+    _, _, graph = built
+    versions = json.loads((graph / "params.json").read_text())["versions"]
+    assert versions["seqtransfer"] == importlib.metadata.version("seqtransfer")
+    assert versions["numpy"] == importlib.metadata.version("numpy")
+
+
 def test_calibrate_writes_alpha_beta(built, tmp_path: Path, capsys) -> None:
     _, _, graph = built
     data = json.loads((graph / "graph.json").read_text())

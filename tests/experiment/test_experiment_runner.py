@@ -1,5 +1,8 @@
 """The whole protocol end to end on tiny data: every method runs, the store makes reruns free."""
 
+import html
+import importlib.metadata
+import json
 from pathlib import Path
 
 import pytest
@@ -67,17 +70,37 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
     before = {r.key: r.attempts for r in ctx.store.records()}
     again = run_experiment(config, tmp_path / "run", log=lambda _m: None)
     assert {r.key: r.attempts for r in again.store.records()} == before  # nothing redone
-    assert (tmp_path / "run" / "config.resolved.json").exists()
+    resolved = json.loads((tmp_path / "run" / "config.resolved.json").read_text())
+    assert resolved["versions"]["seqtransfer"] == importlib.metadata.version("seqtransfer")
 
     # the report renders every section from the store alone
     from seqtransfer.report import write_report
 
     written = write_report(tmp_path / "run")
     summary = written["summary"].read_text()
+    assert f"seqtransfer {importlib.metadata.version('seqtransfer')}" in summary  # the header's package versions
     for section in ("Table I", "Table II", "Table III", "Win rate", "Selection quality", "Dice per method", "Slice overlays", "Affinity heatmap", "Graph, landmark and path"):
         assert section in summary, section
     page = written["report"].read_text()
     assert page.count("data:image/png;base64,") >= 4 and "<table>" in page  # self-contained
+    # report.html shows summary.md's header: configuration, versions, scale, targets and draws
+    net = resolved["config"]["network"]
+    header_items = [
+        f"Configuration: <code>{tmp_path / 'run' / 'config.resolved.json'}</code>",
+        *[f"{name} {version}" for name, version in resolved["versions"].items()],
+        f"Scale: {net['architecture']} {net['filters']} at patch {net['patch_size']}",
+        "fine-tuning 2 steps per path step",
+        "scratch and MTL 2 steps; source pool: every connected source; w/o LSI over 2 random landmarks",
+        "Targets: 2; draws of the 3 target training cases: 2;",
+    ]
+    for item in header_items:
+        assert item.replace("<code>", "`").replace("</code>", "`") in summary, item
+        assert html.escape(item, quote=False).replace("&lt;code&gt;", "<code>").replace("&lt;/code&gt;", "</code>") in page, item
+    # and every table cell of summary.md, the means' counts included ("mean, X (2 targets)", "targets x draws")
+    for line in summary.splitlines():
+        if line.startswith("| ") and not line.startswith("|---"):
+            for cell in line.strip().strip("|").split(" | "):
+                assert html.escape(cell.strip().strip("*")) in page, (cell, line)
     for name in ("table1", "table2", "table3", "selection_quality"):
         rows = written[name].read_text().splitlines()
         assert len(rows) >= 3, name
@@ -101,3 +124,31 @@ def test_a_process_pool_gives_the_same_results_as_one_process(datasets, tmp_path
     assert results(seq) == results(par) and len(results(seq)) == 2 * 4
     assert {n: m.dice for n, m in seq.zoo.items()} == {n: m.dice for n, m in par.zoo.items()}
     assert all(len(seq.connected(t)) == 2 for t in TARGETS) and len(seq.zoo) <= 4  # max_sources keeps the 2 nearest
+
+
+def test_run_and_report_raise_no_runtime_warning_even_with_an_empty_selection_quality_group(datasets, tmp_path: Path) -> None:
+    """`-W error::RuntimeWarning` semantics for a tiny protocol and its report, then the report of
+    the same run where no source has a held-out Dice (zoo models whose held-out masks are all
+    empty): that ranking's selection-quality group has no finite value at all."""
+    import warnings
+
+    from seqtransfer.experiment.store import RunStore
+    from seqtransfer.report import write_report
+
+    config = config_from_dict(tiny_config(*datasets, targets=["Les-T1-lesion"], draws=1, methods=["ours", "logme"], quality_draws=1, max_sources=3))
+    run_dir = tmp_path / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        run_experiment(config, run_dir, log=lambda _m: None)
+        write_report(run_dir)
+    store = RunStore(run_dir / "runs.sqlite")
+    for record in store.records("selection", "done"):
+        store.finish(record.key, {**record.result, "zoo_dice": {s: None for s in record.result["zoo_dice"]}}, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        written = write_report(run_dir)
+    summary = written["summary"].read_text()
+    o_row = next(line for line in summary.splitlines() if line.startswith("| source held-out Dice (O) |"))
+    assert o_row.count("n/a") == 4, o_row
+    rows = written["selection_quality"].read_text().splitlines()
+    assert "Les-T1-lesion,0,source held-out Dice (O),nan,nan,nan,nan,0" in rows, rows

@@ -7,7 +7,16 @@
 - :mod:`~seqtransfer.affinity.label_similarity`: R(i, j) (eq. 4).
 - :mod:`~seqtransfer.affinity.affinity`: w(i, j) (eq. 5) and the scale of H.
 - :mod:`~seqtransfer.affinity.official`: the published code's variants (METHOD.md section 8).
+
+Importing this package is cheap: the heavy libraries (POT, scikit-learn, scikit-image,
+torch) are imported where they are used, and the SSIM names, whose module needs torch at
+import, on first access. A command that only reads a stored graph (``seqtransfer select``)
+never loads them.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from seqtransfer.affinity.affinity import (
     DEFAULT_ALPHA,
@@ -33,14 +42,28 @@ from seqtransfer.affinity.official import (
 )
 from seqtransfer.affinity.pairs import sample_pairs
 from seqtransfer.affinity.slice_pca import SlicePCA, embed_volume, fit_slice_pca
-from seqtransfer.affinity.ssim import (
-    SSIMStats,
-    gaussian_filter_valid,
-    ssim3d,
-    ssim_from_stats,
-    ssim_pairs,
-    ssim_volume_stats,
-)
+
+if TYPE_CHECKING:
+    from seqtransfer.affinity.ssim import (
+        SSIMStats,
+        gaussian_filter_valid,
+        ssim3d,
+        ssim_from_stats,
+        ssim_pairs,
+        ssim_volume_stats,
+    )
+
+_FROM_SSIM = ("SSIMStats", "gaussian_filter_valid", "ssim3d", "ssim_from_stats", "ssim_pairs", "ssim_volume_stats")
+
+
+def __getattr__(name: str) -> Any:
+    """The SSIM names, imported from :mod:`~seqtransfer.affinity.ssim` (torch) on first use."""
+    if name in _FROM_SSIM:
+        from seqtransfer.affinity import ssim
+
+        return getattr(ssim, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "DEFAULT_ALPHA",

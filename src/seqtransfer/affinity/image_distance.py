@@ -12,9 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import ot
-from scipy.optimize import linear_sum_assignment
-from scipy.spatial.distance import cdist
 
 from seqtransfer.affinity.pairs import sample_pairs
 
@@ -54,6 +51,9 @@ def wasserstein1(a: np.ndarray, b: np.ndarray) -> float:
     Raises:
         ValueError: on empty point sets or differing dimensions.
     """
+    from scipy.optimize import linear_sum_assignment  # imported where used: a command that
+    from scipy.spatial.distance import cdist  # only reads a graph never loads them (nor POT)
+
     pa, pb = _as_points(a), _as_points(b)
     if pa.shape[1] != pb.shape[1]:
         raise ValueError(f"dimensions differ: {pa.shape[1]} and {pb.shape[1]}")
@@ -61,6 +61,8 @@ def wasserstein1(a: np.ndarray, b: np.ndarray) -> float:
     if pa.shape[0] == pb.shape[0]:
         rows, cols = linear_sum_assignment(cost)
         return float(cost[rows, cols].sum() / pa.shape[0])
+    import ot
+
     wa = np.full(pa.shape[0], 1.0 / pa.shape[0])
     wb = np.full(pb.shape[0], 1.0 / pb.shape[0])
     return max(float(ot.emd2(wa, wb, cost, numItermax=_EMD_MAX_ITER)), 0.0)

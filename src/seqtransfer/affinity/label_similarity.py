@@ -9,13 +9,25 @@ distance, :func:`seqtransfer.affinity.pairs.sample_pairs`).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from seqtransfer.affinity.pairs import sample_pairs
-from seqtransfer.affinity.ssim import SSIMStats, ssim3d, ssim_pairs, ssim_volume_stats
+
+if TYPE_CHECKING:
+    from seqtransfer.affinity.ssim import SSIMStats, ssim3d
 
 __all__ = ["label_similarity", "label_similarity_from_stats", "ssim3d"]
+
+
+def __getattr__(name: str) -> Any:
+    """``ssim3d``, re-exported from :mod:`~seqtransfer.affinity.ssim` (torch) on first use."""
+    if name == "ssim3d":
+        from seqtransfer.affinity.ssim import ssim3d
+
+        return ssim3d
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def label_similarity_from_stats(
@@ -42,6 +54,8 @@ def label_similarity_from_stats(
     Raises:
         ValueError: if a task has no volumes or the grids differ.
     """
+    from seqtransfer.affinity.ssim import ssim_pairs  # torch, imported where used
+
     pairs = sample_pairs(len(stats_i), len(stats_j), max_pairs, rng)
     return float(ssim_pairs(stats_i, stats_j, pairs).mean())
 
@@ -73,6 +87,8 @@ def label_similarity(
         ValueError: if a task has no volumes, the grids differ, or an axis is shorter than
             SSIM's 11-voxel window.
     """
+    from seqtransfer.affinity.ssim import ssim_pairs, ssim_volume_stats  # torch, imported where used
+
     pairs = sample_pairs(len(labels_i), len(labels_j), max_pairs, rng)
     stats_i = {int(k): ssim_volume_stats(labels_i[int(k)]) for k in np.unique(pairs[:, 0])}
     stats_j = {int(l): ssim_volume_stats(labels_j[int(l)]) for l in np.unique(pairs[:, 1])}

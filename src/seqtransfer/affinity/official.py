@@ -22,9 +22,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy.stats import wasserstein_distance
-from skimage.transform import resize
-from sklearn.decomposition import PCA
 
 from seqtransfer.affinity.pairs import default_rng
 
@@ -53,6 +50,9 @@ def official_volume_scores(volume: np.ndarray, resize_to: int = OFFICIAL_RESIZE)
     Raises:
         ValueError: if the volume is not 3-D.
     """
+    from skimage.transform import resize  # imported where used (start-up of other commands)
+    from sklearn.decomposition import PCA
+
     if volume.ndim != 3:
         raise ValueError(f"expected a 3-D volume, got shape {volume.shape}")
     resized = resize(
@@ -76,6 +76,8 @@ def official_image_distance_pair(
     Returns:
         ``scipy.stats.wasserstein_distance`` of the two flattened score arrays.
     """
+    from scipy.stats import wasserstein_distance
+
     return float(
         wasserstein_distance(
             official_volume_scores(vol_a, resize_to), official_volume_scores(vol_b, resize_to)
@@ -153,6 +155,8 @@ def official_image_distance(
     Returns:
         Mean of :func:`official_image_distance_pair` over :func:`official_pairs`.
     """
+    from scipy.stats import wasserstein_distance
+
     return _mean_over_pairs(
         vols_i,
         vols_j,

@@ -13,7 +13,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from seqtransfer.affinity.pairs import default_rng
 
@@ -134,6 +133,8 @@ def fit_slice_pca(
         local = chosen[rows] - offsets[volume_index]
         block = np.asarray(volumes[int(volume_index)][:, :, local])  # (X, Y, k)
         samples[rows] = np.moveaxis(block, -1, 0).reshape(rows.size, -1)
+    from sklearn.decomposition import PCA  # imported where used: reading a stored PCA does not need it
+
     d = min(n_components, samples.shape[0], samples.shape[1])
     pca = PCA(n_components=d, random_state=int(generator.integers(2**31 - 1)))
     pca.fit(samples)

@@ -36,6 +36,7 @@ import torch
 from monai.transforms import NormalizeIntensity, Resize
 from monai.transforms.utils import generate_spatial_bounding_box
 
+from seqtransfer.atomic import publish_dir_mode
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.io import read_header, read_image
 from seqtransfer.errors import ConfigError, StoreError
@@ -306,6 +307,7 @@ class PreprocessCache:
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=entry.parent))
+            publish_dir_mode(tmp)  # mkdtemp makes it 0700; the entry gets an ordinary folder's mode
             np.save(tmp / "image.npy", image)
             np.save(tmp / "label.npy", label)
             meta = {

@@ -18,11 +18,12 @@ import math
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from seqtransfer.atomic import file_mode
 from seqtransfer.errors import StoreError
 
 SCHEMA = """
@@ -88,8 +89,12 @@ class RunStore:
         self.path = Path(path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            created = not self.path.exists()
             with self._connect() as db:
                 db.execute(SCHEMA)
+            if created:  # SQLite creates it 0644 & ~umask; a new file gets 0666 & ~umask
+                with suppress(OSError):  # another user's process created it at the same moment
+                    self.path.chmod(file_mode())
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable run store ({exc})") from exc
         except OSError as exc:

@@ -47,6 +47,7 @@ from seqtransfer.data.tasks import MODALITY_ALIASES_FILE, Task
 from seqtransfer.errors import ConfigError
 from seqtransfer.graph import engine as eng
 from seqtransfer.graph.config import GraphConfig
+from seqtransfer.graph.sources import candidate_sources  # noqa: F401 - re-exported (moved to a light module)
 from seqtransfer.graph.store import GraphStore
 
 if TYPE_CHECKING:
@@ -431,9 +432,3 @@ def add_targets(
     set_weights(graph, config, h_scale)
     store.save(graph, config, h_scale=h_scale, pca=pca)
     return graph
-
-
-def candidate_sources(graph: nx.Graph, target: str) -> set[str]:
-    """The sources a target may use: source nodes of other sites (METHOD section 7)."""
-    site = graph.nodes[target]["site"]
-    return {n for n, d in graph.nodes(data=True) if d.get("role") == "source" and d.get("site") != site}

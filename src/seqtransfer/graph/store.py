@@ -23,8 +23,7 @@ from typing import Any
 import networkx as nx
 import numpy as np
 
-from seqtransfer import __version__
-from seqtransfer.affinity import SlicePCA
+from seqtransfer.affinity.slice_pca import SlicePCA
 from seqtransfer.atomic import atomic_path, write_json
 from seqtransfer.errors import ConfigError, StoreError
 from seqtransfer.graph.config import GraphConfig
@@ -33,6 +32,8 @@ from seqtransfer.graph.config import GraphConfig
 def package_versions() -> dict[str, str]:
     """Versions of the packages that decide the numbers."""
     import importlib.metadata as md
+
+    from seqtransfer import __version__
 
     versions = {"python": platform.python_version(), "seqtransfer": __version__}
     for name in ("numpy", "scipy", "scikit-learn", "scikit-image", "pot", "torch", "monai", "networkx", "nibabel"):

@@ -12,6 +12,7 @@ import html
 import io
 import json
 import math
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,18 @@ from seqtransfer.atomic import write_text
 from seqtransfer.errors import StoreError
 from seqtransfer.experiment.store import RunStore
 from seqtransfer.report.figures import dice_chart, overlays
-from seqtransfer.report.tables import LABELS, TABLE_I, TABLE_II, cells, method_key, method_table, selection_quality, win_rates
+from seqtransfer.report.tables import (
+    LABELS,
+    QUALITY_METRICS,
+    TABLE_I,
+    TABLE_II,
+    cells,
+    method_key,
+    method_table,
+    selection_quality,
+    selection_quality_means,
+    win_rates,
+)
 
 
 def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -54,6 +66,57 @@ def _write_csv(path: Path, header: Sequence[str], rows: Sequence[Sequence[Any]])
 
 def _fmt(v: Any) -> str:
     return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else f"{v:.3f}"
+
+
+def _fmt_mean(mean: float, count: int, total: int) -> str:
+    """A mean over ``count`` of ``total`` rows: the count is shown when some rows were left out."""
+    return _fmt(mean) if count in (0, total) else f"{_fmt(mean)} ({count} of {total})"
+
+
+def _header(run: Path, methods: Sequence[dict[str, Any]], targets: Sequence[str]) -> list[str]:
+    """The report's header paragraphs (Markdown inline syntax), shown by summary.md and report.html.
+
+    The configuration file and package versions (seqtransfer's own included, and the version
+    writing the report when the run was made by another), the run's scale, and how many targets
+    and draws every mean is over.
+    """
+    from seqtransfer import __version__
+
+    lines = []
+    resolved = run / "config.resolved.json"
+    conf: dict[str, Any] = {}
+    if resolved.exists():
+        try:
+            conf = json.loads(resolved.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise StoreError(f"{resolved}: unreadable ({exc})") from exc
+    versions = dict(conf.get("versions") or {})
+    line = f"Configuration: `{resolved}`; package versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) if conf else "Configuration: not recorded (no config.resolved.json)"
+    if versions.get("seqtransfer") != __version__:
+        line += f"; report written by seqtransfer {__version__}"
+    lines.append(line)
+    c = conf.get("config", {})
+    try:
+        net, zoo, ft, pr = c["network"], c["zoo"], c["finetune"], c["protocol"]
+        pool = f"the {pr['max_sources']} nearest sources by w" if pr.get("max_sources") else "every connected source"
+        lines.append(
+            f"Scale: {net['architecture']} {net['filters']} at patch {net['patch_size']}; source models {zoo['steps']} steps on up to {zoo['max_train']} cases; "
+            f"fine-tuning {ft['steps']} steps per path step (lr {ft['lr']}, lambda_ewc {ft['lambda_ewc']}, augmentation {'on' if ft['augment'] else 'off'}); "
+            f"scratch and MTL {pr['scratch_steps']} steps; source pool: {pool}; w/o LSI over {pr['random_landmarks']} random landmarks."
+        )
+    except (KeyError, TypeError):
+        pass
+    draws = sorted({int(m["draw"]) for m in methods})
+    lines.append(
+        f"Targets: {len(targets)}; draws of the 3 target training cases: {len(draws)}; every score is the mean Dice over the three test sets of 10 cases, "
+        "averaged over draws (± sd over draws and test sets)."
+    )
+    return lines
+
+
+def _inline_html(text: str) -> str:
+    """A header line's Markdown inline syntax (only `code`) as escaped HTML."""
+    return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
 
 
 def _overlay_rows(run_dir: Path, methods: Sequence[dict[str, Any]], targets: Sequence[str], graph: Any, limit: int = 3) -> list[tuple[str, np.ndarray, np.ndarray, dict[str, np.ndarray]]]:
@@ -108,25 +171,10 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
     out_tables, out_figures = run / "report" / "tables", run / "report" / "figures"
     written: dict[str, Path] = {}
     md: list[str] = [f"# seqtransfer report: {run.name}", ""]
-    resolved = run / "config.resolved.json"
-    if resolved.exists():
-        conf = json.loads(resolved.read_text())
-        md += [f"Configuration: `{resolved}`; package versions: " + ", ".join(f"{k} {v}" for k, v in conf.get("versions", {}).items()), ""]
-        c = conf.get("config", {})
-        try:
-            net, zoo, ft, pr = c["network"], c["zoo"], c["finetune"], c["protocol"]
-            pool = f"the {pr['max_sources']} nearest sources by w" if pr.get("max_sources") else "every connected source"
-            md += [
-                f"Scale: {net['architecture']} {net['filters']} at patch {net['patch_size']}; source models {zoo['steps']} steps on up to {zoo['max_train']} cases; "
-                f"fine-tuning {ft['steps']} steps per path step (lr {ft['lr']}, lambda_ewc {ft['lambda_ewc']}, augmentation {'on' if ft['augment'] else 'off'}); "
-                f"scratch and MTL {pr['scratch_steps']} steps; source pool: {pool}; w/o LSI over {pr['random_landmarks']} random landmarks.",
-                "",
-            ]
-        except (KeyError, TypeError):
-            pass
-    draws = sorted({int(m["draw"]) for m in methods})
-    md += [f"Targets: {len(targets)}; draws of the 3 target training cases: {len(draws)}; every score is the mean Dice over the three test sets of 10 cases, averaged over draws (± sd over draws and test sets).", ""]
-    html_parts: list[str] = []
+    header_lines = _header(run, methods, targets)
+    for line in header_lines:
+        md += [line, ""]
+    html_parts: list[str] = [f"<p>{_inline_html(line)}</p>" for line in header_lines]  # the same header as summary.md
     lambda_cols = sorted({method_key(m) for m in methods if m["method"] == "lambda"}, key=lambda k: float(k.split("=")[1]))
     sections = [("Table I: methods", "table1", TABLE_I), ("Table II: ablation", "table2", TABLE_II), ("Table III: lambda", "table3", tuple(lambda_cols))]
     for title, name, columns in sections:
@@ -158,13 +206,18 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         rows = [[q["target"], str(q["draw"]), q["ranking"], _fmt(q["kendall_tau"]), _fmt(q["weighted_tau"]), _fmt(q["pearson"]), _fmt(q["top1_regret"]), str(int(q["n"]))] for q in quality]
         _write_csv(out_tables / "selection_quality.csv", header, [[q["target"], q["draw"], q["ranking"], q["kendall_tau"], q["weighted_tau"], q["pearson"], q["top1_regret"], q["n"]] for q in quality])
         written["selection_quality"] = out_tables / "selection_quality.csv"
-        by_ranking: dict[str, list[dict[str, Any]]] = {}
-        for q in quality:
-            by_ranking.setdefault(q["ranking"], []).append(q)
-        mean_rows = [[k, *[_fmt(float(np.nanmean([q[c] for q in v]))) for c in ("kendall_tau", "weighted_tau", "pearson", "top1_regret")], str(len(v))] for k, v in by_ranking.items()]
+        means = selection_quality_means(quality)
+        mean_rows = [[m["ranking"], *[_fmt_mean(m[c], m[f"{c}_n"], m["n"]) for c in QUALITY_METRICS], str(m["n"])] for m in means]
         mean_header = ["ranking", "Kendall tau", "weighted tau", "Pearson r", "top-1 regret", "targets x draws"]
-        md += ["## Selection quality", "", "Each ranking of the sources against the really trained direct-transfer Dice of every connected source (mean over targets and draws):", "", _md_table(mean_header, mean_rows), "", _md_table(header, rows), ""]
-        html_parts.append(f"<h2>Selection quality</h2>{_html_table(mean_header, mean_rows)}<details><summary>per target</summary>{_html_table(header, rows)}</details>")
+        intro = (
+            "Each ranking of the sources against the really trained direct-transfer Dice of every connected source (mean over targets and draws; "
+            "a measure undefined for some of them, e.g. Pearson r of a constant ranking, is averaged over the others, their number in brackets):"
+        )
+        md += ["## Selection quality", "", intro, "", _md_table(mean_header, mean_rows), "", _md_table(header, rows), ""]
+        html_parts.append(
+            f"<h2>Selection quality</h2><p>{_inline_html(intro)}</p>{_html_table(mean_header, mean_rows)}"
+            f"<details><summary>per target</summary>{_html_table(header, rows)}</details>"
+        )
     figures = []
     table = cells(methods)
     figures.append(("Dice per method", dice_chart(table, targets, list(TABLE_I) + ["landmark_direct", "random_landmark", "calibrated"], out_figures / "dice_per_method.png")))

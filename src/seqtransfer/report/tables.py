@@ -5,13 +5,18 @@
 * :func:`win_rates`: how often ours beats each other method over paired (target, draw) runs.
 * :func:`selection_quality`: how well each ranking of the sources (-w, the landmark score,
   LogME, LEEP, NCE) predicts the really trained direct-transfer Dice: Kendall tau, weighted
-  tau (``scipy.stats.weightedtau``), Pearson r and the top-1 regret.
+  tau (``scipy.stats.weightedtau``), Pearson r and the top-1 regret;
+  :func:`selection_quality_means` their means over targets and draws.
+
+Every mean here is over the finite values only and is NaN, without a warning, when there is
+none (:func:`finite_mean`): a run where some score or Dice is undefined everywhere (all test
+masks empty, a constant ranking) still gets its report, with "n/a" in that cell.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,8 +49,19 @@ class Cell:
     per_draw: dict[int, float]
 
 
-def _finite(values: Sequence[Any]) -> list[float]:
+def _finite(values: Iterable[Any]) -> list[float]:
     return [float(v) for v in values if v is not None and math.isfinite(float(v))]
+
+
+def _number(value: Any) -> float:
+    """A stored number as a float; NaN for null (how the run store keeps NaN)."""
+    return float("nan") if value is None else float(value)
+
+
+def finite_mean(values: Iterable[Any]) -> float:
+    """The mean of the finite values (None and NaN left out); NaN, without a warning, when none is."""
+    finite = _finite(values)
+    return float(np.mean(finite)) if finite else float("nan")
 
 
 def method_key(result: Mapping[str, Any]) -> str:
@@ -66,12 +82,12 @@ def cells(methods: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Cell]:
         grouped.setdefault(key, []).append(sets)
     out: dict[tuple[str, str], dict[int, list[float]]] = {}
     for (target, key, draw), variants in grouped.items():
-        per_set = np.nanmean(np.array(variants, dtype=float), axis=0) if variants and variants[0] else np.array([])
-        out.setdefault((target, key), {})[draw] = [float(v) for v in per_set]
+        # per test set over the variants; a set no variant could score stays NaN
+        out.setdefault((target, key), {})[draw] = [finite_mean(column) for column in zip(*variants, strict=True)]
     result = {}
     for k, draws in out.items():
         values = _finite([v for sets in draws.values() for v in sets])
-        per_draw = {d: float(np.mean(_finite(s))) if _finite(s) else float("nan") for d, s in draws.items()}
+        per_draw = {d: finite_mean(s) for d, s in draws.items()}
         result[k] = Cell(
             mean=float(np.mean(values)) if values else float("nan"),
             sd=float(np.std(values)) if values else float("nan"),
@@ -190,14 +206,38 @@ def selection_quality(
             continue
         truth = [direct[(s, target, draw)] for s in sources]
         by_source = {r["source"]: r for r in scores if r["target"] == target and int(r["draw"]) == draw}
-        rankings = {
-            "-w (affinity)": [-float(sel["weights"][s]) for s in sources],
-            "landmark score (-score)": [-float(sel["landmark_scores"][s]) if sel["landmark_scores"].get(s) is not None else float("nan") for s in sources],
-            "source held-out Dice (O)": [float(sel["zoo_dice"].get(s, float("nan"))) for s in sources],
+        rankings = {  # the store keeps NaN as null: an undefined score ranks nothing
+            "-w (affinity)": [-_number(sel["weights"][s]) for s in sources],
+            "landmark score (-score)": [-_number(sel["landmark_scores"].get(s)) for s in sources],
+            "source held-out Dice (O)": [_number(sel["zoo_dice"].get(s)) for s in sources],
         }
         for name in ("logme", "leep", "nce"):
             if all(s in by_source for s in sources):
-                rankings[name.upper() if name != "logme" else "LogME"] = [float(by_source[s][name]) for s in sources]
+                rankings[name.upper() if name != "logme" else "LogME"] = [_number(by_source[s].get(name)) for s in sources]
         for name, values in rankings.items():
             rows.append({"target": target, "draw": draw, "ranking": name, **rank_scores(truth, values), "best_dice": max(truth)})
     return rows
+
+
+#: the agreement measures of :func:`rank_scores` averaged by :func:`selection_quality_means`
+QUALITY_METRICS = ("kendall_tau", "weighted_tau", "pearson", "top1_regret")
+
+
+def selection_quality_means(quality: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Per ranking (in order of first appearance), each measure's mean over its (target, draw) rows.
+
+    Returns:
+        Rows ``{"ranking", "n": rows of that ranking, MEASURE: mean over the rows where it is
+        finite (NaN when none is), MEASURE + "_n": how many rows that mean is over}``.
+    """
+    by_ranking: dict[str, list[Mapping[str, Any]]] = {}
+    for q in quality:
+        by_ranking.setdefault(str(q["ranking"]), []).append(q)
+    out = []
+    for ranking, rows in by_ranking.items():
+        entry: dict[str, Any] = {"ranking": ranking, "n": len(rows)}
+        for measure in QUALITY_METRICS:
+            entry[measure] = finite_mean(r[measure] for r in rows)
+            entry[f"{measure}_n"] = len(_finite(r[measure] for r in rows))
+        out.append(entry)
+    return out

@@ -18,7 +18,7 @@ import networkx as nx
 
 from seqtransfer.atomic import write_json
 from seqtransfer.errors import ConfigError
-from seqtransfer.graph.build import candidate_sources
+from seqtransfer.graph.sources import candidate_sources
 from seqtransfer.graph.store import GraphStore
 from seqtransfer.selection.errors import SelectionError
 from seqtransfer.selection.landmark import default_w_c, select_landmark

@@ -1,0 +1,89 @@
+"""The report's numbers on empty or undefined data: NaN / "n/a", never a numpy warning."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+from seqtransfer.report.tables import QUALITY_METRICS, cells, finite_mean, method_table, selection_quality, selection_quality_means, win_rates
+
+NAN = float("nan")
+
+
+def quality_row(ranking: str, *values: float) -> dict:
+    return {"target": "t", "draw": 0, "ranking": ranking, **dict(zip(QUALITY_METRICS, values, strict=True)), "n": 2.0}
+
+
+def test_finite_mean() -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert math.isnan(finite_mean([])) and math.isnan(finite_mean([NAN, None, float("inf")]))
+        assert finite_mean([1.0, NAN, None, 3.0]) == 2.0
+
+
+def test_selection_quality_means_of_an_empty_group_warn_nothing() -> None:
+    quality = [
+        quality_row("-w (affinity)", 0.5, 0.4, NAN, 0.1),
+        quality_row("-w (affinity)", 0.3, 0.2, 0.8, 0.0),
+        quality_row("source held-out Dice (O)", NAN, NAN, NAN, NAN),  # every measure undefined
+        quality_row("source held-out Dice (O)", NAN, NAN, NAN, NAN),
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        means = selection_quality_means(quality)
+    assert [m["ranking"] for m in means] == ["-w (affinity)", "source held-out Dice (O)"]
+    w, o = means
+    assert w["n"] == 2 and w["kendall_tau"] == 0.4 and w["pearson"] == 0.8 and w["pearson_n"] == 1 and w["kendall_tau_n"] == 2
+    assert o["n"] == 2 and all(math.isnan(o[m]) and o[f"{m}_n"] == 0 for m in QUALITY_METRICS)
+
+
+def test_selection_quality_with_an_undefined_ranking_warns_nothing() -> None:
+    selections = [{"target": "t", "draw": 0, "weights": {"a": 0.2, "b": 0.4, "c": 0.3}, "landmark_scores": {"a": None, "b": None, "c": None}, "zoo_dice": {}}]
+    direct = {("a", "t", 0): 0.5, ("b", "t", 0): 0.4, ("c", "t", 0): 0.45}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        quality = selection_quality(selections, [], direct)
+        means = {m["ranking"]: m for m in selection_quality_means(quality)}
+    assert means["-w (affinity)"]["kendall_tau"] == 1.0
+    for ranking in ("landmark score (-score)", "source held-out Dice (O)"):  # no score at all: empty
+        assert all(math.isnan(means[ranking][m]) for m in QUALITY_METRICS)
+
+
+def test_method_cells_with_unscorable_test_sets_warn_nothing() -> None:
+    methods = [  # two random landmarks of one draw; the second test set has no finite Dice in either
+        {"target": "t", "method": "random_landmark", "variant": "0", "draw": 0, "test_set_dice": [0.5, None, 0.7]},
+        {"target": "t", "method": "random_landmark", "variant": "1", "draw": 0, "test_set_dice": [0.3, None, None]},
+        {"target": "t", "method": "ours", "variant": "", "draw": 0, "test_set_dice": [None, None, None]},
+        {"target": "t", "method": "scratch", "variant": "", "draw": 0, "test_set_dice": []},
+    ]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = cells(methods)
+        header, rows, _ = method_table(methods, ["ours", "random_landmark", "scratch"], ["t"], {"t": "c"})
+        wins = win_rates(methods)
+    lsi = table[("t", "random_landmark")]
+    assert lsi.n == 2 and lsi.mean == (0.4 + 0.7) / 2 and lsi.per_draw[0] == lsi.mean
+    assert math.isnan(table[("t", "ours")].mean) and table[("t", "ours")].n == 0
+    assert math.isnan(table[("t", "scratch")].mean)
+    assert rows[0][1] == "n/a" and rows[0][3] == "n/a" and wins == {}
+
+
+def test_header_names_the_seqtransfer_version(tmp_path) -> None:
+    import importlib.metadata
+    import json
+
+    from seqtransfer.report.render import _header, _inline_html
+
+    version = importlib.metadata.version("seqtransfer")
+    methods = [{"target": "t", "draw": d} for d in (0, 1, 2)]
+    (tmp_path / "config.resolved.json").write_text(json.dumps({"config": {}, "versions": {"python": "3.11.7", "seqtransfer": version}}))
+    first = _header(tmp_path, methods, ["t"])[0]
+    assert first == f"Configuration: `{tmp_path / 'config.resolved.json'}`; package versions: python 3.11.7, seqtransfer {version}"
+    assert _inline_html(first).startswith(f"Configuration: <code>{tmp_path / 'config.resolved.json'}</code>;")
+    # a run recorded by another (or no) seqtransfer: the report says which version wrote it
+    (tmp_path / "config.resolved.json").write_text(json.dumps({"config": {}, "versions": {"seqtransfer": "0.0.1"}}))
+    assert _header(tmp_path, methods, ["t"])[0].endswith(f"seqtransfer 0.0.1; report written by seqtransfer {version}")
+    (tmp_path / "config.resolved.json").unlink()
+    lines = _header(tmp_path, methods, ["t", "u"])
+    assert lines[0] == f"Configuration: not recorded (no config.resolved.json); report written by seqtransfer {version}"
+    assert lines[-1].startswith("Targets: 2; draws of the 3 target training cases: 3;")
