@@ -568,7 +568,7 @@ def adapt(
             write_json(workspace.store.selection_path(task.name), selection.to_json())
         else:
             selection = select_for_target(graph_root, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search)
-        log(f"{task.name}: landmark {selection.landmark}, path {' -> '.join(selection.path)}")
+        log(f"select: {task.name} starts from {selection.landmark} ({len(selection.path) - 1} step(s)); fine-tuning on {task.n_cases} labelled case(s)")
         t1 = time.perf_counter()
         # 5. fine-tune on every labelled case
         landmark = existing_zoo_model(workspace, selection.landmark)

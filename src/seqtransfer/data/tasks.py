@@ -92,24 +92,29 @@ class Task:
         return self.dataset.name
 
 
+def _load_string_map(path: str | Path, what: str, expected: str) -> dict[str, str]:
+    """A JSON object of non-empty strings to non-empty strings, or one line naming the file."""
+    p = Path(path)
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DatasetError(f"{p}: {what} not found") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{p}: unreadable ({exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
+    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in data.items()):
+        raise DatasetError(f"{p}: expected a JSON object mapping {expected}")
+    return dict(data)
+
+
 def load_objective_groups(path: str | Path) -> dict[str, str]:
     """Read an objective-group map ``{"objective": "group"}`` from JSON.
 
     Raises:
         DatasetError: the file is missing, not JSON, or not a string-to-string object.
     """
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DatasetError(f"{p}: objective-group map not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{p}: unreadable ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in data.items()):
-        raise DatasetError(f"{p}: expected a JSON object mapping objective names to group names")
-    return dict(data)
+    return _load_string_map(path, "objective-group map", "objective names to group names")
 
 
 def _find_beside(roots: Sequence[str | Path], name: str) -> Path | None:
@@ -140,18 +145,7 @@ def load_modality_aliases(path: str | Path) -> dict[str, str]:
     Raises:
         DatasetError: the file is missing, not JSON, or not a string-to-string object.
     """
-    p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DatasetError(f"{p}: modality alias map not found") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DatasetError(f"{p}: unreadable ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in data.items()):
-        raise DatasetError(f"{p}: expected a JSON object mapping channel names to modality names, like {{\"T2w\": \"T2\"}}")
-    return dict(data)
+    return _load_string_map(path, "modality alias map", 'channel names to modality names, like {"T2w": "T2"}')
 
 
 def modality_key(name: str, aliases: Mapping[str, str] | None = None) -> str:
