@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 from collections.abc import Iterable, Mapping
 from dataclasses import fields
 from typing import Any
@@ -22,3 +25,9 @@ def reject_unknown_keys(cls: type, data: Mapping[str, Any], what: str) -> None:
     if unknown:
         # repr keeps a key with control characters on one line
         raise ConfigError(f"unknown {what} parameter(s): {', '.join(k if k.isidentifier() else repr(k) for k in unknown)}")
+
+
+def default_cache_dir() -> Path:
+    """``$SEQTRANSFER_CACHE``, else ``~/.cache/seqtransfer`` (preprocessed cases, verification records)."""
+    env = os.environ.get("SEQTRANSFER_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "seqtransfer"

@@ -244,3 +244,28 @@ def test_region_labels_and_explicit_file_lists(dataset_factory) -> None:
     assert problems == [] and dataset is not None
     assert dataset.labels["whole"] == (1, 2)
     assert verify_dataset(root) == []
+
+
+def test_verification_record_skips_unchanged_cases_and_rechecks_an_edited_label(dataset_factory, monkeypatch) -> None:
+    """A later command does not read unchanged voxels again; an edited label is checked again."""
+    import nibabel as nib
+    import numpy as np
+
+    from seqtransfer.data import verify as verify_module
+    from seqtransfer.data.io import write_image
+
+    root = dataset_factory("Dataset001_Rec", n_cases=3)
+    assert verify_module.verify_datasets([root]) == []
+    verify_module._CASE_MEMO.clear()  # a new process: only the on-disk record remains
+    calls: list[str] = []
+    real = verify_module._check_case
+    monkeypatch.setattr(verify_module, "_check_case", lambda d, c: calls.append(c.case_id) or real(d, c))
+    assert verify_module.verify_datasets([root]) == [] and calls == []
+    label_path = root / "labelsTr" / "case_001.nii.gz"
+    label = np.asarray(nib.load(str(label_path)).dataobj).copy()
+    label[0, 0, 0] = 9  # a value dataset.json does not declare
+    write_image(label_path, label, nib.load(str(label_path)).affine)
+    verify_module._CASE_MEMO.clear()
+    problems = verify_module.verify_datasets([root])
+    assert calls == ["case_001"]
+    assert any("case_001" in str(p.path) and p.severity == "error" for p in problems)

@@ -37,6 +37,7 @@ from monai.transforms import NormalizeIntensity, Resize
 from monai.transforms.utils import generate_spatial_bounding_box
 
 from seqtransfer.atomic import publish_dir_mode
+from seqtransfer.config import default_cache_dir
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.io import read_header, read_image
 from seqtransfer.errors import ConfigError, StoreError
@@ -111,12 +112,6 @@ def median_spacing(cases: Iterable[Case]) -> tuple[float, float, float]:
         raise ConfigError("no cases to take the median spacing of")
     med = np.median(np.asarray(spacings, dtype=np.float64), axis=0)
     return (float(med[0]), float(med[1]), float(med[2]))
-
-
-def default_cache_dir() -> Path:
-    """``$SEQTRANSFER_CACHE``, else ``~/.cache/seqtransfer``."""
-    env = os.environ.get("SEQTRANSFER_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "seqtransfer"
 
 
 _DIGESTS: dict[tuple[str, int, int], str] = {}

@@ -12,6 +12,8 @@ before anything is written.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -87,15 +89,44 @@ def _check_case(dataset: Dataset, case: Case) -> list[Problem]:
 
 
 _CASE_MEMO: dict[tuple[object, ...], list[Problem]] = {}
+#: checks not yet recorded on disk: written only when a whole verification finds no error,
+#: so that a refused command writes nothing at all
+_PENDING: dict[tuple[object, ...], list[Problem]] = {}
+
+
+def _record_file(key: tuple[object, ...]) -> Path:
+    from seqtransfer.config import default_cache_dir
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return default_cache_dir() / "verified" / digest[:2] / f"{digest}.json"
+
+
+def _read_record(key: tuple[object, ...]) -> list[Problem] | None:
+    try:
+        rows = json.loads(_record_file(key).read_text())
+        return [Problem(str(r["severity"]), Path(r["path"]), str(r["message"])) for r in rows]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _write_record(key: tuple[object, ...], problems: list[Problem]) -> None:
+    from seqtransfer.atomic import write_json
+
+    try:
+        write_json(_record_file(key), [{"severity": p.severity, "path": str(p.path), "message": p.message} for p in problems])
+    except Exception:  # noqa: BLE001 - a record is an optimisation; a read-only cache only costs time
+        pass
 
 
 def _check_case_memo(dataset: Dataset, case: Case) -> list[Problem]:
-    """:func:`_check_case`, remembered within the process while the case's files are unchanged.
+    """:func:`_check_case`, remembered while the case's files are unchanged.
 
     Every command that reads datasets verifies them first; a long run (or a worker process)
     opens the same datasets many times, and re-reading every voxel each time would dominate.
     The key holds each file's path, size and modification time and what the check compares
-    against (declared label values, channel count), so an edited file is checked again.
+    against (declared label values, channel count), so an edited file is checked again. The
+    result is remembered in the process and in a verification record in the user cache
+    (``$SEQTRANSFER_CACHE/verified``), so the next command does not read the voxels again.
     """
     try:
         stats = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in (*case.images, case.label))
@@ -103,7 +134,11 @@ def _check_case_memo(dataset: Dataset, case: Case) -> list[Problem]:
         return _check_case(dataset, case)
     key = (stats, tuple(sorted(dataset.declared_values)), len(dataset.channel_names))
     if key not in _CASE_MEMO:
-        _CASE_MEMO[key] = _check_case(dataset, case)
+        recorded = _read_record(key)
+        if recorded is None:
+            recorded = _check_case(dataset, case)
+            _PENDING[key] = recorded
+        _CASE_MEMO[key] = recorded
     return list(_CASE_MEMO[key])
 
 
@@ -136,6 +171,10 @@ def verify_datasets(
     for root in roots:
         name = Path(root).name
         problems.extend(verify_dataset(root, None if progress is None else lambda d, t, n=name: progress(n, d, t)))
+    if not any(p.severity == "error" for p in problems):
+        for key, recorded in list(_PENDING.items()):
+            _write_record(key, recorded)
+    _PENDING.clear()
     return problems
 
 
