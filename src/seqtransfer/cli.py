@@ -294,6 +294,9 @@ def select_cmd(
     performance: Annotated[Path | None, typer.Option(help="O per source: CSV task,dice or JSON.")] = None,
     uniform_performance: Annotated[bool, typer.Option(help="Use O = 1 for sources without a measured Dice.")] = False,
     top: Annotated[int, typer.Option(help="Landmark scores shown.")] = 5,
+    min_source_dice: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Held-out Dice below which a source model learned nothing (never a landmark).")
+    ] = 0.05,
 ) -> None:
     """Choose the landmark source and the optimal transfer path for a target."""
     from seqtransfer.selection.run import load_performance, select_for_target
@@ -309,13 +312,18 @@ def select_cmd(
         performance=perf,
         performance_label=str(performance) if performance else None,
         uniform_performance=uniform_performance,
+        min_dice=min_source_dice,
     )
     table = Table(title=f"landmark scores for {target} (O from {selection.performance_source})")
-    for column in ("source", "w", "zeta", "rho", "O", "score"):
-        table.add_column(column, justify="left" if column == "source" else "right", no_wrap=True)
-    for row in selection.landmark_scores[:top]:
-        table.add_row(row["source"], *(f"{row[k]:.4g}" for k in ("w", "zeta", "rho", "O", "score")))
+    for column in ("source", "w", "zeta", "rho", "O", "score", "note"):
+        table.add_column(column, justify="left" if column in ("source", "note") else "right", no_wrap=True)
+    candidates = [r for r in selection.landmark_scores if not r.get("excluded")]
+    excluded = [r for r in selection.landmark_scores if r.get("excluded")]
+    for row in candidates[:top] + excluded:
+        table.add_row(row["source"], *(f"{row[k]:.4g}" for k in ("w", "zeta", "rho", "O", "score")), row.get("excluded") or "")
     out.print(table)
+    if excluded:
+        out.print(f"left out: {len(excluded)} source model(s) that learned nothing (held-out Dice < {min_source_dice:g})", markup=False)
     out.print(f"landmark: {selection.landmark}", markup=False)
     out.print(f"path: {' -> '.join(selection.path)}  (steps {len(selection.path) - 1}, objective {selection.objective:.4f})", markup=False)
     out.print(f"saved: {graph_dir / 'selections' / (target + '.json')}", markup=False)
@@ -428,12 +436,17 @@ def zoo_train(
             raise ConfigError(f"{name}: not a source of the graph (targets get no zoo model)")
     with _training_progress() as update:
         models = train_zoo(workspace, names, config, progress=update)
+    from seqtransfer.selection.landmark import MIN_LEARNED_DICE
+
     table = Table(title=f"zoo: {len(models)} source model(s)")
     for column in ("source", "held-out Dice (O)", "train cases", "folder"):
         table.add_column(column, overflow="fold")
     for m in models:
-        table.add_row(m.task, f"{m.dice:.3f}", str(len(m.train_cases)), str(m.folder))
+        table.add_row(m.task, f"{m.dice:.3f}" + ("  (did not learn)" if m.dice < MIN_LEARNED_DICE else ""), str(len(m.train_cases)), str(m.folder))
     out.print(table)
+    failed = [m for m in models if m.dice < MIN_LEARNED_DICE]
+    for m in failed:
+        err.print(f"warning: {m.task}: the source model learned nothing (held-out Dice {m.dice:.3f} < {MIN_LEARNED_DICE}); it will never be a landmark", markup=False)
 
 
 @app.command()

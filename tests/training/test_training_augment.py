@@ -134,3 +134,27 @@ def test_sampler_rejects_mismatched_cases() -> None:
         PatchSampler([(np.zeros((1, 8, 8, 8), np.float32), np.zeros((8, 8, 7), np.uint8))], (8, 8, 8))
     with pytest.raises(ConfigError):
         PatchSampler([], (8, 8, 8))
+
+
+def test_a_three_voxel_structure_is_sampled_into_patches_at_the_nnunet_rate() -> None:
+    """16^3 cases with a 3-voxel structure, 8^3 patches: a third of every batch holds foreground."""
+    from seqtransfer.training.augment import PatchSampler
+
+    rng = np.random.default_rng(0)
+    cases = []
+    for k in range(4):
+        label = np.zeros((16, 16, 16), np.uint8)
+        x, y, z = rng.integers(1, 14, size=3)
+        label[x, y, z : z + 3] = 1  # 3 voxels: 0.07 % of the volume
+        cases.append((rng.normal(size=(1, 16, 16, 16)).astype(np.float32), label))
+    sampler = PatchSampler(cases, (8, 8, 8), augment=None, oversample_foreground=1.0 / 3.0)
+    batches, batch_size = 200, 3
+    with_foreground = []
+    for _ in range(batches):
+        labels = sampler.draw(batch_size, rng).labels.numpy()
+        with_foreground.append([bool(labels[i].any()) for i in range(batch_size)])
+    flags = np.array(with_foreground)
+    assert flags[:, 2].all()  # the forced patch (nnU-Net: the last third of the batch) always has foreground
+    random_rate = flags[:, :2].mean()  # unforced patches: foreground only by chance (~ (8/16)^3 of positions)
+    assert random_rate < 0.5
+    assert flags.mean() >= 1.0 / 3.0

@@ -120,8 +120,9 @@ def write_adapt_report(out: Path, result: dict[str, Any], plan: Any, graph: Any)
             f"O came from: {html.escape(record['performance_source'])}.</p>"
         )
         parts.append("<h3>Why this landmark</h3><p>Landmark score = w / (zeta &middot; rho &middot; O), lowest wins (eq. 7).</p>")
-        rows = [[r["source"], *(_fmt(r.get(k)) for k in ("w", "zeta", "rho", "O", "score"))] for r in record["landmark_scores"][:10]]
-        parts.append(_table(["source", "w", "zeta", "rho", "O", "score"], rows))
+        shown = [r for r in record["landmark_scores"] if not r.get("excluded")][:10] + [r for r in record["landmark_scores"] if r.get("excluded")]
+        rows = [[r["source"], *(_fmt(r.get(k)) for k in ("w", "zeta", "rho", "O", "score")), r.get("excluded") or ""] for r in shown]
+        parts.append(_table(["source", "w", "zeta", "rho", "O", "score", "note"], rows))
         steps = list(zip(record["path"][:-1], record["path"][1:], record["step_weights"]))
         parts.append(
             f"<h3>Why this path</h3><p>Path: {html.escape(' → '.join(record['path']))} "

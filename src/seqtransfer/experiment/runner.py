@@ -40,6 +40,7 @@ from seqtransfer.experiment.config import ExperimentConfig
 from seqtransfer.experiment.executor import Executor, SequentialExecutor
 from seqtransfer.experiment.protocol import draw_graph, protocol_targets
 from seqtransfer.experiment.store import RunStore
+from seqtransfer.selection.errors import SelectionError
 from seqtransfer.graph.build import candidate_sources, edge_allowed, set_weights
 from seqtransfer.graph.engine import release_features
 from seqtransfer.graph.store import GraphStore, package_versions
@@ -342,11 +343,18 @@ def scores(ctx: Context, target: str, draw: int, source: str) -> dict[str, Any]:
 
 def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> None:
     """Every method of the protocol for one target and draw (stage 4)."""
-    from seqtransfer.baselines.train import run_mst, run_mtl, run_scratch
+    from seqtransfer.baselines.train import run_mst, run_mtl
 
     p = ctx.config.protocol
     methods = set(p.methods)
-    sel = selection(ctx, target, draw)
+    try:
+        sel = selection(ctx, target, draw)
+    except SelectionError as exc:  # e.g. no source model in the pool learned anything
+        needs = sorted(methods & {"ours", "landmark_direct", "lambda", "mst", "mtl", "logme", "leep"})
+        log(f"{target} draw {draw}: {exc}; skipped: {', '.join(needs)}")
+        methods -= set(needs)
+        _run_without_selection(ctx, target, draw, methods)
+        return
     connected = ctx.connected(target)
     graph = ctx.workspaces[draw].graph
     ctx.store.run(
@@ -373,14 +381,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
             path = selection(ctx, target, draw, lam=lam).path
             _method(ctx, "lambda", target, draw, f"{lam:g}", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
     if "random_landmark" in methods:
-        graph = ctx.pool_graph(target, draw)
-        sources = candidate_sources(graph, target)
-        rng = np.random.default_rng([ctx.config.seed, draw, 17])
-        chosen = ctx.config.selection
-        for i in range(p.random_landmarks):
-            landmark = connected[int(rng.integers(len(connected)))]
-            path = list(optimal_path(graph, landmark, target, sources, lam=chosen.lam, c_search=chosen.c_search, max_length=chosen.max_length).path)
-            _method(ctx, "random_landmark", target, draw, str(i), {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
+        _random_landmarks(ctx, target, draw, connected)
     need_scores = {"logme", "leep"} & methods or draw < p.quality_draws
     all_scores = {s: scores(ctx, target, draw, s) for s in connected} if need_scores else {}
     for name in ("logme", "leep"):
@@ -395,9 +396,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     top = [s["source"] for s in sel.landmark_scores[: p.top_k]]
     ws = ctx.workspaces[draw]
     if "scratch" in methods:
-        aug = ctx.config.finetune.augment
-        spec = {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed, "augment": aug}
-        _method(ctx, "scratch", target, draw, "", spec, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save / f"scratch_draw{draw}", augment=aug))
+        _scratch(ctx, target, draw)
     if "mst" in methods:
         spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": asdict(ctx.finetune(draw))}
         f = ctx.config.finetune
@@ -409,6 +408,37 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     if draw < p.quality_draws:
         for source in connected:
             transfer(ctx, [source, target], draw)
+
+
+def _random_landmarks(ctx: Context, target: str, draw: int, connected: list[str]) -> None:
+    """w/o LSI: random landmarks of the pool, each with its optimal path."""
+    graph = ctx.pool_graph(target, draw)
+    sources = candidate_sources(graph, target)
+    rng = np.random.default_rng([ctx.config.seed, draw, 17])
+    chosen = ctx.config.selection
+    for i in range(ctx.config.protocol.random_landmarks):
+        landmark = connected[int(rng.integers(len(connected)))]
+        path = list(optimal_path(graph, landmark, target, sources, lam=chosen.lam, c_search=chosen.c_search, max_length=chosen.max_length).path)
+        _method(ctx, "random_landmark", target, draw, str(i), {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
+
+
+def _scratch(ctx: Context, target: str, draw: int) -> None:
+    from seqtransfer.baselines.train import run_scratch
+
+    ws, p = ctx.workspaces[draw], ctx.config.protocol
+    save = ctx.run_dir / "predictions" / target
+    aug = ctx.config.finetune.augment
+    spec = {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed, "augment": aug}
+    _method(ctx, "scratch", target, draw, "", spec, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save / f"scratch_draw{draw}", augment=aug))
+
+
+def _run_without_selection(ctx: Context, target: str, draw: int, methods: set[str]) -> None:
+    """The methods that need no landmark score, for a target whose selection is impossible."""
+    connected = ctx.connected(target)
+    if "random_landmark" in methods and connected:
+        _random_landmarks(ctx, target, draw, connected)
+    if "scratch" in methods:
+        _scratch(ctx, target, draw)
 
 
 def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]]:
@@ -445,7 +475,11 @@ def run_calibrated(ctx: Context, targets: list[str] | None = None, log: Log = pr
         for draw in range(p.draws):
             graph, gconf, hs, _ = GraphStore(ctx.workspaces[draw].root).load()
             set_weights(graph, replace(gconf, alpha=fitted["alpha"], beta=fitted["beta"]), hs)
-            sel = selection(ctx, target, draw, graph=graph)
+            try:
+                sel = selection(ctx, target, draw, graph=graph)
+            except SelectionError as exc:  # no source model of the pool learned anything
+                log(f"calibrated: skipped for {target} draw {draw} ({exc})")
+                continue
             _method(
                 ctx,
                 "calibrated",

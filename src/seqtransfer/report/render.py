@@ -114,6 +114,17 @@ def _header(run: Path, methods: Sequence[dict[str, Any]], targets: Sequence[str]
     return lines
 
 
+def _unlearned_line(zoo: Sequence[dict[str, Any]]) -> str:
+    """The source models that learned nothing (never a landmark), or that every one learned."""
+    from seqtransfer.selection.landmark import MIN_LEARNED_DICE
+
+    failed = sorted((str(r["task"]), r.get("dice")) for r in zoo if r.get("dice") is None or not float(r["dice"]) >= MIN_LEARNED_DICE)
+    if not failed:
+        return f"Source models: {len(zoo)}, every one learned its task (held-out Dice >= {MIN_LEARNED_DICE})."
+    names = ", ".join(f"{t} ({_fmt(d)})" for t, d in failed)
+    return f"Source models that learned nothing (held-out Dice < {MIN_LEARNED_DICE}; never a landmark): {len(failed)} of {len(zoo)}: {names}."
+
+
 def _inline_html(text: str) -> str:
     """A header line's Markdown inline syntax (only `code`) as escaped HTML."""
     return re.sub(r"`([^`]*)`", r"<code>\1</code>", html.escape(text))
@@ -172,6 +183,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
     written: dict[str, Path] = {}
     md: list[str] = [f"# seqtransfer report: {run.name}", ""]
     header_lines = _header(run, methods, targets)
+    header_lines.append(_unlearned_line([r.result for r in store.records("zoo", "done") if r.result]))
     for line in header_lines:
         md += [line, ""]
     html_parts: list[str] = [f"<p>{_inline_html(line)}</p>" for line in header_lines]  # the same header as summary.md

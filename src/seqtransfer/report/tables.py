@@ -161,19 +161,24 @@ def win_rates(methods: Sequence[Mapping[str, Any]], ours: str = "ours") -> dict[
     return out
 
 
+#: fewest scored sources a ranking's agreement is computed for
+MIN_RANKED = 3
+
+
 def rank_scores(truth: Sequence[float], score: Sequence[float]) -> dict[str, float]:
     """Agreement of a score (higher = better source) with the measured Dice.
 
     Returns:
         Kendall tau, weighted tau (``scipy.stats.weightedtau``, which weighs the top of the
         ranking more), Pearson r, and the top-1 regret: best Dice minus the Dice of the
-        source the score ranks first.
+        source the score ranks first; all NaN (n/a) when fewer than :data:`MIN_RANKED`
+        sources have both a score and a measured Dice (two sources always give tau = +-1).
     """
     y = np.asarray(truth, dtype=float)
     s = np.asarray(score, dtype=float)
     ok = np.isfinite(y) & np.isfinite(s)
     y, s = y[ok], s[ok]
-    if len(y) < 2:
+    if len(y) < MIN_RANKED:
         return {"kendall_tau": float("nan"), "weighted_tau": float("nan"), "pearson": float("nan"), "top1_regret": float("nan"), "n": float(len(y))}
     tau = stats.kendalltau(s, y).statistic
     wtau = stats.weightedtau(s, y).statistic

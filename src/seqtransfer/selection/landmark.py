@@ -12,6 +12,12 @@ source graph. With the affinity ``w`` used as a distance (smaller = more similar
 O(s_i) is the mean Dice of the source model on its own held-out test cases. The paper writes
 a sum over K test cases; with K fixed for every source the ranking is the same, and the mean
 keeps O in [0, 1] (METHOD.md section 4).
+
+A source model that learned nothing (O below :data:`MIN_LEARNED_DICE`, "near 0") is not a
+candidate (METHOD section 4): with O = 0 its score would be infinite, with O = 0.0005 it would be
+a number that says nothing, and when every other source has O = 0 such a model would win. It
+keeps its row in the score table with the reason it was left out; when no connected source
+learned, :func:`select_landmark` says so instead of choosing.
 """
 
 from __future__ import annotations
@@ -29,6 +35,12 @@ from seqtransfer.selection._graph import edge_weight, edge_weights_among, requir
 from seqtransfer.selection.errors import SelectionError
 
 
+#: Held-out Dice below which a source model counts as having learned nothing. A convention
+#: (a model that gets less than 1/20 of the overlap right predicts essentially none of the
+#: structure), not a tuned value; ``select --min-source-dice`` changes it.
+MIN_LEARNED_DICE = 0.05
+
+
 @dataclass(frozen=True)
 class LandmarkScore:
     """The terms of the landmark score of one source (eq. 6-7).
@@ -41,6 +53,7 @@ class LandmarkScore:
         O: objective performance O(s_i), mean Dice on its own test cases.
         gamma: gamma_i = rho_i * O(s_i) (eq. 7).
         score: w / (zeta * gamma); smaller is better; ``inf`` when zeta * gamma == 0.
+        excluded: why the source is not a landmark candidate (its model learned nothing), or None.
     """
 
     source: str
@@ -50,6 +63,7 @@ class LandmarkScore:
     O: float  # noqa: N815 - the paper's symbol
     gamma: float
     score: float
+    excluded: str | None = None
 
 
 def informativeness(graph: nx.Graph, node: str) -> float:
@@ -166,6 +180,7 @@ def landmark_scores(
     sources: Collection[str],
     performance: Mapping[str, float] | None = None,
     w_c: float | None = None,
+    min_dice: float = MIN_LEARNED_DICE,
 ) -> dict[str, LandmarkScore]:
     """Landmark score ``w(s_i, t) / (zeta_i * gamma_i)`` of every source connected to the target.
 
@@ -184,6 +199,8 @@ def landmark_scores(
         performance: O(s_i) per source. When given it is the only place O is read from;
             otherwise O is the node attribute ``dice``.
         w_c: density threshold; default :func:`default_w_c` over the sources.
+        min_dice: a source whose O is below this learned nothing: its row says so
+            (``excluded``) and it is no candidate.
 
     Returns:
         Scores keyed by source name, in name order; sources without an edge to the target
@@ -212,7 +229,8 @@ def landmark_scores(
         gamma = rho * o
         denominator = zeta * gamma
         score = w / denominator if denominator > 0 else math.inf
-        scores[s] = LandmarkScore(source=s, w=w, zeta=zeta, rho=rho, O=o, gamma=gamma, score=score)
+        excluded = f"did not learn (held-out Dice {o:.3g} < {min_dice:g})" if o < min_dice else None
+        scores[s] = LandmarkScore(source=s, w=w, zeta=zeta, rho=rho, O=o, gamma=gamma, score=score, excluded=excluded)
     return scores
 
 
@@ -222,11 +240,12 @@ def select_landmark(
     sources: Collection[str],
     performance: Mapping[str, float] | None = None,
     w_c: float | None = None,
+    min_dice: float = MIN_LEARNED_DICE,
 ) -> tuple[str, dict[str, LandmarkScore]]:
     """The landmark source of a target: argmin of the landmark score (eq. 7).
 
     Ties (equal scores, including all ``inf``) go to the smallest name, so the choice is
-    deterministic.
+    deterministic. Sources whose model learned nothing (O < ``min_dice``) are no candidates.
 
     Args:
         graph: task graph, as in :func:`landmark_scores`.
@@ -234,16 +253,27 @@ def select_landmark(
         sources: the candidate sources.
         performance: O(s_i) per source, or None to read the node attribute ``dice``.
         w_c: density threshold; default :func:`default_w_c` over the sources.
+        min_dice: O below which a source model learned nothing.
 
     Returns:
         The landmark's name and the scores of every connected source.
 
     Raises:
-        SelectionError: as :func:`landmark_scores`, or no source is connected to the target.
-        ConfigError: as :func:`landmark_scores`.
+        SelectionError: as :func:`landmark_scores`, no source is connected to the target, or
+            no connected source's model learned its task.
+        ConfigError: as :func:`landmark_scores`, or a ``min_dice`` outside [0, 1].
     """
-    scores = landmark_scores(graph, target, sources, performance=performance, w_c=w_c)
+    if isinstance(min_dice, bool) or not isinstance(min_dice, numbers.Real) or not 0.0 <= min_dice <= 1.0:
+        raise ConfigError(f"min_dice must be in [0, 1], got {min_dice!r}")
+    scores = landmark_scores(graph, target, sources, performance=performance, w_c=w_c, min_dice=float(min_dice))
     if not scores:
         raise SelectionError(f"target {target!r} has no edge to any of the {len(frozenset(sources))} sources")
-    best = min(scores.values(), key=lambda s: (s.score, s.source))
+    candidates = [s for s in scores.values() if s.excluded is None]
+    if not candidates:
+        best_o = max(scores.values(), key=lambda s: (s.O, s.source))
+        raise SelectionError(
+            f"target {target!r}: none of its {len(scores)} connected source models learned its task (held-out Dice below {min_dice:g}; "
+            f"best {best_o.source} {best_o.O:.3g}): train the zoo longer or at a larger scale (zoo train --steps, --preset), or lower --min-source-dice"
+        )
+    best = min(candidates, key=lambda s: (s.score, s.source))
     return best.source, scores

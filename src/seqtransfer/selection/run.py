@@ -21,7 +21,7 @@ from seqtransfer.errors import ConfigError
 from seqtransfer.graph.sources import candidate_sources
 from seqtransfer.graph.store import GraphStore
 from seqtransfer.selection.errors import SelectionError
-from seqtransfer.selection.landmark import default_w_c, select_landmark
+from seqtransfer.selection.landmark import MIN_LEARNED_DICE, default_w_c, select_landmark
 from seqtransfer.selection.path import DEFAULT_C_SEARCH, DEFAULT_LAMBDA, DEFAULT_MAX_LENGTH, optimal_path
 
 
@@ -80,6 +80,7 @@ class Selection:
     w_c: float | None
     performance_source: str
     landmark_scores: list[dict[str, Any]] = field(default_factory=list)
+    min_source_dice: float = MIN_LEARNED_DICE
     target_affinity_cases: int | None = None
     target_labelled_cases: int | None = None
 
@@ -103,6 +104,7 @@ def select_for_target(
     performance_label: str | None = None,
     uniform_performance: bool = False,
     save: bool = True,
+    min_dice: float = MIN_LEARNED_DICE,
 ) -> Selection:
     """Landmark (eq. 6-7) and optimal path (eq. 8-9) for a target of a stored graph.
 
@@ -128,6 +130,7 @@ def select_for_target(
         performance_label=performance_label,
         uniform_performance=uniform_performance,
         where=str(graph_dir),
+        min_dice=min_dice,
     )
     if save:
         write_json(store.selection_path(target), selection.to_json())
@@ -145,6 +148,7 @@ def select_in_graph(
     performance_label: str | None = None,
     uniform_performance: bool = False,
     where: str = "the graph",
+    min_dice: float = MIN_LEARNED_DICE,
 ) -> Selection:
     """:func:`select_for_target` on a graph in memory (nothing read or written).
 
@@ -180,9 +184,9 @@ def select_in_graph(
         )
     has_source_edges = any(graph.has_edge(a, b) for a in sources for b in graph.neighbors(a) if b in sources)
     w_c_used = w_c if w_c is not None else (default_w_c(graph, sources) if has_source_edges else None)
-    landmark, scores = select_landmark(graph, target, sources, performance=perf, w_c=w_c_used)
+    landmark, scores = select_landmark(graph, target, sources, performance=perf, w_c=w_c_used, min_dice=min_dice)
     result = optimal_path(graph, landmark, target, sources, lam=lam, c_search=c_search, max_length=max_length)
-    ranked = sorted(scores.values(), key=lambda s: (s.score, s.source))
+    ranked = sorted(scores.values(), key=lambda s: (s.excluded is not None, s.score, s.source))
     selection = Selection(
         target=target,
         landmark=landmark,
@@ -196,6 +200,7 @@ def select_in_graph(
         w_c=w_c_used,
         performance_source=source_label,
         landmark_scores=[asdict(s) for s in ranked],
+        min_source_dice=min_dice,
         target_affinity_cases=len(graph.nodes[target].get("affinity_cases", [])) or None,
         target_labelled_cases=graph.nodes[target].get("n_cases"),
     )
