@@ -39,3 +39,26 @@ def test_a_confident_correct_prediction_scores_lower() -> None:
     good, bad = 10 * (2 * onehot - 1), -10 * (2 * onehot - 1)
     loss = SegmentationLoss()
     assert loss(good, label) < 0.01 < loss(bad, label)
+
+
+def test_batch_dice_is_one_dice_over_the_batch_and_a_train_config_option() -> None:
+    """batch=True: one Dice over every patch of the batch (checked against a direct formula)."""
+    import torch
+
+    from seqtransfer.training.loop import TrainConfig
+    from seqtransfer.training.loss import SegmentationLoss
+
+    torch.manual_seed(0)
+    logits = torch.randn(2, 2, 4, 4, 4)
+    target = torch.zeros(2, 1, 4, 4, 4)
+    target[0, 0, :2] = 1  # the second patch holds no foreground
+    p = torch.softmax(logits, dim=1)
+    onehot = torch.cat([1 - target, target], dim=1)
+    ce = torch.nn.functional.cross_entropy(logits, target[:, 0].long())
+    eps = 1e-5
+    per_patch = 1 - (2 * (p * onehot).sum((2, 3, 4)) + eps) / (p.sum((2, 3, 4)) + onehot.sum((2, 3, 4)) + eps)
+    batch = 1 - (2 * (p * onehot).sum((0, 2, 3, 4)) + eps) / (p.sum((0, 2, 3, 4)) + onehot.sum((0, 2, 3, 4)) + eps)
+    assert torch.allclose(SegmentationLoss()(logits, target), per_patch.mean() + ce, atol=1e-5)
+    assert torch.allclose(SegmentationLoss(batch=True)(logits, target), batch.mean() + ce, atol=1e-5)
+    assert "batch_dice" not in TrainConfig(steps=1).to_dict()  # keys of earlier models unchanged
+    assert TrainConfig(steps=1, batch_dice=True).to_dict()["batch_dice"] is True

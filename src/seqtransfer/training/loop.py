@@ -82,6 +82,9 @@ class TrainConfig:
         plateau_patience: updates without improvement before the lr is reduced.
         plateau_factor: lr reduction factor.
         min_lr: lower bound of the lr.
+        batch_dice: compute the Dice term over the whole batch (nnU-Net's 3-D default) instead
+            of per patch and average; kept out of :meth:`to_dict` while False, so the keys of
+            models trained before the option existed stay valid.
     """
 
     steps: int
@@ -97,6 +100,7 @@ class TrainConfig:
     plateau_patience: int = 5
     plateau_factor: float = 0.5
     min_lr: float = 1e-6
+    batch_dice: bool = False
 
     def __post_init__(self) -> None:
         checks = [
@@ -117,8 +121,11 @@ class TrainConfig:
         require(checks)
 
     def to_dict(self) -> dict[str, Any]:
-        """The configuration as a JSON-ready dict."""
-        return asdict(self)
+        """The configuration as a JSON-ready dict (``batch_dice`` only when set)."""
+        data = asdict(self)
+        if not self.batch_dice:
+            del data["batch_dice"]
+        return data
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
@@ -160,7 +167,8 @@ _RESUME_IGNORED = ("checkpoint_every",)
 
 def _same_config(saved: Mapping[str, Any], config: TrainConfig) -> bool:
     current = config.to_dict()
-    return all(saved.get(k) == v for k, v in current.items() if k not in _RESUME_IGNORED)
+    same_loss = bool(saved.get("batch_dice", False)) == config.batch_dice
+    return same_loss and all(saved.get(k) == v for k, v in current.items() if k not in _RESUME_IGNORED)
 
 
 def _fork_devices(device: torch.device) -> list[int]:
@@ -239,7 +247,7 @@ def train(
         patience=config.plateau_patience,
         min_lr=config.min_lr,
     )
-    criterion = loss_fn if loss_fn is not None else SegmentationLoss()
+    criterion = loss_fn if loss_fn is not None else SegmentationLoss(batch=config.batch_dice)
     sampler = PatchSampler(
         cases,
         patch_size,

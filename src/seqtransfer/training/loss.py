@@ -21,15 +21,18 @@ def deep_supervision_weights(outputs: int) -> list[float]:
 class SegmentationLoss(nn.Module):
     """Dice + cross-entropy (MONAI ``DiceCELoss(to_onehot_y=True, softmax=True)``).
 
-    Dice and cross-entropy have weight 1 each, as in nnU-Net. Deeply supervised output (a
+    Dice and cross-entropy have weight 1 each, as in nnU-Net; ``batch=True`` computes the Dice
+    over the whole batch instead of per patch. Deeply supervised output (a
     DynUNet in training mode: ``[B, K, C, X, Y, Z]``, every output at full resolution) is
     scored per output and summed with :func:`deep_supervision_weights`; plain output
     ``[B, C, X, Y, Z]`` is scored directly.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, batch: bool = False) -> None:
         super().__init__()
-        self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+        # batch=True: one Dice over the whole batch (nnU-Net's "batch dice" for 3-D), which a
+        # patch without foreground cannot drive to an empty prediction on its own
+        self.dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, batch=batch)
 
     def forward(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Loss of ``output`` logits against the label map ``target``.
