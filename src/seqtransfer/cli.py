@@ -479,6 +479,10 @@ def transfer(
     if all_cases or not protocol_split_possible(target_task.n_cases, n_train=finetune.n_train):
         target_cases = [c.case_id for c in target_task.cases]
         out.print(f"{target}: training on all {len(target_cases)} labelled case(s); no test sets, nothing is scored", markup=False)
+    else:
+        graph_seed = workspace.store.params().get("config", {}).get("seed", seed)
+        if graph_seed != seed:  # another seed would draw other training cases and test sets than the graph saw
+            raise ConfigError(f"the graph in {graph_dir} drew {target}'s cases with seed {graph_seed}; transfer with --seed {graph_seed} (one split per target)")
     if path:
         nodes = [n.strip() for n in path.split(",") if n.strip()]
     else:

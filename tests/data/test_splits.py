@@ -25,10 +25,14 @@ def test_target_split_needs_enough_cases() -> None:
 
 
 def test_source_split_caps_training_and_keeps_held_out() -> None:
-    train, held = source_split("s", IDS, max_train=20)
-    assert len(train) == 20 and len(held) == 4 and not set(train) & set(held)
-    train, held = source_split("s", IDS[:5], max_train=60)
-    assert len(train) == 4 and len(held) == 1
+    train, held = source_split("s", IDS, max_train=20)  # 5 must stay out for O: 19 train
+    assert len(train) == 19 and len(held) == 5 and not set(train) & set(held)
+    train, held = source_split("s", IDS, max_train=12)
+    assert len(train) == 12 and len(held) == 12
+    train, held = source_split("s", IDS[:5], max_train=60)  # under 10 cases: half held out
+    assert len(train) == 3 and len(held) == 2
+    train, held = source_split("s", IDS, max_train=20, min_test=1)  # an explicit minimum still works
+    assert len(train) == 20 and len(held) == 4
     with pytest.raises(ConfigError):
         source_split("s", IDS[:1])
 
@@ -59,3 +63,47 @@ def test_few_label_targets_use_up_to_target_cases_of_their_labelled_cases(datase
     from seqtransfer.data.splits import target_split
 
     assert [c.case_id for c in affinity_cases(big, config, is_target=True)] == list(target_split(big.split_key, [c.case_id for c in big.cases]).draws[0])
+
+
+def test_o_rests_on_at_least_five_held_out_cases_or_a_fifth() -> None:
+    from seqtransfer.data.splits import held_out_count
+
+    ids = [f"c{i:02d}" for i in range(24)]
+    train, test = source_split("s", ids)  # max_train 60: before, 23 trained and O was one case's Dice
+    assert len(test) == 5 and len(train) == 19 and not set(train) & set(test)
+    assert [held_out_count(n) for n in (2, 3, 4, 6, 10, 24, 60, 100)] == [1, 1, 2, 3, 5, 5, 12, 20]
+    train, test = source_split("s", ids, max_train=12)  # the demo's zoo: 12 train, the other 12 held out
+    assert len(train) == 12 and len(test) == 12
+    with pytest.raises(ConfigError, match="at least 2"):
+        source_split("s", ids[:1])
+
+
+def test_the_protocol_refuses_two_splits_of_one_target() -> None:
+    from seqtransfer.experiment.config import config_from_dict
+
+    with pytest.raises(ConfigError, match="graph.seed"):
+        config_from_dict({"seed": 1, "graph": {"seed": 0}})
+    with pytest.raises(ConfigError, match="target_cases"):
+        config_from_dict({"graph": {"target_cases": 5}})
+    assert config_from_dict({"seed": 3}).graph.seed == 3
+
+
+def test_affinity_cases_never_meet_the_test_sets(dataset_factory) -> None:
+    from types import SimpleNamespace
+
+    import networkx as nx
+
+    from seqtransfer.data.dataset import parse_dataset
+    from seqtransfer.data.tasks import split_tasks
+    from seqtransfer.experiment.config import ExperimentConfig
+    from seqtransfer.experiment.runner import check_target_splits
+
+    task = split_tasks([parse_dataset(dataset_factory("Dataset001_T", n_cases=20, channels=("T1",), labels=("x",)))[0]])[0]
+    split = target_split(task.split_key, [c.case_id for c in task.cases], seed=0)
+    graph = nx.Graph()
+    graph.add_node(task.name, affinity_cases=list(split.draws[1]))
+    ctx = SimpleNamespace(targets=[task.name], tasks={task.name: task}, config=ExperimentConfig(), workspaces={1: SimpleNamespace(graph=graph)})
+    check_target_splits(ctx)  # the draw's own training cases: fine
+    graph.nodes[task.name]["affinity_cases"] = [*split.draws[1][:2], split.test_sets[0][0]]
+    with pytest.raises(RuntimeError, match="test cases"):
+        check_target_splits(ctx)

@@ -42,7 +42,9 @@ def test_zoo_records_o_and_never_trains_twice(workspace) -> None:
     assert 0.0 <= models[0].dice <= 1.0
     graph = json.loads((workspace.root / "graph.json").read_text())
     node = next(n for n in graph["nodes"] if n["id"] == "A-T1-tumour")
-    assert node["dice"] == models[0].dice and len(models[0].train_cases) == 4
+    # 6 cases: 3 held out for O (half of a source under 10 cases), so 3 of max_train 4 train
+    assert node["dice"] == models[0].dice and len(models[0].train_cases) == 3 and len(models[0].test_cases) == 3
+    assert node["n_train"] == 3 and node["o_cases"] == 3  # zeta from the real split, O's case count
     mtime = models[0].checkpoint.stat().st_mtime_ns
     again = train_zoo(workspace, ["A-T1-tumour"], ZOO)
     assert again[0].folder == models[0].folder and again[0].checkpoint.stat().st_mtime_ns == mtime
@@ -138,3 +140,14 @@ def test_bad_spacing_option_is_one_line_exit_2(workspace, capsys) -> None:
     with pytest.raises(SystemExit) as info:
         main(["zoo", "train", "--graph", str(workspace.root), "--spacing", "1,2"])
     assert info.value.code == 2 and "--spacing" in capsys.readouterr().err
+
+
+def test_transfer_refuses_another_seed_than_the_graph_drew_the_target_with(workspace, capsys) -> None:
+    """Another seed would train and test on other cases than the graph's affinity used."""
+    try:
+        main(["transfer", "--graph", str(workspace.root), "--target", TARGET, "--path", f"A-T1-tumour,{TARGET}", "--seed", "1", "--steps", "1", "--zoo-steps", "1"])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    err = capsys.readouterr().err
+    assert code == 2 and "seed 0" in err and len(err.strip().splitlines()) == 1, err

@@ -293,7 +293,7 @@ def _zoo_job(args: tuple[str, int, Any, str | None, str | None, str, ZooConfig])
     graph_dir, size, spacing, cache_dir, models_root, name, zoo = args
     workspace = open_workspace(graph_dir, size=size, cache_dir=cache_dir, spacing=spacing, models_root=models_root)
     model = train_source(workspace, name, zoo)
-    return {"task": model.task, "key": model.key, "dice": model.dice}
+    return {"task": model.task, "key": model.key, "dice": model.dice, "n_train": len(model.train_cases), "o_cases": len(model.test_cases)}
 
 
 def existing_zoo_model(workspace: Any, name: str) -> Any:
@@ -484,7 +484,7 @@ def adapt(
     from seqtransfer.training.network import NetworkConfig
     from seqtransfer.training.transfer import run_transfer
     from seqtransfer.training.workspace import open_workspace
-    from seqtransfer.training.zoo import train_source
+    from seqtransfer.training.zoo import record_zoo_node, train_source
 
     config = config or AdaptConfig()
     out = Path(out)
@@ -547,8 +547,7 @@ def adapt(
             ]
             results = executor.map(_zoo_job, jobs, None if progress is None else (lambda d, t: progress("zoo", d, t)), gpu=True)
             for r in results:
-                graph.nodes[r["task"]]["dice"] = r["dice"]
-                graph.nodes[r["task"]]["zoo_key"] = r["key"]
+                record_zoo_node(graph, r["task"], r["dice"], r["key"], r["n_train"], r["o_cases"])
         else:
             for i, name in enumerate(missing, start=1):
                 report = None if progress is None else (lambda s, t, _loss, n=name: progress(f"training {n} (zoo)", s, t))

@@ -17,6 +17,7 @@ to measure its own Dice (O of METHOD section 4).
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -97,15 +98,32 @@ def target_split(
     return TargetSplit(draws=draws, test_sets=test_sets)
 
 
-def source_split(name: str, case_ids: Sequence[str], seed: int = 0, max_train: int = 60, min_test: int = 1) -> tuple[tuple[str, ...], tuple[str, ...]]:
+#: O rests on at least this many held-out cases of a source (METHOD section 4) ...
+MIN_HELD_OUT = 5
+#: ... or this share of its cases, whichever is larger
+HELD_OUT_SHARE = 0.2
+
+
+def held_out_count(n_cases: int) -> int:
+    """Cases a source of ``n_cases`` holds out for its O: 20 %, and at least 5 (a source of
+    fewer than 10 cases holds out half, so that it keeps as many to train on)."""
+    return max(1, math.ceil(HELD_OUT_SHARE * n_cases), min(MIN_HELD_OUT, n_cases // 2))
+
+
+def source_split(name: str, case_ids: Sequence[str], seed: int = 0, max_train: int = 60, min_test: int | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Training and held-out cases of a source task (its zoo model and its O).
 
-    Up to ``max_train`` cases train, keeping at least ``min_test`` held out.
+    Up to ``max_train`` cases train, keeping at least ``min_test`` held out (default
+    :func:`held_out_count`: 5 or 20 % of the cases, so that O is not the Dice of one case).
 
     Raises:
-        ConfigError: fewer than ``min_test + 1`` cases.
+        ConfigError: fewer than 2 cases (or ``min_test + 1``).
     """
     ids = sorted(case_ids)
+    if min_test is None:
+        if len(ids) < 2:
+            raise ConfigError(f"source {name!r} has {len(ids)} case(s); need at least 2 (one to train, one to measure O)")
+        min_test = held_out_count(len(ids))
     if len(ids) < min_test + 1:
         raise ConfigError(f"source {name!r} has {len(ids)} case(s); need at least {min_test + 1}")
     rng = _rng(seed, "source", name)

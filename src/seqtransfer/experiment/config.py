@@ -186,6 +186,10 @@ class FinetuneSection:
         )
 
 
+#: training cases of a target in one protocol draw (the paper's 3)
+PROTOCOL_TRAIN_CASES = 3
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
     """The whole experiment."""
@@ -201,6 +205,20 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         require([(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed must be a non-negative integer")])
+        # one split of each target: the graph's affinity cases are draw d's training cases of
+        # the split the transfers and the test sets use, never a test case
+        require(
+            [
+                (
+                    self.graph.seed == self.seed,
+                    f"graph.seed ({self.graph.seed}) must equal seed ({self.seed}): the graph draws each target's cases from the split of the transfers and test sets",
+                ),
+                (
+                    self.graph.target_cases == PROTOCOL_TRAIN_CASES,
+                    f"graph.target_cases ({self.graph.target_cases}) must be {PROTOCOL_TRAIN_CASES}, the training cases of a protocol draw",
+                ),
+            ]
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved configuration, JSON/TOML-ready."""
@@ -271,11 +289,10 @@ def config_from_dict(data: dict[str, Any], origin: str = "configuration") -> Exp
             if not isinstance(data["network"], dict):
                 raise ConfigError("[network] must be a table")
             kwargs["network"] = NetworkConfig.from_dict(dict(data["network"]))
-        config = ExperimentConfig(**kwargs)
-        if "seed" in data:  # one seed for the graph's sampling too, unless [graph] sets its own
-            graph_seed = data.get("graph", {}).get("seed", config.seed) if isinstance(data.get("graph"), dict) else config.seed
-            config = replace(config, graph=replace(config.graph, seed=graph_seed))
-        return config
+        if "seed" in data and not (isinstance(data.get("graph"), dict) and "seed" in data["graph"]):
+            # one seed for the graph's sampling too (a different [graph] seed is refused)
+            kwargs["graph"] = replace(kwargs.get("graph", GraphConfig()), seed=data["seed"]) if isinstance(data["seed"], int) else kwargs.get("graph", GraphConfig())
+        return ExperimentConfig(**kwargs)
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {exc}") from exc
     except (TypeError, ValueError, AttributeError) as exc:

@@ -36,7 +36,7 @@ from seqtransfer.data.splits import source_split, target_split
 from seqtransfer.data.tasks import Task, find_modality_aliases, find_objective_groups, load_modality_aliases, load_objective_groups, split_tasks
 from seqtransfer.data.verify import require_valid
 from seqtransfer.errors import ConfigError
-from seqtransfer.experiment.config import ExperimentConfig
+from seqtransfer.experiment.config import PROTOCOL_TRAIN_CASES, ExperimentConfig
 from seqtransfer.experiment.executor import Executor, SequentialExecutor
 from seqtransfer.experiment.protocol import draw_graph, protocol_targets
 from seqtransfer.experiment.store import RunStore
@@ -49,7 +49,7 @@ from seqtransfer.selection.run import Selection, select_in_graph
 from seqtransfer.training.loop import TrainConfig
 from seqtransfer.training.transfer import FinetuneConfig, run_transfer
 from seqtransfer.training.workspace import Workspace, open_workspace
-from seqtransfer.training.zoo import ZooConfig, ZooModel, train_source
+from seqtransfer.training.zoo import ZooConfig, ZooModel, record_zoo_node, train_source
 
 Log = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
@@ -159,6 +159,7 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
         report = None if progress is None else (lambda stage, d, t, draw=draw: progress(f"graph draw {draw}: {stage}", d, t))
         folder = draw_graph(base, run_dir / "graphs" / f"draw{draw}", list(tasks.values()), targets, config.graph, draw, graph_cache, executor, report)
         ctx.workspaces[draw] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=run_dir / "models")
+    check_target_splits(ctx)
     for name in needed_sources(ctx):
         done = store.done("zoo", _zoo_spec(ctx, name))
         if done is not None and (Path(done["folder"]) / "checkpoint_final.pth").exists():
@@ -190,6 +191,29 @@ def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[st
             )
         for source in reachable:
             source_split(source.split_key, [c.case_id for c in source.cases], seed=config.seed, max_train=config.zoo.max_train)
+
+
+def check_target_splits(ctx: Context) -> None:
+    """Each draw's graph stands for a target by exactly that draw's training cases, never a test case.
+
+    The graph, the transfers and the test sets use one split of each target (the
+    configuration refuses settings that would make two); this asserts it on the graphs as built.
+
+    Raises:
+        RuntimeError: a target's affinity cases differ from the draw's training cases or meet
+            its test sets (a programming error, never bad input).
+    """
+    for target in ctx.targets:
+        task = ctx.tasks[target]
+        split = target_split(task.split_key, [c.case_id for c in task.cases], seed=ctx.config.seed, n_train=PROTOCOL_TRAIN_CASES)
+        tested = {c for test_set in split.test_sets for c in test_set}
+        for draw, workspace in ctx.workspaces.items():
+            used = set(workspace.graph.nodes[target].get("affinity_cases", []))
+            if used != set(split.draws[draw]) or used & tested:
+                raise RuntimeError(
+                    f"{target} draw {draw}: the graph used cases {sorted(used)}, the draw trains on {sorted(split.draws[draw])}"
+                    f"{' and some are test cases' if used & tested else ''}"
+                )
 
 
 def needed_sources(ctx: Context) -> list[str]:
@@ -242,7 +266,7 @@ def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None
         ctx.zoo[r["task"]] = _zoo_from_record(r)
     for ws in ctx.workspaces.values():
         for name, model in ctx.zoo.items():
-            ws.graph.nodes[name]["dice"] = model.dice
+            record_zoo_node(ws.graph, name, model.dice, model.key, len(model.train_cases), len(model.test_cases))
         ws.store.save_graph(ws.graph)
     ctx.log(f"zoo: {len(ctx.zoo)} source model(s) ({len(missing)} trained now)")
 

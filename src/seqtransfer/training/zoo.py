@@ -185,9 +185,18 @@ def train_source(
         }
         write_json(folder / "metrics.json", done)
     dice = float(done["dice"]) if done["dice"] is not None and np.isfinite(done["dice"]) else 0.0
-    workspace.graph.nodes[name]["dice"] = dice
-    workspace.graph.nodes[name]["zoo_key"] = key
+    record_zoo_node(workspace.graph, name, dice, key, len(train_ids), len(test_ids))
     return ZooModel(task=name, folder=folder, key=key, dice=dice, train_cases=tuple(train_ids), test_cases=tuple(test_ids))
+
+
+def record_zoo_node(graph: Any, name: str, dice: float, key: str, n_train: int, n_held_out: int) -> None:
+    """Write a source model's O, key and split into its graph node.
+
+    zeta of the landmark score is the number of cases the model really trained on (the graph
+    build's estimate assumes ``max_train = 60``); ``o_cases`` says how many cases O rests on.
+    """
+    node = graph.nodes[name]
+    node.update(dice=dice, zoo_key=key, n_train=n_train, o_cases=n_held_out)
 
 
 def train_zoo(
