@@ -197,3 +197,37 @@ def test_commands_on_missing_paths_are_one_line(tmp_path: Path, capsys) -> None:
     ):
         code, _, err = run(argv, capsys)
         assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1, (argv, err)
+
+
+def test_calibration_maximises_the_mean_within_target_tau() -> None:
+    """Checked against scipy's Kendall tau per target, averaged, at the chosen and the enqueued alphas."""
+    import networkx as nx
+    import numpy as np
+    from scipy import stats
+
+    from seqtransfer.affinity import affinity
+    from seqtransfer.graph.calibrate import Transfer, calibrate, within_target_tau
+
+    rng = np.random.default_rng(3)
+    g = nx.Graph()
+    transfers = []
+    for t in ("A", "B", "C"):
+        easy = {"A": 0.8, "B": 0.2, "C": 0.5}[t]
+        for s in range(5):
+            h, r = rng.uniform(0.5, 2.0), rng.uniform(0.1, 0.9)
+            g.add_edge(f"s{s}", t, H=h, R=r)
+            transfers.append(Transfer(f"s{s}", t, easy + 0.1 * r + 0.02 * rng.normal()))
+    result = calibrate(g, transfers, h_scale=1.0, alpha=0.5, beta=0.5, n_trials=15, seed=0)
+
+    def independent(a: float) -> float:
+        taus = []
+        for t in ("A", "B", "C"):
+            rows = [x for x in transfers if x.target == t]
+            w = [affinity(g.edges[x.source, t]["H"], g.edges[x.source, t]["R"], a, 1 - a, 1.0) for x in rows]
+            taus.append(stats.kendalltau(-np.array(w), [x.dice for x in rows]).statistic)
+        return float(np.mean(taus))
+
+    assert result.tau_after == pytest.approx(independent(result.alpha))
+    assert result.tau_after >= max(independent(0.0), independent(0.5), independent(1.0)) - 1e-12
+    weights = np.array([affinity(g.edges[x.source, x.target]["H"], g.edges[x.source, x.target]["R"], 0.3, 0.7, 1.0) for x in transfers])
+    assert within_target_tau(weights, np.array([x.dice for x in transfers]), [x.target for x in transfers]) == pytest.approx(independent(0.3))

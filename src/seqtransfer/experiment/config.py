@@ -28,7 +28,7 @@ A TOML file with the sections below; every key is optional (defaults in brackets
     quality_draws = 1             # draws for which every source's direct transfer is measured
     score_voxels = 500            # voxels per class per case for LogME / LEEP / NCE
     scratch_steps = 300           # training steps of scratch and MTL
-    calibration_trials = 30       # optuna trials of the leave-one-target-out calibration
+    calibration_trials = 30       # optuna trials of the leave-one-site-out calibration
 
     [selection]
     lam = 0.4                     # lambda of eq. 8 for "ours", in [0, 1]

@@ -9,7 +9,7 @@ Stages, each skipped where the store (``RUN_DIR/runs.sqlite``) already holds its
    ``protocol.methods``; the transferability scores of every connected source (LogME, LEEP,
    NCE); for the first ``quality_draws`` draws, the direct transfer of every connected source
    (the selection-quality ground truth);
-5. leave-one-target-out calibration (``calibrated``): alpha, beta fitted by Bayesian
+5. leave-one-site-out calibration (``calibrated``): alpha, beta fitted by Bayesian
    optimisation on the other targets' measured direct transfers, then selection and transfer.
 
 Results are records of kind ``method`` (one per method, target, draw and variant), ``scores``
@@ -476,13 +476,16 @@ def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]
 
 
 def run_calibrated(ctx: Context, targets: list[str] | None = None, log: Log = print) -> None:
-    """Stage 5: leave-one-target-out calibration, then selection and transfer per draw."""
+    """Stage 5: leave-one-site-out calibration, then selection and transfer per draw."""
     from seqtransfer.graph.calibrate import Transfer, calibrate
 
     p = ctx.config.protocol
     measured = [Transfer(s, t, d) for s, t, d in direct_transfers(ctx, 0) if t in ctx.targets]
     for target in targets if targets is not None else ctx.targets:
-        others = [m for m in measured if m.target != target]
+        # leave out every target of the held-out one's site: sibling targets share its patients,
+        # its split and its label maps, so their test-set Dice would leak its own
+        site = ctx.tasks[target].split_key
+        others = [m for m in measured if ctx.tasks[m.target].split_key != site]
         store0 = GraphStore(ctx.workspaces[0].root)
         graph0, gconfig, h_scale, _ = store0.load()
         spec = {"target": target, "transfers": sorted((m.source, m.target, m.dice) for m in others), "trials": p.calibration_trials, "alpha": gconfig.alpha, "beta": gconfig.beta}

@@ -33,7 +33,7 @@ LABELS = {
     "scratch": "Scratch",
     "landmark_direct": "w/o STPS (landmark direct)",
     "random_landmark": "w/o LSI (random landmark + path)",
-    "calibrated": "Ours, calibrated (leave-one-target-out)",
+    "calibrated": "Ours, calibrated (leave-one-site-out)",
 }
 TABLE_I = ("ours", "logme", "leep", "mst", "mtl", "scratch")
 TABLE_II = ("ours", "landmark_direct", "random_landmark", "calibrated")
