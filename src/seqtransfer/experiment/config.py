@@ -18,10 +18,10 @@ A TOML file with the sections below; every key is optional (defaults in brackets
     targets_per_collection = 0    # keep only the first N targets of each collection (0: all)
     draws = 3                     # seeded draws of the target's 3 training cases
     methods = ["ours", "logme", "leep", "mst", "mtl", "scratch", "landmark_direct",
-               "random_landmark", "lambda", "calibrated"]
+               "random_landmark", "lambda", "calibrated", "logme_stps", "leep_stps", "unfrozen"]
     lambdas = [0.0, 0.3, 0.4, 0.5, 1.0]
     random_landmarks = 10         # draws of the random landmark ("w/o LSI")
-    top_k = 3                     # sources fused by MST / trained with by MTL
+    top_k = 3                     # sources fused by MST / trained with by MTL (the top-k by LogME)
     max_sources = 0               # 0: every connected source; N: only the N nearest by w
                                   # (a scaled-down protocol, e.g. the demo; it restricts
                                   # every method's choice, so say so when reporting)
@@ -68,6 +68,9 @@ METHODS = (
     "random_landmark",
     "lambda",
     "calibrated",
+    "logme_stps",
+    "leep_stps",
+    "unfrozen",
 )
 
 

@@ -284,12 +284,14 @@ def _zoo_model(ctx: Context, name: str) -> ZooModel:
     return _zoo_from_record(r)
 
 
-def transfer(ctx: Context, path: list[str], draw: int) -> dict[str, Any]:
-    """A (stored) transfer along ``path`` with the experiment's recipe."""
-    spec = {"path": path, "draw": draw, "finetune": asdict(ctx.finetune(draw)), "zoo": ctx.zoo_config.to_dict()}
+def transfer(ctx: Context, path: list[str], draw: int, frozen: bool = True) -> dict[str, Any]:
+    """A (stored) transfer along ``path`` with the experiment's recipe (``frozen=False``: the
+    whole network fine-tuned, EWC on every parameter)."""
+    recipe = ctx.finetune(draw) if frozen else replace(ctx.finetune(draw), freeze_encoder=False)
+    spec = {"path": path, "draw": draw, "finetune": recipe.to_dict(), "zoo": ctx.zoo_config.to_dict()}
 
     def work() -> dict[str, Any]:
-        m = run_transfer(ctx.workspaces[draw], path[-1], path, ctx.zoo_config, ctx.finetune(draw))
+        m = run_transfer(ctx.workspaces[draw], path[-1], path, ctx.zoo_config, recipe)
         keep = ("target", "path", "draw", "zero_shot_dice", "final_dice", "final_test_set_dice", "target_train_cases", "test_sets", "run_dir", "final_model")
         return {**{k: m[k] for k in keep}, "steps": [{k: s[k] for k in ("node", "dice_before", "dice_after", "seconds", "cached")} for s in m["steps"]]}
 
@@ -406,23 +408,40 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
             _method(ctx, "lambda", target, draw, f"{lam:g}", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
     if "random_landmark" in methods:
         _random_landmarks(ctx, target, draw, connected)
-    need_scores = {"logme", "leep"} & methods or draw < p.quality_draws
+    need_scores = {"logme", "leep", "logme_stps", "leep_stps", "mst", "mtl"} & methods or draw < p.quality_draws
     all_scores = {s: scores(ctx, target, draw, s) for s in connected} if need_scores else {}
-    for name in ("logme", "leep"):
-        if name in methods:
-            def rank(s: str, name: str = name) -> tuple[float, str]:
-                value = all_scores[s][name]
-                return (float(value) if value is not None else -math.inf, s)  # NaN is stored as None
 
-            best = max(connected, key=rank)
+    def ranked_by(name: str) -> list[str]:
+        def rank(s: str) -> tuple[float, str]:
+            value = all_scores[s][name]
+            return (float(value) if value is not None else -math.inf, s)  # NaN is stored as None
+
+        return sorted(connected, key=rank, reverse=True)
+
+    pool = ctx.pool_graph(target, draw)
+    chosen_selection = ctx.config.selection
+    for name in ("logme", "leep"):
+        if name in methods or f"{name}_stps" in methods:
+            best = ranked_by(name)[0]
+        if name in methods:
             path = [best, target]
             _method(ctx, name, target, draw, "", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
-    top = [s["source"] for s in sel.landmark_scores[: p.top_k]]
+        if f"{name}_stps" in methods:  # the baseline's landmark, then the optimal path (Table II)
+            path = list(
+                optimal_path(
+                    pool, best, target, candidate_sources(pool, target), lam=chosen_selection.lam, c_search=chosen_selection.c_search, max_length=chosen_selection.max_length
+                ).path
+            )
+            _method(ctx, f"{name}_stps", target, draw, "", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
+    if "unfrozen" in methods:  # ours' path, the whole network fine-tuned (EWC on every parameter)
+        _method(ctx, "unfrozen", target, draw, "", {"path": sel.path}, lambda: _transfer_result(transfer(ctx, sel.path, draw, frozen=False)))
+    # MST's and MTL's sources: the top-k by their own criterion (LogME), not by the method under test
+    top = ranked_by("logme")[: p.top_k] if {"mst", "mtl"} & methods else []
     ws = ctx.workspaces[draw]
     if "scratch" in methods:
         _scratch(ctx, target, draw)
     if "mst" in methods:
-        spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": asdict(ctx.finetune(draw))}
+        spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": ctx.finetune(draw).to_dict()}
         f = ctx.config.finetune
         _method(ctx, "mst", target, draw, "", spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment, save_dir=save / f"mst_draw{draw}"))
     if "mtl" in methods:

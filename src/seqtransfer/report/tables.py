@@ -28,15 +28,18 @@ LABELS = {
     "ours": "Ours (landmark + path)",
     "logme": "LogME + direct",
     "leep": "LEEP + direct",
-    "mst": "MST",
-    "mtl": "MTL",
+    "mst": "MST (top-k by LogME)",
+    "mtl": "MTL (top-k by LogME)",
     "scratch": "Scratch",
     "landmark_direct": "w/o STPS (landmark direct)",
     "random_landmark": "w/o LSI (random landmark + path)",
     "calibrated": "Ours, calibrated (leave-one-site-out)",
+    "logme_stps": "LogME + STPS",
+    "leep_stps": "LEEP + STPS",
+    "unfrozen": "w/o frozen encoder (whole network, EWC)",
 }
 TABLE_I = ("ours", "logme", "leep", "mst", "mtl", "scratch")
-TABLE_II = ("ours", "landmark_direct", "random_landmark", "calibrated")
+TABLE_II = ("ours", "landmark_direct", "random_landmark", "logme_stps", "leep_stps", "unfrozen", "calibrated")
 
 
 @dataclass(frozen=True)

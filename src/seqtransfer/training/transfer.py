@@ -62,6 +62,8 @@ class FinetuneConfig:
         augment: on-the-fly augmentation.
         checkpoint_every: write a resumable checkpoint every this many steps (does not
             change the result, so it is not part of the step's cache key).
+        freeze_encoder: freeze the encoder (the paper); False fine-tunes the whole network
+            with EWC on every parameter (the "w/o frozen encoder" ablation).
     """
 
     steps: int = 150
@@ -72,6 +74,15 @@ class FinetuneConfig:
     seed: int = 0
     augment: bool = True
     checkpoint_every: int = 50
+    freeze_encoder: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form; ``freeze_encoder`` only when False, so the keys of every step and
+        run recorded before the option existed stay valid."""
+        data = asdict(self)
+        if self.freeze_encoder:
+            del data["freeze_encoder"]
+        return data
 
     def __post_init__(self) -> None:
         if self.n_train < 1:
@@ -86,7 +97,7 @@ class FinetuneConfig:
             steps=self.steps,
             lr=self.lr,
             lambda_ewc=self.lambda_ewc,
-            freeze_encoder=True,
+            freeze_encoder=self.freeze_encoder,
             seed=self.seed * 1000 + step_index,
             augment=self.augment,
             checkpoint_every=self.checkpoint_every,
@@ -129,7 +140,7 @@ def validate_path(workspace: Workspace, path: Sequence[str], target: str) -> Non
 
 
 def _step_key(parent: str, node: str, cases: Sequence[str], case_keys: Sequence[str], config: FinetuneConfig, index: int) -> str:
-    recipe = {k: v for k, v in asdict(config).items() if k != "checkpoint_every"}
+    recipe = {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"}
     blob = json.dumps({"parent": parent, "node": node, "cases": list(cases), "content": list(case_keys), "config": recipe, "index": index}, sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
@@ -143,13 +154,17 @@ def _cached_fisher(
     patch: Sequence[int],
     loss_fn: SegmentationLoss,
     device: torch.device,
+    every_parameter: bool = False,
 ) -> dict[str, torch.Tensor]:
     """The Fisher of a trained model on its training set, kept in the model's folder.
 
     A model's Fisher on a fixed set of cases never changes, and every path leaving the same
     model (the landmark's zoo model above all) needs it: it is computed once.
     """
-    blob = json.dumps({"task": task.name, "cases": [workspace.cache.key(c) for c in workspace.cases(task, case_ids)]})
+    key = {"task": task.name, "cases": [workspace.cache.key(c) for c in workspace.cases(task, case_ids)]}
+    if every_parameter:
+        key["parameters"] = "all"
+    blob = json.dumps(key)
     file = model_folder / "fisher" / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pth"
     if file.exists():
         try:
@@ -158,7 +173,8 @@ def _cached_fisher(
                 return saved
         except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
             pass
-    fisher = estimate_fisher(model, case_batches(workspace.arrays(task, case_ids), patch), loss_fn, device)
+    names = dict(model.named_parameters()) if every_parameter else None
+    fisher = estimate_fisher(model, case_batches(workspace.arrays(task, case_ids), patch), loss_fn, device, parameters=names)
     save_checkpoint(file, {k: v.detach().cpu() for k, v in fisher.items()})
     return fisher
 
@@ -263,9 +279,9 @@ def run_transfer(
         if cached:
             load_weights(model, folder / CHECKPOINT_FINAL)
         else:
-            fisher = _cached_fisher(previous_folder, model, workspace, previous_task, previous_cases, patch, loss_fn, device)
+            fisher = _cached_fisher(previous_folder, model, workspace, previous_task, previous_cases, patch, loss_fn, device, every_parameter=not config.freeze_encoder)
             anchor = anchor_from(model)
-            write_json(folder / "config.json", {"node": node, "parent": parent, "train_cases": cases, "finetune": asdict(config), "network": network.to_dict(), "preprocess": workspace.preprocess_dict()})
+            write_json(folder / "config.json", {"node": node, "parent": parent, "train_cases": cases, "finetune": config.to_dict(), "network": network.to_dict(), "preprocess": workspace.preprocess_dict()})
             train(
                 model,
                 workspace.arrays(task, cases),
@@ -280,7 +296,7 @@ def run_transfer(
             )
         after = _encoder_snapshot(model)
         unchanged = all(torch.equal(before[k], after[k]) for k in before)
-        if not unchanged:  # a programming error, never bad input: stay loud
+        if config.freeze_encoder and not unchanged:  # a programming error, never bad input: stay loud
             raise RuntimeError(f"encoder weights changed during the fine-tuning step on {node}")
         is_last = node == target
         # the run folder is named by the last step's key; the final scoring writes its predictions
@@ -320,7 +336,7 @@ def run_transfer(
         "test_sets": [list(s) for s in test_sets],
         "per_case": final_scores,
         "steps": [asdict(r) for r in records],
-        "finetune": asdict(config),
+        "finetune": config.to_dict(),
         "zoo": zoo.to_dict(),
         "device": str(device),
     }
