@@ -76,7 +76,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -305,15 +304,15 @@ def phase_generate(args: argparse.Namespace) -> dict[str, Any]:
     if marker.exists():
         with contextlib.suppress(OSError, json.JSONDecodeError):
             saved = json.loads(marker.read_text())
-            if saved.get("config") == asdict(config):
-                return {"reused": True, "config": asdict(config), "datasets": saved["datasets"]}
+            if saved.get("config") == config.to_dict():
+                return {"reused": True, "config": config.to_dict(), "datasets": saved["datasets"]}
     if out.exists():
         shutil.rmtree(out)
     t = time.perf_counter()
     roots = make_benchmark(out, config)
     elapsed = time.perf_counter() - t
-    write_json(marker, {"config": asdict(config), "datasets": [r.name for r in roots]})
-    return {"reused": False, "config": asdict(config), "datasets": [r.name for r in roots], "wall_s": round(elapsed, 2)}
+    write_json(marker, {"config": config.to_dict(), "datasets": [r.name for r in roots]})
+    return {"reused": False, "config": config.to_dict(), "datasets": [r.name for r in roots], "wall_s": round(elapsed, 2)}
 
 
 def phase_preprocess(args: argparse.Namespace) -> dict[str, Any]:

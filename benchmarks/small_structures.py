@@ -9,6 +9,17 @@ cases, 12 held out, as the demo's ``max_train = 12``), and each candidate config
 from the same seeded initialisation, then the mean Dice on the 12 held-out cases on the
 training grid (the cube of 32^3 the cpu preset and the demo use). Every configuration runs in
 this one process, one thread, one after another, so the times compare.
+
+With ``--deep-grey`` the benchmark also holds the optional ``Dataset505_DeepGreyLike``
+(hippocampus, thalamus, caudate, putamen, pallidum, amygdala on T1 and T2; sites harp, ibsr,
+oasis), so its tasks (e.g. ``harp-T1-hippocampus``) can be chosen with ``--tasks``::
+
+    .venv/bin/python benchmarks/small_structures.py --deep-grey --work /tmp/ss_dg \
+        --tasks harp-T1-hippocampus,harp-T1-thalamus,harp-T1-pallidum --seeds 0,1 \
+        --out benchmarks/results/small_structures_deep_grey.json
+
+Each row also gives ``fraction_of_volume``: the structure's mean share of the original
+volume (48^3), before the crop to the brain's box and the resampling to 32^3.
 """
 
 from __future__ import annotations
@@ -23,8 +34,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqtransfer.data.benchmark import BenchmarkConfig, make_benchmark
+from seqtransfer.data.benchmark import DEEP_GREY_DATASET, BenchmarkConfig, make_benchmark
 from seqtransfer.data.dataset import parse_dataset
+from seqtransfer.data.io import read_image
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import source_split
 from seqtransfer.data.tasks import split_tasks
@@ -59,11 +71,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/small_structures.json"))
     parser.add_argument("--tasks", default=",".join(STRUCTURES), help="comma-separated source tasks")
     parser.add_argument("--seeds", default="0", help="comma-separated seeds of the initialisation and training")
+    parser.add_argument("--deep-grey", action="store_true", help="also generate and use Dataset505_DeepGreyLike")
     args = parser.parse_args()
     bench = args.work / "bench"
-    if not (bench / "Dataset503_LesionLike" / "dataset.json").exists():
-        make_benchmark(bench, BenchmarkConfig(seed=0, size=48, cases=24, tumour_sites=3))
-    datasets = [parse_dataset(bench / d)[0] for d in ("Dataset501_TumourLike", "Dataset502_TissueLike", "Dataset503_LesionLike")]
+    names = ["Dataset501_TumourLike", "Dataset502_TissueLike", "Dataset503_LesionLike"] + ([DEEP_GREY_DATASET] if args.deep_grey else [])
+    if not all((bench / d / "dataset.json").exists() for d in names):
+        start = time.perf_counter()
+        make_benchmark(bench, BenchmarkConfig(seed=0, size=48, cases=24, tumour_sites=3, deep_grey=args.deep_grey))
+        print(f"benchmark generated in {time.perf_counter() - start:.1f} s", flush=True)
+    datasets = [parse_dataset(bench / d)[0] for d in names]
     tasks = {t.name: t for t in split_tasks(datasets)}
     cache = PreprocessCache(args.work / "cache", PreprocessConfig(size=32))
     results = {"load_before": os.getloadavg(), "torch_threads": 1, "rows": []}
@@ -83,6 +99,9 @@ def main() -> None:
 
             train_cases, test_cases = arrays(train_ids), arrays(test_ids)
             fraction = float(np.mean([lbl.mean() for _, lbl in train_cases + test_cases]))
+            values = list(task.label_values)
+            of_volume = [float(np.isin(read_image(c.label, np.uint8)[0], values).mean()) for c in task.cases if c.case_id in train_ids + test_ids]
+            fraction_of_volume = float(np.mean(of_volume))
             for seed, (label, (network, config)) in ((s, item) for s in seeds for item in CONFIGS.items()):
                 model = build_network(network, generator=torch.Generator().manual_seed(seed))
                 start = time.perf_counter()
@@ -93,6 +112,7 @@ def main() -> None:
                 row = {
                     "task": name,
                     "fraction_of_grid": fraction,
+                    "fraction_of_volume": fraction_of_volume,
                     "config": label,
                     "seed": seed,
                     "mean_dice": float(np.mean(finite)) if finite else None,

@@ -186,15 +186,19 @@ def benchmark_make(
     ] = True,
     new_target_labelled: Annotated[int, typer.Option(min=1, help="Labelled cases (imagesTr) of the new hospital.")] = 3,
     new_target_unlabelled: Annotated[int, typer.Option(min=0, help="Unlabelled cases (imagesTs) of the new hospital.")] = 10,
+    deep_grey: Annotated[
+        bool, typer.Option("--deep-grey", help="Also write Dataset505_DeepGreyLike (hippocampus, thalamus and other deep-grey nuclei; T1, T2).")
+    ] = False,
 ) -> None:
     """Write the embedded benchmark: synthetic nnU-Net raw datasets from MNI152 + AAL.
 
-    Three source collections, then (unless --no-new-target) a new hospital's dataset with
-    few labelled cases, unlabelled cases in imagesTs and their held-back labels in labelsTs.
+    Three source collections (four with --deep-grey), then (unless --no-new-target) a new
+    hospital's dataset with few labelled cases, unlabelled cases in imagesTs and their
+    held-back labels in labelsTs.
     """
     from seqtransfer.data.benchmark import BenchmarkConfig, make_benchmark, make_new_target
 
-    config = BenchmarkConfig(seed=seed, size=size, cases=cases, tumour_sites=sites)
+    config = BenchmarkConfig(seed=seed, size=size, cases=cases, tumour_sites=sites, deep_grey=deep_grey)
     with staged_progress("generating") as update:
         roots = make_benchmark(out_dir, config, update)
         if new_target:

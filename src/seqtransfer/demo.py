@@ -142,7 +142,7 @@ def demo_adapt(run_dir: Path, config: ExperimentConfig, console: Console, progre
     sources = [bench_dir / name for name in marker["datasets"]]
     target_root = bench_dir / NEW_TARGET_DATASET
     if not (target_root / "dataset.json").exists():
-        bench = BenchmarkConfig(seed=config.seed, size=config.data.benchmark_size, cases=config.data.benchmark_cases, tumour_sites=config.data.benchmark_tumour_sites)
+        bench = BenchmarkConfig(seed=config.seed, size=config.data.benchmark_size, cases=config.data.benchmark_cases, tumour_sites=config.data.benchmark_tumour_sites, deep_grey=config.data.benchmark_deep_grey)
         make_new_target(bench_dir, bench, labelled=3, unlabelled=10, progress=None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)))
     target = task_name(NEW_TARGET_SITE, *DEMO_ADAPT_TARGET)
     console.print(f"\nYour new target: {target} (3 labelled cases, 10 unlabelled in {target_root / 'imagesTs'})", markup=False)

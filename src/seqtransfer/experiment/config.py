@@ -10,6 +10,7 @@ A TOML file with the sections below; every key is optional (defaults in brackets
     benchmark_size = 48                       # its grid edge [48]
     benchmark_cases = 24                      # cases per site [24]
     benchmark_tumour_sites = 6                # tumour-like sites [6]
+    benchmark_deep_grey = false               # also the deep-grey collection (Dataset505) [false]
     groups = "objective_groups.json"          # objective-group map (default: found beside)
     modalities = "modality_aliases.json"      # modality alias map {"T2w": "T2"} (default: found beside)
 
@@ -83,6 +84,7 @@ class DataConfig:
     benchmark_size: int = 48
     benchmark_cases: int = 24
     benchmark_tumour_sites: int = 6
+    benchmark_deep_grey: bool = False
     groups: str | None = None
     modalities: str | None = None
 

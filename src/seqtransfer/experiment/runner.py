@@ -112,19 +112,20 @@ def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progr
         size=config.data.benchmark_size,
         cases=config.data.benchmark_cases,
         tumour_sites=config.data.benchmark_tumour_sites,
+        deep_grey=config.data.benchmark_deep_grey,
     )
     out = run_dir / "benchmark"
     marker = out / "benchmark.json"
     if marker.exists():
         try:
             saved = json.loads(marker.read_text())
-            if saved.get("config") == asdict(bench):
+            if saved.get("config") == bench.to_dict():  # to_dict: markers from before deep_grey match
                 return [out / name for name in saved["datasets"]], out / "objective_groups.json"
         except (OSError, json.JSONDecodeError, KeyError):
             pass
     log(f"generating the embedded benchmark in {out}")
     roots = make_benchmark(out, bench, None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)))
-    write_json(marker, {"config": asdict(bench), "datasets": [r.name for r in roots]})
+    write_json(marker, {"config": bench.to_dict(), "datasets": [r.name for r in roots]})
     return roots, out / "objective_groups.json"
 
 
