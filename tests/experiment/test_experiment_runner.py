@@ -62,6 +62,16 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
         lam0 = next(m for m in methods if m["method"] == "lambda" and m["variant"] == "0" and m["target"] == target and m["draw"] == 0)
         direct = next(m for m in methods if m["method"] == "landmark_direct" and m["target"] == target and m["draw"] == 0)
         assert lam0["path"] == direct["path"] and lam0["dice"] == direct["dice"]
+    # LogME / LEEP + STPS start at the baseline's own landmark; MST's sources are LogME's top-k
+    for target in TARGETS:
+        for name in ("logme", "leep"):
+            direct_run = next(m for m in methods if m["method"] == name and m["target"] == target and m["draw"] == 0)
+            stps = next(m for m in methods if m["method"] == f"{name}_stps" and m["target"] == target and m["draw"] == 0)
+            assert stps["path"][0] == direct_run["path"][0] and stps["path"][-1] == target
+        logme = {r.spec["source"]: r.result["logme"] for r in ctx.store.records("scores", "done") if r.spec["target"] == target and r.spec["draw"] == 0}
+        mst = next(r for r in ctx.store.records("method", "done") if r.spec["method"] == "mst" and r.spec["target"] == target and r.spec["draw"] == 0)
+        expected = sorted(logme, key=lambda s: (logme[s] if logme[s] is not None else float("-inf"), s), reverse=True)[: config.protocol.top_k]
+        assert mst.spec["sources"] == expected
     # selection quality: every connected source's direct transfer in draw 0, and its scores
     transfers = [r.result for r in ctx.store.records("transfer", "done") if r.spec["draw"] == 0 and len(r.spec["path"]) == 2]
     for target in TARGETS:

@@ -151,3 +151,22 @@ def test_transfer_refuses_another_seed_than_the_graph_drew_the_target_with(works
         code = int(exc.code or 0)
     err = capsys.readouterr().err
     assert code == 2 and "seed 0" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_without_frozen_encoder_the_whole_network_is_fine_tuned_under_ewc_on_every_parameter(workspace) -> None:
+    from dataclasses import replace
+
+    frozen = run_transfer(workspace, TARGET, ["A-T1-tumour", TARGET], ZOO, FT)
+    whole = run_transfer(workspace, TARGET, ["A-T1-tumour", TARGET], ZOO, replace(FT, freeze_encoder=False))
+    assert frozen["steps"][0]["encoder_unchanged"] and not whole["steps"][0]["encoder_unchanged"]
+    assert frozen["steps"][0]["folder"] != whole["steps"][0]["folder"]  # another recipe, another step key
+    assert "freeze_encoder" not in FT.to_dict() and replace(FT, freeze_encoder=False).to_dict()["freeze_encoder"] is False
+    landmark = Path(json.loads((Path(whole["run_dir"]) / "metrics.json").read_text())["landmark_model"])
+    import torch
+
+    fishers = [torch.load(f, weights_only=True) for f in (landmark / "fisher").glob("*.pth")]
+    sizes = sorted(len(f) for f in fishers)  # decoder-only Fisher (frozen) and every parameter (whole network)
+    from seqtransfer.training.network import build_network
+
+    n_params = len(dict(build_network(ZOO.network).named_parameters()))
+    assert len(sizes) == 2 and sizes[1] == n_params and sizes[0] < n_params
