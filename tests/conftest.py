@@ -123,3 +123,20 @@ def cli_driver_prelude() -> str:
     namespace, dropped capabilities): calls ``seqtransfer.cli.main`` and returns its exit code
     and stderr."""
     return CLI_DRIVER_PRELUDE
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``run_cli(*argv)``: the console script's main in this process -> (exit code, stdout, stderr)."""
+    from seqtransfer.cli import main
+
+    def run(*argv: object) -> tuple[int, str, str]:
+        try:
+            main([str(a) for a in argv])
+            code = 0
+        except SystemExit as exc:
+            code = int(exc.code or 0)
+        captured = capsys.readouterr()
+        return code, captured.out, captured.err
+
+    return run

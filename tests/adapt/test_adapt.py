@@ -161,28 +161,16 @@ def test_merged_map_follows_each_target_models_probabilities(data, tmp_path: Pat
     np.testing.assert_array_equal(got, expected)
 
 
-def _run(argv: list[object], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    from seqtransfer.cli import main
-
-    try:
-        main([str(a) for a in argv])
-        code = 0
-    except SystemExit as exc:
-        code = int(exc.code or 0)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
-
-
 TINY = ["--zoo-steps", "1", "--steps", "1", "--size", "16", "--volumes", "3"]
 
 
-def test_cli_one_labelled_case_and_target_all(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_one_labelled_case_and_target_all(tmp_path: Path, run_cli) -> None:
     sites = {f"case_{i:03d}": ("A" if i < 3 else "B") for i in range(6)}
     src = write_dataset(tmp_path / "Dataset001_Src", n_cases=6, channels=("FLAIR",), labels=("lesion",), shape=SHAPE, sites=sites, seed=1)
     new = write_dataset(tmp_path / "Dataset002_One", n_cases=1, channels=("flair",), labels=("lesion",), shape=SHAPE, seed=3)
     cases = _unlabelled(new, 2, 1, seed=4)
     out = tmp_path / "out"
-    code, stdout, err = _run(["adapt", src, new, "--target", "all", "--out", out, *TINY], capsys)
+    code, stdout, err = run_cli("adapt", src, new, "--target", "all", "--out", out, *TINY)
     assert code == 0, err
     assert "One-flair-lesion" in stdout and "(1 labelled case(s))" in stdout
     saved = json.loads((out / "adapt.json").read_text())
@@ -191,29 +179,29 @@ def test_cli_one_labelled_case_and_target_all(tmp_path: Path, capsys: pytest.Cap
         assert (out / "predictions" / f"{case}.nii.gz").exists()
 
 
-def test_few_label_target_through_graph_build_select_transfer_predict(data, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_few_label_target_through_graph_build_select_transfer_predict(data, tmp_path: Path, run_cli) -> None:
     """Every command that takes a target accepts one with 3 labelled cases (19 are the protocol's)."""
     graph = tmp_path / "g"
     target = "New-T2w-edema"
-    code, _, err = _run(["graph", "build", data["src"], data["new"], "--out", graph, "--target", target, "--size", "16", "--volumes", "3"], capsys)
+    code, _, err = run_cli("graph", "build", data["src"], data["new"], "--out", graph, "--target", target, "--size", "16", "--volumes", "3")
     assert code == 0, err
     node = next(n for n in json.loads((graph / "graph.json").read_text())["nodes"] if n["id"] == target)
     assert node["affinity_cases"] == ["case_000", "case_001", "case_002"] and node["modality_key"] == "t2"
-    code, _, err = _run(["zoo", "train", "--graph", graph, "--tasks", "A-T2-edema,B-T2-edema", "--steps", "1"], capsys)
+    code, _, err = run_cli("zoo", "train", "--graph", graph, "--tasks", "A-T2-edema,B-T2-edema", "--steps", "1")
     assert code == 0, err
-    code, stdout, err = _run(["select", "--graph", graph, "--target", target, "--uniform-performance"], capsys)
+    code, stdout, err = run_cli("select", "--graph", graph, "--target", target, "--uniform-performance")
     assert code == 0, err
-    code, stdout, err = _run(["transfer", "--graph", graph, "--target", target, "--path", f"A-T2-edema,{target}", "--steps", "1", "--zoo-steps", "1"], capsys)
+    code, stdout, err = run_cli("transfer", "--graph", graph, "--target", target, "--path", f"A-T2-edema,{target}", "--steps", "1", "--zoo-steps", "1")
     assert code == 0, err
     assert "all 3 labelled case(s)" in stdout and "n/a" in stdout
     run = next((graph / "transfers" / target).iterdir())
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["target_train_cases"] == ["case_000", "case_001", "case_002"] and metrics["test_sets"] == [] and metrics["final_dice"] is None
-    code, _, err = _run(["predict", "--model", run, "--input", data["new"] / "imagesTs" / "ts_000_0001.nii.gz", "--out", tmp_path / "p"], capsys)
+    code, _, err = run_cli("predict", "--model", run, "--input", data["new"] / "imagesTs" / "ts_000_0001.nii.gz", "--out", tmp_path / "p")
     assert code == 0, err
     # graph build --add with another few-label target (2 labelled cases, another site)
     third = write_dataset(tmp_path / "Dataset004_Third", n_cases=2, channels=("T2",), labels=("edema",), shape=SHAPE, seed=8)
-    code, _, err = _run(["graph", "build", data["src"], data["new"], third, "--out", graph, "--add", "--target", "Third-T2-edema"], capsys)
+    code, _, err = run_cli("graph", "build", data["src"], data["new"], third, "--out", graph, "--add", "--target", "Third-T2-edema")
     assert code == 0, err
     params = json.loads((graph / "params.json").read_text())
     assert params["targets"]["Third-T2-edema"] == {"labelled_cases": 2, "affinity_cases": 2}
@@ -278,10 +266,10 @@ def _bad(kind: str, data: dict[str, object], tmp_path: Path) -> tuple[list[objec
         "unreachable",
     ],
 )
-def test_bad_input_is_one_line_exit_2_and_writes_nothing(kind: str, data, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(kind: str, data, tmp_path: Path, run_cli) -> None:
     argv, message = _bad(kind, data, tmp_path)
     before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "cache" not in p.parts)
-    code, _, err = _run(argv, capsys)
+    code, _, err = run_cli(*argv)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
     after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if "cache" not in p.parts)
     assert after == before

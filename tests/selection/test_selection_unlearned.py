@@ -73,8 +73,7 @@ def test_the_issue_case_a_nearly_zero_o_no_longer_wins() -> None:
     assert landmark == "s2"
 
 
-def test_select_cli_shows_the_models_that_learned_nothing(tmp_path, capsys) -> None:
-    from seqtransfer.cli import main
+def test_select_cli_shows_the_models_that_learned_nothing(tmp_path, run_cli) -> None:
     from seqtransfer.graph.store import GraphStore
     from seqtransfer.graph.config import GraphConfig
 
@@ -83,16 +82,7 @@ def test_select_cli_shows_the_models_that_learned_nothing(tmp_path, capsys) -> N
     store.save(graph, GraphConfig(mode="official"), h_scale=1.0, pca=None)
     perf = tmp_path / "o.json"
     perf.write_text(json.dumps({"s0": 0.0, "s1": 0.4, "s2": 0.01}))
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        try:
-            main(list(argv))
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        c = capsys.readouterr()
-        return code, c.out, c.err
-
+    run = run_cli
     code, out, err = run("select", "--graph", str(tmp_path / "g"), "--target", "t", "--performance", str(perf))
     assert code == 0, err
     assert "landmark: s1" in out and out.count("did not learn") == 2 and "left out: 2 source model(s)" in out
@@ -103,9 +93,8 @@ def test_select_cli_shows_the_models_that_learned_nothing(tmp_path, capsys) -> N
     assert code == 2 and "none of its 3 connected source models learned" in err and len(err.strip().splitlines()) == 1
 
 
-def test_zoo_train_warns_about_a_model_that_learned_nothing(dataset_factory, tmp_path, capsys) -> None:
+def test_zoo_train_warns_about_a_model_that_learned_nothing(dataset_factory, tmp_path, run_cli) -> None:
     """A 1-voxel structure and one training step: the model learns nothing, and says so."""
-    from seqtransfer.cli import main
     from seqtransfer.data.io import write_image
 
     sites = {f"case_{i:03d}": ("A" if i < 4 else "B") for i in range(8)}
@@ -116,15 +105,7 @@ def test_zoo_train_warns_about_a_model_that_learned_nothing(dataset_factory, tmp
         write_image(label_file, label, np.eye(4))
     for image_file in (root / "imagesTr").iterdir():
         write_image(image_file, np.random.default_rng(0).normal(100, 5, (16, 16, 16)).astype(np.float32), np.eye(4))
-
-    def run(*argv: object) -> tuple[int, str, str]:
-        try:
-            main([str(a) for a in argv])
-            code = 0
-        except SystemExit as exc:
-            code = int(exc.code or 0)
-        c = capsys.readouterr()
-        return code, c.out, c.err
+    run = run_cli
 
     code, _, err = run("graph", "build", root, "--out", tmp_path / "g", "--target", "B-T1-dot", "--size", 16, "--volumes", 2)
     assert code == 0, err
