@@ -310,6 +310,8 @@ KILL_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.kill
+@pytest.mark.slow
 def test_sigkill_inside_fine_tuning_then_rerun_gives_identical_predictions(data, tmp_path: Path) -> None:
     script = tmp_path / "kill.py"
     script.write_text(KILL_SCRIPT.format(targets=TARGETS, src=str(data["src"]), new=str(data["new"]), cache=str(data["cache"])))

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import tomli_w
 
 DRIVER = r'''
@@ -55,6 +57,7 @@ result["methods_done"] = len([r for r in records if r.kind == "method" and r.sta
 '''
 
 
+@pytest.mark.root
 def test_commands_on_a_full_disk(dataset_factory, cli_driver_prelude: str, tmp_path: Path) -> None:
     sites = {f"case_{i:03d}": "ABC"[i % 3] for i in range(57)}
     tum = dataset_factory("Dataset001_Tum", n_cases=57, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)

@@ -11,6 +11,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.tasks import split_tasks
@@ -36,6 +38,7 @@ print(json.dumps(out))
 '''
 
 
+@pytest.mark.root
 def test_unreadable_inputs_and_unwritable_outputs(dataset_factory, cli_driver_prelude: str, tmp_path: Path) -> None:
     sites = {f"case_{i:03d}": "AB"[i % 2] for i in range(8)}
     tum = dataset_factory("Dataset001_Tum", n_cases=8, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)

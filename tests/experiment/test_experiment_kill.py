@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 import tomli_w
 
 from seqtransfer.experiment.store import RunStore
@@ -77,6 +79,8 @@ def _results(out: Path) -> dict:
     return {"methods": methods, "zoo": zoo}
 
 
+@pytest.mark.kill
+@pytest.mark.slow
 def test_kill_nine_at_three_points_then_rerun_equals_uninterrupted(dataset_factory, tmp_path: Path) -> None:
     sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
     tum = dataset_factory("Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
@@ -110,6 +114,8 @@ def _kill_when_files(config: Path, out: Path, folder: str, pattern: str, count: 
     proc.wait(timeout=30)
 
 
+@pytest.mark.kill
+@pytest.mark.slow
 def test_kill_nine_in_the_benchmark_and_graph_stages_of_a_demo_like_run(tmp_path: Path) -> None:
     """The demo's own stages: the embedded benchmark written into the run folder, the graph."""
     config = tmp_path / "exp.toml"

@@ -2,12 +2,16 @@
 
 from pathlib import Path
 
+import pytest
+
 import ray  # a test dependency (pyproject [test]); the ray executor itself is the optional extra
 
 from seqtransfer.experiment.config import config_from_dict
 from seqtransfer.experiment.runner import run_experiment
 
 
+@pytest.mark.ray
+@pytest.mark.slow
 def test_ray_executor_gives_the_results_of_the_local_one(dataset_factory, tmp_path: Path) -> None:
     from seqtransfer.experiment.ray_executor import RayExecutor
 

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import torch
 
 from seqtransfer.data.dataset import parse_dataset
@@ -19,9 +21,11 @@ from seqtransfer.training.checkpoint import load_checkpoint
 TARGET = "Les-T1-lesion"
 PATH = ["A-T1-tumour", "B-T1-tumour", TARGET]
 
-# The child: one transfer with a tiny network, checkpoints every 2 steps, printing each step.
+# The child: one transfer with a tiny network, checkpoints every 2 steps, printing each step;
+# with KILL_AT="node step" it SIGKILLs itself right after that step (deterministic: a parent
+# reading the output could see the step only after the child has run past the next checkpoint).
 CHILD = r"""
-import json, sys
+import json, os, signal, sys
 from seqtransfer.threads import single_threaded
 from seqtransfer.training.loop import TrainConfig
 from seqtransfer.training.network import NetworkConfig
@@ -34,8 +38,12 @@ net = NetworkConfig(patch_size=(16, 16, 16), filters=(4, 8, 16))
 zoo = ZooConfig(network=net, train=TrainConfig(steps=6, augment=True, checkpoint_every=2), max_train=4)
 ft = FinetuneConfig(steps=6, augment=True, checkpoint_every=2)
 
+KILL_AT = os.environ.get("KILL_AT")
+
 def progress(node, step, total, loss):
     print(f"STEP {node} {step}", flush=True)
+    if KILL_AT == f"{node} {step}":
+        os.kill(os.getpid(), signal.SIGKILL)
 
 with single_threaded():
     metrics = run_transfer(open_workspace(graph, size=16, cache_dir=cache), path[-1], path, zoo, ft, progress=progress)
@@ -44,8 +52,11 @@ print("RESULT " + json.dumps({"final_dice": metrics["final_dice"], "final_model"
 """
 
 
-def _child(graph: Path, cache: Path) -> subprocess.Popen:
+def _child(graph: Path, cache: Path, kill_at: str | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
+    env.pop("KILL_AT", None)
+    if kill_at is not None:
+        env["KILL_AT"] = kill_at
     return subprocess.Popen(
         [sys.executable, "-c", CHILD, str(graph), str(cache), json.dumps(PATH)],
         stdout=subprocess.PIPE,
@@ -63,20 +74,16 @@ def _run_to_end(graph: Path, cache: Path) -> dict:
 
 
 def _kill_at(graph: Path, cache: Path, node: str, step: int) -> list[str]:
-    """Start the child and SIGKILL it right after it reports ``step`` of ``node``."""
-    proc = _child(graph, cache)
-    seen = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        seen.append(line.strip())
-        if line.strip() == f"STEP {node} {step}":
-            proc.send_signal(signal.SIGKILL)
-            break
-    proc.wait(timeout=60)
+    """Start the child, which SIGKILLs itself right after it reports ``step`` of ``node``."""
+    proc = _child(graph, cache, kill_at=f"{node} {step}")
+    out, _ = proc.communicate(timeout=300)
+    seen = [line.strip() for line in out.splitlines()]
     assert proc.returncode == -signal.SIGKILL, f"child ended before the kill point; saw {seen[-3:]}"
     return seen
 
 
+@pytest.mark.kill
+@pytest.mark.slow
 def test_kill_nine_at_three_points_then_resume_equals_uninterrupted(dataset_factory, tmp_path: Path) -> None:
     sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
     tum = dataset_factory("Dataset001_Tum", n_cases=12, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
