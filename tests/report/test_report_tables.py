@@ -87,3 +87,46 @@ def test_header_names_the_seqtransfer_version(tmp_path) -> None:
     lines = _header(tmp_path, methods, ["t", "u"])
     assert lines[0] == f"Configuration: not recorded (no config.resolved.json); report written by seqtransfer {version}"
     assert lines[-1].startswith("Targets: 2; draws of the 3 target training cases: 3;")
+
+
+def test_bootstrap_interval_and_paired_differences() -> None:
+    import numpy as np
+
+    from seqtransfer.report.tables import bootstrap_interval, paired_differences
+
+    assert all(math.isnan(v) for v in bootstrap_interval([0.3]))
+    assert all(abs(v - 0.4) < 1e-12 for v in bootstrap_interval([0.4, 0.4, 0.4]))
+    values = list(np.random.default_rng(1).normal(0.2, 0.1, 40))
+    lo, hi = bootstrap_interval(values)
+    assert lo < float(np.mean(values)) < hi and bootstrap_interval(values) == (lo, hi)  # seeded
+    # normal theory for comparison: the percentile interval is close to mean +- 1.96 sd / sqrt(n)
+    half = 1.96 * float(np.std(values, ddof=1)) / math.sqrt(len(values))
+    assert abs((hi - lo) / 2 - half) < 0.25 * half
+
+    def rec(target: str, method: str, draw: int, dice: float) -> dict:
+        return {"target": target, "method": method, "variant": "", "draw": draw, "test_set_dice": [dice, dice, dice]}
+
+    methods = []
+    for target, gains in (("a", (0.1, 0.3)), ("b", (0.0, 0.2)), ("c", (-0.1, 0.1))):
+        for draw, gain in enumerate(gains):
+            methods += [rec(target, "ours", draw, 0.5 + gain), rec(target, "scratch", draw, 0.5)]
+    d = paired_differences(methods)["scratch"]
+    # per target: a 0.2, b 0.1, c 0.0 -> mean 0.1 over 3 targets and 6 pairs
+    assert abs(d["mean"] - 0.1) < 1e-12
+    assert d["targets"] == 3 and d["pairs"] == 6 and d["low"] <= 0.1 <= d["high"]
+
+
+def test_each_term_of_the_landmark_score_is_ranked_alone() -> None:
+    selection = {
+        "target": "t",
+        "draw": 0,
+        "weights": {"a": 0.2, "b": 0.5, "c": 0.9},
+        "landmark_scores": {"a": 1.0, "b": 2.0, "c": 3.0},
+        "zoo_dice": {"a": 0.5, "b": 0.4, "c": 0.3},
+        "terms": {"a": {"H": 0.1, "R": 0.2, "zeta": 10, "rho": 1.0}, "b": {"H": 0.2, "R": 0.5, "zeta": 20, "rho": 2.0}, "c": {"H": 0.3, "R": 0.9, "zeta": 30, "rho": 3.0}},
+    }
+    direct = {("a", "t", 0): 0.9, ("b", "t", 0): 0.5, ("c", "t", 0): 0.1}
+    rows = {r["ranking"]: r for r in selection_quality([selection], [], direct)}
+    assert rows["-H (image distance)"]["kendall_tau"] == 1.0  # small H, high Dice
+    assert rows["R (label similarity)"]["kendall_tau"] == -1.0 and rows["zeta (training cases)"]["kendall_tau"] == -1.0
+    assert rows["rho (density)"]["kendall_tau"] == -1.0 and rows["-w (affinity)"]["kendall_tau"] == 1.0

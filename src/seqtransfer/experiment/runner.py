@@ -394,6 +394,11 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
             "path": sel.path,
             "weights": {s: float(graph.edges[s, target]["weight"]) for s in connected},
             "landmark_scores": {row["source"]: row["score"] for row in sel.landmark_scores},
+            # each term of eq. 5-7, for the selection-quality table's per-term rankings
+            "terms": {
+                row["source"]: {"H": float(graph.edges[row["source"], target]["H"]), "R": float(graph.edges[row["source"], target]["R"]), "zeta": row["zeta"], "rho": row["rho"]}
+                for row in sel.landmark_scores
+            },
             "zoo_dice": {s: ctx.zoo[s].dice for s in connected},
         },
     )

@@ -32,6 +32,7 @@ from seqtransfer.report.tables import (
     method_key,
     method_table,
     selection_quality,
+    paired_differences,
     selection_quality_means,
     win_rates,
 )
@@ -200,9 +201,22 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         html_parts.append(f"<h2>{html.escape(title)}</h2>{_html_table(header, rows)}")
     wins = win_rates(methods)
     if wins:
-        header = ["method", "ours wins (paired target x draw)", "pairs"]
-        rows = [[LABELS.get(k, k), f"{v[0]:.2f}", str(v[1])] for k, v in sorted(wins.items())]
-        _write_csv(out_tables / "win_rates.csv", header, [[k, v[0], v[1]] for k, v in sorted(wins.items())])
+        diffs = paired_differences(methods)
+        header = ["method", "ours wins (paired target x draw)", "pairs", "Dice of ours minus the method (mean over targets)", "95 % interval (bootstrap over targets)", "targets"]
+
+        def diff_cells(k: str) -> list[str]:
+            d = diffs.get(k)
+            if d is None:
+                return ["n/a", "n/a", "0"]
+            interval = "n/a" if not math.isfinite(d["low"]) else f"[{d['low']:+.3f}, {d['high']:+.3f}]"
+            return [f"{d['mean']:+.3f}", interval, str(int(d["targets"]))]
+
+        rows = [[LABELS.get(k, k), f"{v[0]:.2f}", str(v[1]), *diff_cells(k)] for k, v in sorted(wins.items())]
+        _write_csv(
+            out_tables / "win_rates.csv",
+            ["method", "win_rate", "pairs", "mean_difference", "low", "high", "targets"],
+            [[k, v[0], v[1], *(diffs[k][c] if k in diffs else float("nan") for c in ("mean", "low", "high", "targets"))] for k, v in sorted(wins.items())],
+        )
         md += ["## Win rate of ours", "", _md_table(header, rows), ""]
         html_parts.append(f"<h2>Win rate of ours</h2>{_html_table(header, rows)}")
     selections = [r.result for r in store.records("selection", "done") if r.result]
@@ -219,8 +233,12 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         _write_csv(out_tables / "selection_quality.csv", header, [[q["target"], q["draw"], q["ranking"], q["kendall_tau"], q["weighted_tau"], q["pearson"], q["top1_regret"], q["n"]] for q in quality])
         written["selection_quality"] = out_tables / "selection_quality.csv"
         means = selection_quality_means(quality)
-        mean_rows = [[m["ranking"], *[_fmt_mean(m[c], m[f"{c}_n"], m["n"]) for c in QUALITY_METRICS], str(m["n"])] for m in means]
-        mean_header = ["ranking", "Kendall tau", "weighted tau", "Pearson r", "top-1 regret", "targets x draws"]
+        def interval(m: dict[str, Any]) -> str:
+            lo, hi = m["kendall_tau_interval"]
+            return "n/a" if not math.isfinite(lo) else f"[{lo:.2f}, {hi:.2f}]"
+
+        mean_rows = [[m["ranking"], *[_fmt_mean(m[c], m[f"{c}_n"], m["n"]) for c in QUALITY_METRICS], interval(m), str(m["n"]), str(m["targets"])] for m in means]
+        mean_header = ["ranking", "Kendall tau", "weighted tau", "Pearson r", "top-1 regret", "tau 95 % interval (bootstrap over targets)", "targets x draws", "targets"]
         intro = (
             "Each ranking of the sources against the really trained direct-transfer Dice of every connected source (mean over targets and draws; "
             "a measure undefined for some of them, e.g. Pearson r of a constant ranking, is averaged over the others, their number in brackets):"

@@ -164,6 +164,48 @@ def win_rates(methods: Sequence[Mapping[str, Any]], ours: str = "ours") -> dict[
     return out
 
 
+def bootstrap_interval(values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (NaN, NaN with fewer than 2 finite values)."""
+    x = np.asarray(_finite(values), dtype=float)
+    if len(x) < 2:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = x[rng.integers(0, len(x), size=(n_boot, len(x)))].mean(axis=1)
+    tail = (1.0 - level) / 2.0
+    return float(np.quantile(means, tail)), float(np.quantile(means, 1.0 - tail))
+
+
+def _per_target(pairs: Mapping[tuple[str, int], float]) -> list[float]:
+    """Per target, the mean over its draws (the unit the intervals resample)."""
+    by_target: dict[str, list[float]] = {}
+    for (target, _draw), value in pairs.items():
+        if math.isfinite(value):
+            by_target.setdefault(target, []).append(value)
+    return [float(np.mean(v)) for _, v in sorted(by_target.items())]
+
+
+def paired_differences(methods: Sequence[Mapping[str, Any]], ours: str = "ours") -> dict[str, dict[str, float]]:
+    """Per method, ours minus the method on paired (target, draw) runs: the mean over targets
+    (each target's mean over its draws), its 95 % bootstrap interval over targets, and how many
+    targets and pairs it rests on."""
+    table = cells(methods)
+    by_key: dict[str, dict[tuple[str, int], float]] = {}
+    for (target, key), cell in table.items():
+        for draw, value in cell.per_draw.items():
+            by_key.setdefault(key, {})[(target, draw)] = value
+    mine = by_key.get(ours, {})
+    out = {}
+    for key, values in by_key.items():
+        if key == ours:
+            continue
+        diffs = {p: mine[p] - v for p, v in values.items() if p in mine and math.isfinite(mine[p]) and math.isfinite(v)}
+        per_target = _per_target(diffs)
+        if per_target:
+            lo, hi = bootstrap_interval(per_target)
+            out[key] = {"mean": float(np.mean(per_target)), "low": lo, "high": hi, "targets": float(len(per_target)), "pairs": float(len(diffs))}
+    return out
+
+
 #: fewest scored sources a ranking's agreement is computed for
 MIN_RANKED = 3
 
@@ -219,6 +261,12 @@ def selection_quality(
             "landmark score (-score)": [-_number(sel["landmark_scores"].get(s)) for s in sources],
             "source held-out Dice (O)": [_number(sel["zoo_dice"].get(s)) for s in sources],
         }
+        terms = sel.get("terms") or {}
+        if all(s in terms for s in sources):  # each term of eq. 5-7 alone (runs recorded since they are stored)
+            rankings["-H (image distance)"] = [-_number(terms[s].get("H")) for s in sources]
+            rankings["R (label similarity)"] = [_number(terms[s].get("R")) for s in sources]
+            rankings["zeta (training cases)"] = [_number(terms[s].get("zeta")) for s in sources]
+            rankings["rho (density)"] = [_number(terms[s].get("rho")) for s in sources]
         for name in ("logme", "leep", "nce"):
             if all(s in by_source for s in sources):
                 rankings[name.upper() if name != "logme" else "LogME"] = [_number(by_source[s].get(name)) for s in sources]
@@ -247,5 +295,8 @@ def selection_quality_means(quality: Sequence[Mapping[str, Any]]) -> list[dict[s
         for measure in QUALITY_METRICS:
             entry[measure] = finite_mean(r[measure] for r in rows)
             entry[f"{measure}_n"] = len(_finite(r[measure] for r in rows))
+        per_target = _per_target({(str(r["target"]), int(r["draw"])): float(r["kendall_tau"]) for r in rows})
+        entry["kendall_tau_interval"] = bootstrap_interval(per_target)
+        entry["targets"] = len(per_target)
         out.append(entry)
     return out
