@@ -223,7 +223,7 @@ def rank_scores(truth: Sequence[float], score: Sequence[float]) -> dict[str, flo
     s = np.asarray(score, dtype=float)
     ok = np.isfinite(y) & np.isfinite(s)
     y, s = y[ok], s[ok]
-    if len(y) < MIN_RANKED:
+    if len(y) < MIN_RANKED or np.ptp(s) == 0:  # a constant score ranks nothing, not even a top-1
         return {"kendall_tau": float("nan"), "weighted_tau": float("nan"), "pearson": float("nan"), "top1_regret": float("nan"), "n": float(len(y))}
     tau = stats.kendalltau(s, y).statistic
     wtau = stats.weightedtau(s, y).statistic
