@@ -339,14 +339,15 @@ def calibrate(
     transfers: Annotated[Path, typer.Option(help="CSV source,target,dice of really trained transfers.")],
     trials: Annotated[int, typer.Option(help="Bayesian-optimisation trials.")] = 50,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
+    objective: Annotated[str, typer.Option(help="within: mean within-target Kendall tau (targets with 3+ transfers); pooled: one tau over all pairs.")] = "within",
 ) -> None:
     """Choose alpha and beta of eq. 5 by Bayesian optimisation on measured transfers."""
     from seqtransfer.graph.calibrate import read_transfers
     from seqtransfer.graph.service import calibrate_graph
 
-    result = calibrate_graph(graph_dir, read_transfers(transfers), n_trials=trials, seed=seed)
+    result = calibrate_graph(graph_dir, read_transfers(transfers), n_trials=trials, seed=seed, objective=objective)
     out.print(f"transfers used: {result.n_pairs} (skipped, no edge: {result.skipped})", markup=False)
-    out.print(f"Kendall tau: {result.tau_before:.3f} -> {result.tau_after:.3f}", markup=False)
+    out.print(f"Kendall tau ({objective}): {result.tau_before:.3f} -> {result.tau_after:.3f}", markup=False)
     out.print(f"Pearson r:   {result.pearson_before:.3f} -> {result.pearson_after:.3f}", markup=False)
     out.print(f"alpha = {result.alpha:.4f}, beta = {result.beta:.4f} written to {graph_dir / 'params.json'}", markup=False)
 

@@ -141,6 +141,8 @@ def test_calibrate_writes_alpha_beta(built, tmp_path: Path, capsys) -> None:
         for link in links:  # Dice that follows the label similarity alone: beta should win
             source = link["source"] if link["target"] == "Les-T1-lesion" else link["target"]
             writer.writerow([source, "Les-T1-lesion", link["R"]])
+    code, out, err = run(["calibrate", "--graph", graph, "--transfers", transfers, "--trials", 20, "--objective", "nonsense"], capsys)
+    assert code == 2 and "objective" in err and len(err.strip().splitlines()) == 1, err
     code, out, err = run(["calibrate", "--graph", graph, "--transfers", transfers, "--trials", 20], capsys)
     assert code == 0, err
     params = json.loads((graph / "params.json").read_text())
