@@ -141,22 +141,24 @@ def method_table(
     return header, rows, raw
 
 
+def _paired_with(methods: Sequence[Mapping[str, Any]], ours: str) -> list[tuple[str, dict[tuple[str, int], float], dict[tuple[str, int], float]]]:
+    """Per method other than ``ours``: its Dice per (target, draw) and ours' per (target, draw)."""
+    by_key: dict[str, dict[tuple[str, int], float]] = {}
+    for (target, key), cell in cells(methods).items():
+        for draw, value in cell.per_draw.items():
+            by_key.setdefault(key, {})[(target, draw)] = value
+    mine = by_key.get(ours, {})
+    return [(key, values, mine) for key, values in by_key.items() if key != ours]
+
+
 def win_rates(methods: Sequence[Mapping[str, Any]], ours: str = "ours") -> dict[str, tuple[float, int]]:
     """Fraction of paired (target, draw) runs where ours scores higher (ties count half).
 
     Returns:
         ``method key -> (win rate, number of pairs)``.
     """
-    table = cells(methods)
-    by_key: dict[str, dict[tuple[str, int], float]] = {}
-    for (target, key), cell in table.items():
-        for draw, value in cell.per_draw.items():
-            by_key.setdefault(key, {})[(target, draw)] = value
-    mine = by_key.get(ours, {})
     out = {}
-    for key, values in by_key.items():
-        if key == ours:
-            continue
+    for key, values, mine in _paired_with(methods, ours):
         pairs = [(mine[p], v) for p, v in values.items() if p in mine and math.isfinite(mine[p]) and math.isfinite(v)]
         if pairs:
             wins = sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in pairs)
@@ -188,16 +190,8 @@ def paired_differences(methods: Sequence[Mapping[str, Any]], ours: str = "ours")
     """Per method, ours minus the method on paired (target, draw) runs: the mean over targets
     (each target's mean over its draws), its 95 % bootstrap interval over targets, and how many
     targets and pairs it rests on."""
-    table = cells(methods)
-    by_key: dict[str, dict[tuple[str, int], float]] = {}
-    for (target, key), cell in table.items():
-        for draw, value in cell.per_draw.items():
-            by_key.setdefault(key, {})[(target, draw)] = value
-    mine = by_key.get(ours, {})
     out = {}
-    for key, values in by_key.items():
-        if key == ours:
-            continue
+    for key, values, mine in _paired_with(methods, ours):
         diffs = {p: mine[p] - v for p, v in values.items() if p in mine and math.isfinite(mine[p]) and math.isfinite(v)}
         per_target = _per_target(diffs)
         if per_target:
