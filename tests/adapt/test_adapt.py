@@ -97,7 +97,7 @@ def test_adapt_two_targets_end_to_end_then_a_rerun_trains_nothing(data, tmp_path
     assert saved["predictions"]["cases"] == sorted(data["unlabelled"])
     graph = json.loads((out / "graph" / "graph.json").read_text())
     sources = {n["id"] for n in graph["nodes"] if n["role"] == "source"}
-    for record, name in zip(saved["targets"], TARGETS):
+    for record, name in zip(saved["targets"], TARGETS, strict=True):
         assert record["target"] == name and record["path"][-1] == name and record["path"][0] == record["landmark"] in sources
         assert record["labelled_cases"] == ["case_000", "case_001", "case_002"]
         assert record["step_models"][-1]["train_cases"] == record["labelled_cases"]  # all labelled cases, no draws

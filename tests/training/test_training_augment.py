@@ -142,7 +142,7 @@ def test_a_three_voxel_structure_is_sampled_into_patches_at_the_nnunet_rate() ->
 
     rng = np.random.default_rng(0)
     cases = []
-    for k in range(4):
+    for _ in range(4):
         label = np.zeros((16, 16, 16), np.uint8)
         x, y, z = rng.integers(1, 14, size=3)
         label[x, y, z : z + 3] = 1  # 3 voxels: 0.07 % of the volume

@@ -74,7 +74,7 @@ def _overlays(out: Path, result: dict[str, Any], plan: Any, path: Path, limit: i
     channel = plan.targets[0].channel
     fig, axes = plt.subplots(1, len(cases), figsize=(3.0 * len(cases), 3.2), squeeze=False)
     top = max(max(v) for v in plan.target_dataset.labels.values())
-    for ax, case_id in zip(axes[0], cases):
+    for ax, case_id in zip(axes[0], cases, strict=True):
         image, _ = read_image(by_id[case_id].images[channel])
         label, _ = read_image(out / "predictions" / f"{case_id}{ending}")
         z = int(np.argmax((label > 0).reshape(-1, label.shape[2]).sum(0))) if (label > 0).any() else label.shape[2] // 2
@@ -123,7 +123,7 @@ def write_adapt_report(out: Path, result: dict[str, Any], plan: Any, graph: Any)
         shown = [r for r in record["landmark_scores"] if not r.get("excluded")][:10] + [r for r in record["landmark_scores"] if r.get("excluded")]
         rows = [[r["source"], *(_fmt(r.get(k)) for k in ("w", "zeta", "rho", "O", "score")), r.get("excluded") or ""] for r in shown]
         parts.append(_table(["source", "w", "zeta", "rho", "O", "score", "note"], rows))
-        steps = list(zip(record["path"][:-1], record["path"][1:], record["step_weights"]))
+        steps = list(zip(record["path"][:-1], record["path"][1:], record["step_weights"], strict=True))
         parts.append(
             f"<h3>Why this path</h3><p>Path: {html.escape(' → '.join(record['path']))} "
             f"({len(steps)} step(s), objective {record['objective_value']:.4f}); direct landmark → target edge w = {record['direct_weight']:.4f}. "

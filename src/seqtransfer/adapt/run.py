@@ -533,8 +533,9 @@ def adapt(
     edge = int((config.zoo.network.patch_size or (32,))[0])
     workspace = open_workspace(graph_root, size=edge, cache_dir=cache_dir, spacing=config.spacing, models_root=models_root)
     graph = workspace.graph
-    if workspace.cache.config.spacing is not None:  # the network knows the grid it trains on
-        config = replace(config, zoo=replace(config.zoo, network=replace(config.zoo.network, spacing=tuple(workspace.cache.config.spacing))))
+    grid = workspace.cache.config.spacing
+    if grid is not None:  # the network knows the grid it trains on
+        config = replace(config, zoo=replace(config.zoo, network=replace(config.zoo.network, spacing=(float(grid[0]), float(grid[1]), float(grid[2])))))
     pools = {t: source_pool(graph, t, config.max_sources) for t in target_names}
     connected = sorted({s for pool in pools.values() for s in pool})
     missing = [s for s in connected if "dice" not in graph.nodes[s]]
@@ -550,8 +551,8 @@ def adapt(
                 record_zoo_node(graph, r["task"], r["dice"], r["key"], r["n_train"], r["o_cases"])
         else:
             for i, name in enumerate(missing, start=1):
-                report = None if progress is None else (lambda s, t, _loss, n=name: progress(f"training {n} (zoo)", s, t))
-                train_source(workspace, name, config.zoo, progress=report)
+                zoo_report = None if progress is None else (lambda s, t, _loss, n=name: progress(f"training {n} (zoo)", s, t))
+                train_source(workspace, name, config.zoo, progress=zoo_report)
                 if progress is not None:
                     progress("zoo", i, len(missing))
                 workspace.store.save_graph(graph)
@@ -572,8 +573,8 @@ def adapt(
         # 5. fine-tune on every labelled case
         landmark = existing_zoo_model(workspace, selection.landmark)
         if landmark is None:
-            report = None if progress is None else (lambda s, t, _loss, n=selection.landmark: progress(f"training {n} (landmark)", s, t))
-            landmark = train_source(workspace, selection.landmark, config.zoo, progress=report)
+            landmark_report = None if progress is None else (lambda s, t, _loss, n=selection.landmark: progress(f"training {n} (landmark)", s, t))
+            landmark = train_source(workspace, selection.landmark, config.zoo, progress=landmark_report)
             workspace.store.save_graph(graph)
         labelled = [c.case_id for c in task.cases]
         report = None if progress is None else (lambda n, s, t, _loss: progress(f"training {n}", s, t))
@@ -637,6 +638,6 @@ def adapt(
     from seqtransfer.adapt.report import write_adapt_report
 
     write_adapt_report(out, result, plan, graph)
-    result["seconds"]["total"] = round(time.perf_counter() - started, 3)
+    timings["total"] = round(time.perf_counter() - started, 3)  # the dict result["seconds"] holds
     write_json(out / "adapt.json", result)
     return result

@@ -37,7 +37,7 @@ from seqtransfer.training.loop import TrainConfig, train
 from seqtransfer.training.loss import SegmentationLoss
 from seqtransfer.training.network import encoder_parameters, select_device
 from seqtransfer.training.workspace import Workspace
-from seqtransfer.training.zoo import ZooConfig, load_model, train_source, zoo_split
+from seqtransfer.training.zoo import ZooConfig, ZooModel, load_model, train_source, zoo_split
 
 StepProgress = Callable[[str, int, int, float], None]
 
