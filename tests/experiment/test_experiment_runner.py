@@ -162,3 +162,28 @@ def test_run_and_report_raise_no_runtime_warning_even_with_an_empty_selection_qu
     assert o_row.count("n/a") == 5, o_row  # the four measures and the interval of tau
     rows = written["selection_quality"].read_text().splitlines()
     assert "Les-T1-lesion,0,source held-out Dice (O),nan,nan,nan,nan,0" in rows, rows
+
+
+def test_a_target_whose_pool_learned_nothing_runs_what_needs_no_landmark(datasets, tmp_path: Path, monkeypatch) -> None:
+    """No landmark can be chosen (every pool model learned nothing): the run goes on, logs the
+    skipped methods, and runs scratch, random landmarks, LogME and LEEP for that target."""
+    from seqtransfer.experiment import runner
+    from seqtransfer.selection.errors import SelectionError
+
+    real = runner.selection
+
+    def selection(ctx, target, draw, lam=None, graph=None):  # noqa: ANN001, ANN202
+        if target == "Les-T1-lesion":
+            raise SelectionError(f"target {target!r}: none of its connected source models learned its task")
+        return real(ctx, target, draw, lam=lam, graph=graph)
+
+    monkeypatch.setattr(runner, "selection", selection)
+    lines: list[str] = []
+    config = config_from_dict(tiny_config(*datasets, draws=1, methods=["ours", "scratch", "random_landmark", "logme", "leep", "mst", "logme_stps"]))
+    ctx = run_experiment(config, tmp_path / "run", log=lines.append)
+    done = {(r.result["method"], r.result["target"]) for r in ctx.store.records("method", "done")}
+    for method in ("scratch", "random_landmark", "logme", "leep"):
+        assert (method, "Les-T1-lesion") in done
+    for method in ("ours", "mst", "logme_stps"):
+        assert (method, "Les-T1-lesion") not in done and (method, "C-T1-tumour") in done
+    assert any("Les-T1-lesion draw 0" in line and "skipped: logme_stps, mst, ours" in line for line in lines), lines

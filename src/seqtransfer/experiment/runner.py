@@ -377,7 +377,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     try:
         sel = selection(ctx, target, draw)
     except SelectionError as exc:  # e.g. no source model in the pool learned anything
-        needs = sorted(methods & {"ours", "landmark_direct", "lambda", "mst", "mtl", "logme", "leep"})
+        needs = sorted(methods & {"ours", "landmark_direct", "lambda", "mst", "mtl", "logme_stps", "leep_stps", "unfrozen"})
         log(f"{target} draw {draw}: {exc}; skipped: {', '.join(needs)}")
         methods -= set(needs)
         _run_without_selection(ctx, target, draw, methods)
@@ -418,11 +418,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     all_scores = {s: scores(ctx, target, draw, s) for s in connected} if need_scores else {}
 
     def ranked_by(name: str) -> list[str]:
-        def rank(s: str) -> tuple[float, str]:
-            value = all_scores[s][name]
-            return (float(value) if value is not None else -math.inf, s)  # NaN is stored as None
-
-        return sorted(connected, key=rank, reverse=True)
+        return _ranked_by(all_scores, connected, name)
 
     pool = ctx.pool_graph(target, draw)
     chosen_selection = ctx.config.selection
@@ -481,13 +477,30 @@ def _scratch(ctx: Context, target: str, draw: int) -> None:
     _method(ctx, "scratch", target, draw, "", spec, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save / f"scratch_draw{draw}", augment=aug))
 
 
+def _ranked_by(all_scores: dict[str, dict[str, Any]], connected: list[str], name: str) -> list[str]:
+    """The connected sources, best first by a transferability score (an undefined score last)."""
+
+    def rank(s: str) -> tuple[float, str]:
+        value = all_scores[s][name]
+        return (float(value) if value is not None else -math.inf, s)  # NaN is stored as None
+
+    return sorted(connected, key=rank, reverse=True)
+
+
 def _run_without_selection(ctx: Context, target: str, draw: int, methods: set[str]) -> None:
-    """The methods that need no landmark score, for a target whose selection is impossible."""
+    """The methods that need no landmark score, for a target whose selection is impossible:
+    random landmarks, scratch, and LogME / LEEP with their direct transfer."""
     connected = ctx.connected(target)
     if "random_landmark" in methods and connected:
         _random_landmarks(ctx, target, draw, connected)
     if "scratch" in methods:
         _scratch(ctx, target, draw)
+    if {"logme", "leep"} & methods and connected:
+        all_scores = {s: scores(ctx, target, draw, s) for s in connected}
+        for name in ("logme", "leep"):
+            if name in methods:
+                path = [_ranked_by(all_scores, connected, name)[0], target]
+                _method(ctx, name, target, draw, "", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
 
 
 def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]]:
@@ -585,6 +598,13 @@ def run_experiment(
     # draw-major order: the draws of one target (which share path prefixes) rarely run at once
     units = [(config, str(run_dir), t, d) for d in range(config.protocol.draws) for t in ctx.targets]
     executor.map(_target_draw_worker, units, None if progress is None else (lambda d, t: progress("methods", d, t)), gpu=True)
+    landmark_methods = sorted(set(config.protocol.methods) & {"ours", "landmark_direct", "lambda", "mst", "mtl", "logme_stps", "leep_stps", "unfrozen"})
+    for target in ctx.targets:  # the workers ran quietly: say here which targets had no landmark
+        for draw in range(config.protocol.draws):
+            try:
+                selection(ctx, target, draw)
+            except SelectionError as exc:
+                log(f"{target} draw {draw}: {exc}; skipped: {', '.join(landmark_methods)}")
     if "calibrated" in config.protocol.methods:
         executor.map(_calibrated_worker, [(config, str(run_dir), t) for t in ctx.targets], None if progress is None else (lambda d, t: progress("calibrated", d, t)), gpu=True)
     log(f"done: {len(ctx.store.records(status='done'))} run(s) in {ctx.store.path}")
