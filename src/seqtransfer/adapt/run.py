@@ -46,6 +46,7 @@ from seqtransfer.data.tasks import (
 )
 from seqtransfer.errors import ConfigError, DatasetError
 from seqtransfer.graph.config import GraphConfig
+from seqtransfer.graph.sources import source_pool
 from seqtransfer.selection.path import DEFAULT_C_SEARCH, DEFAULT_LAMBDA, DEFAULT_MAX_LENGTH
 from seqtransfer.training.transfer import FinetuneConfig
 from seqtransfer.training.zoo import ZooConfig
@@ -273,16 +274,6 @@ def _targets_to_add(graph_dir: Path, plan: AdaptPlan, config: GraphConfig) -> li
         ):
             todo.append(task.name)
     return todo
-
-
-def source_pool(graph: Any, target: str, max_sources: int = 0) -> list[str]:
-    """The sources competing for a target: connected ones of other sites, or the N nearest by w."""
-    from seqtransfer.graph.build import candidate_sources
-
-    sources = sorted(s for s in candidate_sources(graph, target) if graph.has_edge(s, target))
-    if max_sources and len(sources) > max_sources:
-        sources = sorted(sorted(sources, key=lambda s: (graph.edges[s, target]["weight"], s))[:max_sources])
-    return sources
 
 
 def _zoo_job(args: tuple[str, int, Any, str | None, str | None, str, ZooConfig]) -> dict[str, Any]:

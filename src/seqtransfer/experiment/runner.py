@@ -41,7 +41,8 @@ from seqtransfer.experiment.executor import Executor, SequentialExecutor
 from seqtransfer.experiment.protocol import draw_graph, protocol_targets
 from seqtransfer.experiment.store import RunStore
 from seqtransfer.selection.errors import SelectionError
-from seqtransfer.graph.build import candidate_sources, edge_allowed, set_weights
+from seqtransfer.graph.build import candidate_sources, reachable_sources, set_weights
+from seqtransfer.graph.sources import source_pool
 from seqtransfer.graph.engine import release_features
 from seqtransfer.graph.store import GraphStore, package_versions
 from seqtransfer.selection.path import optimal_path
@@ -87,12 +88,7 @@ class Context:
         With ``protocol.max_sources = N`` only the N with the smallest w (draw 0) are kept,
         for every draw and every method.
         """
-        graph = self.workspaces[0].graph
-        sources = sorted(s for s in candidate_sources(graph, target) if graph.has_edge(s, target))
-        n = self.config.protocol.max_sources
-        if n and len(sources) > n:
-            sources = sorted(sorted(sources, key=lambda s: (graph.edges[s, target]["weight"], s))[:n])
-        return sources
+        return source_pool(self.workspaces[0].graph, target, self.config.protocol.max_sources)
 
     def pool_graph(self, target: str, draw: int, graph: nx.Graph | None = None) -> nx.Graph:
         """The graph a target's selection sees: all of it, or only its ``max_sources`` pool."""
@@ -184,7 +180,7 @@ def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[st
     for name in targets:
         target = tasks[name]
         target_split(target.split_key, [c.case_id for c in target.cases], seed=config.graph.seed, n_train=config.graph.target_cases)
-        reachable = [s for s in sources if s.site != target.site and edge_allowed(target, s)]
+        reachable = reachable_sources(target, sources)
         if not reachable:
             raise ConfigError(
                 f"protocol target {name!r} is unreachable: no source of another site shares its modality "
@@ -192,6 +188,12 @@ def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[st
             )
         for source in reachable:
             source_split(source.split_key, [c.case_id for c in source.cases], seed=config.seed, max_train=config.zoo.max_train)
+
+
+#: the methods skipped for a target whose landmark cannot be chosen: ours and its ablations,
+#: and (kept with them, though they no longer read the landmark score) MST, MTL and the
+#: baselines' STPS paths
+LANDMARK_METHODS = frozenset({"ours", "landmark_direct", "lambda", "mst", "mtl", "logme_stps", "leep_stps", "unfrozen"})
 
 
 def check_target_splits(ctx: Context) -> None:
@@ -377,7 +379,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     try:
         sel = selection(ctx, target, draw)
     except SelectionError as exc:  # e.g. no source model in the pool learned anything
-        needs = sorted(methods & {"ours", "landmark_direct", "lambda", "mst", "mtl", "logme_stps", "leep_stps", "unfrozen"})
+        needs = sorted(methods & LANDMARK_METHODS)
         log(f"{target} draw {draw}: {exc}; skipped: {', '.join(needs)}")
         methods -= set(needs)
         _run_without_selection(ctx, target, draw, methods)
@@ -404,41 +406,21 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     )
     save = ctx.run_dir / "predictions" / target
     if "ours" in methods:
-        _method(ctx, "ours", target, draw, "", {"path": sel.path}, lambda: _transfer_result(transfer(ctx, sel.path, draw)))
+        _path_method(ctx, "ours", target, draw, "", sel.path)
     if "landmark_direct" in methods:
-        path = [sel.landmark, target]
-        _method(ctx, "landmark_direct", target, draw, "", {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw)))
+        _path_method(ctx, "landmark_direct", target, draw, "", [sel.landmark, target])
     if "lambda" in methods:
         for lam in p.lambdas:
-            path = selection(ctx, target, draw, lam=lam).path
-            _method(ctx, "lambda", target, draw, f"{lam:g}", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
+            _path_method(ctx, "lambda", target, draw, f"{lam:g}", selection(ctx, target, draw, lam=lam).path)
     if "random_landmark" in methods:
         _random_landmarks(ctx, target, draw, connected)
     need_scores = {"logme", "leep", "logme_stps", "leep_stps", "mst", "mtl"} & methods or draw < p.quality_draws
     all_scores = {s: scores(ctx, target, draw, s) for s in connected} if need_scores else {}
-
-    def ranked_by(name: str) -> list[str]:
-        return _ranked_by(all_scores, connected, name)
-
-    pool = ctx.pool_graph(target, draw)
-    chosen_selection = ctx.config.selection
-    for name in ("logme", "leep"):
-        if name in methods or f"{name}_stps" in methods:
-            best = ranked_by(name)[0]
-        if name in methods:
-            path = [best, target]
-            _method(ctx, name, target, draw, "", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
-        if f"{name}_stps" in methods:  # the baseline's landmark, then the optimal path (Table II)
-            path = list(
-                optimal_path(
-                    pool, best, target, candidate_sources(pool, target), lam=chosen_selection.lam, c_search=chosen_selection.c_search, max_length=chosen_selection.max_length
-                ).path
-            )
-            _method(ctx, f"{name}_stps", target, draw, "", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
+    _baseline_landmarks(ctx, target, draw, methods, all_scores, connected)
     if "unfrozen" in methods:  # ours' path, the whole network fine-tuned (EWC on every parameter)
         _method(ctx, "unfrozen", target, draw, "", {"path": sel.path}, lambda: _transfer_result(transfer(ctx, sel.path, draw, frozen=False)))
     # MST's and MTL's sources: the top-k by their own criterion (LogME), not by the method under test
-    top = ranked_by("logme")[: p.top_k] if {"mst", "mtl"} & methods else []
+    top = _ranked_by(all_scores, connected, "logme")[: p.top_k] if {"mst", "mtl"} & methods else []
     ws = ctx.workspaces[draw]
     if "scratch" in methods:
         _scratch(ctx, target, draw)
@@ -455,16 +437,36 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
             transfer(ctx, [source, target], draw)
 
 
+def _path_from(ctx: Context, target: str, draw: int, landmark: str) -> list[str]:
+    """The optimal path (eq. 8-9, ``[selection]``'s lambda, L_max, C_search) from a given landmark."""
+    graph = ctx.pool_graph(target, draw)
+    chosen = ctx.config.selection
+    return list(optimal_path(graph, landmark, target, candidate_sources(graph, target), lam=chosen.lam, c_search=chosen.c_search, max_length=chosen.max_length).path)
+
+
+def _path_method(ctx: Context, method: str, target: str, draw: int, variant: str, path: list[str]) -> None:
+    """A method that is one stored transfer along ``path``."""
+    _method(ctx, method, target, draw, variant, {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw)))
+
+
 def _random_landmarks(ctx: Context, target: str, draw: int, connected: list[str]) -> None:
     """w/o LSI: random landmarks of the pool, each with its optimal path."""
-    graph = ctx.pool_graph(target, draw)
-    sources = candidate_sources(graph, target)
     rng = np.random.default_rng([ctx.config.seed, draw, 17])
-    chosen = ctx.config.selection
     for i in range(ctx.config.protocol.random_landmarks):
         landmark = connected[int(rng.integers(len(connected)))]
-        path = list(optimal_path(graph, landmark, target, sources, lam=chosen.lam, c_search=chosen.c_search, max_length=chosen.max_length).path)
-        _method(ctx, "random_landmark", target, draw, str(i), {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
+        _path_method(ctx, "random_landmark", target, draw, str(i), _path_from(ctx, target, draw, landmark))
+
+
+def _baseline_landmarks(ctx: Context, target: str, draw: int, methods: set[str], all_scores: dict[str, dict[str, Any]], connected: list[str]) -> None:
+    """LogME and LEEP: the best source by the score, directly, and with the optimal path (``_stps``)."""
+    for name in ("logme", "leep"):
+        if name not in methods and f"{name}_stps" not in methods:
+            continue
+        best = _ranked_by(all_scores, connected, name)[0]
+        if name in methods:
+            _path_method(ctx, name, target, draw, "", [best, target])
+        if f"{name}_stps" in methods:  # the baseline's landmark, then the optimal path (Table II)
+            _path_method(ctx, f"{name}_stps", target, draw, "", _path_from(ctx, target, draw, best))
 
 
 def _scratch(ctx: Context, target: str, draw: int) -> None:
@@ -497,10 +499,7 @@ def _run_without_selection(ctx: Context, target: str, draw: int, methods: set[st
         _scratch(ctx, target, draw)
     if {"logme", "leep"} & methods and connected:
         all_scores = {s: scores(ctx, target, draw, s) for s in connected}
-        for name in ("logme", "leep"):
-            if name in methods:
-                path = [_ranked_by(all_scores, connected, name)[0], target]
-                _method(ctx, name, target, draw, "", {"path": path}, lambda path=path: _transfer_result(transfer(ctx, path, draw)))
+        _baseline_landmarks(ctx, target, draw, methods & {"logme", "leep"}, all_scores, connected)
 
 
 def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]]:
@@ -598,7 +597,7 @@ def run_experiment(
     # draw-major order: the draws of one target (which share path prefixes) rarely run at once
     units = [(config, str(run_dir), t, d) for d in range(config.protocol.draws) for t in ctx.targets]
     executor.map(_target_draw_worker, units, None if progress is None else (lambda d, t: progress("methods", d, t)), gpu=True)
-    landmark_methods = sorted(set(config.protocol.methods) & {"ours", "landmark_direct", "lambda", "mst", "mtl", "logme_stps", "leep_stps", "unfrozen"})
+    landmark_methods = sorted(set(config.protocol.methods) & LANDMARK_METHODS)
     for target in ctx.targets:  # the workers ran quietly: say here which targets had no landmark
         for draw in range(config.protocol.draws):
             try:

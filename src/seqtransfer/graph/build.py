@@ -65,6 +65,11 @@ def edge_allowed(a: Task, b: Task) -> bool:
     return a.modality_key == b.modality_key or a.group == b.group
 
 
+def reachable_sources(target: Task, sources: Sequence[Task]) -> list[Task]:
+    """The sources of other sites a target gets an edge to (METHOD sections 3 and 7)."""
+    return [s for s in sources if s.site != target.site and edge_allowed(target, s)]
+
+
 def require_reachable(tasks: Sequence[Task], targets: Sequence[str]) -> None:
     """Refuse a target that no source of another site can reach, naming the maps that would connect it.
 
@@ -75,7 +80,7 @@ def require_reachable(tasks: Sequence[Task], targets: Sequence[str]) -> None:
     sources = [t for t in tasks if t.name not in set(targets)]
     for name in targets:
         target = by_name[name]
-        if not any(s.site != target.site and edge_allowed(target, s) for s in sources):
+        if not reachable_sources(target, sources):
             raise ConfigError(
                 f"target {name!r} shares no modality and no objective group with any source of another site: "
                 f"connect it with a modality alias map (--modalities FILE, JSON {{{json.dumps(target.modality)}: \"<a source channel>\"}}, "
