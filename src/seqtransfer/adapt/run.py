@@ -237,11 +237,8 @@ def plan_adapt(
     )
 
 
-def _graph_sources_match(graph_dir: Path, plan: AdaptPlan) -> None:
+def _graph_sources_match(graph: Any, graph_dir: Path, plan: AdaptPlan) -> None:
     """Refuse a graph built from other source datasets than the given ones."""
-    from seqtransfer.graph.store import GraphStore
-
-    graph, _, _, _ = GraphStore(graph_dir).load()
     built = sorted({str(Path(d["dataset"]).resolve()) for _, d in graph.nodes(data=True) if d.get("role") == "source"})
     given = sorted({str(ds.root.resolve()) for ds in plan.sources})
     if built != given:
@@ -255,12 +252,10 @@ def _graph_sources_match(graph_dir: Path, plan: AdaptPlan) -> None:
         raise ConfigError(f"{graph_dir}: source task(s) {', '.join(missing[:3])} of the graph are not in the given datasets")
 
 
-def _targets_to_add(graph_dir: Path, plan: AdaptPlan, config: GraphConfig) -> list[str]:
+def _targets_to_add(graph: Any, plan: AdaptPlan, config: GraphConfig) -> list[str]:
     """Targets missing from the graph, or whose labelled cases changed since they were added."""
     from seqtransfer.graph.build import affinity_cases
-    from seqtransfer.graph.store import GraphStore
 
-    graph, _, _, _ = GraphStore(graph_dir).load()
     todo = []
     for task in plan.targets:
         node = graph.nodes.get(task.name)
@@ -289,18 +284,16 @@ def _zoo_job(args: tuple[str, int, Any, str | None, str | None, str, ZooConfig])
 
 def existing_zoo_model(workspace: Any, name: str) -> Any:
     """The zoo model the graph's node names (``zoo_key``), when it is there and finished."""
-    from seqtransfer.training.zoo import ZooModel, zoo_metrics
+    from seqtransfer.training.zoo import zoo_metrics, zoo_model
 
     key = workspace.graph.nodes[name].get("zoo_key")
     if not key:
         return None
     folder = workspace.models / "zoo" / name / str(key)
     try:
-        done = zoo_metrics(folder)
+        return zoo_model(folder, zoo_metrics(folder))
     except Exception:  # noqa: BLE001 - missing or damaged: the caller trains it
         return None
-    dice = float(done["dice"]) if done.get("dice") is not None and np.isfinite(done["dice"]) else 0.0
-    return ZooModel(task=name, folder=folder, key=str(key), dice=dice, train_cases=tuple(done["train_cases"]), test_cases=tuple(done["test_cases"]))
 
 
 def _prediction_digest(finals: dict[str, str]) -> str:
@@ -328,7 +321,6 @@ def predict_unlabelled(
     Returns:
         The predicted case ids.
     """
-    from seqtransfer.atomic import write_json as _write
     from seqtransfer.data.io import read_image, write_label_like
     from seqtransfer.data.preprocess import preprocess_arrays, restore_probability
     from seqtransfer.evaluation.inference import predict_probabilities
@@ -377,9 +369,9 @@ def predict_unlabelled(
         label = merge_labels(probabilities, [tm.task.label_values for tm in models], declared, plan.regions_class_order)
         write_label_like(folder / f"{case.case_id}{plan.target_dataset.file_ending}", label, case.images[0])
         done.append(case.case_id)
-        _write(state_file, {"models": digest, "done": done})
+        write_json(state_file, {"models": digest, "done": done})
         if progress is not None:
-            progress("predict", len(plan.unlabelled) - len(todo) + len(done) - (len(plan.unlabelled) - len(todo)), len(plan.unlabelled))
+            progress("predict", len(done), len(plan.unlabelled))
     return [c.case_id for c in plan.unlabelled]
 
 
@@ -471,8 +463,7 @@ def adapt(
     """
     from seqtransfer.graph.build import add_targets, build_graph
     from seqtransfer.graph.store import GraphStore, package_versions
-    from seqtransfer.selection.run import select_for_target, select_in_graph
-    from seqtransfer.training.network import NetworkConfig
+    from seqtransfer.selection.run import select_in_graph
     from seqtransfer.training.transfer import run_transfer
     from seqtransfer.training.workspace import open_workspace
     from seqtransfer.training.zoo import record_zoo_node, train_source
@@ -497,28 +488,20 @@ def adapt(
     t0 = time.perf_counter()
     from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 
-    if graph_dir is not None:
-        graph_root = Path(graph_dir)
-        _graph_sources_match(graph_root, plan)
-        _, stored_config, _, _ = GraphStore(graph_root).load()
-        todo = _targets_to_add(graph_root, plan, stored_config)
+    # --graph, or OUT/graph of an earlier (interrupted or finished) run: add what is missing
+    graph_root = Path(graph_dir) if graph_dir is not None else out / "graph"
+    if graph_dir is not None or GraphStore(graph_root).graph_path.exists():
+        stored, stored_config, _, _ = GraphStore(graph_root).load()
+        _graph_sources_match(stored, graph_root, plan)
+        todo = _targets_to_add(stored, plan, stored_config)
         if todo:
             log(f"graph: adding {', '.join(todo)} to {graph_root}")
             cache = PreprocessCache(cache_dir, PreprocessConfig(size=stored_config.size))
             add_targets(graph_root, [*plan.source_tasks, *plan.targets], todo, cache=cache, progress=graph_report, executor=executor)
     else:
-        graph_root = out / "graph"
-        if GraphStore(graph_root).graph_path.exists():
-            _graph_sources_match(graph_root, plan)
-            _, stored_config, _, _ = GraphStore(graph_root).load()
-            todo = _targets_to_add(graph_root, plan, stored_config)
-            if todo:
-                cache = PreprocessCache(cache_dir, PreprocessConfig(size=stored_config.size))
-                add_targets(graph_root, [*plan.source_tasks, *plan.targets], todo, cache=cache, progress=graph_report, executor=executor)
-        else:
-            log(f"graph: building {graph_root} ({len(plan.source_tasks)} sources)")
-            cache = PreprocessCache(cache_dir, PreprocessConfig(size=config.graph.size))
-            build_graph([*plan.source_tasks, *plan.targets], graph_root, config.graph, targets=target_names, cache=cache, progress=graph_report, executor=executor)
+        log(f"graph: building {graph_root} ({len(plan.source_tasks)} sources)")
+        cache = PreprocessCache(cache_dir, PreprocessConfig(size=config.graph.size))
+        build_graph([*plan.source_tasks, *plan.targets], graph_root, config.graph, targets=target_names, cache=cache, progress=graph_report, executor=executor)
     t0 = stage_done("graph", t0)
     # 3. zoo: O of every connected source
     edge = int((config.zoo.network.patch_size or (32,))[0])
@@ -553,12 +536,9 @@ def adapt(
     finals: dict[str, str] = {}
     for task in plan.targets:
         # 4. select
-        if config.max_sources:
-            sub = graph.subgraph([*pools[task.name], task.name])
-            selection = select_in_graph(sub, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search, where=str(graph_root))
-            write_json(workspace.store.selection_path(task.name), selection.to_json())
-        else:
-            selection = select_for_target(graph_root, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search)
+        seen = graph.subgraph([*pools[task.name], task.name]) if config.max_sources else graph
+        selection = select_in_graph(seen, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search, where=str(graph_root))
+        write_json(workspace.store.selection_path(task.name), selection.to_json())
         log(f"select: {task.name} starts from {selection.landmark} ({len(selection.path) - 1} step(s)); fine-tuning on {task.n_cases} labelled case(s)")
         t1 = time.perf_counter()
         # 5. fine-tune on every labelled case
@@ -622,7 +602,7 @@ def adapt(
             "merge": "most probable class above 0.5, else background" if all(len(t.label_values) == 1 for t in plan.targets) else "regions painted largest first (nnU-Net regions_class_order)",
         },
         "config": config.to_dict(),
-        "network": config.zoo.network.to_dict() if isinstance(config.zoo.network, NetworkConfig) else None,
+        "network": config.zoo.network.to_dict(),
         "seconds": timings,
         "versions": package_versions(),
     }

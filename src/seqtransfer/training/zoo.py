@@ -184,9 +184,18 @@ def train_source(
             "losses": list(result.losses),
         }
         write_json(folder / "metrics.json", done)
-    dice = float(done["dice"]) if done["dice"] is not None and np.isfinite(done["dice"]) else 0.0
-    record_zoo_node(workspace.graph, name, dice, key, len(train_ids), len(test_ids))
-    return ZooModel(task=name, folder=folder, key=key, dice=dice, train_cases=tuple(train_ids), test_cases=tuple(test_ids))
+    model = zoo_model(folder, done)
+    record_zoo_node(workspace.graph, name, model.dice, key, len(model.train_cases), len(model.test_cases))
+    return model
+
+
+def zoo_model(folder: Path, done: dict[str, Any]) -> ZooModel:
+    """The :class:`ZooModel` of a finished model folder from its ``metrics.json`` (an undefined
+    held-out Dice counts as 0: the model learned nothing)."""
+    dice = float(done["dice"]) if done.get("dice") is not None and np.isfinite(done["dice"]) else 0.0
+    return ZooModel(
+        task=str(done["task"]), folder=folder, key=str(done["key"]), dice=dice, train_cases=tuple(done["train_cases"]), test_cases=tuple(done["test_cases"])
+    )
 
 
 def record_zoo_node(graph: Any, name: str, dice: float, key: str, n_train: int, n_held_out: int) -> None:
