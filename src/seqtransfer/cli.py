@@ -441,15 +441,15 @@ def zoo_train(
             raise ConfigError(f"{name}: not a source of the graph (targets get no zoo model)")
     with _training_progress() as update:
         models = train_zoo(workspace, names, config, progress=update)
-    from seqtransfer.selection.landmark import MIN_LEARNED_DICE
+    from seqtransfer.selection.landmark import MIN_LEARNED_DICE, learned
 
     table = Table(title=f"zoo: {len(models)} source model(s)")
     for column in ("source", "held-out Dice (O)", "train cases", "folder"):
         table.add_column(column, overflow="fold")
     for m in models:
-        table.add_row(m.task, f"{m.dice:.3f}" + ("  (did not learn)" if m.dice < MIN_LEARNED_DICE else ""), str(len(m.train_cases)), str(m.folder))
+        table.add_row(m.task, f"{m.dice:.3f}" + ("" if learned(m.dice) else "  (did not learn)"), str(len(m.train_cases)), str(m.folder))
     out.print(table)
-    failed = [m for m in models if m.dice < MIN_LEARNED_DICE]
+    failed = [m for m in models if not learned(m.dice)]
     for m in failed:
         err.print(f"warning: {m.task}: the source model learned nothing (held-out Dice {m.dice:.3f} < {MIN_LEARNED_DICE}); it will never be a landmark", markup=False)
 
@@ -585,8 +585,6 @@ def _probe_writable(folder: Path) -> bool:
     import os
     import tempfile
 
-    if folder.exists() and not folder.is_dir():
-        raise ConfigError(f"{folder}: --out is a file, not a folder")
     created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)

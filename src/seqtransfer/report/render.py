@@ -117,9 +117,9 @@ def _header(run: Path, methods: Sequence[dict[str, Any]], targets: Sequence[str]
 
 def _unlearned_line(zoo: Sequence[dict[str, Any]]) -> str:
     """The source models that learned nothing (never a landmark), or that every one learned."""
-    from seqtransfer.selection.landmark import MIN_LEARNED_DICE
+    from seqtransfer.selection.landmark import MIN_LEARNED_DICE, learned
 
-    failed = sorted((str(r["task"]), r.get("dice")) for r in zoo if r.get("dice") is None or not float(r["dice"]) >= MIN_LEARNED_DICE)
+    failed = sorted((str(r["task"]), r.get("dice")) for r in zoo if not learned(None if r.get("dice") is None else float(r["dice"])))
     if not failed:
         return f"Source models: {len(zoo)}, every one learned its task (held-out Dice >= {MIN_LEARNED_DICE})."
     names = ", ".join(f"{t} ({_fmt(d)})" for t, d in failed)

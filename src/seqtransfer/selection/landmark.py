@@ -41,6 +41,11 @@ from seqtransfer.selection.errors import SelectionError
 MIN_LEARNED_DICE = 0.05
 
 
+def learned(dice: float | None, min_dice: float = MIN_LEARNED_DICE) -> bool:
+    """Whether a source model with this held-out Dice learned its task (an undefined Dice did not)."""
+    return dice is not None and math.isfinite(dice) and dice >= min_dice
+
+
 @dataclass(frozen=True)
 class LandmarkScore:
     """The terms of the landmark score of one source (eq. 6-7).
@@ -229,7 +234,7 @@ def landmark_scores(
         gamma = rho * o
         denominator = zeta * gamma
         score = w / denominator if denominator > 0 else math.inf
-        excluded = f"did not learn (held-out Dice {o:.3g} < {min_dice:g})" if o < min_dice else None
+        excluded = None if learned(o, min_dice) else f"did not learn (held-out Dice {o:.3g} < {min_dice:g})"
         scores[s] = LandmarkScore(source=s, w=w, zeta=zeta, rho=rho, O=o, gamma=gamma, score=score, excluded=excluded)
     return scores
 

@@ -167,7 +167,7 @@ def train_source(
         )
         seconds = time.perf_counter() - start
         scores = score_cases(model, workspace, task, test_ids, patch)
-        from seqtransfer.selection.landmark import MIN_LEARNED_DICE
+        from seqtransfer.selection.landmark import learned
 
         dice_value = mean_dice(scores.values())
         done = {
@@ -175,7 +175,7 @@ def train_source(
             "key": key,
             "dice": dice_value,
             # a model below this held-out Dice learned nothing: never a landmark (METHOD section 4)
-            "learned": bool(dice_value is not None and np.isfinite(dice_value) and dice_value >= MIN_LEARNED_DICE),
+            "learned": learned(dice_value),
             "per_case": scores,
             "train_cases": list(train_ids),
             "test_cases": list(test_ids),
