@@ -130,29 +130,24 @@ def demo_adapt(run_dir: Path, config: ExperimentConfig, console: Console, progre
     import json
 
     from seqtransfer.adapt import AdaptConfig, adapt, plan_adapt
-    from seqtransfer.data.benchmark import NEW_TARGET_DATASET, NEW_TARGET_SITE, BenchmarkConfig, make_new_target
+    from seqtransfer.data.benchmark import NEW_TARGET_DATASET, NEW_TARGET_SITE, make_new_target
     from seqtransfer.data.tasks import task_name
+    from seqtransfer.experiment.runner import benchmark_config_of, finetune_config_of, zoo_config_of
     from seqtransfer.graph.store import GraphStore
-    from seqtransfer.training.loop import TrainConfig
-    from seqtransfer.training.transfer import FinetuneConfig
-    from seqtransfer.training.zoo import ZooConfig
 
     bench_dir = run_dir / "benchmark"
     marker = json.loads((bench_dir / "benchmark.json").read_text())
     sources = [bench_dir / name for name in marker["datasets"]]
     target_root = bench_dir / NEW_TARGET_DATASET
     if not (target_root / "dataset.json").exists():
-        bench = BenchmarkConfig(seed=config.seed, size=config.data.benchmark_size, cases=config.data.benchmark_cases, tumour_sites=config.data.benchmark_tumour_sites, deep_grey=config.data.benchmark_deep_grey)
-        make_new_target(bench_dir, bench, labelled=3, unlabelled=10, progress=None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)))
+        make_new_target(bench_dir, benchmark_config_of(config), labelled=3, unlabelled=10, progress=None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)))
     target = task_name(NEW_TARGET_SITE, *DEMO_ADAPT_TARGET)
     console.print(f"\nYour new target: {target} (3 labelled cases, 10 unlabelled in {target_root / 'imagesTs'})", markup=False)
     out = run_dir / "adapt"
     graph = GraphStore(run_dir / "graphs" / "draw0").clone(out / "graph")  # the protocol's graph stays as it is
-    train = TrainConfig(steps=config.zoo.steps, lr=0.01, seed=config.seed, augment=config.zoo.augment)
-    f = config.finetune
     adapt_config = AdaptConfig(
-        zoo=ZooConfig(network=config.network, train=train, max_train=config.zoo.max_train, seed=config.seed),
-        finetune=FinetuneConfig(steps=f.steps, lr=f.lr, lambda_ewc=f.lambda_ewc, seed=config.seed, augment=f.augment),
+        zoo=zoo_config_of(config),  # the protocol's: its source models are found, not trained again
+        finetune=finetune_config_of(config),
         lam=config.selection.lam,
         max_length=config.selection.max_length,
         c_search=config.selection.c_search,

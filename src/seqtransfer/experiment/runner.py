@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import networkx as nx
 import numpy as np
@@ -52,8 +52,36 @@ from seqtransfer.training.transfer import FinetuneConfig, run_transfer
 from seqtransfer.training.workspace import Workspace, open_workspace
 from seqtransfer.training.zoo import ZooConfig, ZooModel, record_zoo_node, train_source
 
+if TYPE_CHECKING:
+    from seqtransfer.data.benchmark import BenchmarkConfig
+
 Log = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
+
+
+def zoo_config_of(config: ExperimentConfig) -> ZooConfig:
+    """How an experiment trains its source models."""
+    train = TrainConfig(steps=config.zoo.steps, lr=0.01, seed=config.seed, augment=config.zoo.augment)
+    return ZooConfig(network=config.network, train=train, max_train=config.zoo.max_train, seed=config.seed)
+
+
+def finetune_config_of(config: ExperimentConfig, draw: int = 0) -> FinetuneConfig:
+    """An experiment's fine-tuning recipe for one draw."""
+    f = config.finetune
+    return FinetuneConfig(steps=f.steps, lr=f.lr, lambda_ewc=f.lambda_ewc, draw=draw, seed=config.seed, augment=f.augment)
+
+
+def benchmark_config_of(config: ExperimentConfig) -> BenchmarkConfig:
+    """The embedded benchmark an experiment with ``[data] benchmark = true`` generates."""
+    from seqtransfer.data.benchmark import BenchmarkConfig
+
+    return BenchmarkConfig(
+        seed=config.seed,
+        size=config.data.benchmark_size,
+        cases=config.data.benchmark_cases,
+        tumour_sites=config.data.benchmark_tumour_sites,
+        deep_grey=config.data.benchmark_deep_grey,
+    )
 
 
 @dataclass
@@ -71,13 +99,10 @@ class Context:
 
     @property
     def zoo_config(self) -> ZooConfig:
-        c = self.config
-        train = TrainConfig(steps=c.zoo.steps, lr=0.01, seed=c.seed, augment=c.zoo.augment)
-        return ZooConfig(network=c.network, train=train, max_train=c.zoo.max_train, seed=c.seed)
+        return zoo_config_of(self.config)
 
     def finetune(self, draw: int) -> FinetuneConfig:
-        f = self.config.finetune
-        return FinetuneConfig(steps=f.steps, lr=f.lr, lambda_ewc=f.lambda_ewc, draw=draw, seed=self.config.seed, augment=f.augment)
+        return finetune_config_of(self.config, draw)
 
     def performance(self) -> dict[str, float]:
         return {name: model.dice for name, model in self.zoo.items()}
@@ -101,15 +126,9 @@ class Context:
 def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progress | None) -> tuple[list[Path], Path | None]:
     if not config.data.benchmark:
         return [Path(d) for d in config.data.datasets], Path(config.data.groups) if config.data.groups else None
-    from seqtransfer.data.benchmark import BenchmarkConfig, make_benchmark
+    from seqtransfer.data.benchmark import make_benchmark
 
-    bench = BenchmarkConfig(
-        seed=config.seed,
-        size=config.data.benchmark_size,
-        cases=config.data.benchmark_cases,
-        tumour_sites=config.data.benchmark_tumour_sites,
-        deep_grey=config.data.benchmark_deep_grey,
-    )
+    bench = benchmark_config_of(config)
     out = run_dir / "benchmark"
     marker = out / "benchmark.json"
     if marker.exists():
