@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
-
 from collections.abc import Iterable, Mapping
-from dataclasses import fields
+from dataclasses import asdict, fields
+from pathlib import Path
 from typing import Any
 
 from seqtransfer.errors import ConfigError
@@ -17,6 +16,21 @@ def require(checks: Iterable[tuple[bool, str]]) -> None:
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def recorded_dict(config: Any, *added: str) -> dict[str, Any]:
+    """``asdict(config)`` without the fields in ``added`` while they hold their defaults.
+
+    A field added to a configuration whose dict is hashed into keys (model folders, stored
+    runs, benchmark markers) would change every key recorded before it existed; left out at
+    its default, those keys stay valid and a run with the new option gets new ones.
+    """
+    data = asdict(config)
+    defaults = {f.name: f.default for f in fields(config)}
+    for name in added:
+        if data[name] == defaults[name]:
+            del data[name]
+    return data
 
 
 def reject_unknown_keys(cls: type, data: Mapping[str, Any], what: str) -> None:

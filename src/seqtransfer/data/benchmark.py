@@ -74,13 +74,14 @@ import functools
 import json
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 from scipy import ndimage as ndi
 
 from seqtransfer.atomic import write_json, write_text
+from seqtransfer.config import recorded_dict
 from seqtransfer.data.io import write_image
 from seqtransfer.errors import ConfigError
 
@@ -245,10 +246,7 @@ class BenchmarkConfig:
         existing runs (``RUN_DIR/benchmark/benchmark.json``) still match and their benchmark
         is not regenerated.
         """
-        out = asdict(self)
-        if not self.deep_grey:
-            del out["deep_grey"]
-        return out
+        return recorded_dict(self, "deep_grey")
 
 
 # --------------------------------------------------------------------------- anatomy

@@ -209,8 +209,8 @@ class GraphStore:
         write_json(self.graph_path, nx.node_link_data(graph, edges="links"))
 
     def clone(self, dest: str | Path) -> GraphStore:
-        """A copy of this graph folder in ``dest`` (graph, parameters, PCA, selections), its
-        content-keyed feature cache hard-linked (copied where links are impossible).
+        """A copy of this graph folder in ``dest`` (graph, parameters, PCA; not the selections),
+        its content-keyed feature cache hard-linked (copied where links are impossible).
 
         Adding targets to the copy leaves this graph as it is and computes no source feature
         again. An existing ``dest`` graph is kept as it is (a rerun).

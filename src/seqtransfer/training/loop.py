@@ -36,7 +36,7 @@ import logging
 import math
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqtransfer.config import reject_unknown_keys, require
+from seqtransfer.config import recorded_dict, reject_unknown_keys, require
 from seqtransfer.errors import ConfigError, StoreError
 from seqtransfer.training.augment import AugmentConfig, PatchSampler
 from seqtransfer.training.checkpoint import (
@@ -122,10 +122,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The configuration as a JSON-ready dict (``batch_dice`` only when set)."""
-        data = asdict(self)
-        if not self.batch_dice:
-            del data["batch_dice"]
-        return data
+        return recorded_dict(self, "batch_dice")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:

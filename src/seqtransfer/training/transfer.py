@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from seqtransfer.atomic import write_json
+from seqtransfer.config import recorded_dict
 from seqtransfer.data.splits import sample_cases, target_split
 from seqtransfer.errors import ConfigError
 from seqtransfer.evaluation.score import cached_scores, score_test_sets
@@ -79,10 +80,7 @@ class FinetuneConfig:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; ``freeze_encoder`` only when False, so the keys of every step and
         run recorded before the option existed stay valid."""
-        data = asdict(self)
-        if self.freeze_encoder:
-            del data["freeze_encoder"]
-        return data
+        return recorded_dict(self, "freeze_encoder")
 
     def __post_init__(self) -> None:
         if self.n_train < 1:
