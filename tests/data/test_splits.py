@@ -1,6 +1,6 @@
 import pytest
 
-from seqtransfer.data.splits import sample_cases, source_split, target_split
+from seqtransfer.data.splits import sample_cases, sample_size_split, source_split, target_split
 from seqtransfer.errors import ConfigError
 
 IDS = [f"c{i:02d}" for i in range(24)]
@@ -102,8 +102,40 @@ def test_affinity_cases_never_meet_the_test_sets(dataset_factory) -> None:
     split = target_split(task.split_key, [c.case_id for c in task.cases], seed=0)
     graph = nx.Graph()
     graph.add_node(task.name, affinity_cases=list(split.draws[1]))
-    ctx = SimpleNamespace(targets=[task.name], tasks={task.name: task}, config=ExperimentConfig(), workspaces={1: SimpleNamespace(graph=graph)})
+    ctx = SimpleNamespace(targets=[task.name], tasks={task.name: task}, config=ExperimentConfig(), workspaces={1: SimpleNamespace(graph=graph)}, sample_workspaces={})
     check_target_splits(ctx)  # the draw's own training cases: fine
     graph.nodes[task.name]["affinity_cases"] = [*split.draws[1][:2], split.test_sets[0][0]]
     with pytest.raises(RuntimeError, match="test cases"):
         check_target_splits(ctx)
+    # the sample-size study's graphs: draw 2 of 5 cases, and nothing else
+    graph.nodes[task.name]["affinity_cases"] = list(split.draws[1])
+    sample = sample_size_split(task.split_key, [c.case_id for c in task.cases], 5, seed=0)
+    other = nx.Graph()
+    other.add_node(task.name, affinity_cases=list(sample.draws[2]))
+    ctx.sample_workspaces[(5, 2)] = SimpleNamespace(graph=other)
+    check_target_splits(ctx)
+    other.nodes[task.name]["affinity_cases"] = [*sample.draws[2][:4], sample.test_sets[0][0]]
+    with pytest.raises(RuntimeError, match="n=5 draw 2"):
+        check_target_splits(ctx)
+
+
+def test_sample_size_draws_are_nested_outside_the_first_test_set_and_three_is_the_protocol() -> None:
+    ids = [f"c{i:02d}" for i in range(24)]
+    protocol = target_split("site", ids, seed=4)
+    splits = {n: sample_size_split("site", ids, n, seed=4) for n in (1, 2, 3, 5, 10, 14)}
+    for n, split in splits.items():
+        assert split.test_sets == (protocol.test_sets[0],)
+        for d, cases in enumerate(split.draws):
+            assert len(cases) == n == len(set(cases))
+            assert not set(cases) & set(protocol.test_sets[0])
+            if n <= 3:
+                assert set(cases) <= set(protocol.draws[d])
+    assert splits[3].draws == protocol.draws
+    for d in range(3):  # nested: a draw's n cases are among its m > n cases
+        for small, large in ((1, 2), (2, 3), (3, 5), (5, 10), (10, 14)):
+            assert set(splits[small].draws[d]) <= set(splits[large].draws[d])
+    assert splits[14].draws[0] == splits[14].draws[1]  # all 14 cases outside the test set
+    assert sample_size_split("site", ids, 5, seed=4) == splits[5]  # seeded
+    assert sample_size_split("site", ids, 5, seed=5) != splits[5]
+    with pytest.raises(ConfigError, match="15 training case"):
+        sample_size_split("site", ids, 15, seed=4)

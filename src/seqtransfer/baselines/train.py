@@ -62,9 +62,11 @@ def run_scratch(
     seed: int,
     save_dir: Path | None = None,
     augment: bool = True,
+    split: TargetSplit | None = None,
 ) -> dict[str, Any]:
-    """Train from a random initialisation on the target's ``draw`` only, and score it."""
-    split = split_of(workspace, target, seed)
+    """Train from a random initialisation on the target's ``draw`` only, and score it
+    (``split``: another split than the protocol's, e.g. the sample-size study's)."""
+    split = split or split_of(workspace, target, seed)
     cases = list(split.draws[draw])
     device = select_device()
     model = _fresh_network(network, seed, draw)
@@ -84,8 +86,10 @@ def run_mst(
     seed: int,
     augment: bool = True,
     save_dir: Path | None = None,
+    split: TargetSplit | None = None,
 ) -> dict[str, Any]:
-    """Fuse the frozen encoders of ``sources`` (best first), train fusion + decoder on the target.
+    """Fuse the frozen encoders of ``sources`` (best first), train fusion + decoder on the target
+    (``split``: another split than the protocol's, e.g. the sample-size study's).
 
     Raises:
         ConfigError: no source, or sources that are not DynUNets of one configuration.
@@ -100,7 +104,7 @@ def run_mst(
     network = loaded[0][1]
     model = MultiSourceNet([m for m, _ in loaded])
     before = model.encoder_state()
-    split = split_of(workspace, target, seed)
+    split = split or split_of(workspace, target, seed)
     cases = list(split.draws[draw])
     start = time.perf_counter()
     train(model, workspace.arrays(workspace.task(target), cases), TrainConfig(steps=steps, lr=lr, seed=seed * 1000 + draw, augment=augment), network.patch_size or (), device=device)  # type: ignore[arg-type]
@@ -171,9 +175,11 @@ def run_mtl(
     seed: int,
     save_dir: Path | None = None,
     augment: bool = True,
+    split: TargetSplit | None = None,
 ) -> dict[str, Any]:
-    """Multi-task learning of the target with the top-k sources; scored on the target head."""
-    split = split_of(workspace, target, seed)
+    """Multi-task learning of the target with the top-k sources; scored on the target head
+    (``split``: another split than the protocol's, e.g. the sample-size study's)."""
+    split = split or split_of(workspace, target, seed)
     cases = list(split.draws[draw])
     task_cases = [workspace.arrays(workspace.task(target), cases)]
     for s in sources:

@@ -98,6 +98,32 @@ def target_split(
     return TargetSplit(draws=draws, test_sets=test_sets)
 
 
+def sample_size_split(name: str, case_ids: Sequence[str], n: int, seed: int = 0, n_draws: int = 3, test_size: int = 10) -> TargetSplit:
+    """The split of the sample-size study: ``n`` labelled training cases per draw.
+
+    Every draw and every ``n`` is scored on one test set, the protocol's first
+    (:func:`target_split` with the paper's 3 training cases), and trains on cases outside it.
+    Draw ``d``'s cases are nested: its protocol cases first (so ``n = 3`` is the protocol's
+    draw exactly and ``n = 2`` the first two of them), then the other cases outside the test
+    set in a seeded order of the draw. Draws of more than 3 cases may share cases.
+
+    Raises:
+        ConfigError: ``n`` < 1, or more than the cases outside the test set.
+    """
+    protocol = target_split(name, case_ids, seed=seed, n_train=3, n_draws=n_draws, test_size=test_size)
+    test = protocol.test_sets[0]
+    pool = [c for c in sorted(case_ids) if c not in set(test)]
+    if n < 1 or n > len(pool):
+        raise ConfigError(f"target {name!r}: {n} training case(s) asked; {len(pool)} lie outside its test set of {test_size} (need 1..{len(pool)})")
+    draws = []
+    for d, own in enumerate(protocol.draws):
+        rest = [c for c in pool if c not in set(own)]
+        rng = _rng(seed, "sample-size", name, str(d))
+        order = [*own, *(rest[i] for i in rng.permutation(len(rest)))]
+        draws.append(tuple(sorted(order[:n])))
+    return TargetSplit(draws=tuple(draws), test_sets=(test,))
+
+
 #: O rests on at least this many held-out cases of a source (METHOD section 4) ...
 MIN_HELD_OUT = 5
 #: ... or this share of its cases, whichever is larger

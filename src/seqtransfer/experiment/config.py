@@ -30,6 +30,10 @@ A TOML file with the sections below; every key is optional (defaults in brackets
     score_voxels = 500            # voxels per class per case for LogME / LEEP / NCE
     scratch_steps = 300           # training steps of scratch and MTL
     calibration_trials = 30       # optuna trials of the leave-one-site-out calibration
+    n_train = [3]                 # labelled target cases of the sample-size study, e.g. [2, 3, 5, 10]
+                                  # (3 is the protocol itself; other sizes train on nested cases
+                                  # of each draw and are scored on the first test set)
+    sample_size_methods = ["ours", "logme", "leep", "mst", "scratch"]   # run at every n_train
 
     [selection]
     lam = 0.4                     # lambda of eq. 8 for "ours", in [0, 1]
@@ -74,6 +78,9 @@ METHODS = (
     "unfrozen",
 )
 
+#: the methods the sample-size study can run at another number of labelled target cases
+SAMPLE_SIZE_METHODS = ("ours", "landmark_direct", "logme", "leep", "logme_stps", "leep_stps", "mst", "scratch")
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -116,9 +123,12 @@ class ProtocolConfig:
     score_voxels: int = 500
     scratch_steps: int = 300
     calibration_trials: int = 30
+    n_train: tuple[int, ...] = (3,)
+    sample_size_methods: tuple[str, ...] = ("ours", "logme", "leep", "mst", "scratch")
 
     def __post_init__(self) -> None:
         unknown = [m for m in self.methods if m not in METHODS]
+        sizes_ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.n_train)
         require(
             [
                 (not unknown, f"protocol.methods: unknown method(s) {', '.join(map(str, unknown))}; known: {', '.join(METHODS)}"),
@@ -134,6 +144,17 @@ class ProtocolConfig:
                 (self.scratch_steps >= 1, "protocol.scratch_steps must be >= 1"),
                 (self.calibration_trials >= 1, "protocol.calibration_trials must be >= 1"),
                 ("calibrated" not in self.methods or self.quality_draws >= 1, "protocol: the calibrated method needs quality_draws >= 1 (measured transfers)"),
+                (sizes_ok and len(set(self.n_train)) == len(self.n_train), "protocol.n_train must list distinct integers >= 1"),
+                (3 in self.n_train, "protocol.n_train must include 3, the protocol's own training cases"),
+                (
+                    all(m in SAMPLE_SIZE_METHODS for m in self.sample_size_methods),
+                    f"protocol.sample_size_methods: each must be one of {', '.join(SAMPLE_SIZE_METHODS)}",
+                ),
+                (
+                    all(m in self.methods for m in self.sample_size_methods) or self.n_train == (3,),
+                    "protocol.sample_size_methods must also be in protocol.methods (their 3-case runs are the study's n = 3)",
+                ),
+                (len(set(self.sample_size_methods)) == len(self.sample_size_methods), "protocol.sample_size_methods lists a method twice"),
             ]
         )
 
@@ -240,7 +261,7 @@ _SECTIONS: dict[str, type] = {
     "finetune": FinetuneSection,
     "selection": SelectionSection,
 }
-_TUPLES = {"datasets", "targets", "methods", "lambdas"}
+_TUPLES = {"datasets", "targets", "methods", "lambdas", "n_train", "sample_size_methods"}
 
 
 def _section(cls: type, data: Any, name: str) -> Any:

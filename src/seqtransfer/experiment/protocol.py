@@ -5,13 +5,15 @@
 * :func:`draw_graph`: one graph per draw of the target's training cases. A target's edges
   are computed from its labelled training cases only, so each draw has its own target edges;
   the sources, their edges, the PCA and the cached features are shared with draw 0's graph.
+* :func:`derived_graph`: draw 0's sources with target edges from given cases (the
+  sample-size study's ``n`` labelled cases per draw).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -88,14 +90,32 @@ def draw_graph(
     if draw == 0:
         build_graph(tasks, out, draw_config, targets=targets, cache=cache, progress=progress, executor=executor)
         return out
+    return derived_graph(base, out, tasks, targets, draw_config, cache, executor=executor, progress=progress)
+
+
+def derived_graph(
+    base: Path,
+    out: Path,
+    tasks: Sequence[Task],
+    targets: Sequence[str],
+    config: GraphConfig,
+    cache: PreprocessCache,
+    cases: Mapping[str, Sequence[str]] | None = None,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+) -> Path:
+    """Draw 0's sources with new target edges: from ``cases`` per target (default: the
+    targets' cases of ``config``'s draw). An existing complete graph folder is reused."""
+    if (out / "graph.json").exists() and (out / "params.json").exists():
+        return out
     graph, _, h_scale, pca = GraphStore(base).load()
     graph = graph.subgraph([n for n, d in graph.nodes(data=True) if d.get("role") == "source"]).copy()
     tmp = out.with_name(out.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     os.symlink((base / "features").resolve(), tmp / "features", target_is_directory=True)
-    GraphStore(tmp).save(graph, draw_config, h_scale=h_scale, pca=pca)
-    add_targets(tmp, tasks, targets, cache=cache, progress=progress, executor=executor)
+    GraphStore(tmp).save(graph, config, h_scale=h_scale, pca=pca)
+    add_targets(tmp, tasks, targets, cache=cache, progress=progress, executor=executor, cases=cases)
     shutil.rmtree(out, ignore_errors=True)
     os.replace(tmp, out)
     return out

@@ -9,11 +9,14 @@ Stages, each skipped where the store (``RUN_DIR/runs.sqlite``) already holds its
    ``protocol.methods``; the transferability scores of every connected source (LogME, LEEP,
    NCE); for the first ``quality_draws`` draws, the direct transfer of every connected source
    (the selection-quality ground truth);
-5. leave-one-site-out calibration (``calibrated``): alpha, beta fitted by Bayesian
+5. the sample-size study (``protocol.n_train`` other than 3): per number n of labelled target
+   cases, draw and target, ``protocol.sample_size_methods`` with n cases (graph, scores,
+   training), scored on the first test set (:func:`run_sample_size`);
+6. leave-one-site-out calibration (``calibrated``): alpha, beta fitted by Bayesian
    optimisation on the other targets' measured direct transfers, then selection and transfer.
 
-Results are records of kind ``method`` (one per method, target, draw and variant), ``scores``
-and ``transfer``; :mod:`seqtransfer.report` turns them into tables and figures. The resolved
+Results are records of kind ``method`` (one per method, target, draw and variant),
+``sample_size``, ``scores`` and ``transfer``; :mod:`seqtransfer.report` turns them into tables and figures. The resolved
 configuration, seeds and package versions are written to ``RUN_DIR/config.resolved.json``.
 """
 
@@ -32,13 +35,13 @@ import numpy as np
 
 from seqtransfer.atomic import write_json
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
-from seqtransfer.data.splits import source_split, target_split
+from seqtransfer.data.splits import TargetSplit, sample_size_split, source_split, target_split
 from seqtransfer.data.tasks import Task, find_modality_aliases, find_objective_groups, load_modality_aliases, load_objective_groups, split_tasks
 from seqtransfer.data.verify import require_valid
 from seqtransfer.errors import ConfigError
 from seqtransfer.experiment.config import PROTOCOL_TRAIN_CASES, ExperimentConfig
 from seqtransfer.experiment.executor import Executor, SequentialExecutor
-from seqtransfer.experiment.protocol import draw_graph, protocol_targets
+from seqtransfer.experiment.protocol import derived_graph, draw_graph, protocol_targets
 from seqtransfer.experiment.store import RunStore
 from seqtransfer.selection.errors import SelectionError
 from seqtransfer.graph.build import candidate_sources, reachable_sources, set_weights
@@ -94,6 +97,8 @@ class Context:
     tasks: dict[str, Task]
     targets: list[str]
     workspaces: dict[int, Workspace] = field(default_factory=dict)
+    #: the sample-size study's graphs, by (labelled target cases, draw)
+    sample_workspaces: dict[tuple[int, int], Workspace] = field(default_factory=dict)
     zoo: dict[str, ZooModel] = field(default_factory=dict)
     log: Log = print
 
@@ -103,6 +108,19 @@ class Context:
 
     def finetune(self, draw: int) -> FinetuneConfig:
         return finetune_config_of(self.config, draw)
+
+    def sample_sizes(self) -> list[int]:
+        """The sample-size study's numbers of labelled target cases other than the protocol's 3."""
+        return sorted(n for n in self.config.protocol.n_train if n != PROTOCOL_TRAIN_CASES)
+
+    def sample_split(self, target: str, n: int) -> TargetSplit:
+        """The sample-size study's split of a target with ``n`` labelled cases per draw."""
+        task = self.tasks[target]
+        return sample_size_split(task.split_key, [c.case_id for c in task.cases], n, seed=self.config.seed)
+
+    def workspace(self, draw: int, n: int = PROTOCOL_TRAIN_CASES) -> Workspace:
+        """The graph folder of a draw (of the sample-size study's ``n`` labelled cases)."""
+        return self.workspaces[draw] if n == PROTOCOL_TRAIN_CASES else self.sample_workspaces[(n, draw)]
 
     def performance(self) -> dict[str, float]:
         return {name: model.dice for name, model in self.zoo.items()}
@@ -175,6 +193,13 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
         report = None if progress is None else (lambda stage, d, t, draw=draw: progress(f"graph draw {draw}: {stage}", d, t))
         folder = draw_graph(base, run_dir / "graphs" / f"draw{draw}", list(tasks.values()), targets, config.graph, draw, graph_cache, executor, report)
         ctx.workspaces[draw] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=run_dir / "models")
+    for n in ctx.sample_sizes():  # the sample-size study: each target stands for its n labelled cases
+        splits = {t: ctx.sample_split(t, n) for t in targets}
+        for draw in range(config.protocol.draws):
+            report = None if progress is None else (lambda stage, d, t, n=n, draw=draw: progress(f"graph n={n} draw {draw}: {stage}", d, t))
+            cases = {t: list(split.draws[draw]) for t, split in splits.items()}
+            folder = derived_graph(base, run_dir / "graphs" / f"n{n}_draw{draw}", list(tasks.values()), targets, replace(config.graph, target_draw=draw), graph_cache, cases, executor, report)
+            ctx.sample_workspaces[(n, draw)] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=run_dir / "models")
     check_target_splits(ctx)
     for name in needed_sources(ctx):
         done = store.done("zoo", _zoo_spec(ctx, name))
@@ -199,6 +224,8 @@ def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[st
     for name in targets:
         target = tasks[name]
         target_split(target.split_key, [c.case_id for c in target.cases], seed=config.graph.seed, n_train=config.graph.target_cases)
+        for n in config.protocol.n_train:  # enough cases outside the test set for every sample size
+            sample_size_split(target.split_key, [c.case_id for c in target.cases], n, seed=config.seed)
         reachable = reachable_sources(target, sources)
         if not reachable:
             raise ConfigError(
@@ -236,6 +263,11 @@ def check_target_splits(ctx: Context) -> None:
                     f"{target} draw {draw}: the graph used cases {sorted(used)}, the draw trains on {sorted(split.draws[draw])}"
                     f"{' and some are test cases' if used & tested else ''}"
                 )
+        for (n, draw), workspace in ctx.sample_workspaces.items():
+            sample = sample_size_split(task.split_key, [c.case_id for c in task.cases], n, seed=ctx.config.seed)
+            used = set(workspace.graph.nodes[target].get("affinity_cases", []))
+            if used != set(sample.draws[draw]) or used & set(sample.test_sets[0]):
+                raise RuntimeError(f"{target} n={n} draw {draw}: the graph used cases {sorted(used)}, the draw trains on {sorted(sample.draws[draw])}")
 
 
 def needed_sources(ctx: Context) -> list[str]:
@@ -286,7 +318,7 @@ def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None
     records = executor.map(_zoo_worker, [(ctx.config, str(ctx.run_dir), n) for n in missing], None if progress is None else (lambda d, t: progress("zoo", d, t)), gpu=True)
     for r in records:
         ctx.zoo[r["task"]] = _zoo_from_record(r)
-    for ws in ctx.workspaces.values():
+    for ws in [*ctx.workspaces.values(), *ctx.sample_workspaces.values()]:
         for name, model in ctx.zoo.items():
             record_zoo_node(ws.graph, name, model.dice, model.key, len(model.train_cases), len(model.test_cases))
         ws.store.save_graph(ws.graph)
@@ -306,14 +338,19 @@ def _zoo_model(ctx: Context, name: str) -> ZooModel:
     return _zoo_from_record(r)
 
 
-def transfer(ctx: Context, path: list[str], draw: int, frozen: bool = True) -> dict[str, Any]:
+def transfer(ctx: Context, path: list[str], draw: int, frozen: bool = True, n: int = PROTOCOL_TRAIN_CASES) -> dict[str, Any]:
     """A (stored) transfer along ``path`` with the experiment's recipe (``frozen=False``: the
-    whole network fine-tuned, EWC on every parameter)."""
+    whole network fine-tuned, EWC on every parameter; ``n``: the sample-size study's number
+    of labelled target cases, scored on its one test set)."""
     recipe = ctx.finetune(draw) if frozen else replace(ctx.finetune(draw), freeze_encoder=False)
-    spec = {"path": path, "draw": draw, "finetune": recipe.to_dict(), "zoo": ctx.zoo_config.to_dict()}
+    spec: dict[str, Any] = {"path": path, "draw": draw, "finetune": recipe.to_dict(), "zoo": ctx.zoo_config.to_dict()}
+    split = None
+    if n != PROTOCOL_TRAIN_CASES:  # (the protocol's own transfers keep the keys they always had)
+        spec["n_train"] = n
+        split = ctx.sample_split(path[-1], n)
 
     def work() -> dict[str, Any]:
-        m = run_transfer(ctx.workspaces[draw], path[-1], path, ctx.zoo_config, recipe)
+        m = run_transfer(ctx.workspace(draw, n), path[-1], path, ctx.zoo_config, recipe, split=split)
         keep = ("target", "path", "draw", "zero_shot_dice", "final_dice", "final_test_set_dice", "target_train_cases", "test_sets", "run_dir", "final_model")
         return {**{k: m[k] for k in keep}, "steps": [{k: s[k] for k in ("node", "dice_before", "dice_after", "seconds", "cached")} for s in m["steps"]]}
 
@@ -359,8 +396,9 @@ def _transfer_result(r: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def scores(ctx: Context, target: str, draw: int, source: str) -> dict[str, Any]:
-    """LogME, LEEP and NCE of a source's zoo model on the target's training draw (stored)."""
+def scores(ctx: Context, target: str, draw: int, source: str, n: int = PROTOCOL_TRAIN_CASES) -> dict[str, Any]:
+    """LogME, LEEP and NCE of a source's zoo model on the target's training draw (stored;
+    ``n``: the sample-size study's draw of ``n`` labelled cases)."""
     from seqtransfer.baselines import leep, logme, nce
     from seqtransfer.baselines.features import source_outputs
     from seqtransfer.baselines.train import split_of
@@ -368,11 +406,13 @@ def scores(ctx: Context, target: str, draw: int, source: str) -> dict[str, Any]:
     from seqtransfer.training.zoo import load_model
 
     per_class = ctx.config.protocol.score_voxels
-    spec = {"target": target, "draw": draw, "source": source, "per_class": per_class, "zoo": ctx.zoo_config.to_dict(), "seed": ctx.config.seed}
+    spec: dict[str, Any] = {"target": target, "draw": draw, "source": source, "per_class": per_class, "zoo": ctx.zoo_config.to_dict(), "seed": ctx.config.seed}
+    if n != PROTOCOL_TRAIN_CASES:
+        spec["n_train"] = n
 
     def work() -> dict[str, Any]:
-        ws = ctx.workspaces[draw]
-        split = split_of(ws, target, ctx.config.seed)
+        ws = ctx.workspace(draw, n)
+        split = split_of(ws, target, ctx.config.seed) if n == PROTOCOL_TRAIN_CASES else ctx.sample_split(target, n)
         cases = ws.arrays(ws.task(target), list(split.draws[draw]))
         device = select_device()
         model, network = load_model(ctx.zoo[source].folder, device)
@@ -456,9 +496,9 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
             transfer(ctx, [source, target], draw)
 
 
-def _path_from(ctx: Context, target: str, draw: int, landmark: str) -> list[str]:
+def _path_from(ctx: Context, target: str, draw: int, landmark: str, n: int = PROTOCOL_TRAIN_CASES) -> list[str]:
     """The optimal path (eq. 8-9, ``[selection]``'s lambda, L_max, C_search) from a given landmark."""
-    graph = ctx.pool_graph(target, draw)
+    graph = ctx.pool_graph(target, draw, ctx.workspace(draw, n).graph)
     chosen = ctx.config.selection
     return list(optimal_path(graph, landmark, target, candidate_sources(graph, target), lam=chosen.lam, c_search=chosen.c_search, max_length=chosen.max_length).path)
 
@@ -521,6 +561,55 @@ def _run_without_selection(ctx: Context, target: str, draw: int, methods: set[st
         _baseline_landmarks(ctx, target, draw, methods & {"logme", "leep"}, all_scores, connected)
 
 
+def run_sample_size(ctx: Context, target: str, n: int, draw: int) -> None:
+    """The sample-size study for one target, number ``n`` of labelled cases and draw.
+
+    Each method of ``protocol.sample_size_methods`` as in the protocol, but with the draw's
+    ``n`` cases everywhere (the graph's target edges, the scores, the training) and scored
+    on the split's one test set. Records of kind ``sample_size``.
+    """
+    from seqtransfer.baselines.train import run_mst, run_scratch
+
+    p = ctx.config.protocol
+    methods = set(p.sample_size_methods)
+    ws = ctx.workspace(draw, n)
+    split = ctx.sample_split(target, n)
+    connected = ctx.connected(target)
+
+    def record(method: str, spec: dict[str, Any], work: Callable[[], dict[str, Any]]) -> None:
+        head = {"method": method, "target": target, "draw": draw, "n_train": n}
+        ctx.store.run("sample_size", {**head, **spec}, lambda: {**head, **work()})
+
+    def along(method: str, path: list[str]) -> None:
+        record(method, {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw, n=n)))
+
+    try:
+        sel: Selection | None = selection(ctx, target, draw, graph=ws.graph)
+    except SelectionError:  # no source model of the pool learned anything: no landmark
+        sel = None
+    if sel is not None and "ours" in methods:
+        along("ours", sel.path)
+    if sel is not None and "landmark_direct" in methods:
+        along("landmark_direct", [sel.landmark, target])
+    if methods & {"logme", "leep", "logme_stps", "leep_stps", "mst"} and connected:
+        all_scores = {s: scores(ctx, target, draw, s, n=n) for s in connected}
+        for name in ("logme", "leep"):
+            best = _ranked_by(all_scores, connected, name)[0]
+            if name in methods:
+                along(name, [best, target])
+            if f"{name}_stps" in methods:
+                along(f"{name}_stps", _path_from(ctx, target, draw, best, n=n))
+        if "mst" in methods:
+            top = _ranked_by(all_scores, connected, "logme")[: p.top_k]
+            f = ctx.config.finetune
+            spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": ctx.finetune(draw).to_dict()}
+            record("mst", spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment, split=split))
+    if "scratch" in methods:
+        aug = ctx.config.finetune.augment
+        spec = {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed, "augment": aug}
+        record("scratch", spec, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, augment=aug, split=split))
+
+
 def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]]:
     """Every measured direct transfer ``(source, target, dice)`` of a draw, from the store."""
     out = []
@@ -580,6 +669,12 @@ def _target_draw_worker(args: tuple[ExperimentConfig, str, str, int]) -> None:
     run_target_draw(ctx, target, draw, _quiet)
 
 
+def _sample_size_worker(args: tuple[ExperimentConfig, str, str, int, int]) -> None:
+    config, run_dir, target, n, draw = args
+    ctx = _worker_context("sample_size", config, run_dir)
+    run_sample_size(ctx, target, n, draw)
+
+
 def _calibrated_worker(args: tuple[ExperimentConfig, str, str]) -> None:
     config, run_dir, target = args
     ctx = _worker_context("calibrated", config, run_dir)
@@ -623,6 +718,10 @@ def run_experiment(
                 selection(ctx, target, draw)
             except SelectionError as exc:
                 log(f"{target} draw {draw}: {exc}; skipped: {', '.join(landmark_methods)}")
+    sizes = ctx.sample_sizes()
+    if sizes:  # the sample-size study: every target and draw at each other number of labelled cases
+        units_n = [(config, str(run_dir), t, n, d) for n in sizes for d in range(config.protocol.draws) for t in ctx.targets]
+        executor.map(_sample_size_worker, units_n, None if progress is None else (lambda d, t: progress("sample size", d, t)), gpu=True)
     if "calibrated" in config.protocol.methods:
         executor.map(_calibrated_worker, [(config, str(run_dir), t) for t in ctx.targets], None if progress is None else (lambda d, t: progress("calibrated", d, t)), gpu=True)
     log(f"done: {len(ctx.store.records(status='done'))} run(s) in {ctx.store.path}")

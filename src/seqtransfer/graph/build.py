@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -161,8 +161,17 @@ class AffinityEngine:
         executor: where feature and pair jobs run (default: in this process).
     """
 
-    def __init__(self, store: GraphStore, config: GraphConfig, cache: PreprocessCache, pca: SlicePCA | None = None, executor: Executor | None = None) -> None:
+    def __init__(
+        self,
+        store: GraphStore,
+        config: GraphConfig,
+        cache: PreprocessCache,
+        pca: SlicePCA | None = None,
+        executor: Executor | None = None,
+        target_cases: Mapping[str, Sequence[str]] | None = None,
+    ) -> None:
         self.store = store
+        self.target_cases = dict(target_cases or {})
         self.config = config
         self.cache = cache
         self.pca = pca
@@ -183,7 +192,11 @@ class AffinityEngine:
 
     def volumes(self, task: Task, is_target: bool) -> TaskVolumes:
         """Register a task's volumes by content key (preprocessing each case on demand)."""
-        cases = affinity_cases(task, self.config, is_target)
+        if is_target and task.name in self.target_cases:  # the caller's cases (the sample-size study)
+            by_id = {c.case_id: c for c in task.cases}
+            cases = tuple(by_id[i] for i in self.target_cases[task.name])
+        else:
+            cases = affinity_cases(task, self.config, is_target)
         image_keys, label_keys = [], []
         values = ",".join(str(v) for v in task.label_values)
         for case in cases:
@@ -400,11 +413,13 @@ def add_targets(
     cache: PreprocessCache | None = None,
     progress: Progress | None = None,
     executor: Executor | None = None,
+    cases: Mapping[str, Sequence[str]] | None = None,
 ) -> nx.Graph:
     """Add target tasks to a stored graph: only their edges to the sources are computed.
 
     The stored PCA, H scale and parameters are reused, so the weights are those a build
-    with these targets would give.
+    with these targets would give. ``cases`` names the labelled cases that stand for a
+    target (default: :func:`affinity_cases`), e.g. a sample-size draw's.
 
     Raises:
         ConfigError: unknown target, or a target that is already a source of the graph.
@@ -424,7 +439,7 @@ def add_targets(
         raise ConfigError(f"source task(s) {', '.join(missing[:3])} of the graph not found in the given datasets")
     require_reachable([*(by_name[n] for n in source_names), *(by_name[n] for n in targets)], targets)
     cache = cache or PreprocessCache(config=PreprocessConfig(size=config.size))
-    engine = AffinityEngine(store, config, cache, pca=pca, executor=executor)
+    engine = AffinityEngine(store, config, cache, pca=pca, executor=executor, target_cases=cases)
     sources = _load_all(engine, [by_name[n] for n in source_names], "source", progress)
     target_vols = _load_all(engine, [by_name[n] for n in targets], "target", progress)
     for tv in target_vols:

@@ -66,3 +66,24 @@ def overlays(rows: Sequence[tuple[str, np.ndarray, np.ndarray, Mapping[str, np.n
                 ax.imshow(np.rot90(np.ma.masked_where(mask[:, :, z] == 0, mask[:, :, z])), cmap="autumn", alpha=0.6, vmin=0, vmax=1)
             ax.set_title(LABELS.get(name, name) if c else f"{title}", fontsize=7)
     return _save(fig, path)
+
+
+def sample_size_chart(rows: Sequence[Mapping[str, object]], path: Path) -> Path:
+    """Dice against labelled target cases, one line per method (band: 95 % interval over targets)."""
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    colours = plt.get_cmap("tab10")
+    methods = sorted({str(r["method"]) for r in rows})
+    for i, method in enumerate(methods):
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: int(r["n_train"]))  # type: ignore[call-overload]
+        x = [int(r["n_train"]) for r in mine]  # type: ignore[call-overload]
+        y = [float(r["mean"]) for r in mine]  # type: ignore[arg-type]
+        lo = [float(r["low"]) for r in mine]  # type: ignore[arg-type]
+        hi = [float(r["high"]) for r in mine]  # type: ignore[arg-type]
+        ax.plot(x, y, marker="o", label=LABELS.get(method, method), color=colours(i % 10))
+        ax.fill_between(x, lo, hi, alpha=0.15, color=colours(i % 10))
+    ax.set_xlabel("labelled target cases")
+    ax.set_ylabel("Dice (first test set; mean over targets)")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=7, frameon=False)
+    ax.set_title("Sample size")
+    return _save(fig, path)

@@ -22,7 +22,7 @@ import numpy as np
 from seqtransfer.atomic import write_text
 from seqtransfer.errors import StoreError
 from seqtransfer.experiment.store import RunStore
-from seqtransfer.report.figures import dice_chart, overlays
+from seqtransfer.report.figures import dice_chart, overlays, sample_size_chart
 from seqtransfer.report.tables import (
     LABELS,
     QUALITY_METRICS,
@@ -33,6 +33,7 @@ from seqtransfer.report.tables import (
     method_table,
     selection_quality,
     paired_differences,
+    sample_size_curve,
     selection_quality_means,
     win_rates,
 )
@@ -177,7 +178,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
     methods = [r.result for r in store.records("method", "done") if r.result]
     if not methods:
         raise StoreError(f"{run}: the run has no finished method yet")
-    graph, _, _, _ = GraphStore(run / "graphs" / "draw0").load()
+    graph, _, h_scale, _ = GraphStore(run / "graphs" / "draw0").load()
     targets = sorted({m["target"] for m in methods})
     collections = {t: str(graph.nodes[t].get("collection", "")) for t in targets}
     out_tables, out_figures = run / "report" / "tables", run / "report" / "figures"
@@ -219,6 +220,30 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         )
         md += ["## Win rate of ours", "", _md_table(header, rows), ""]
         html_parts.append(f"<h2>Win rate of ours</h2>{_html_table(header, rows)}")
+    sample = [r.result for r in store.records("sample_size", "done") if r.result]
+    curve = sample_size_curve(methods, sample) if sample else []
+    if curve:
+        sizes = sorted({int(r["n_train"]) for r in curve})
+        by_key = {(r["method"], int(r["n_train"])): r for r in curve}
+
+        def point(method: str, n: int) -> str:
+            r = by_key.get((method, n))
+            if r is None or not math.isfinite(r["mean"]):
+                return "n/a"
+            interval = "" if not math.isfinite(r["low"]) else f" [{r['low']:.3f}, {r['high']:.3f}]"
+            return f"{r['mean']:.3f}{interval} ({r['targets']})"
+
+        header = ["method", *[f"{n} labelled" for n in sizes]]
+        rows = [[LABELS.get(m, m), *[point(m, n) for n in sizes]] for m in sorted({r["method"] for r in curve})]
+        _write_csv(out_tables / "sample_size.csv", ["method", "n_train", "mean", "low", "high", "targets", "runs"], [[r[k] for k in ("method", "n_train", "mean", "low", "high", "targets", "runs")] for r in curve])
+        written["sample_size_table"] = out_tables / "sample_size.csv"
+        intro = (
+            "Dice on the first test set against the number of labelled target cases: mean over targets (each target's mean over its draws), "
+            "95 % bootstrap interval over targets in brackets, number of targets in parentheses. Draw d's cases are nested (its 3 protocol cases, "
+            "then more in a seeded order), so draws of more than 3 cases may share cases."
+        )
+        md += ["## Sample size", "", intro, "", _md_table(header, rows), ""]
+        html_parts.append(f"<h2>Sample size</h2><p>{_inline_html(intro)}</p>{_html_table(header, rows)}")
     selections = [r.result for r in store.records("selection", "done") if r.result]
     scores = [{**r.result, "target": r.spec["target"], "draw": r.spec["draw"]} for r in store.records("scores", "done") if r.result]
     direct = {}
@@ -226,22 +251,24 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         res = r.result or {}
         if len(res.get("path", [])) == 2 and res.get("final_dice") is not None:
             direct[(res["path"][0], res["path"][1], int(r.spec["draw"]))] = float(res["final_dice"])
-    quality = selection_quality(selections, scores, direct)
+    calibrated = {str(r.spec["target"]): (float(r.result["alpha"]), float(r.result["beta"])) for r in store.records("calibration", "done") if r.result}
+    quality = selection_quality(selections, scores, direct, calibrated, h_scale)
     if quality:
         header = ["target", "draw", "ranking", "Kendall tau", "weighted tau", "Pearson r", "top-1 regret", "sources"]
         rows = [[q["target"], str(q["draw"]), q["ranking"], _fmt(q["kendall_tau"]), _fmt(q["weighted_tau"]), _fmt(q["pearson"]), _fmt(q["top1_regret"]), str(int(q["n"]))] for q in quality]
         _write_csv(out_tables / "selection_quality.csv", header, [[q["target"], q["draw"], q["ranking"], q["kendall_tau"], q["weighted_tau"], q["pearson"], q["top1_regret"], q["n"]] for q in quality])
         written["selection_quality"] = out_tables / "selection_quality.csv"
         means = selection_quality_means(quality)
-        def interval(m: dict[str, Any]) -> str:
-            lo, hi = m["kendall_tau_interval"]
-            return "n/a" if not math.isfinite(lo) else f"[{lo:.2f}, {hi:.2f}]"
+        def with_interval(m: dict[str, Any], c: str) -> str:
+            lo, hi = m[f"{c}_interval"]
+            return _fmt_mean(m[c], m[f"{c}_n"], m["n"]) + ("" if not math.isfinite(lo) else f" [{lo:.2f}, {hi:.2f}]")
 
-        mean_rows = [[m["ranking"], *[_fmt_mean(m[c], m[f"{c}_n"], m["n"]) for c in QUALITY_METRICS], interval(m), str(m["n"]), str(m["targets"])] for m in means]
-        mean_header = ["ranking", "Kendall tau", "weighted tau", "Pearson r", "top-1 regret", "tau 95 % interval (bootstrap over targets)", "targets x draws", "targets"]
+        mean_rows = [[m["ranking"], *[with_interval(m, c) for c in QUALITY_METRICS], str(m["n"]), str(m["targets"])] for m in means]
+        mean_header = ["ranking", "Kendall tau", "weighted tau", "Pearson r", "top-1 regret", "targets x draws", "targets"]
         intro = (
-            "Each ranking of the sources against the really trained direct-transfer Dice of every connected source (mean over targets and draws; "
-            "a measure undefined for some of them, e.g. Pearson r of a constant ranking, is averaged over the others, their number in brackets):"
+            "Each ranking of the sources against the really trained direct-transfer Dice of every connected source (mean over targets and draws, "
+            "then in square brackets its 95 % bootstrap interval over targets, each target's mean over its draws; a measure undefined for some "
+            "rows, e.g. Pearson r of a constant ranking, is averaged over the others, their number in parentheses):"
         )
         md += ["## Selection quality", "", intro, "", _md_table(mean_header, mean_rows), "", _md_table(header, rows), ""]
         html_parts.append(
@@ -256,6 +283,8 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         if target in ours0:
             p = ours0[target]["path"]
             figures.append((f"Graph, landmark and path: {target}", plot_graph(graph, out_figures / f"graph_{target}.png", target=target, landmark=p[0], transfer_path=p)))
+    if curve:
+        figures.append(("Sample size: Dice against labelled target cases", sample_size_chart(curve, out_figures / "sample_size.png")))
     figures.append(("Affinity heatmap (draw 0)", plot_heatmap(graph, out_figures / "affinity_heatmap.png")))
     rows_ov = _overlay_rows(run, methods, targets, graph)
     if rows_ov:

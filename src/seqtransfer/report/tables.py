@@ -230,6 +230,8 @@ def selection_quality(
     selections: Sequence[Mapping[str, Any]],
     scores: Sequence[Mapping[str, Any]],
     direct: Mapping[tuple[str, str, int], float],
+    calibrated: Mapping[str, tuple[float, float]] | None = None,
+    h_scale: float = 1.0,
 ) -> list[dict[str, Any]]:
     """Per (target, draw) with measured direct transfers, each ranking's agreement with them.
 
@@ -237,6 +239,9 @@ def selection_quality(
         selections: the runner's ``selection`` records (weights w and landmark scores).
         scores: the runner's ``scores`` records with their target and draw added.
         direct: ``(source, target, draw) -> direct-transfer Dice``.
+        calibrated: per target, the leave-one-site-out ``(alpha, beta)``: ranks the sources by
+            the calibrated -w (eq. 5 from the recorded H and R) too.
+        h_scale: the graph's H scale (eq. 5), for the calibrated -w.
 
     Returns:
         One row per (target, draw, ranking), ordered by target and draw (not by the order the
@@ -261,6 +266,11 @@ def selection_quality(
             rankings["R (label similarity)"] = [_number(terms[s].get("R")) for s in sources]
             rankings["zeta (training cases)"] = [_number(terms[s].get("zeta")) for s in sources]
             rankings["rho (density)"] = [_number(terms[s].get("rho")) for s in sources]
+            if calibrated and target in calibrated:
+                alpha, beta = calibrated[target]
+                rankings["calibrated -w (leave-one-site-out)"] = [
+                    -(alpha * _number(terms[s].get("H")) / h_scale + beta * (1.0 - _number(terms[s].get("R")))) for s in sources
+                ]
         for name in ("logme", "leep", "nce"):
             if all(s in by_source for s in sources):
                 rankings[name.upper() if name != "logme" else "LogME"] = [_number(by_source[s].get(name)) for s in sources]
@@ -278,7 +288,9 @@ def selection_quality_means(quality: Sequence[Mapping[str, Any]]) -> list[dict[s
 
     Returns:
         Rows ``{"ranking", "n": rows of that ranking, MEASURE: mean over the rows where it is
-        finite (NaN when none is), MEASURE + "_n": how many rows that mean is over}``.
+        finite (NaN when none is), MEASURE + "_n": how many rows that mean is over,
+        MEASURE + "_interval": the 95 % bootstrap interval over targets (each target's mean
+        over its draws), MEASURE + "_targets": how many targets, "targets": Kendall tau's}``.
     """
     by_ranking: dict[str, list[Mapping[str, Any]]] = {}
     for q in quality:
@@ -289,8 +301,46 @@ def selection_quality_means(quality: Sequence[Mapping[str, Any]]) -> list[dict[s
         for measure in QUALITY_METRICS:
             entry[measure] = finite_mean(r[measure] for r in rows)
             entry[f"{measure}_n"] = len(_finite(r[measure] for r in rows))
-        per_target = _per_target({(str(r["target"]), int(r["draw"])): float(r["kendall_tau"]) for r in rows})
-        entry["kendall_tau_interval"] = bootstrap_interval(per_target)
-        entry["targets"] = len(per_target)
+            per_target = _per_target({(str(r["target"]), int(r["draw"])): float(r[measure]) for r in rows})
+            entry[f"{measure}_interval"] = bootstrap_interval(per_target)
+            entry[f"{measure}_targets"] = len(per_target)
+        entry["targets"] = entry["kendall_tau_targets"]
         out.append(entry)
     return out
+
+
+def sample_size_curve(methods: Sequence[Mapping[str, Any]], sample: Sequence[Mapping[str, Any]], protocol_cases: int = 3) -> list[dict[str, Any]]:
+    """The sample-size study: Dice against the number of labelled target cases, per method.
+
+    Every point is scored on the target's first test set: the study's own runs (``sample``,
+    records of kind ``sample_size``) and, for ``protocol_cases``, the protocol's runs of the
+    same methods (their first test set's Dice).
+
+    Returns:
+        Rows ``{"method", "n_train", "mean": over targets (each target's mean over its draws),
+        "low", "high": its 95 % bootstrap interval over targets, "targets", "runs"}``, by
+        method and then number of cases.
+    """
+    studied = {str(r["method"]) for r in sample}
+    values: dict[tuple[str, int], dict[tuple[str, int], float]] = {}
+    for r in methods:
+        if r["method"] in studied and not r.get("variant") and r.get("test_set_dice"):
+            values.setdefault((str(r["method"]), protocol_cases), {})[(str(r["target"]), int(r["draw"]))] = _number(r["test_set_dice"][0])
+    for r in sample:
+        values.setdefault((str(r["method"]), int(r["n_train"])), {})[(str(r["target"]), int(r["draw"]))] = _number(r.get("dice"))
+    rows = []
+    for (method, n), pairs in sorted(values.items()):
+        per_target = _per_target(pairs)
+        low, high = bootstrap_interval(per_target)
+        rows.append(
+            {
+                "method": method,
+                "n_train": n,
+                "mean": finite_mean(per_target),
+                "low": low,
+                "high": high,
+                "targets": len(per_target),
+                "runs": len(_finite(pairs.values())),
+            }
+        )
+    return rows

@@ -29,7 +29,7 @@ from torch import nn
 
 from seqtransfer.atomic import write_json
 from seqtransfer.config import recorded_dict
-from seqtransfer.data.splits import sample_cases, target_split
+from seqtransfer.data.splits import TargetSplit, sample_cases, target_split
 from seqtransfer.errors import ConfigError
 from seqtransfer.evaluation.score import cached_scores, score_test_sets
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights, save_checkpoint
@@ -192,6 +192,7 @@ def run_transfer(
     progress: StepProgress | None = None,
     target_cases: Sequence[str] | None = None,
     landmark: ZooModel | None = None,
+    split: TargetSplit | None = None,
 ) -> dict[str, Any]:
     """Fine-tune along ``path`` (landmark first, target last) and score every step.
 
@@ -208,6 +209,8 @@ def run_transfer(
         zoo: how the landmark's zoo model is (or was) trained.
         config: the fine-tuning recipe.
         target_cases: train the target step on these cases, without test sets.
+        split: the protocol mode with this split of the target instead of
+            :func:`~seqtransfer.data.splits.target_split`'s (e.g. the sample-size study's).
         landmark: the landmark's zoo model when it exists already (else trained or found
             with ``zoo``).
         out_dir: run folder for ``metrics.json`` and the predictions; default
@@ -224,7 +227,8 @@ def run_transfer(
     validate_path(workspace, path, target)
     target_task = workspace.task(target)
     if target_cases is None:
-        split = target_split(target_task.split_key, [c.case_id for c in target_task.cases], seed=config.seed, n_train=config.n_train)
+        if split is None:
+            split = target_split(target_task.split_key, [c.case_id for c in target_task.cases], seed=config.seed, n_train=config.n_train)
         if config.draw >= len(split.draws):
             raise ConfigError(f"draw must be below {len(split.draws)}, got {config.draw}")
         target_train = list(split.draws[config.draw])
