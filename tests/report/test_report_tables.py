@@ -130,3 +130,57 @@ def test_each_term_of_the_landmark_score_is_ranked_alone() -> None:
     assert rows["-H (image distance)"]["kendall_tau"] == 1.0  # small H, high Dice
     assert rows["R (label similarity)"]["kendall_tau"] == -1.0 and rows["zeta (training cases)"]["kendall_tau"] == -1.0
     assert rows["rho (density)"]["kendall_tau"] == -1.0 and rows["-w (affinity)"]["kendall_tau"] == 1.0
+
+
+def test_the_calibrated_affinity_is_ranked_from_the_recorded_terms() -> None:
+    # H favours a, then b, then c; R favours c, then b, then a. alpha >> beta ranks by H,
+    # beta >> alpha by R: the calibrated -w must follow whichever term its weights favour.
+    selection = {
+        "target": "t",
+        "draw": 0,
+        "weights": {"a": 0.5, "b": 0.5, "c": 0.5},
+        "landmark_scores": {"a": 1.0, "b": 2.0, "c": 3.0},
+        "zoo_dice": {"a": 0.5, "b": 0.4, "c": 0.3},
+        "terms": {"a": {"H": 1.0, "R": 0.1, "zeta": 1, "rho": 1.0}, "b": {"H": 2.0, "R": 0.5, "zeta": 1, "rho": 1.0}, "c": {"H": 3.0, "R": 0.9, "zeta": 1, "rho": 1.0}},
+    }
+    direct = {("a", "t", 0): 0.9, ("b", "t", 0): 0.5, ("c", "t", 0): 0.1}
+    name = "calibrated -w (leave-one-site-out)"
+    by_h = {r["ranking"]: r for r in selection_quality([selection], [], direct, {"t": (1.0, 0.01)}, h_scale=2.0)}
+    by_r = {r["ranking"]: r for r in selection_quality([selection], [], direct, {"t": (0.01, 1.0)}, h_scale=2.0)}
+    assert by_h[name]["kendall_tau"] == 1.0 and by_r[name]["kendall_tau"] == -1.0
+    assert name not in {r["ranking"] for r in selection_quality([selection], [], direct)}  # no calibration, no row
+
+
+def test_every_quality_measure_has_an_interval_over_targets() -> None:
+    import numpy as np
+
+    from seqtransfer.report.tables import bootstrap_interval
+
+    rows = []
+    rng = np.random.default_rng(0)
+    for t in range(6):
+        for draw in range(2):
+            rows.append({"target": f"t{t}", "draw": draw, "ranking": "x", **{m: float(rng.uniform(-1, 1)) for m in QUALITY_METRICS}})
+    (entry,) = selection_quality_means(rows)
+    for m in QUALITY_METRICS:
+        per_target = [np.mean([r[m] for r in rows if r["target"] == f"t{t}"]) for t in range(6)]
+        assert entry[f"{m}_interval"] == bootstrap_interval(per_target) and entry[f"{m}_targets"] == 6
+        assert abs(entry[m] - np.mean([r[m] for r in rows])) < 1e-12
+
+
+def test_sample_size_curve_takes_three_from_the_protocol_first_test_set() -> None:
+    from seqtransfer.report.tables import sample_size_curve
+
+    protocol = [
+        {"method": "ours", "target": t, "draw": d, "variant": "", "test_set_dice": [0.1 * (i + 1) + 0.01 * d, 0.9, 0.9]}
+        for i, t in enumerate(("a", "b"))
+        for d in (0, 1)
+    ]
+    protocol.append({"method": "lambda", "target": "a", "draw": 0, "variant": "0.4", "test_set_dice": [0.9, 0.9, 0.9]})  # not studied
+    sample = [{"method": "ours", "target": t, "draw": d, "n_train": 5, "dice": 0.5 + 0.1 * i} for i, t in enumerate(("a", "b")) for d in (0, 1)]
+    rows = {(r["method"], r["n_train"]): r for r in sample_size_curve(protocol, sample)}
+    assert set(rows) == {("ours", 3), ("ours", 5)}
+    # n = 3: a (0.10, 0.11) -> 0.105, b (0.20, 0.21) -> 0.205; mean 0.155 over 2 targets and 4 runs
+    assert abs(rows[("ours", 3)]["mean"] - 0.155) < 1e-12 and rows[("ours", 3)]["targets"] == 2 and rows[("ours", 3)]["runs"] == 4
+    assert abs(rows[("ours", 5)]["mean"] - 0.55) < 1e-12
+    assert rows[("ours", 5)]["low"] <= 0.55 <= rows[("ours", 5)]["high"]
