@@ -236,10 +236,9 @@ def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[st
             source_split(source.split_key, [c.case_id for c in source.cases], seed=config.seed, max_train=config.zoo.max_train)
 
 
-#: the methods skipped for a target whose landmark cannot be chosen: ours and its ablations,
-#: and (kept with them, though they no longer read the landmark score) MST, MTL and the
-#: baselines' STPS paths
-LANDMARK_METHODS = frozenset({"ours", "landmark_direct", "lambda", "mst", "mtl", "logme_stps", "leep_stps", "unfrozen"})
+#: the methods skipped for a target whose landmark cannot be chosen: ours and its ablations
+#: (the baselines, their STPS paths, MST and MTL rank the sources by their own score)
+LANDMARK_METHODS = frozenset({"ours", "landmark_direct", "lambda", "unfrozen"})
 
 
 def check_target_splits(ctx: Context) -> None:
@@ -430,54 +429,62 @@ def scores(ctx: Context, target: str, draw: int, source: str, n: int = PROTOCOL_
 
 
 def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> None:
-    """Every method of the protocol for one target and draw (stage 4)."""
+    """Every method of the protocol for one target and draw (stage 4).
+
+    A target whose landmark cannot be chosen (no source model of its pool learned anything)
+    runs every method but ours and its ablations (:data:`LANDMARK_METHODS`).
+    """
     from seqtransfer.baselines.train import run_mst, run_mtl
 
     p = ctx.config.protocol
     methods = set(p.methods)
+    connected = ctx.connected(target)
+    graph = ctx.workspaces[draw].graph
     try:
-        sel = selection(ctx, target, draw)
+        sel: Selection | None = selection(ctx, target, draw)
     except SelectionError as exc:  # e.g. no source model in the pool learned anything
         needs = sorted(methods & LANDMARK_METHODS)
         log(f"{target} draw {draw}: {exc}; skipped: {', '.join(needs)}")
         methods -= set(needs)
-        _run_without_selection(ctx, target, draw, methods)
-        return
-    connected = ctx.connected(target)
-    graph = ctx.workspaces[draw].graph
-    ctx.store.run(
-        "selection",
-        {"target": target, "draw": draw, "zoo": ctx.zoo_config.to_dict(), "graph": ctx.config.graph.to_dict(), "max_sources": ctx.config.protocol.max_sources},
-        lambda: {
-            "target": target,
-            "draw": draw,
-            "landmark": sel.landmark,
-            "path": sel.path,
-            "weights": {s: float(graph.edges[s, target]["weight"]) for s in connected},
-            "landmark_scores": {row["source"]: row["score"] for row in sel.landmark_scores},
-            # each term of eq. 5-7, for the selection-quality table's per-term rankings
-            "terms": {
-                row["source"]: {"H": float(graph.edges[row["source"], target]["H"]), "R": float(graph.edges[row["source"], target]["R"]), "zeta": row["zeta"], "rho": row["rho"]}
-                for row in sel.landmark_scores
+        sel = None
+    if sel is not None:
+        chosen = sel
+        ctx.store.run(
+            "selection",
+            {"target": target, "draw": draw, "zoo": ctx.zoo_config.to_dict(), "graph": ctx.config.graph.to_dict(), "max_sources": ctx.config.protocol.max_sources},
+            lambda: {
+                "target": target,
+                "draw": draw,
+                "landmark": chosen.landmark,
+                "path": chosen.path,
+                "weights": {s: float(graph.edges[s, target]["weight"]) for s in connected},
+                "landmark_scores": {row["source"]: row["score"] for row in chosen.landmark_scores},
+                # each term of eq. 5-7, for the selection-quality table's per-term rankings
+                "terms": {
+                    row["source"]: {"H": float(graph.edges[row["source"], target]["H"]), "R": float(graph.edges[row["source"], target]["R"]), "zeta": row["zeta"], "rho": row["rho"]}
+                    for row in chosen.landmark_scores
+                },
+                "zoo_dice": {s: ctx.zoo[s].dice for s in connected},
             },
-            "zoo_dice": {s: ctx.zoo[s].dice for s in connected},
-        },
-    )
+        )
+        if "ours" in methods:
+            _path_method(ctx, "ours", target, draw, "", sel.path)
+        if "landmark_direct" in methods:
+            _path_method(ctx, "landmark_direct", target, draw, "", [sel.landmark, target])
+        if "lambda" in methods:
+            for lam in p.lambdas:
+                _path_method(ctx, "lambda", target, draw, f"{lam:g}", selection(ctx, target, draw, lam=lam).path)
+    if not connected:
+        return
     save = ctx.run_dir / "predictions" / target
-    if "ours" in methods:
-        _path_method(ctx, "ours", target, draw, "", sel.path)
-    if "landmark_direct" in methods:
-        _path_method(ctx, "landmark_direct", target, draw, "", [sel.landmark, target])
-    if "lambda" in methods:
-        for lam in p.lambdas:
-            _path_method(ctx, "lambda", target, draw, f"{lam:g}", selection(ctx, target, draw, lam=lam).path)
     if "random_landmark" in methods:
         _random_landmarks(ctx, target, draw, connected)
     need_scores = {"logme", "leep", "logme_stps", "leep_stps", "mst", "mtl"} & methods or draw < p.quality_draws
     all_scores = {s: scores(ctx, target, draw, s) for s in connected} if need_scores else {}
     _baseline_landmarks(ctx, target, draw, methods, all_scores, connected)
-    if "unfrozen" in methods:  # ours' path, the whole network fine-tuned (EWC on every parameter)
-        _method(ctx, "unfrozen", target, draw, "", {"path": sel.path}, lambda: _transfer_result(transfer(ctx, sel.path, draw, frozen=False)))
+    if sel is not None and "unfrozen" in methods:  # ours' path, the whole network fine-tuned (EWC on every parameter)
+        path = sel.path
+        _method(ctx, "unfrozen", target, draw, "", {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw, frozen=False)))
     # MST's and MTL's sources: the top-k by their own criterion (LogME), not by the method under test
     top = _ranked_by(all_scores, connected, "logme")[: p.top_k] if {"mst", "mtl"} & methods else []
     ws = ctx.workspaces[draw]
@@ -546,19 +553,6 @@ def _ranked_by(all_scores: dict[str, dict[str, Any]], connected: list[str], name
         return (float(value) if value is not None else -math.inf, s)  # NaN is stored as None
 
     return sorted(connected, key=rank, reverse=True)
-
-
-def _run_without_selection(ctx: Context, target: str, draw: int, methods: set[str]) -> None:
-    """The methods that need no landmark score, for a target whose selection is impossible:
-    random landmarks, scratch, and LogME / LEEP with their direct transfer."""
-    connected = ctx.connected(target)
-    if "random_landmark" in methods and connected:
-        _random_landmarks(ctx, target, draw, connected)
-    if "scratch" in methods:
-        _scratch(ctx, target, draw)
-    if {"logme", "leep"} & methods and connected:
-        all_scores = {s: scores(ctx, target, draw, s) for s in connected}
-        _baseline_landmarks(ctx, target, draw, methods & {"logme", "leep"}, all_scores, connected)
 
 
 def run_sample_size(ctx: Context, target: str, n: int, draw: int) -> None:
