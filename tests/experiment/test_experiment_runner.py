@@ -72,6 +72,21 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
         mst = next(r for r in ctx.store.records("method", "done") if r.spec["method"] == "mst" and r.spec["target"] == target and r.spec["draw"] == 0)
         expected = sorted(logme, key=lambda s: (logme[s] if logme[s] is not None else float("-inf"), s), reverse=True)[: config.protocol.top_k]
         assert mst.spec["sources"] == expected
+    # ours_leep: the landmark score with O -> exp(LEEP), by hand from the stored terms and LEEP
+    import math
+
+    for target in TARGETS:
+        sel = next(r.result for r in ctx.store.records("selection", "done") if r.result["target"] == target and r.result["draw"] == 0)
+        leep = {r.spec["source"]: r.result["leep"] for r in ctx.store.records("scores", "done") if r.spec["target"] == target and r.spec["draw"] == 0 and "n_train" not in r.spec}
+        learned = [s for s in sel["weights"] if (sel["zoo_dice"][s] or 0.0) >= 0.05]
+
+        def by_hand(s: str) -> float:
+            d = sel["terms"][s]["zeta"] * sel["terms"][s]["rho"] * (math.exp(leep[s]) if leep[s] is not None else 0.0)
+            return sel["weights"][s] / d if d > 0 else math.inf
+
+        expected = min(learned, key=lambda s: (by_hand(s), s))
+        run = next(m for m in methods if m["method"] == "ours_leep" and m["target"] == target and m["draw"] == 0)
+        assert run["path"][0] == expected and run["path"][-1] == target
     # selection quality: every connected source's direct transfer in draw 0, and its scores
     transfers = [r.result for r in ctx.store.records("transfer", "done") if r.spec["draw"] == 0 and len(r.spec["path"]) == 2]
     for target in TARGETS:

@@ -61,6 +61,23 @@ def test_scores_by_hand() -> None:
     assert again == scores
 
 
+def test_the_leep_score_puts_the_transferability_where_o_was() -> None:
+    g = four_task_graph()
+    rho_a = math.exp(-1.0)
+    rho_b = math.exp(-1.0) + math.exp(-4.0)
+    # A: 0.4 / (10 rho_a 0.2) = 0.544; B: 0.8 / (20 rho_b 0.9) = 0.115 -> B, where the paper's O chose A
+    t = {"A": 0.2, "B": 0.9}
+    landmark, scores = select_landmark(g, "T", SOURCES, w_c=0.5, transferability=t)
+    assert landmark == "B"
+    assert scores["A"].score == pytest.approx(0.4 / (10 * rho_a * 0.2), rel=1e-12) and scores["A"].T == 0.2
+    assert scores["B"].gamma == pytest.approx(rho_b * 0.9, rel=1e-12) and scores["B"].O == 0.5  # O kept for "learned"
+    g.nodes["B"]["dice"] = 0.01  # a model that learned nothing stays out, whatever its T
+    assert select_landmark(g, "T", SOURCES, w_c=0.5, transferability=t)[0] == "A"
+    for bad in ({"A": 0.2}, {"A": 0.2, "B": 1.5}, {"A": 0.2, "B": float("nan")}):
+        with pytest.raises(SelectionError, match="transferability"):
+            select_landmark(g, "T", SOURCES, w_c=0.5, transferability=bad)
+
+
 def test_default_w_c_is_median_of_source_edges() -> None:
     g = four_task_graph()
     assert default_w_c(g, SOURCES) == pytest.approx(0.75)  # median of 0.5 and 1.0, not the T edges

@@ -19,7 +19,7 @@ A TOML file with the sections below; every key is optional (defaults in brackets
     targets_per_collection = 0    # keep only the first N targets of each collection (0: all)
     draws = 3                     # seeded draws of the target's 3 training cases
     methods = ["ours", "logme", "leep", "mst", "mtl", "scratch", "landmark_direct",
-               "random_landmark", "lambda", "calibrated", "logme_stps", "leep_stps", "unfrozen"]
+               "random_landmark", "lambda", "calibrated", "logme_stps", "leep_stps", "unfrozen", "ours_leep"]
     lambdas = [0.0, 0.3, 0.4, 0.5, 1.0]
     random_landmarks = 10         # draws of the random landmark ("w/o LSI")
     top_k = 3                     # sources fused by MST / trained with by MTL (the top-k by LogME)
@@ -76,10 +76,11 @@ METHODS = (
     "logme_stps",
     "leep_stps",
     "unfrozen",
+    "ours_leep",
 )
 
 #: the methods the sample-size study can run at another number of labelled target cases
-SAMPLE_SIZE_METHODS = ("ours", "landmark_direct", "logme", "leep", "logme_stps", "leep_stps", "mst", "scratch")
+SAMPLE_SIZE_METHODS = ("ours", "ours_leep", "landmark_direct", "logme", "leep", "logme_stps", "leep_stps", "mst", "scratch")
 
 
 @dataclass(frozen=True)

@@ -366,10 +366,13 @@ def _method(ctx: Context, method: str, target: str, draw: int, variant: str, spe
     return ctx.store.run("method", full, wrapped)
 
 
-def selection(ctx: Context, target: str, draw: int, lam: float | None = None, graph: nx.Graph | None = None) -> Selection:
+def selection(
+    ctx: Context, target: str, draw: int, lam: float | None = None, graph: nx.Graph | None = None, transferability: dict[str, float] | None = None
+) -> Selection:
     """Landmark and optimal path of ``target`` in draw ``draw``'s graph, O from the zoo.
 
-    ``lam`` defaults to ``[selection] lam``; L_max and C_search come from ``[selection]``.
+    ``lam`` defaults to ``[selection] lam``; L_max and C_search come from ``[selection]``;
+    ``transferability`` selects by the ``leep`` score (:func:`transferability_of`).
     """
     g = ctx.pool_graph(target, draw, graph)
     chosen = ctx.config.selection
@@ -381,7 +384,13 @@ def selection(ctx: Context, target: str, draw: int, lam: float | None = None, gr
         c_search=chosen.c_search,
         performance=ctx.performance(),
         performance_label="model zoo",
+        transferability=transferability,
     )
+
+
+def transferability_of(all_scores: dict[str, dict[str, Any]]) -> dict[str, float]:
+    """T = exp(LEEP) of each source on the target's labelled cases (an undefined LEEP: 0)."""
+    return {s: math.exp(float(r["leep"])) if r.get("leep") is not None and math.isfinite(float(r["leep"])) else 0.0 for s, r in all_scores.items()}
 
 
 def _transfer_result(r: dict[str, Any]) -> dict[str, Any]:
@@ -479,9 +488,14 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     save = ctx.run_dir / "predictions" / target
     if "random_landmark" in methods:
         _random_landmarks(ctx, target, draw, connected)
-    need_scores = {"logme", "leep", "logme_stps", "leep_stps", "mst", "mtl"} & methods or draw < p.quality_draws
+    need_scores = {"logme", "leep", "logme_stps", "leep_stps", "mst", "mtl", "ours_leep"} & methods or draw < p.quality_draws
     all_scores = {s: scores(ctx, target, draw, s) for s in connected} if need_scores else {}
     _baseline_landmarks(ctx, target, draw, methods, all_scores, connected)
+    if "ours_leep" in methods:  # the landmark score with O replaced by exp(LEEP), then the optimal path
+        try:
+            _path_method(ctx, "ours_leep", target, draw, "", selection(ctx, target, draw, transferability=transferability_of(all_scores)).path)
+        except SelectionError as exc:
+            log(f"{target} draw {draw}: ours_leep skipped ({exc})")
     if sel is not None and "unfrozen" in methods:  # ours' path, the whole network fine-tuned (EWC on every parameter)
         path = sel.path
         _method(ctx, "unfrozen", target, draw, "", {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw, frozen=False)))
@@ -585,8 +599,10 @@ def run_sample_size(ctx: Context, target: str, n: int, draw: int) -> None:
         along("ours", sel.path)
     if sel is not None and "landmark_direct" in methods:
         along("landmark_direct", [sel.landmark, target])
-    if methods & {"logme", "leep", "logme_stps", "leep_stps", "mst"} and connected:
+    if methods & {"logme", "leep", "logme_stps", "leep_stps", "mst", "ours_leep"} and connected:
         all_scores = {s: scores(ctx, target, draw, s, n=n) for s in connected}
+        if sel is not None and "ours_leep" in methods:
+            along("ours_leep", selection(ctx, target, draw, graph=ws.graph, transferability=transferability_of(all_scores)).path)
         for name in ("logme", "leep"):
             best = _ranked_by(all_scores, connected, name)[0]
             if name in methods:

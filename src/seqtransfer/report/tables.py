@@ -37,9 +37,10 @@ LABELS = {
     "logme_stps": "LogME + STPS",
     "leep_stps": "LEEP + STPS",
     "unfrozen": "w/o frozen encoder (whole network, EWC)",
+    "ours_leep": "Ours, LEEP term (eq. 7, O -> exp LEEP)",
 }
 TABLE_I = ("ours", "logme", "leep", "mst", "mtl", "scratch")
-TABLE_II = ("ours", "landmark_direct", "random_landmark", "logme_stps", "leep_stps", "unfrozen", "calibrated")
+TABLE_II = ("ours", "landmark_direct", "random_landmark", "logme_stps", "leep_stps", "unfrozen", "calibrated", "ours_leep")
 
 
 @dataclass(frozen=True)
@@ -226,6 +227,13 @@ def rank_scores(truth: Sequence[float], score: Sequence[float]) -> dict[str, flo
     return {"kendall_tau": float(tau), "weighted_tau": float(wtau), "pearson": float(pearson), "top1_regret": regret, "n": float(len(y))}
 
 
+def _leep_score(w: Any, terms: Mapping[str, Any], leep: Any) -> float:
+    """The ``leep`` landmark score w / (zeta * rho * exp(LEEP)) from recorded terms (inf when the denominator is 0)."""
+    t = math.exp(_number(leep)) if math.isfinite(_number(leep)) else 0.0
+    denominator = _number(terms.get("zeta")) * _number(terms.get("rho")) * t
+    return _number(w) / denominator if denominator > 0 else math.inf
+
+
 def selection_quality(
     selections: Sequence[Mapping[str, Any]],
     scores: Sequence[Mapping[str, Any]],
@@ -271,6 +279,8 @@ def selection_quality(
                 rankings["calibrated -w (leave-one-site-out)"] = [
                     -(alpha * _number(terms[s].get("H")) / h_scale + beta * (1.0 - _number(terms[s].get("R")))) for s in sources
                 ]
+        if all(s in terms for s in sources) and all(s in by_source for s in sources):
+            rankings["landmark score, LEEP term (-score)"] = [-_leep_score(sel["weights"][s], terms[s], by_source[s].get("leep")) for s in sources]
         for name in ("logme", "leep", "nce"):
             if all(s in by_source for s in sources):
                 rankings[name.upper() if name != "logme" else "LogME"] = [_number(by_source[s].get(name)) for s in sources]

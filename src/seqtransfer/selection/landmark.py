@@ -9,7 +9,14 @@ source graph. With the affinity ``w`` used as a distance (smaller = more similar
     gamma_i = rho_i * O(s_i)                                             (eq. 7)
     landmark = argmin_{s_i connected to t} w(s_i, t) / (zeta_i * gamma_i)
 
-O(s_i) is the mean Dice of the source model on its own held-out test cases. The paper writes
+O(s_i) is the mean Dice of the source model on its own held-out test cases.
+
+The ``leep`` score (:data:`SCORES`) replaces O in gamma by a transferability measured on the
+target itself: ``T_i = exp(LEEP_i)``, the geometric-mean likelihood that the source model's
+predictions (through LEEP's empirical conditional) give the target's labels on its labelled
+cases, in (0, 1] like O. O rewards a source whose own task is easy (METHOD section 2, "Known
+weakness"); T rewards a source whose output explains the target's labels. O still decides
+whether a source model learned anything. The paper writes
 a sum over K test cases; with K fixed for every source the ranking is the same, and the mean
 keeps O in [0, 1] (METHOD.md section 4).
 
@@ -35,6 +42,9 @@ from seqtransfer.selection._graph import edge_weight, edge_weights_among, requir
 from seqtransfer.selection.errors import SelectionError
 
 
+#: the landmark scores: eq. 7 as in the paper, or with O replaced by the transferability exp(LEEP)
+SCORES = ("paper", "leep")
+
 #: Held-out Dice below which a source model counts as having learned nothing. A convention
 #: (a model that gets less than 1/20 of the overlap right predicts essentially none of the
 #: structure), not a tuned value; ``select --min-source-dice`` changes it.
@@ -59,6 +69,7 @@ class LandmarkScore:
         gamma: gamma_i = rho_i * O(s_i) (eq. 7).
         score: w / (zeta * gamma); smaller is better; ``inf`` when zeta * gamma == 0.
         excluded: why the source is not a landmark candidate (its model learned nothing), or None.
+        T: the transferability exp(LEEP) that stands for O in gamma (the ``leep`` score), or None.
     """
 
     source: str
@@ -69,6 +80,7 @@ class LandmarkScore:
     gamma: float
     score: float
     excluded: str | None = None
+    T: float | None = None  # noqa: N815 - as O
 
 
 def informativeness(graph: nx.Graph, node: str) -> float:
@@ -179,6 +191,15 @@ def _performance(graph: nx.Graph, source: str, performance: Mapping[str, float] 
     return float(value)
 
 
+def _transferability(source: str, transferability: Mapping[str, float]) -> float:
+    if source not in transferability:
+        raise SelectionError(f"no transferability T (exp LEEP) given for source {source!r}")
+    value = transferability[source]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
+        raise SelectionError(f"source {source!r} has transferability {value!r}; expected a number in [0, 1]")
+    return float(value)
+
+
 def landmark_scores(
     graph: nx.Graph,
     target: str,
@@ -186,6 +207,7 @@ def landmark_scores(
     performance: Mapping[str, float] | None = None,
     w_c: float | None = None,
     min_dice: float = MIN_LEARNED_DICE,
+    transferability: Mapping[str, float] | None = None,
 ) -> dict[str, LandmarkScore]:
     """Landmark score ``w(s_i, t) / (zeta_i * gamma_i)`` of every source connected to the target.
 
@@ -206,6 +228,8 @@ def landmark_scores(
         w_c: density threshold; default :func:`default_w_c` over the sources.
         min_dice: a source whose O is below this learned nothing: its row says so
             (``excluded``) and it is no candidate.
+        transferability: T(s_i) per source, in [0, 1] (the ``leep`` score: exp(LEEP) on the
+            target's labelled cases); when given, gamma = rho * T instead of rho * O.
 
     Returns:
         Scores keyed by source name, in name order; sources without an edge to the target
@@ -231,11 +255,12 @@ def landmark_scores(
         zeta = informativeness(graph, s)
         rho = 0.0 if w_c is None else density(graph, s, w_c, among=source_set)
         o = _performance(graph, s, performance)
-        gamma = rho * o
+        t = None if transferability is None else _transferability(s, transferability)
+        gamma = rho * (o if t is None else t)
         denominator = zeta * gamma
         score = w / denominator if denominator > 0 else math.inf
         excluded = None if learned(o, min_dice) else f"did not learn (held-out Dice {o:.3g} < {min_dice:g})"
-        scores[s] = LandmarkScore(source=s, w=w, zeta=zeta, rho=rho, O=o, gamma=gamma, score=score, excluded=excluded)
+        scores[s] = LandmarkScore(source=s, w=w, zeta=zeta, rho=rho, O=o, gamma=gamma, score=score, excluded=excluded, T=t)
     return scores
 
 
@@ -246,6 +271,7 @@ def select_landmark(
     performance: Mapping[str, float] | None = None,
     w_c: float | None = None,
     min_dice: float = MIN_LEARNED_DICE,
+    transferability: Mapping[str, float] | None = None,
 ) -> tuple[str, dict[str, LandmarkScore]]:
     """The landmark source of a target: argmin of the landmark score (eq. 7).
 
@@ -259,6 +285,7 @@ def select_landmark(
         performance: O(s_i) per source, or None to read the node attribute ``dice``.
         w_c: density threshold; default :func:`default_w_c` over the sources.
         min_dice: O below which a source model learned nothing.
+        transferability: T per source for the ``leep`` score (see :func:`landmark_scores`).
 
     Returns:
         The landmark's name and the scores of every connected source.
@@ -270,7 +297,7 @@ def select_landmark(
     """
     if isinstance(min_dice, bool) or not isinstance(min_dice, numbers.Real) or not 0.0 <= min_dice <= 1.0:
         raise ConfigError(f"min_dice must be in [0, 1], got {min_dice!r}")
-    scores = landmark_scores(graph, target, sources, performance=performance, w_c=w_c, min_dice=float(min_dice))
+    scores = landmark_scores(graph, target, sources, performance=performance, w_c=w_c, min_dice=float(min_dice), transferability=transferability)
     if not scores:
         raise SelectionError(f"target {target!r} has no edge to any of the {len(frozenset(sources))} sources")
     candidates = [s for s in scores.values() if s.excluded is None]

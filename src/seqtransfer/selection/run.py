@@ -83,6 +83,7 @@ class Selection:
     min_source_dice: float = MIN_LEARNED_DICE
     target_affinity_cases: int | None = None
     target_labelled_cases: int | None = None
+    score: str = "paper"
 
     def to_json(self) -> dict[str, Any]:
         """JSON-ready dict; ``lam`` is saved as ``lambda``, infinite scores as null."""
@@ -149,8 +150,12 @@ def select_in_graph(
     uniform_performance: bool = False,
     where: str = "the graph",
     min_dice: float = MIN_LEARNED_DICE,
+    transferability: dict[str, float] | None = None,
 ) -> Selection:
     """:func:`select_for_target` on a graph in memory (nothing read or written).
+
+    ``transferability`` (T = exp(LEEP) of each connected source's model on the target's
+    labelled cases) selects by the ``leep`` score: O replaced by T in eq. 7.
 
     Raises:
         SelectionError: the target is not a node or has no connected source.
@@ -184,7 +189,7 @@ def select_in_graph(
         )
     has_source_edges = any(graph.has_edge(a, b) for a in sources for b in graph.neighbors(a) if b in sources)
     w_c_used = w_c if w_c is not None else (default_w_c(graph, sources) if has_source_edges else None)
-    landmark, scores = select_landmark(graph, target, sources, performance=perf, w_c=w_c_used, min_dice=min_dice)
+    landmark, scores = select_landmark(graph, target, sources, performance=perf, w_c=w_c_used, min_dice=min_dice, transferability=transferability)
     result = optimal_path(graph, landmark, target, sources, lam=lam, c_search=c_search, max_length=max_length)
     ranked = sorted(scores.values(), key=lambda s: (s.excluded is not None, s.score, s.source))
     selection = Selection(
@@ -203,5 +208,6 @@ def select_in_graph(
         min_source_dice=min_dice,
         target_affinity_cases=len(graph.nodes[target].get("affinity_cases", [])) or None,
         target_labelled_cases=graph.nodes[target].get("n_cases"),
+        score="paper" if transferability is None else "leep",
     )
     return selection
