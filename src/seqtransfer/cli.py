@@ -287,6 +287,32 @@ def graph_show(
         out.print(str(path_written), markup=False)
 
 
+def _check_score(score: str) -> None:
+    from seqtransfer.selection.landmark import SCORES
+
+    if score not in SCORES:
+        raise ConfigError(f"--score must be one of {', '.join(SCORES)}, got {score!r}")
+
+
+def _leep_of_zoo(graph_dir: Path, target: str, preset: str, spacing: str) -> dict[str, float]:
+    """T = exp(LEEP) of every connected source's zoo model on the target's affinity cases."""
+    from seqtransfer.adapt.run import existing_zoo_model
+    from seqtransfer.baselines.measure import leep_transferability
+    from seqtransfer.graph.build import candidate_sources
+
+    workspace, _ = _open_training(graph_dir, preset, spacing)
+    graph = workspace.graph
+    if target not in graph or graph.nodes[target].get("role") != "target":
+        raise ConfigError(f"{graph_dir}: {target!r} is not a target of the graph")
+    connected = [s for s in candidate_sources(graph, target) if graph.has_edge(s, target)]
+    models = {s: existing_zoo_model(workspace, s) for s in connected}
+    missing = sorted(s for s, m in models.items() if m is None)
+    if missing:
+        raise ConfigError(f"{graph_dir}: --score leep needs the zoo model of every connected source; missing: {', '.join(missing[:5])} (run `seqtransfer zoo train`)")
+    cases = list(graph.nodes[target].get("affinity_cases", []))
+    return leep_transferability(workspace, workspace.task(target), cases, {s: m.folder for s, m in models.items()})
+
+
 @app.command("select")
 def select_cmd(
     graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
@@ -301,11 +327,19 @@ def select_cmd(
     min_source_dice: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Held-out Dice below which a source model learned nothing (never a landmark).")
     ] = 0.05,
+    score: Annotated[
+        str,
+        typer.Option(help="Landmark score: paper (eq. 7) or leep (O replaced by exp(LEEP) of each zoo model on the target's affinity cases; needs the zoo)."),
+    ] = "paper",
+    preset: Preset = "cpu",
+    spacing: Spacing = "auto",
 ) -> None:
     """Choose the landmark source and the optimal transfer path for a target."""
     from seqtransfer.selection.run import load_performance, select_for_target
 
+    _check_score(score)
     perf = load_performance(performance) if performance else None
+    transferability = _leep_of_zoo(graph_dir, target, preset, spacing) if score == "leep" else None
     selection = select_for_target(
         graph_dir,
         target,
@@ -317,14 +351,17 @@ def select_cmd(
         performance_label=str(performance) if performance else None,
         uniform_performance=uniform_performance,
         min_dice=min_source_dice,
+        transferability=transferability,
     )
-    table = Table(title=f"landmark scores for {target} (O from {selection.performance_source})")
-    for column in ("source", "w", "zeta", "rho", "O", "score", "note"):
+    title = f"landmark scores for {target} (O from {selection.performance_source}" + ("; score leep: gamma = rho * T, T = exp(LEEP))" if score == "leep" else ")")
+    table = Table(title=title)
+    numbers = ("w", "zeta", "rho", "O", *(("T",) if score == "leep" else ()), "score")
+    for column in ("source", *numbers, "note"):
         table.add_column(column, justify="left" if column in ("source", "note") else "right", no_wrap=True)
     candidates = [r for r in selection.landmark_scores if not r.get("excluded")]
     excluded = [r for r in selection.landmark_scores if r.get("excluded")]
     for row in candidates[:top] + excluded:
-        table.add_row(row["source"], *(f"{row[k]:.4g}" for k in ("w", "zeta", "rho", "O", "score")), row.get("excluded") or "")
+        table.add_row(row["source"], *(f"{row[k]:.4g}" for k in numbers), row.get("excluded") or "")
     out.print(table)
     if excluded:
         out.print(f"left out: {len(excluded)} source model(s) that learned nothing (held-out Dice < {min_source_dice:g})", markup=False)
@@ -622,6 +659,9 @@ def adapt(
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     spacing: Spacing = "auto",
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes for the graph and missing source models (1: in this process).")] = 1,
+    score: Annotated[
+        str, typer.Option(help="Landmark score: paper (eq. 7) or leep (O replaced by exp(LEEP) of each source model on the labelled cases).")
+    ] = "paper",
 ) -> None:
     """From source datasets and a target with a few labels to a trained model and predictions.
 
@@ -638,6 +678,7 @@ def adapt(
 
     if len(datasets) < 2:
         raise ConfigError("give at least one source dataset and the target dataset (last)")
+    _check_score(score)
     if out_dir.exists() and not out_dir.is_dir():
         raise ConfigError(f"{out_dir}: --out is a file, not a folder")
     finetune = FinetuneConfig(steps=steps, lr=lr, lambda_ewc=lambda_ewc, seed=seed)
@@ -659,6 +700,7 @@ def adapt(
         spacing=grid,
         estimate=estimate,
         max_sources=max_sources,
+        score=score,
     )
     created = _probe_writable(out_dir)
     pool = make_executor("local", workers=workers)

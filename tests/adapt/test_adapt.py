@@ -333,3 +333,27 @@ def test_sigkill_inside_fine_tuning_then_rerun_gives_identical_predictions(data,
         np.testing.assert_array_equal(a, b)
     resumed = json.loads((killed / "adapt.json").read_text())["targets"][0]
     assert resumed["path"] == json.loads((whole / "adapt.json").read_text())["targets"][0]["path"]
+
+
+def test_adapt_by_the_leep_score(data, tmp_path: Path) -> None:
+    """score = leep: T = exp(LEEP) of every connected source model on the labelled cases stands
+    for O; the landmark is argmin w / (zeta rho T), recorded with the score's name."""
+    import math
+    from dataclasses import replace
+
+    from seqtransfer.errors import ConfigError
+
+    plan = plan_adapt([data["src"]], data["new"], TARGETS[:1])
+    out = tmp_path / "out"
+    adapt(plan, out, replace(CONFIG, score="leep"), cache_dir=data["cache"])
+    saved = json.loads((out / "adapt.json").read_text())
+    assert saved["config"]["score"] == "leep"
+    selection = json.loads((out / "graph" / "selections" / f"{TARGETS[0]}.json").read_text())
+    assert selection["score"] == "leep"
+    rows = selection["landmark_scores"]
+    assert rows and all(r["T"] is not None and 0.0 < r["T"] <= 1.0 for r in rows)
+    assert all(r["score"] is None or math.isclose(r["score"], r["w"] / (r["zeta"] * r["rho"] * r["T"]), rel_tol=1e-12) for r in rows)
+    candidates = [r for r in rows if not r["excluded"] and r["score"] is not None]
+    assert selection["landmark"] == min(candidates, key=lambda r: (r["score"], r["source"]))["source"] == saved["targets"][0]["landmark"]
+    with pytest.raises(ConfigError, match="score must be one of"):
+        replace(CONFIG, score="best")

@@ -233,3 +233,30 @@ def test_calibration_maximises_the_mean_within_target_tau() -> None:
     assert result.tau_after >= max(independent(0.0), independent(0.5), independent(1.0)) - 1e-12
     weights = np.array([affinity(g.edges[x.source, x.target]["H"], g.edges[x.source, x.target]["R"], 0.3, 0.7, 1.0) for x in transfers])
     assert within_target_tau(weights, np.array([x.dice for x in transfers]), [x.target for x in transfers]) == pytest.approx(independent(0.3))
+
+
+def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, capsys) -> None:
+    """--score leep: refused (one line, nothing written) without the zoo; with it, gamma = rho * T
+    with T = exp(LEEP) of each connected source model, and the landmark is argmin w / (zeta rho T)."""
+    import math
+
+    _, _, graph = built
+    code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "best"], capsys)
+    assert code == 2 and "--score must be one of paper, leep" in err and len(err.strip().splitlines()) == 1
+    code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "leep"], capsys)
+    assert code == 2 and "needs the zoo model of every connected source" in err and len(err.strip().splitlines()) == 1, err
+    assert not (graph / "selections").exists()
+    code, _, err = run(["zoo", "train", "--graph", graph, "--steps", 2, "--max-train", 3], capsys)
+    assert code == 0, err
+    code, out, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "leep"], capsys)
+    assert code == 0, err
+    saved = json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())
+    assert saved["score"] == "leep" and "exp(LEEP)" in out
+    rows = saved["landmark_scores"]
+    assert rows and all(0.0 <= r["T"] <= 1.0 for r in rows)
+    for r in rows:
+        expected = r["w"] / (r["zeta"] * r["rho"] * r["T"]) if r["zeta"] * r["rho"] * r["T"] > 0 else None
+        assert (r["score"] is None and expected is None) or math.isclose(r["score"], expected, rel_tol=1e-12)
+    candidates = [r for r in rows if not r["excluded"] and r["score"] is not None]
+    if candidates:
+        assert saved["landmark"] == min(candidates, key=lambda r: (r["score"], r["source"]))["source"]

@@ -71,6 +71,8 @@ class AdaptConfig:
         estimate: leave-one-out Dice estimate (n trainings more).
         max_sources: 0: every connected source competes; N: only the target's N nearest by w
             (a scaled-down run, like the demo; fewer source models to train).
+        score: the landmark score: ``paper`` (eq. 7) or ``leep`` (O replaced by exp(LEEP) of
+            each source model on the target's labelled cases).
     """
 
     zoo: ZooConfig = field(default_factory=ZooConfig)
@@ -82,10 +84,15 @@ class AdaptConfig:
     c_search: float = DEFAULT_C_SEARCH
     estimate: bool = False
     max_sources: int = 0
+    score: str = "paper"
 
     def __post_init__(self) -> None:
+        from seqtransfer.selection.landmark import SCORES
+
         if self.max_sources < 0:
             raise ConfigError(f"max_sources must be >= 0, got {self.max_sources}")
+        if self.score not in SCORES:
+            raise ConfigError(f"score must be one of {', '.join(SCORES)}, got {self.score!r}")
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (saved in ``adapt.json``)."""
@@ -98,6 +105,7 @@ class AdaptConfig:
             "max_length": self.max_length,
             "c_search": self.c_search,
             "estimate": self.estimate,
+            "score": self.score,
             "max_sources": self.max_sources,
         }
 
@@ -537,7 +545,18 @@ def adapt(
     for task in plan.targets:
         # 4. select
         seen = graph.subgraph([*pools[task.name], task.name]) if config.max_sources else graph
-        selection = select_in_graph(seen, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search, where=str(graph_root))
+        transferability = None
+        if config.score == "leep":  # exp(LEEP) of every connected source model on the labelled cases
+            from seqtransfer.baselines.measure import leep_transferability
+
+            found = {s: existing_zoo_model(workspace, s) for s in pools[task.name] if seen.has_edge(s, task.name)}
+            models = {s: m.folder for s, m in found.items() if m is not None}
+            log(f"select: LEEP of {len(models)} source model(s) on {task.name}'s {task.n_cases} labelled case(s)")
+            leep_report = None if progress is None else (lambda d, t: progress("LEEP", d, t))
+            transferability = leep_transferability(workspace, task, [c.case_id for c in task.cases], models, seed=config.zoo.seed, progress=leep_report)
+        selection = select_in_graph(
+            seen, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search, where=str(graph_root), transferability=transferability
+        )
         write_json(workspace.store.selection_path(task.name), selection.to_json())
         log(f"select: {task.name} starts from {selection.landmark} ({len(selection.path) - 1} step(s)); fine-tuning on {task.n_cases} labelled case(s)")
         t1 = time.perf_counter()

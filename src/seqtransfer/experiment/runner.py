@@ -390,7 +390,9 @@ def selection(
 
 def transferability_of(all_scores: dict[str, dict[str, Any]]) -> dict[str, float]:
     """T = exp(LEEP) of each source on the target's labelled cases (an undefined LEEP: 0)."""
-    return {s: math.exp(float(r["leep"])) if r.get("leep") is not None and math.isfinite(float(r["leep"])) else 0.0 for s, r in all_scores.items()}
+    from seqtransfer.baselines.measure import transferability_from_leep
+
+    return {s: transferability_from_leep(r.get("leep")) for s, r in all_scores.items()}
 
 
 def _transfer_result(r: dict[str, Any]) -> dict[str, Any]:
@@ -407,11 +409,8 @@ def _transfer_result(r: dict[str, Any]) -> dict[str, Any]:
 def scores(ctx: Context, target: str, draw: int, source: str, n: int = PROTOCOL_TRAIN_CASES) -> dict[str, Any]:
     """LogME, LEEP and NCE of a source's zoo model on the target's training draw (stored;
     ``n``: the sample-size study's draw of ``n`` labelled cases)."""
-    from seqtransfer.baselines import leep, logme, nce
-    from seqtransfer.baselines.features import source_outputs
+    from seqtransfer.baselines.measure import measure_scores
     from seqtransfer.baselines.train import split_of
-    from seqtransfer.training.network import select_device
-    from seqtransfer.training.zoo import load_model
 
     per_class = ctx.config.protocol.score_voxels
     spec: dict[str, Any] = {"target": target, "draw": draw, "source": source, "per_class": per_class, "zoo": ctx.zoo_config.to_dict(), "seed": ctx.config.seed}
@@ -421,18 +420,8 @@ def scores(ctx: Context, target: str, draw: int, source: str, n: int = PROTOCOL_
     def work() -> dict[str, Any]:
         ws = ctx.workspace(draw, n)
         split = split_of(ws, target, ctx.config.seed) if n == PROTOCOL_TRAIN_CASES else ctx.sample_split(target, n)
-        cases = ws.arrays(ws.task(target), list(split.draws[draw]))
-        device = select_device()
-        model, network = load_model(ctx.zoo[source].folder, device)
         rng = np.random.default_rng([ctx.config.seed, draw, sum(map(ord, source + target))])
-        out = source_outputs(model, cases, network.patch_size or (), per_class, rng, device)
-        return {
-            "source": source,
-            "logme": logme(out.features, out.labels),
-            "leep": leep(out.probs, out.labels),
-            "nce": nce(out.probs.argmax(axis=1), out.labels),
-            "voxels": int(len(out.labels)),
-        }
+        return {"source": source, **measure_scores(ws, ws.task(target), list(split.draws[draw]), ctx.zoo[source].folder, per_class, rng)}
 
     return ctx.store.run("scores", spec, work)
 

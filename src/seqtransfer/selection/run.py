@@ -106,8 +106,11 @@ def select_for_target(
     uniform_performance: bool = False,
     save: bool = True,
     min_dice: float = MIN_LEARNED_DICE,
+    transferability: dict[str, float] | None = None,
 ) -> Selection:
     """Landmark (eq. 6-7) and optimal path (eq. 8-9) for a target of a stored graph.
+
+    ``transferability`` (T = exp(LEEP) per connected source) selects by the ``leep`` score.
 
     O (METHOD section 4) comes, in this order, from ``performance`` (a user file), else the
     graph's ``dice`` node attributes (written by the model zoo), else, only when
@@ -132,6 +135,7 @@ def select_for_target(
         uniform_performance=uniform_performance,
         where=str(graph_dir),
         min_dice=min_dice,
+        transferability=transferability,
     )
     if save:
         write_json(store.selection_path(target), selection.to_json())
