@@ -184,3 +184,22 @@ def test_sample_size_curve_takes_three_from_the_protocol_first_test_set() -> Non
     assert abs(rows[("ours", 3)]["mean"] - 0.155) < 1e-12 and rows[("ours", 3)]["targets"] == 2 and rows[("ours", 3)]["runs"] == 4
     assert abs(rows[("ours", 5)]["mean"] - 0.55) < 1e-12
     assert rows[("ours", 5)]["low"] <= 0.55 <= rows[("ours", 5)]["high"]
+
+
+def test_mean_rows_show_the_interval_over_targets() -> None:
+    from seqtransfer.report.tables import bootstrap_interval
+
+    methods = [
+        {"target": t, "method": "ours", "variant": "", "draw": d, "test_set_dice": [v + 0.01 * d] * 3}
+        for t, v in (("a", 0.2), ("b", 0.5), ("c", 0.6), ("z", 0.9))
+        for d in (0, 1)
+    ]
+    collections = {"a": "A", "b": "A", "c": "A", "z": "Z"}
+    header, rows, _ = method_table(methods, ["ours"], ["a", "b", "c", "z"], collections)
+    by_name = {r[0]: r[1] for r in rows}
+    lo, hi = bootstrap_interval([0.205, 0.505, 0.605])
+    assert by_name["mean, A (3 targets)"] == f"**{(0.205 + 0.505 + 0.605) / 3:.3f} [{lo:.3f}, {hi:.3f}]**"
+    lo, hi = bootstrap_interval([0.205, 0.505, 0.605, 0.905])
+    assert by_name["mean, all targets (4 targets)"] == f"**{(0.205 + 0.505 + 0.605 + 0.905) / 4:.3f} [{lo:.3f}, {hi:.3f}]**"
+    assert by_name["mean, Z (1 target)"] == "**0.905**"  # one target: no interval, no spread
+    assert by_name["a"] == "**0.205 ± 0.005**"  # a target: mean ± sd over draws and test sets

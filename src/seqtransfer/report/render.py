@@ -111,7 +111,7 @@ def _header(run: Path, methods: Sequence[dict[str, Any]], targets: Sequence[str]
     draws = sorted({int(m["draw"]) for m in methods})
     lines.append(
         f"Targets: {len(targets)}; draws of the 3 target training cases: {len(draws)}; every score is the mean Dice over the three test sets of 10 cases, "
-        "averaged over draws (± sd over draws and test sets)."
+        "averaged over draws (± sd over draws and test sets); a mean row averages its targets, with the 95 % bootstrap interval over them in brackets."
     )
     return lines
 

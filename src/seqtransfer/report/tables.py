@@ -51,6 +51,9 @@ class Cell:
     sd: float
     n: int
     per_draw: dict[int, float]
+    #: a mean over targets: the 95 % bootstrap interval over them (NaN for a target's own cell)
+    low: float = float("nan")
+    high: float = float("nan")
 
 
 def _finite(values: Iterable[Any]) -> list[float]:
@@ -107,7 +110,9 @@ def method_table(
     targets: Sequence[str],
     collections: Mapping[str, str],
 ) -> tuple[list[str], list[list[str]], list[list[Any]]]:
-    """A table of targets (rows) x methods (columns), plus one average row per collection.
+    """A table of targets (rows) x methods (columns), plus one average row per collection and
+    one over every target: a target's cell is its mean ± sd over draws and test sets, an
+    average row's the mean over targets with its 95 % bootstrap interval over targets.
 
     Returns:
         ``(header, markdown rows with the best of each row in bold, raw rows for CSV)``.
@@ -117,7 +122,7 @@ def method_table(
     header = ["target", *[LABELS.get(c, c) for c in present]]
     rows, raw = [], []
 
-    def add(name: str, values: list[Cell | None]) -> None:
+    def add(name: str, values: list[Cell | None], per_target_row: bool = False) -> None:
         means = [v.mean if v is not None and math.isfinite(v.mean) else -math.inf for v in values]
         best = max(means) if means else -math.inf
         text = []
@@ -125,20 +130,26 @@ def method_table(
             if v is None or not math.isfinite(v.mean):
                 text.append("n/a")
                 continue
-            s = f"{v.mean:.3f} ± {v.sd:.3f}" if v.n > 1 else f"{v.mean:.3f}"
+            if math.isfinite(v.low):
+                s = f"{v.mean:.3f} [{v.low:.3f}, {v.high:.3f}]"
+            else:
+                s = f"{v.mean:.3f} ± {v.sd:.3f}" if v.n > 1 and not per_target_row else f"{v.mean:.3f}"
             text.append(f"**{s}**" if m == best and best > -math.inf else s)
         rows.append([name, *text])
         raw.append([name, *[(v.mean if v is not None else None) for v in values], *[(v.sd if v is not None else None) for v in values]])
 
     for target in targets:
         add(target, [table.get((target, c)) for c in present])
-    for collection in sorted(set(collections[t] for t in targets)):
-        members = [t for t in targets if collections[t] == collection]
+    groups = [(collection, [t for t in targets if collections[t] == collection]) for collection in sorted(set(collections[t] for t in targets))]
+    if len(groups) > 1:
+        groups.append(("all targets", list(targets)))
+    for collection, members in groups:
         avg: list[Cell | None] = []
         for c in present:
             means = _finite([table[(t, c)].mean for t in members if (t, c) in table])
-            avg.append(Cell(float(np.mean(means)), float(np.std(means)), len(means), {}) if means else None)
-        add(f"mean, {collection} ({len(members)} target{'s' if len(members) > 1 else ''})", avg)
+            low, high = bootstrap_interval(means)
+            avg.append(Cell(float(np.mean(means)), float(np.std(means)), len(means), {}, low, high) if means else None)
+        add(f"mean, {collection} ({len(members)} target{'s' if len(members) > 1 else ''})", avg, per_target_row=True)
     return header, rows, raw
 
 
