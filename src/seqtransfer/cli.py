@@ -433,6 +433,23 @@ def _zoo_config(preset: str, steps: int, max_train: int, seed: int, spacing: tup
     )
 
 
+def _recorded_zoo_model(workspace: Any, name: str, preset: str) -> Any:
+    """The finished zoo model the graph records for ``name`` (``zoo train``), when it was
+    trained at ``preset``; None otherwise (then the transfer trains or finds one by its key)."""
+    from seqtransfer.adapt.run import existing_zoo_model
+
+    if name not in workspace.graph:
+        return None
+    model = existing_zoo_model(workspace, name)
+    if model is None:
+        return None
+    try:
+        network = json.loads((model.folder / "config.json").read_text())["network"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+    return model if network.get("preset") == preset else None
+
+
 @contextlib.contextmanager
 def _training_progress() -> Iterator[Callable[[str, int, int, float], None]]:
     with _progress(TextColumn("loss {task.fields[loss]:.4f}")) as progress:
@@ -535,9 +552,20 @@ def transfer(
             nodes = list(json.loads(sel_path.read_text())["path"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ConfigError(f"{sel_path}: corrupt selection ({exc})") from exc
+    landmark = _recorded_zoo_model(workspace, nodes[0], preset) if nodes else None
+    if landmark is not None:  # the model `zoo train` made, whatever its steps and max-train: never a second one
+        out.print(f"landmark model: {nodes[0]}'s zoo model {landmark.key} (recorded in the graph)", markup=False)
     with _training_progress() as update:
         metrics = run_transfer(
-            workspace, target, nodes, _zoo_config(preset, zoo_steps, 60, seed, grid_spacing), finetune, resume=resume, progress=update, target_cases=target_cases
+            workspace,
+            target,
+            nodes,
+            _zoo_config(preset, zoo_steps, 60, seed, grid_spacing),
+            finetune,
+            resume=resume,
+            progress=update,
+            target_cases=target_cases,
+            landmark=landmark,
         )
 
     def dice(value: float | None) -> str:

@@ -260,3 +260,17 @@ def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, 
     candidates = [r for r in rows if not r["excluded"] and r["score"] is not None]
     if candidates:
         assert saved["landmark"] == min(candidates, key=lambda r: (r["score"], r["source"]))["source"]
+
+
+def test_transfer_uses_the_zoo_model_zoo_train_made(built, capsys) -> None:
+    """`zoo train --max-train 3` then `transfer`: the landmark is the recorded zoo model, not a
+    second one trained under the transfer command's own zoo settings (another key)."""
+    _, _, graph = built
+    code, _, err = run(["zoo", "train", "--graph", graph, "--tasks", "A-T1-tumour", "--steps", 2, "--max-train", 3], capsys)
+    assert code == 0, err
+    before = sorted(p.name for p in (graph / "zoo" / "A-T1-tumour").iterdir())
+    assert len(before) == 1
+    code, out, err = run(["transfer", "--graph", graph, "--target", "Les-T1-lesion", "--path", "A-T1-tumour,Les-T1-lesion", "--steps", 1, "--zoo-steps", 5], capsys)
+    assert code == 0, err
+    assert f"zoo model {before[0]}" in out
+    assert sorted(p.name for p in (graph / "zoo" / "A-T1-tumour").iterdir()) == before  # nothing trained again
