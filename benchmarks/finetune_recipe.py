@@ -163,11 +163,12 @@ def summarize(results: list[dict[str, Any]]) -> str:
         lo, hi = bootstrap_interval(per_pair)
         dlo, dhi = bootstrap_interval(diff_pair)
         secs = np.median([value[(p, d, recipe["lr"], recipe["steps"])]["seconds"] for p, d in complete])
+        sd = float(finals.std(ddof=1)) if len(finals) > 1 else float("nan")
         is_default = recipe == DEFAULT
         wins = "" if is_default else f"{int((finals > ref).sum())} of {len(finals)} ({int((finals == ref).sum())})"
         dcell = "" if is_default else f"{np.mean(diff_pair):+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
         pair_wins = "" if is_default else f"{sum(d > 0 for d in diff_pair)} of {len(diff_pair)}"
-        lines.append(f"| {_label(recipe)} | {finals.mean():.3f} ({len(finals)}) | {finals.std(ddof=1):.3f} | {np.mean(per_pair):.3f} [{lo:.3f}, {hi:.3f}] | {wins} | {pair_wins} | {dcell} | {secs:.0f} |")
+        lines.append(f"| {_label(recipe)} | {finals.mean():.3f} ({len(finals)}) | {sd:.3f} | {np.mean(per_pair):.3f} [{lo:.3f}, {hi:.3f}] | {wins} | {pair_wins} | {dcell} | {secs:.0f} |")
     kinds = [k for k in KINDS if any(r["kind"] == k for r in results)]
     lines += ["", "Mean Dice per kind of shift (over its pairs and draws, complete runs only):", ""]
     lines.append("| kind | runs | " + " | ".join(_label(x) for x in RECIPES) + " |")
@@ -197,7 +198,9 @@ def main() -> None:
     graph = args.work / "graph"
     if not (graph / "graph.json").exists():
         shutil.copytree(args.study / "graphs" / "draw0", graph, symlinks=False)
-    config = config_from_dict(json.loads((args.study / "config.resolved.json").read_text())["config"], "the study's resolved configuration")
+    # only the sections a transfer needs: a study run by a newer version may list methods this one does not know
+    resolved = json.loads((args.study / "config.resolved.json").read_text())["config"]
+    config = config_from_dict({k: resolved[k] for k in ("seed", "network", "zoo", "graph") if k in resolved}, "the study's resolved configuration")
     zoo_config = zoo_config_of(config)
     workspace = open_workspace(graph, size=config.graph.size, cache_dir=args.study / "cache", models_root=args.work / "models")
     _check_pairs(workspace, args.study, pairs)
@@ -209,7 +212,7 @@ def main() -> None:
             for recipe in RECIPES:
                 if (p["pair"], draw, recipe["lr"], recipe["steps"]) in done:
                     continue
-                finetune = FinetuneConfig(steps=recipe["steps"], lr=recipe["lr"], lambda_ewc=LAMBDA_EWC, draw=draw, seed=SEED, augment=False)
+                finetune = FinetuneConfig(steps=int(recipe["steps"]), lr=float(recipe["lr"]), lambda_ewc=LAMBDA_EWC, draw=draw, seed=SEED, augment=False)
                 start = time.perf_counter()
                 with single_threaded():
                     m = run_transfer(workspace, p["target"], [p["landmark"], p["target"]], zoo_config, finetune, landmark=zoo[p["landmark"]])
