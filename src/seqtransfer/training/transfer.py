@@ -48,10 +48,11 @@ class FinetuneConfig:
     """One fine-tuning step's recipe.
 
     The defaults (frozen encoder, Adam 1e-2, 150 steps, EWC 0.25 on a mean-normalised
-    Fisher) were chosen by measurement over 4 targets x 3 draws along their selected paths
-    (``benchmarks/finetune_recipe.md``): shorter or gentler recipes under-train (lr 1e-2 x 50
-    and lr 1e-3 x 150 lose in 10 and 11 of 12 paired draws); lr 1e-3 x 300 ties on average
-    (0.499 vs 0.495) at twice the cost and is steadier on a 2-step path.
+    Fisher) were chosen on validation transfers between source tasks of different sites, never
+    a protocol target's test set (``benchmarks/finetune_recipe.md``: 12 pairs x 3 draws): no
+    recipe beat lr 1e-2 x 150 (mean Dice 0.276 over 36 runs); 20 steps lose 0.046 [95 %
+    interval -0.096, -0.008], lr 1e-3 x 300 loses 0.019 [-0.041, -0.003], lr 1e-2 x 50 and
+    lr 1e-3 x 150 cannot be told apart from it (intervals include 0).
 
     Attributes:
         steps: optimizer steps per path step.
