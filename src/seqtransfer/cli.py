@@ -287,11 +287,24 @@ def graph_show(
         out.print(str(path_written), markup=False)
 
 
-def _check_score(score: str) -> None:
+def _check_score(score: str, extra: tuple[str, ...] = ()) -> None:
     from seqtransfer.selection.landmark import SCORES
 
-    if score not in SCORES:
-        raise ConfigError(f"--score must be one of {', '.join(SCORES)}, got {score!r}")
+    if score not in (*extra, *SCORES):
+        raise ConfigError(f"--score must be one of {', '.join((*extra, *SCORES))}, got {score!r}")
+
+
+def _zoo_complete(graph_dir: Path, target: str) -> bool:
+    """Whether every source connected to ``target`` has its zoo model recorded in the graph (no
+    model is loaded; an unknown target is left to the selection to name)."""
+    from seqtransfer.graph.sources import candidate_sources
+    from seqtransfer.graph.store import GraphStore
+
+    graph, _, _, _ = GraphStore(graph_dir).load()
+    if target not in graph:
+        return False
+    connected = [s for s in candidate_sources(graph, target) if graph.has_edge(s, target)]
+    return bool(connected) and all(graph.nodes[s].get("zoo_key") for s in connected)
 
 
 def _leep_of_zoo(graph_dir: Path, target: str, preset: str, spacing: str) -> dict[str, float]:
@@ -329,16 +342,21 @@ def select_cmd(
     ] = 0.05,
     score: Annotated[
         str,
-        typer.Option(help="Landmark score: paper (eq. 7) or leep (O replaced by exp(LEEP) of each zoo model on the target's affinity cases; needs the zoo)."),
-    ] = "paper",
+        typer.Option(
+            help="Landmark score: leep (eq. 7 with O replaced by exp(LEEP) of each zoo model on the target's affinity cases; needs the zoo), "
+            "paper (eq. 7), or auto (leep when every connected source has its zoo model, else paper)."
+        ),
+    ] = "auto",
     preset: Preset = "cpu",
     spacing: Spacing = "auto",
 ) -> None:
     """Choose the landmark source and the optimal transfer path for a target."""
     from seqtransfer.selection.run import load_performance, select_for_target
 
-    _check_score(score)
+    _check_score(score, ("auto",))
     perf = load_performance(performance) if performance else None
+    if score == "auto":  # the leep score where the zoo allows it (and no other O was asked for)
+        score = "leep" if perf is None and not uniform_performance and _zoo_complete(graph_dir, target) else "paper"
     transferability = _leep_of_zoo(graph_dir, target, preset, spacing) if score == "leep" else None
     selection = select_for_target(
         graph_dir,
@@ -688,8 +706,9 @@ def adapt(
     spacing: Spacing = "auto",
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes for the graph and missing source models (1: in this process).")] = 1,
     score: Annotated[
-        str, typer.Option(help="Landmark score: paper (eq. 7) or leep (O replaced by exp(LEEP) of each source model on the labelled cases).")
-    ] = "paper",
+        str,
+        typer.Option(help="Landmark score: leep (eq. 7 with O replaced by exp(LEEP) of each source model on the labelled cases; chose better in the selection study) or paper (eq. 7)."),
+    ] = "leep",
 ) -> None:
     """From source datasets and a target with a few labels to a trained model and predictions.
 

@@ -336,8 +336,9 @@ def test_sigkill_inside_fine_tuning_then_rerun_gives_identical_predictions(data,
 
 
 def test_adapt_by_the_leep_score(data, tmp_path: Path) -> None:
-    """score = leep: T = exp(LEEP) of every connected source model on the labelled cases stands
-    for O; the landmark is argmin w / (zeta rho T), recorded with the score's name."""
+    """The default score, leep: T = exp(LEEP) of every connected source model on the labelled
+    cases stands for O; the landmark is argmin w / (zeta rho T), recorded with the score's name
+    and explained in the report."""
     import math
     from dataclasses import replace
 
@@ -345,7 +346,8 @@ def test_adapt_by_the_leep_score(data, tmp_path: Path) -> None:
 
     plan = plan_adapt([data["src"]], data["new"], TARGETS[:1])
     out = tmp_path / "out"
-    adapt(plan, out, replace(CONFIG, score="leep"), cache_dir=data["cache"])
+    assert CONFIG.score == "leep"
+    adapt(plan, out, CONFIG, cache_dir=data["cache"])
     saved = json.loads((out / "adapt.json").read_text())
     assert saved["config"]["score"] == "leep"
     selection = json.loads((out / "graph" / "selections" / f"{TARGETS[0]}.json").read_text())
@@ -355,5 +357,6 @@ def test_adapt_by_the_leep_score(data, tmp_path: Path) -> None:
     assert all(r["score"] is None or math.isclose(r["score"], r["w"] / (r["zeta"] * r["rho"] * r["T"]), rel_tol=1e-12) for r in rows)
     candidates = [r for r in rows if not r["excluded"] and r["score"] is not None]
     assert selection["landmark"] == min(candidates, key=lambda r: (r["score"], r["source"]))["source"] == saved["targets"][0]["landmark"]
+    assert saved["targets"][0]["score"] == "leep" and "exp(LEEP)" in (out / "report.html").read_text()
     with pytest.raises(ConfigError, match="score must be one of"):
         replace(CONFIG, score="best")

@@ -242,12 +242,18 @@ def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, 
 
     _, _, graph = built
     code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "best"], capsys)
-    assert code == 2 and "--score must be one of paper, leep" in err and len(err.strip().splitlines()) == 1
+    assert code == 2 and "--score must be one of auto, paper, leep" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "leep"], capsys)
     assert code == 2 and "needs the zoo model of every connected source" in err and len(err.strip().splitlines()) == 1, err
     assert not (graph / "selections").exists()
     code, _, err = run(["zoo", "train", "--graph", graph, "--steps", 2, "--max-train", 3], capsys)
     assert code == 0, err
+    code, out, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion"], capsys)  # auto: the zoo is complete
+    assert code == 0, err
+    saved = json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())
+    assert saved["score"] == "leep" and "exp(LEEP)" in out
+    code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "paper"], capsys)
+    assert code == 0 and json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())["score"] == "paper"
     code, out, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "leep"], capsys)
     assert code == 0, err
     saved = json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())

@@ -119,10 +119,18 @@ def write_adapt_report(out: Path, result: dict[str, Any], plan: Any, graph: Any)
             f"({', '.join(map(html.escape, record['labelled_cases']))}); {len(record['affinity_cases'])} stood for the target in the affinity. "
             f"O came from: {html.escape(record['performance_source'])}.</p>"
         )
-        parts.append("<h3>Why this landmark</h3><p>Landmark score = w / (zeta &middot; rho &middot; O), lowest wins (eq. 7).</p>")
+        leep = record.get("score") == "leep"
+        formula = (
+            "Landmark score = w / (zeta &middot; rho &middot; T), T = exp(LEEP) of the source model on this target's labelled cases, "
+            "lowest wins (the <code>leep</code> score: eq. 7 with O replaced by T; O only decides whether a source model learned)."
+            if leep
+            else "Landmark score = w / (zeta &middot; rho &middot; O), lowest wins (eq. 7)."
+        )
+        parts.append(f"<h3>Why this landmark</h3><p>{formula}</p>")
         shown = [r for r in record["landmark_scores"] if not r.get("excluded")][:10] + [r for r in record["landmark_scores"] if r.get("excluded")]
-        rows = [[r["source"], *(_fmt(r.get(k)) for k in ("w", "zeta", "rho", "O", "score")), r.get("excluded") or ""] for r in shown]
-        parts.append(_table(["source", "w", "zeta", "rho", "O", "score", "note"], rows))
+        numbers = ("w", "zeta", "rho", "O", *(("T",) if leep else ()), "score")
+        rows = [[r["source"], *(_fmt(r.get(k)) for k in numbers), r.get("excluded") or ""] for r in shown]
+        parts.append(_table(["source", *numbers, "note"], rows))
         steps = list(zip(record["path"][:-1], record["path"][1:], record["step_weights"], strict=True))
         parts.append(
             f"<h3>Why this path</h3><p>Path: {html.escape(' → '.join(record['path']))} "

@@ -71,8 +71,10 @@ class AdaptConfig:
         estimate: leave-one-out Dice estimate (n trainings more).
         max_sources: 0: every connected source competes; N: only the target's N nearest by w
             (a scaled-down run, like the demo; fewer source models to train).
-        score: the landmark score: ``paper`` (eq. 7) or ``leep`` (O replaced by exp(LEEP) of
-            each source model on the target's labelled cases).
+        score: the landmark score: ``leep`` (eq. 7 with O replaced by exp(LEEP) of each source
+            model on the target's labelled cases; the default: it chose better landmarks than
+            the paper's in the selection study, ``benchmarks/selection_study.md``) or ``paper``
+            (eq. 7).
     """
 
     zoo: ZooConfig = field(default_factory=ZooConfig)
@@ -84,7 +86,7 @@ class AdaptConfig:
     c_search: float = DEFAULT_C_SEARCH
     estimate: bool = False
     max_sources: int = 0
-    score: str = "paper"
+    score: str = "leep"
 
     def __post_init__(self) -> None:
         from seqtransfer.selection.landmark import SCORES
@@ -591,6 +593,7 @@ def adapt(
             "step_models": [{"node": s["node"], "folder": s["folder"], "train_cases": s["train_cases"], "cached": s["cached"]} for s in metrics["steps"]],
             "final_model": str(metrics["final_model"]),
             "landmark_scores": selection.to_json()["landmark_scores"],
+            "score": selection.score,
         }
         if config.estimate:
             t2 = time.perf_counter()
