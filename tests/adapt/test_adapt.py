@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -16,6 +17,7 @@ import pytest
 
 from seqtransfer.adapt import AdaptConfig, adapt, plan_adapt
 from seqtransfer.data.io import write_image
+from seqtransfer.errors import ConfigError
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.training.loop import TrainConfig
 from seqtransfer.training.network import NetworkConfig
@@ -113,6 +115,17 @@ def test_adapt_two_targets_end_to_end_then_a_rerun_trains_nothing(data, tmp_path
     assert params["targets"][TARGETS[0]] == {"labelled_cases": 3, "affinity_cases": 3}
     selection = json.loads((out / "graph" / "selections" / f"{TARGETS[0]}.json").read_text())
     assert selection["target_affinity_cases"] == 3
+    # the default score, leep: T = exp(LEEP) of every connected source model on the labelled cases
+    # stands for O, the landmark is argmin w / (zeta rho T), recorded and explained in the report
+    assert CONFIG.score == "leep" and saved["config"]["score"] == "leep" and selection["score"] == "leep"
+    rows = selection["landmark_scores"]
+    assert rows and all(r["T"] is not None and 0.0 < r["T"] <= 1.0 for r in rows)
+    assert all(r["score"] is None or math.isclose(r["score"], r["w"] / (r["zeta"] * r["rho"] * r["T"]), rel_tol=1e-12) for r in rows)
+    candidates = [r for r in rows if not r["excluded"] and r["score"] is not None]
+    assert selection["landmark"] == min(candidates, key=lambda r: (r["score"], r["source"]))["source"] == saved["targets"][0]["landmark"]
+    assert saved["targets"][0]["score"] == "leep" and "exp(LEEP)" in (out / "report.html").read_text()
+    with pytest.raises(ConfigError, match="score must be one of"):
+        replace(CONFIG, score="best")
     page = (out / "report.html").read_text()
     assert "Why this landmark" in page and "Why this path" in page and page.count("data:image/png;base64") >= 4
     assert result["targets"][0]["landmark"] == saved["targets"][0]["landmark"]
@@ -333,30 +346,3 @@ def test_sigkill_inside_fine_tuning_then_rerun_gives_identical_predictions(data,
         np.testing.assert_array_equal(a, b)
     resumed = json.loads((killed / "adapt.json").read_text())["targets"][0]
     assert resumed["path"] == json.loads((whole / "adapt.json").read_text())["targets"][0]["path"]
-
-
-def test_adapt_by_the_leep_score(data, tmp_path: Path) -> None:
-    """The default score, leep: T = exp(LEEP) of every connected source model on the labelled
-    cases stands for O; the landmark is argmin w / (zeta rho T), recorded with the score's name
-    and explained in the report."""
-    import math
-    from dataclasses import replace
-
-    from seqtransfer.errors import ConfigError
-
-    plan = plan_adapt([data["src"]], data["new"], TARGETS[:1])
-    out = tmp_path / "out"
-    assert CONFIG.score == "leep"
-    adapt(plan, out, CONFIG, cache_dir=data["cache"])
-    saved = json.loads((out / "adapt.json").read_text())
-    assert saved["config"]["score"] == "leep"
-    selection = json.loads((out / "graph" / "selections" / f"{TARGETS[0]}.json").read_text())
-    assert selection["score"] == "leep"
-    rows = selection["landmark_scores"]
-    assert rows and all(r["T"] is not None and 0.0 < r["T"] <= 1.0 for r in rows)
-    assert all(r["score"] is None or math.isclose(r["score"], r["w"] / (r["zeta"] * r["rho"] * r["T"]), rel_tol=1e-12) for r in rows)
-    candidates = [r for r in rows if not r["excluded"] and r["score"] is not None]
-    assert selection["landmark"] == min(candidates, key=lambda r: (r["score"], r["source"]))["source"] == saved["targets"][0]["landmark"]
-    assert saved["targets"][0]["score"] == "leep" and "exp(LEEP)" in (out / "report.html").read_text()
-    with pytest.raises(ConfigError, match="score must be one of"):
-        replace(CONFIG, score="best")
