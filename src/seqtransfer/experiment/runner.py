@@ -196,9 +196,9 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
     for n in ctx.sample_sizes():  # the sample-size study: each target stands for its n labelled cases
         splits = {t: ctx.sample_split(t, n) for t in targets}
         for draw in range(config.protocol.draws):
-            report = None if progress is None else (lambda stage, d, t, n=n, draw=draw: progress(f"graph n={n} draw {draw}: {stage}", d, t))
+            report_n = None if progress is None else _stage_progress(progress, f"graph n={n} draw {draw}")
             cases = {t: list(split.draws[draw]) for t, split in splits.items()}
-            folder = derived_graph(base, run_dir / "graphs" / f"n{n}_draw{draw}", list(tasks.values()), targets, replace(config.graph, target_draw=draw), graph_cache, cases, executor, report)
+            folder = derived_graph(base, run_dir / "graphs" / f"n{n}_draw{draw}", list(tasks.values()), targets, replace(config.graph, target_draw=draw), graph_cache, cases, executor, report_n)
             ctx.sample_workspaces[(n, draw)] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=run_dir / "models")
     check_target_splits(ctx)
     for name in needed_sources(ctx):
@@ -206,6 +206,11 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
         if done is not None and (Path(done["folder"]) / "checkpoint_final.pth").exists():
             ctx.zoo[name] = _zoo_from_record(done)
     return ctx
+
+
+def _stage_progress(progress: Progress, prefix: str) -> Progress:
+    """``progress`` with every stage name prefixed."""
+    return lambda stage, done, total: progress(f"{prefix}: {stage}", done, total)
 
 
 def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[str]) -> None:
@@ -494,7 +499,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     if "scratch" in methods:
         _scratch(ctx, target, draw)
     if "mst" in methods:
-        spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": ctx.finetune(draw).to_dict()}
+        spec: dict[str, Any] = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": ctx.finetune(draw).to_dict()}
         f = ctx.config.finetune
         _method(ctx, "mst", target, draw, "", spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment, save_dir=save / f"mst_draw{draw}"))
     if "mtl" in methods:
@@ -601,11 +606,11 @@ def run_sample_size(ctx: Context, target: str, n: int, draw: int) -> None:
         if "mst" in methods:
             top = _ranked_by(all_scores, connected, "logme")[: p.top_k]
             f = ctx.config.finetune
-            spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": ctx.finetune(draw).to_dict()}
-            record("mst", spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment, split=split))
+            mst_spec: dict[str, Any] = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": ctx.finetune(draw).to_dict()}
+            record("mst", mst_spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment, split=split))
     if "scratch" in methods:
         aug = ctx.config.finetune.augment
-        spec = {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed, "augment": aug}
+        spec: dict[str, Any] = {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed, "augment": aug}
         record("scratch", spec, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, augment=aug, split=split))
 
 
