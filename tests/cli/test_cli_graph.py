@@ -237,7 +237,8 @@ def test_calibration_maximises_the_mean_within_target_tau() -> None:
 
 def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, capsys) -> None:
     """--score leep: refused (one line, nothing written) without the zoo; with it, gamma = rho * T
-    with T = exp(LEEP) of each connected source model, and the landmark is argmin w / (zeta rho T)."""
+    with T = exp(LEEP) of each connected source model, and the landmark is argmin w / (zeta rho T).
+    On the way: transfer reuses the zoo model `zoo train` recorded."""
     import math
 
     _, _, graph = built
@@ -248,13 +249,17 @@ def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, 
     assert not (graph / "selections").exists()
     code, _, err = run(["zoo", "train", "--graph", graph, "--steps", 2, "--max-train", 3], capsys)
     assert code == 0, err
-    code, out, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion"], capsys)  # auto: the zoo is complete
+    # transfer uses the zoo model `zoo train --max-train 3` made, not a second one trained under
+    # its own zoo settings (another key)
+    before = sorted(p.name for p in (graph / "zoo" / "A-T1-tumour").iterdir())
+    assert len(before) == 1
+    code, out, err = run(["transfer", "--graph", graph, "--target", "Les-T1-lesion", "--path", "A-T1-tumour,Les-T1-lesion", "--steps", 1, "--zoo-steps", 5], capsys)
     assert code == 0, err
-    saved = json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())
-    assert saved["score"] == "leep" and "exp(LEEP)" in out
+    assert f"zoo model {before[0]}" in out
+    assert sorted(p.name for p in (graph / "zoo" / "A-T1-tumour").iterdir()) == before  # nothing trained again
     code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "paper"], capsys)
     assert code == 0 and json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())["score"] == "paper"
-    code, out, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "leep"], capsys)
+    code, out, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion"], capsys)  # auto: the zoo is complete, so leep
     assert code == 0, err
     saved = json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())
     assert saved["score"] == "leep" and "exp(LEEP)" in out
@@ -266,17 +271,3 @@ def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, 
     candidates = [r for r in rows if not r["excluded"] and r["score"] is not None]
     if candidates:
         assert saved["landmark"] == min(candidates, key=lambda r: (r["score"], r["source"]))["source"]
-
-
-def test_transfer_uses_the_zoo_model_zoo_train_made(built, capsys) -> None:
-    """`zoo train --max-train 3` then `transfer`: the landmark is the recorded zoo model, not a
-    second one trained under the transfer command's own zoo settings (another key)."""
-    _, _, graph = built
-    code, _, err = run(["zoo", "train", "--graph", graph, "--tasks", "A-T1-tumour", "--steps", 2, "--max-train", 3], capsys)
-    assert code == 0, err
-    before = sorted(p.name for p in (graph / "zoo" / "A-T1-tumour").iterdir())
-    assert len(before) == 1
-    code, out, err = run(["transfer", "--graph", graph, "--target", "Les-T1-lesion", "--path", "A-T1-tumour,Les-T1-lesion", "--steps", 1, "--zoo-steps", 5], capsys)
-    assert code == 0, err
-    assert f"zoo model {before[0]}" in out
-    assert sorted(p.name for p in (graph / "zoo" / "A-T1-tumour").iterdir()) == before  # nothing trained again

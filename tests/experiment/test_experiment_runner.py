@@ -212,12 +212,12 @@ def test_the_sample_size_study_trains_and_scores_each_number_of_labelled_cases(d
     from seqtransfer.report import write_report
 
     methods = ["ours", "logme", "scratch"]
-    raw = tiny_config(*datasets, draws=2, methods=methods, quality_draws=0, max_sources=2, n_train=[2, 3, 5], sample_size_methods=methods)
+    raw = tiny_config(*datasets, draws=1, methods=methods, quality_draws=0, max_sources=2, n_train=[2, 3, 5], sample_size_methods=methods)
     config = config_from_dict(raw)
     ctx = run_experiment(config, tmp_path / "run", log=lambda _m: None)
     sample = [r for r in ctx.store.records("sample_size", "done")]
     assert {(r.result["method"], r.result["target"], r.result["draw"], r.result["n_train"]) for r in sample} == {
-        (m, t, d, n) for m in methods for t in TARGETS for d in (0, 1) for n in (2, 5)
+        (m, t, d, n) for m in methods for t in TARGETS for d in (0,) for n in (2, 5)
     }
     transfers = {tuple(r.result["path"]) + (r.spec["draw"], r.spec.get("n_train", 3)): r.result for r in ctx.store.records("transfer", "done")}
     for target in TARGETS:
@@ -226,7 +226,7 @@ def test_the_sample_size_study_trains_and_scores_each_number_of_labelled_cases(d
         first_test = target_split(task.split_key, ids, seed=0).test_sets[0]
         for n in (2, 5):
             split = sample_size_split(task.split_key, ids, n, seed=0)
-            for draw in (0, 1):
+            for draw in (0,):
                 graph = ctx.sample_workspaces[(n, draw)].graph
                 assert sorted(graph.nodes[target]["affinity_cases"]) == sorted(split.draws[draw])
                 ours = next(r.result for r in sample if r.result["method"] == "ours" and r.result["target"] == target and r.result["draw"] == draw and r.result["n_train"] == n)
@@ -248,6 +248,6 @@ def test_the_sample_size_study_trains_and_scores_each_number_of_labelled_cases(d
     assert {(r.split(",")[0], int(r.split(",")[1])) for r in rows} == {(m, n) for m in methods for n in (2, 3, 5)}
     # the n = 3 point: the protocol's own runs on the first test set, mean over targets of the mean over draws
     ours3 = [r.result for r in ctx.store.records("method", "done") if r.result["method"] == "ours"]
-    per_target = [sum(m["test_set_dice"][0] for m in ours3 if m["target"] == t) / 2 for t in TARGETS]
+    per_target = [sum(m["test_set_dice"][0] for m in ours3 if m["target"] == t) for t in TARGETS]
     row = next(r.split(",") for r in rows if r.startswith("ours,3,"))
     assert abs(float(row[2]) - sum(per_target) / 2) < 1e-5  # the CSV keeps 6 significant digits
