@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from seqtransfer.experiment.store import RunStore
+from seqtransfer.experiment.store import RunStore, protocol_direct_transfers, protocol_scores
 from seqtransfer.graph.store import GraphStore
 from seqtransfer.report.tables import (
     QUALITY_METRICS,
@@ -56,12 +56,8 @@ def _load(run: Path) -> dict[str, Any]:
     graph, _, h_scale, _ = GraphStore(run / "graphs" / "draw0").load()
     methods = [r.result for r in store.records("method", "done") if r.result]
     selections = [r.result for r in store.records("selection", "done") if r.result]
-    scores = [{**r.result, "target": r.spec["target"], "draw": r.spec["draw"]} for r in store.records("scores", "done") if r.result and "n_train" not in r.spec]
-    direct = {}
-    for r in store.records("transfer", "done"):
-        res = r.result or {}
-        if len(res.get("path", [])) == 2 and res.get("final_dice") is not None and "n_train" not in r.spec and "freeze_encoder" not in r.spec["finetune"]:
-            direct[(res["path"][0], res["path"][1], int(r.spec["draw"]))] = float(res["final_dice"])
+    scores = protocol_scores(store)
+    direct = protocol_direct_transfers(store)
     calibrated = {str(r.spec["target"]): (float(r.result["alpha"]), float(r.result["beta"])) for r in store.records("calibration", "done") if r.result}
     sites = {n: str(d.get("site", "")) for n, d in graph.nodes(data=True)}
     collections = {n: str(d.get("collection", "")) for n, d in graph.nodes(data=True)}

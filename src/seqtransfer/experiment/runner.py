@@ -42,7 +42,7 @@ from seqtransfer.errors import ConfigError
 from seqtransfer.experiment.config import PROTOCOL_TRAIN_CASES, ExperimentConfig
 from seqtransfer.experiment.executor import Executor, SequentialExecutor
 from seqtransfer.experiment.protocol import derived_graph, draw_graph, protocol_targets
-from seqtransfer.experiment.store import RunStore
+from seqtransfer.experiment.store import RunStore, protocol_direct_transfers
 from seqtransfer.selection.errors import SelectionError
 from seqtransfer.graph.build import candidate_sources, reachable_sources, set_weights
 from seqtransfer.graph.sources import source_pool
@@ -615,13 +615,9 @@ def run_sample_size(ctx: Context, target: str, n: int, draw: int) -> None:
 
 
 def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]]:
-    """Every measured direct transfer ``(source, target, dice)`` of a draw, from the store."""
-    out = []
-    for record in ctx.store.records("transfer", "done"):
-        r = record.result or {}
-        if record.spec.get("draw") == draw and len(r.get("path", [])) == 2 and r.get("final_dice") is not None:
-            out.append((r["path"][0], r["path"][1], float(r["final_dice"])))
-    return out
+    """Every measured direct transfer ``(source, target, dice)`` of the protocol in a draw, from
+    the store (:func:`~seqtransfer.experiment.store.protocol_direct_transfers`)."""
+    return [(s, t, dice) for (s, t, d), dice in protocol_direct_transfers(ctx.store).items() if d == draw]
 
 
 def run_calibrated(ctx: Context, targets: list[str] | None = None, log: Log = print) -> None:

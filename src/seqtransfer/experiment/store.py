@@ -198,3 +198,26 @@ class RunStore:
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: unreadable run store ({exc})") from exc
         return [self._record(r) for r in rows]
+
+
+def _protocol_run(spec: Mapping[str, Any]) -> bool:
+    """Whether a stored transfer or score belongs to the protocol itself: not the sample-size
+    study's (``n_train`` in its spec) and not the whole-network ablation (``freeze_encoder``)."""
+    return "n_train" not in spec and "freeze_encoder" not in (spec.get("finetune") or {})
+
+
+def protocol_direct_transfers(store: RunStore) -> dict[tuple[str, str, int], float]:
+    """The protocol's measured direct transfers, ``(source, target, draw) -> final Dice``: one
+    fine-tuning step with the experiment's frozen-encoder recipe on the draw's 3 cases (the
+    selection-quality ground truth and the calibration's data)."""
+    out = {}
+    for record in store.records("transfer", "done"):
+        r = record.result or {}
+        if len(r.get("path", [])) == 2 and r.get("final_dice") is not None and _protocol_run(record.spec):
+            out[(r["path"][0], r["path"][1], int(record.spec["draw"]))] = float(r["final_dice"])
+    return out
+
+
+def protocol_scores(store: RunStore) -> list[dict[str, Any]]:
+    """The protocol's LogME / LEEP / NCE records (the draw's 3 cases), each with its target and draw."""
+    return [{**r.result, "target": r.spec["target"], "draw": r.spec["draw"]} for r in store.records("scores", "done") if r.result and _protocol_run(r.spec)]

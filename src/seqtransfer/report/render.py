@@ -21,7 +21,7 @@ import numpy as np
 
 from seqtransfer.atomic import write_text
 from seqtransfer.errors import StoreError
-from seqtransfer.experiment.store import RunStore
+from seqtransfer.experiment.store import RunStore, protocol_direct_transfers, protocol_scores
 from seqtransfer.report.figures import dice_chart, overlays, sample_size_chart
 from seqtransfer.report.tables import (
     LABELS,
@@ -245,12 +245,8 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
         md += ["## Sample size", "", intro, "", _md_table(header, rows), ""]
         html_parts.append(f"<h2>Sample size</h2><p>{_inline_html(intro)}</p>{_html_table(header, rows)}")
     selections = [r.result for r in store.records("selection", "done") if r.result]
-    scores = [{**r.result, "target": r.spec["target"], "draw": r.spec["draw"]} for r in store.records("scores", "done") if r.result]
-    direct = {}
-    for r in store.records("transfer", "done"):
-        res = r.result or {}
-        if len(res.get("path", [])) == 2 and res.get("final_dice") is not None:
-            direct[(res["path"][0], res["path"][1], int(r.spec["draw"]))] = float(res["final_dice"])
+    scores = protocol_scores(store)  # not the sample-size study's, not the whole-network ablation's
+    direct = protocol_direct_transfers(store)
     calibrated = {str(r.spec["target"]): (float(r.result["alpha"]), float(r.result["beta"])) for r in store.records("calibration", "done") if r.result}
     quality = selection_quality(selections, scores, direct, calibrated, h_scale)
     if quality:
