@@ -361,14 +361,16 @@ def transfer(ctx: Context, path: list[str], draw: int, frozen: bool = True, n: i
     return ctx.store.run("transfer", spec, work)
 
 
-def _method(ctx: Context, method: str, target: str, draw: int, variant: str, spec: dict[str, Any], work: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    full = {"method": method, "target": target, "draw": draw, "variant": variant, **spec}
-
-    def wrapped() -> dict[str, Any]:
-        result = work()
-        return {"method": method, "target": target, "draw": draw, "variant": variant, **result}
-
-    return ctx.store.run("method", full, wrapped)
+def _method(
+    ctx: Context, method: str, target: str, draw: int, variant: str, spec: dict[str, Any], work: Callable[[], dict[str, Any]], n: int = PROTOCOL_TRAIN_CASES
+) -> dict[str, Any]:
+    """A stored method run: kind ``method`` (keyed by its variant), or ``sample_size`` for the
+    sample-size study's ``n`` labelled cases (keyed by ``n_train``)."""
+    if n == PROTOCOL_TRAIN_CASES:
+        kind, head = "method", {"method": method, "target": target, "draw": draw, "variant": variant}
+    else:
+        kind, head = "sample_size", {"method": method, "target": target, "draw": draw, "n_train": n}
+    return ctx.store.run(kind, {**head, **spec}, lambda: {**head, **work()})
 
 
 def selection(
@@ -437,7 +439,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     A target whose landmark cannot be chosen (no source model of its pool learned anything)
     runs every method but ours and its ablations (:data:`LANDMARK_METHODS`).
     """
-    from seqtransfer.baselines.train import run_mst, run_mtl
+    from seqtransfer.baselines.train import run_mtl
 
     p = ctx.config.protocol
     methods = set(p.methods)
@@ -485,9 +487,9 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     need_scores = {"logme", "leep", "logme_stps", "leep_stps", "mst", "mtl", "ours_leep"} & methods or draw < p.quality_draws
     all_scores = {s: scores(ctx, target, draw, s) for s in connected} if need_scores else {}
     _baseline_landmarks(ctx, target, draw, methods, all_scores, connected)
-    if "ours_leep" in methods:  # the landmark score with O replaced by exp(LEEP), then the optimal path
+    if "ours_leep" in methods:
         try:
-            _path_method(ctx, "ours_leep", target, draw, "", selection(ctx, target, draw, transferability=transferability_of(all_scores)).path)
+            _ours_leep(ctx, target, draw, all_scores)
         except SelectionError as exc:
             log(f"{target} draw {draw}: ours_leep skipped ({exc})")
     if sel is not None and "unfrozen" in methods:  # ours' path, the whole network fine-tuned (EWC on every parameter)
@@ -499,9 +501,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     if "scratch" in methods:
         _scratch(ctx, target, draw)
     if "mst" in methods:
-        spec: dict[str, Any] = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": ctx.finetune(draw).to_dict()}
-        f = ctx.config.finetune
-        _method(ctx, "mst", target, draw, "", spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment, save_dir=save / f"mst_draw{draw}"))
+        _mst(ctx, target, draw, top)
     if "mtl" in methods:
         aug = ctx.config.finetune.augment
         spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "steps": p.scratch_steps, "network": ctx.config.network.to_dict(), "augment": aug}
@@ -518,9 +518,19 @@ def _path_from(ctx: Context, target: str, draw: int, landmark: str, n: int = PRO
     return list(optimal_path(graph, landmark, target, candidate_sources(graph, target), lam=chosen.lam, c_search=chosen.c_search, max_length=chosen.max_length).path)
 
 
-def _path_method(ctx: Context, method: str, target: str, draw: int, variant: str, path: list[str]) -> None:
+def _path_method(ctx: Context, method: str, target: str, draw: int, variant: str, path: list[str], n: int = PROTOCOL_TRAIN_CASES) -> None:
     """A method that is one stored transfer along ``path``."""
-    _method(ctx, method, target, draw, variant, {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw)))
+    _method(ctx, method, target, draw, variant, {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw, n=n)), n)
+
+
+def _ours_leep(ctx: Context, target: str, draw: int, all_scores: dict[str, dict[str, Any]], n: int = PROTOCOL_TRAIN_CASES) -> None:
+    """ours_leep: the landmark score with O replaced by exp(LEEP), then the optimal path.
+
+    Raises:
+        SelectionError: no source model of the pool learned anything.
+    """
+    chosen = selection(ctx, target, draw, graph=ctx.workspace(draw, n).graph, transferability=transferability_of(all_scores))
+    _path_method(ctx, "ours_leep", target, draw, "", chosen.path, n)
 
 
 def _random_landmarks(ctx: Context, target: str, draw: int, connected: list[str]) -> None:
@@ -531,26 +541,50 @@ def _random_landmarks(ctx: Context, target: str, draw: int, connected: list[str]
         _path_method(ctx, "random_landmark", target, draw, str(i), _path_from(ctx, target, draw, landmark))
 
 
-def _baseline_landmarks(ctx: Context, target: str, draw: int, methods: set[str], all_scores: dict[str, dict[str, Any]], connected: list[str]) -> None:
+def _baseline_landmarks(
+    ctx: Context, target: str, draw: int, methods: set[str], all_scores: dict[str, dict[str, Any]], connected: list[str], n: int = PROTOCOL_TRAIN_CASES
+) -> None:
     """LogME and LEEP: the best source by the score, directly, and with the optimal path (``_stps``)."""
     for name in ("logme", "leep"):
         if name not in methods and f"{name}_stps" not in methods:
             continue
         best = _ranked_by(all_scores, connected, name)[0]
         if name in methods:
-            _path_method(ctx, name, target, draw, "", [best, target])
+            _path_method(ctx, name, target, draw, "", [best, target], n)
         if f"{name}_stps" in methods:  # the baseline's landmark, then the optimal path (Table II)
-            _path_method(ctx, f"{name}_stps", target, draw, "", _path_from(ctx, target, draw, best))
+            _path_method(ctx, f"{name}_stps", target, draw, "", _path_from(ctx, target, draw, best, n), n)
 
 
-def _scratch(ctx: Context, target: str, draw: int) -> None:
+def _target_split(ctx: Context, target: str, n: int) -> TargetSplit | None:
+    """The sample-size study's split for ``n`` cases; None (the protocol's own) for 3."""
+    return None if n == PROTOCOL_TRAIN_CASES else ctx.sample_split(target, n)
+
+
+def _predictions(ctx: Context, target: str, name: str, n: int) -> Path | None:
+    """Where a protocol run saves its predictions (the sample-size study saves none)."""
+    return ctx.run_dir / "predictions" / target / name if n == PROTOCOL_TRAIN_CASES else None
+
+
+def _scratch(ctx: Context, target: str, draw: int, n: int = PROTOCOL_TRAIN_CASES) -> None:
     from seqtransfer.baselines.train import run_scratch
 
-    ws, p = ctx.workspaces[draw], ctx.config.protocol
-    save = ctx.run_dir / "predictions" / target
+    ws, p, split = ctx.workspace(draw, n), ctx.config.protocol, _target_split(ctx, target, n)
+    save = _predictions(ctx, target, f"scratch_draw{draw}", n)
     aug = ctx.config.finetune.augment
-    spec = {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed, "augment": aug}
-    _method(ctx, "scratch", target, draw, "", spec, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save / f"scratch_draw{draw}", augment=aug))
+    spec: dict[str, Any] = {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed, "augment": aug}
+    _method(
+        ctx, "scratch", target, draw, "", spec, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save, augment=aug, split=split), n
+    )
+
+
+def _mst(ctx: Context, target: str, draw: int, top: list[str], n: int = PROTOCOL_TRAIN_CASES) -> None:
+    """MST: the frozen encoders of ``top`` (the top-k by LogME) fused, decoder trained on the target."""
+    from seqtransfer.baselines.train import run_mst
+
+    ws, f, split = ctx.workspace(draw, n), ctx.config.finetune, _target_split(ctx, target, n)
+    save = _predictions(ctx, target, f"mst_draw{draw}", n)
+    spec: dict[str, Any] = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": ctx.finetune(draw).to_dict()}
+    _method(ctx, "mst", target, draw, "", spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment, save_dir=save, split=split), n)
 
 
 def _ranked_by(all_scores: dict[str, dict[str, Any]], connected: list[str], name: str) -> list[str]:
@@ -570,48 +604,26 @@ def run_sample_size(ctx: Context, target: str, n: int, draw: int) -> None:
     ``n`` cases everywhere (the graph's target edges, the scores, the training) and scored
     on the split's one test set. Records of kind ``sample_size``.
     """
-    from seqtransfer.baselines.train import run_mst, run_scratch
-
     p = ctx.config.protocol
     methods = set(p.sample_size_methods)
-    ws = ctx.workspace(draw, n)
-    split = ctx.sample_split(target, n)
     connected = ctx.connected(target)
-
-    def record(method: str, spec: dict[str, Any], work: Callable[[], dict[str, Any]]) -> None:
-        head = {"method": method, "target": target, "draw": draw, "n_train": n}
-        ctx.store.run("sample_size", {**head, **spec}, lambda: {**head, **work()})
-
-    def along(method: str, path: list[str]) -> None:
-        record(method, {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw, n=n)))
-
     try:
-        sel: Selection | None = selection(ctx, target, draw, graph=ws.graph)
+        sel: Selection | None = selection(ctx, target, draw, graph=ctx.workspace(draw, n).graph)
     except SelectionError:  # no source model of the pool learned anything: no landmark
         sel = None
     if sel is not None and "ours" in methods:
-        along("ours", sel.path)
+        _path_method(ctx, "ours", target, draw, "", sel.path, n)
     if sel is not None and "landmark_direct" in methods:
-        along("landmark_direct", [sel.landmark, target])
+        _path_method(ctx, "landmark_direct", target, draw, "", [sel.landmark, target], n)
     if methods & {"logme", "leep", "logme_stps", "leep_stps", "mst", "ours_leep"} and connected:
         all_scores = {s: scores(ctx, target, draw, s, n=n) for s in connected}
         if sel is not None and "ours_leep" in methods:
-            along("ours_leep", selection(ctx, target, draw, graph=ws.graph, transferability=transferability_of(all_scores)).path)
-        for name in ("logme", "leep"):
-            best = _ranked_by(all_scores, connected, name)[0]
-            if name in methods:
-                along(name, [best, target])
-            if f"{name}_stps" in methods:
-                along(f"{name}_stps", _path_from(ctx, target, draw, best, n=n))
+            _ours_leep(ctx, target, draw, all_scores, n)
+        _baseline_landmarks(ctx, target, draw, methods, all_scores, connected, n)
         if "mst" in methods:
-            top = _ranked_by(all_scores, connected, "logme")[: p.top_k]
-            f = ctx.config.finetune
-            mst_spec: dict[str, Any] = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": ctx.finetune(draw).to_dict()}
-            record("mst", mst_spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment, split=split))
+            _mst(ctx, target, draw, _ranked_by(all_scores, connected, "logme")[: p.top_k], n)
     if "scratch" in methods:
-        aug = ctx.config.finetune.augment
-        spec: dict[str, Any] = {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed, "augment": aug}
-        record("scratch", spec, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, augment=aug, split=split))
+        _scratch(ctx, target, draw, n)
 
 
 def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]]:
