@@ -116,17 +116,28 @@ def test_bootstrap_interval_and_paired_differences() -> None:
     assert d["targets"] == 3 and d["pairs"] == 6 and d["low"] <= 0.1 <= d["high"]
 
 
-def test_each_term_of_the_landmark_score_is_ranked_alone() -> None:
-    selection = {
+#: the measured direct-transfer Dice of the three sources a, b, c of target t (a best)
+DIRECT = {("a", "t", 0): 0.9, ("b", "t", 0): 0.5, ("c", "t", 0): 0.1}
+
+
+def _selection(weights: tuple[float, float, float], terms: dict[str, dict[str, float]]) -> dict:
+    """A stored selection record of target t, draw 0, with sources a, b, c."""
+    return {
         "target": "t",
         "draw": 0,
-        "weights": {"a": 0.2, "b": 0.5, "c": 0.9},
+        "weights": dict(zip("abc", weights, strict=True)),
         "landmark_scores": {"a": 1.0, "b": 2.0, "c": 3.0},
         "zoo_dice": {"a": 0.5, "b": 0.4, "c": 0.3},
-        "terms": {"a": {"H": 0.1, "R": 0.2, "zeta": 10, "rho": 1.0}, "b": {"H": 0.2, "R": 0.5, "zeta": 20, "rho": 2.0}, "c": {"H": 0.3, "R": 0.9, "zeta": 30, "rho": 3.0}},
+        "terms": terms,
     }
-    direct = {("a", "t", 0): 0.9, ("b", "t", 0): 0.5, ("c", "t", 0): 0.1}
-    rows = {r["ranking"]: r for r in selection_quality([selection], [], direct)}
+
+
+def test_each_term_of_the_landmark_score_is_ranked_alone() -> None:
+    selection = _selection(
+        (0.2, 0.5, 0.9),
+        {"a": {"H": 0.1, "R": 0.2, "zeta": 10, "rho": 1.0}, "b": {"H": 0.2, "R": 0.5, "zeta": 20, "rho": 2.0}, "c": {"H": 0.3, "R": 0.9, "zeta": 30, "rho": 3.0}},
+    )
+    rows = {r["ranking"]: r for r in selection_quality([selection], [], DIRECT)}
     assert rows["-H (image distance)"]["kendall_tau"] == 1.0  # small H, high Dice
     assert rows["R (label similarity)"]["kendall_tau"] == -1.0 and rows["zeta (training cases)"]["kendall_tau"] == -1.0
     assert rows["rho (density)"]["kendall_tau"] == -1.0 and rows["-w (affinity)"]["kendall_tau"] == 1.0
@@ -135,15 +146,11 @@ def test_each_term_of_the_landmark_score_is_ranked_alone() -> None:
 def test_the_calibrated_affinity_is_ranked_from_the_recorded_terms() -> None:
     # H favours a, then b, then c; R favours c, then b, then a. alpha >> beta ranks by H,
     # beta >> alpha by R: the calibrated -w must follow whichever term its weights favour.
-    selection = {
-        "target": "t",
-        "draw": 0,
-        "weights": {"a": 0.5, "b": 0.5, "c": 0.5},
-        "landmark_scores": {"a": 1.0, "b": 2.0, "c": 3.0},
-        "zoo_dice": {"a": 0.5, "b": 0.4, "c": 0.3},
-        "terms": {"a": {"H": 1.0, "R": 0.1, "zeta": 1, "rho": 1.0}, "b": {"H": 2.0, "R": 0.5, "zeta": 1, "rho": 1.0}, "c": {"H": 3.0, "R": 0.9, "zeta": 1, "rho": 1.0}},
-    }
-    direct = {("a", "t", 0): 0.9, ("b", "t", 0): 0.5, ("c", "t", 0): 0.1}
+    selection = _selection(
+        (0.5, 0.5, 0.5),
+        {"a": {"H": 1.0, "R": 0.1, "zeta": 1, "rho": 1.0}, "b": {"H": 2.0, "R": 0.5, "zeta": 1, "rho": 1.0}, "c": {"H": 3.0, "R": 0.9, "zeta": 1, "rho": 1.0}},
+    )
+    direct = DIRECT
     name = "calibrated -w (leave-one-site-out)"
     by_h = {r["ranking"]: r for r in selection_quality([selection], [], direct, {"t": (1.0, 0.01)}, h_scale=2.0)}
     by_r = {r["ranking"]: r for r in selection_quality([selection], [], direct, {"t": (0.01, 1.0)}, h_scale=2.0)}
