@@ -309,21 +309,15 @@ def _zoo_complete(graph_dir: Path, target: str) -> bool:
 
 def _leep_of_zoo(graph_dir: Path, target: str, preset: str, spacing: str) -> dict[str, float]:
     """T = exp(LEEP) of every connected source's zoo model on the target's affinity cases."""
-    from seqtransfer.adapt.run import existing_zoo_model
-    from seqtransfer.baselines.measure import leep_transferability
-    from seqtransfer.graph.build import candidate_sources
+    from seqtransfer.adapt.run import zoo_transferability
+    from seqtransfer.graph.sources import candidate_sources
 
     workspace, _ = _open_training(graph_dir, preset, spacing)
     graph = workspace.graph
     if target not in graph or graph.nodes[target].get("role") != "target":
         raise ConfigError(f"{graph_dir}: {target!r} is not a target of the graph")
     connected = [s for s in candidate_sources(graph, target) if graph.has_edge(s, target)]
-    models = {s: existing_zoo_model(workspace, s) for s in connected}
-    missing = sorted(s for s, m in models.items() if m is None)
-    if missing:
-        raise ConfigError(f"{graph_dir}: --score leep needs the zoo model of every connected source; missing: {', '.join(missing[:5])} (run `seqtransfer zoo train`)")
-    cases = list(graph.nodes[target].get("affinity_cases", []))
-    return leep_transferability(workspace, workspace.task(target), cases, {s: m.folder for s, m in models.items()})
+    return zoo_transferability(workspace, workspace.task(target), connected, list(graph.nodes[target].get("affinity_cases", [])))
 
 
 @app.command("select")

@@ -306,6 +306,26 @@ def existing_zoo_model(workspace: Any, name: str) -> Any:
         return None
 
 
+def zoo_transferability(
+    workspace: Any, task: Task, sources: Sequence[str], cases: Sequence[str], seed: int = 0, progress: Callable[[int, int], None] | None = None
+) -> dict[str, float]:
+    """T = exp(LEEP) of each source's zoo model (the one the graph records) on ``cases`` of
+    ``task``: the transferability term of the ``leep`` landmark score.
+
+    Raises:
+        ConfigError: a source whose finished zoo model is not there.
+    """
+    from seqtransfer.baselines.measure import leep_transferability
+
+    models = {s: existing_zoo_model(workspace, s) for s in sources}
+    missing = sorted(s for s, m in models.items() if m is None)
+    if missing:
+        raise ConfigError(
+            f"{workspace.root}: the leep score needs the zoo model of every connected source; missing: {', '.join(missing[:5])} (run `seqtransfer zoo train`)"
+        )
+    return leep_transferability(workspace, task, cases, {s: m.folder for s, m in models.items()}, seed=seed, progress=progress)
+
+
 def _prediction_digest(finals: dict[str, str]) -> str:
     return hashlib.sha256(json.dumps(finals, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -549,13 +569,10 @@ def adapt(
         seen = graph.subgraph([*pools[task.name], task.name]) if config.max_sources else graph
         transferability = None
         if config.score == "leep":  # exp(LEEP) of every connected source model on the labelled cases
-            from seqtransfer.baselines.measure import leep_transferability
-
-            found = {s: existing_zoo_model(workspace, s) for s in pools[task.name] if seen.has_edge(s, task.name)}
-            models = {s: m.folder for s, m in found.items() if m is not None}
-            log(f"select: LEEP of {len(models)} source model(s) on {task.name}'s {task.n_cases} labelled case(s)")
+            linked = [s for s in pools[task.name] if seen.has_edge(s, task.name)]
+            log(f"select: LEEP of {len(linked)} source model(s) on {task.name}'s {task.n_cases} labelled case(s)")
             leep_report = None if progress is None else (lambda d, t: progress("LEEP", d, t))
-            transferability = leep_transferability(workspace, task, [c.case_id for c in task.cases], models, seed=config.zoo.seed, progress=leep_report)
+            transferability = zoo_transferability(workspace, task, linked, [c.case_id for c in task.cases], seed=config.zoo.seed, progress=leep_report)
         selection = select_in_graph(
             seen, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search, where=str(graph_root), transferability=transferability
         )
