@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
-from seqtransfer.experiment.store import RunStore, protocol_direct_transfers, protocol_scores
+from seqtransfer.experiment.store import RunStore, calibrations, protocol_direct_transfers, protocol_scores
 from seqtransfer.graph.store import GraphStore
 from seqtransfer.report.tables import (
     QUALITY_METRICS,
@@ -58,7 +58,7 @@ def _load(run: Path) -> dict[str, Any]:
     selections = [r.result for r in store.records("selection", "done") if r.result]
     scores = protocol_scores(store)
     direct = protocol_direct_transfers(store)
-    calibrated = {str(r.spec["target"]): (float(r.result["alpha"]), float(r.result["beta"])) for r in store.records("calibration", "done") if r.result}
+    calibrated = calibrations(store)
     sites = {n: str(d.get("site", "")) for n, d in graph.nodes(data=True)}
     collections = {n: str(d.get("collection", "")) for n, d in graph.nodes(data=True)}
     return {

@@ -21,7 +21,7 @@ import numpy as np
 
 from seqtransfer.atomic import write_text
 from seqtransfer.errors import StoreError
-from seqtransfer.experiment.store import RunStore, protocol_direct_transfers, protocol_scores
+from seqtransfer.experiment.store import RunStore, calibrations, protocol_direct_transfers, protocol_scores
 from seqtransfer.report.figures import dice_chart, overlays, sample_size_chart
 from seqtransfer.report.tables import (
     LABELS,
@@ -247,7 +247,7 @@ def write_report(run_dir: str | Path) -> dict[str, Path]:
     selections = [r.result for r in store.records("selection", "done") if r.result]
     scores = protocol_scores(store)  # not the sample-size study's, not the whole-network ablation's
     direct = protocol_direct_transfers(store)
-    calibrated = {str(r.spec["target"]): (float(r.result["alpha"]), float(r.result["beta"])) for r in store.records("calibration", "done") if r.result}
+    calibrated = calibrations(store)
     quality = selection_quality(selections, scores, direct, calibrated, h_scale)
     if quality:
         header = ["target", "draw", "ranking", "Kendall tau", "weighted tau", "Pearson r", "top-1 regret", "sources"]
