@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -68,17 +69,17 @@ def overlays(rows: Sequence[tuple[str, np.ndarray, np.ndarray, Mapping[str, np.n
     return _save(fig, path)
 
 
-def sample_size_chart(rows: Sequence[Mapping[str, object]], path: Path) -> Path:
+def sample_size_chart(rows: Sequence[Mapping[str, Any]], path: Path) -> Path:
     """Dice against labelled target cases, one line per method (band: 95 % interval over targets)."""
     fig, ax = plt.subplots(figsize=(6.0, 4.2))
     colours = plt.get_cmap("tab10")
     methods = sorted({str(r["method"]) for r in rows})
     for i, method in enumerate(methods):
-        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: int(r["n_train"]))  # type: ignore[call-overload]
-        x = [int(r["n_train"]) for r in mine]  # type: ignore[call-overload]
-        y = [float(r["mean"]) for r in mine]  # type: ignore[arg-type]
-        lo = [float(r["low"]) for r in mine]  # type: ignore[arg-type]
-        hi = [float(r["high"]) for r in mine]  # type: ignore[arg-type]
+        mine = sorted((r for r in rows if r["method"] == method), key=lambda r: int(r["n_train"]))
+        x = [int(r["n_train"]) for r in mine]
+        y = [float(r["mean"]) for r in mine]
+        lo = [float(r["low"]) for r in mine]
+        hi = [float(r["high"]) for r in mine]
         ax.plot(x, y, marker="o", label=LABELS.get(method, method), color=colours(i % 10))
         ax.fill_between(x, lo, hi, alpha=0.15, color=colours(i % 10))
     ax.set_xlabel("labelled target cases")
