@@ -58,6 +58,12 @@ def write_dataset(
     return root
 
 
+@pytest.fixture(scope="session")
+def dataset_writer():
+    """:func:`write_dataset` itself, for module-scoped fixtures (``dataset_factory`` is per test)."""
+    return write_dataset
+
+
 @pytest.fixture
 def dataset_factory(tmp_path: Path):
     """Build tiny datasets under tmp_path: ``dataset_factory("Dataset001_X", **kw)``."""

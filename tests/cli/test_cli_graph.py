@@ -19,19 +19,40 @@ def run(argv, capsys):
     return int(info.value.code or 0), captured.out, captured.err
 
 
-@pytest.fixture
-def built(dataset_factory, tmp_path: Path, capsys):
+@pytest.fixture(scope="module")
+def _built_once(tmp_path_factory, dataset_writer):
+    """The datasets and their graph, built once for the module (tests get a copy of the graph)."""
+    import contextlib
+    import io
+
+    root = tmp_path_factory.mktemp("built")
     sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=12, channels=("T1", "T2"), labels=("tumour", "edema"), shape=SHAPE, sites=sites, seed=1)
-    les = dataset_factory("Dataset002_Les", n_cases=20, channels=("T1",), labels=("lesion",), shape=SHAPE, seed=2)
-    (tmp_path / "objective_groups.json").write_text(json.dumps({"tumour": "lesions", "lesion": "lesions"}))
-    graph = tmp_path / "graph"
-    code, out, err = run(
-        ["graph", "build", tum, les, "--out", graph, "--target", "Les-T1-lesion", "--size", 16, "--volumes", 4, "--max-pairs", 6], capsys
-    )
-    assert code == 0, err
-    assert "targets" in out
+    tum = dataset_writer(root / "Dataset001_Tum", n_cases=12, channels=("T1", "T2"), labels=("tumour", "edema"), shape=SHAPE, sites=sites, seed=1)
+    les = dataset_writer(root / "Dataset002_Les", n_cases=20, channels=("T1",), labels=("lesion",), shape=SHAPE, seed=2)
+    (root / "objective_groups.json").write_text(json.dumps({"tumour": "lesions", "lesion": "lesions"}))
+    graph = root / "graph"
+    argv = ["graph", "build", tum, les, "--out", graph, "--target", "Les-T1-lesion", "--size", 16, "--volumes", 4, "--max-pairs", 6]
+    stdout = io.StringIO()
+    with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as info:
+        mp.setenv("SEQTRANSFER_CACHE", str(root / "cache"))
+        main([str(a) for a in argv])
+        raise SystemExit(0)
+    assert int(info.value.code or 0) == 0
+    assert "targets" in stdout.getvalue()
     return tum, les, graph
+
+
+@pytest.fixture
+def built(_built_once, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """The module's datasets and a fresh copy of their graph (tests write into it); the
+    preprocessing cache is the build's (content-keyed, so sharing it changes no result)."""
+    import shutil
+
+    tum, les, graph = _built_once
+    monkeypatch.setenv("SEQTRANSFER_CACHE", str(graph.parent / "cache"))
+    copy = tmp_path / "graph"
+    shutil.copytree(graph, copy, symlinks=True)
+    return tum, les, copy
 
 
 def test_build_select_show(built, capsys) -> None:
