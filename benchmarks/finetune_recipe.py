@@ -51,10 +51,10 @@ import numpy as np
 from seqtransfer.experiment.config import config_from_dict
 from seqtransfer.experiment.runner import _zoo_from_record, zoo_config_of
 from seqtransfer.report.tables import bootstrap_interval
-from seqtransfer.threads import single_threaded
-from seqtransfer.training.transfer import FinetuneConfig, run_transfer
-from seqtransfer.training.workspace import Workspace, open_workspace
-from seqtransfer.training.zoo import ZooModel
+from seqtransfer.core.threads import single_threaded
+from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
+from seqtransfer.pipeline.workspace import Workspace, open_workspace
+from seqtransfer.pipeline.zoo import ZooModel
 
 #: (lr, steps); the study's and demo's recipe first, the package default is the reference
 RECIPES = [

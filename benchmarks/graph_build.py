@@ -295,7 +295,7 @@ def load_tasks(args: argparse.Namespace) -> tuple[list[Any], list[str], dict[str
 
 
 def phase_generate(args: argparse.Namespace) -> dict[str, Any]:
-    from seqtransfer.atomic import write_json
+    from seqtransfer.core.atomic import write_json
     from seqtransfer.data.benchmark import make_benchmark
 
     config = bench_config(args)
@@ -582,7 +582,7 @@ def phase_naive(args: argparse.Namespace) -> dict[str, Any]:
 
     # Thread probe: a few volume pairs with the libraries' default threads and with one thread.
     # On a shared 2-core machine, multi-threaded BLAS in small products mostly waits (see
-    # seqtransfer.threads), so the default would inflate the naive time for reasons that
+    # seqtransfer.core.threads), so the default would inflate the naive time for reasons that
     # have nothing to do with the algorithm; the timed loop uses --naive-threads (default 1,
     # like our own affinity loop).
     a, b = chosen[0]

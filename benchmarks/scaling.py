@@ -148,7 +148,7 @@ def phase_graph(args: argparse.Namespace) -> dict:
     kwargs = {}
     executor = None
     if args.engine == "new" and args.workers > 1:
-        from seqtransfer.experiment.executor import ProcessExecutor
+        from seqtransfer.core.executor import ProcessExecutor
 
         executor = ProcessExecutor(args.workers)
         kwargs["executor"] = executor
@@ -189,9 +189,9 @@ def phase_transfer(args: argparse.Namespace) -> dict:
     from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
     from seqtransfer.graph import GraphConfig, build_graph
     from seqtransfer.training.loop import TrainConfig
-    from seqtransfer.training.transfer import FinetuneConfig, run_transfer
-    from seqtransfer.training.workspace import open_workspace
-    from seqtransfer.training.zoo import ZooConfig, train_source
+    from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
+    from seqtransfer.pipeline.workspace import open_workspace
+    from seqtransfer.pipeline.zoo import ZooConfig, train_source
 
     landmark, target = "inst1-T1-ET", "inst3-T1-ET"
     tasks = [t for t in _tasks(args.bench) if t.name in (landmark, target)]

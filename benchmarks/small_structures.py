@@ -41,7 +41,7 @@ from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import source_split
 from seqtransfer.data.tasks import split_tasks
 from seqtransfer.evaluation.inference import dice_on_cases
-from seqtransfer.threads import single_threaded
+from seqtransfer.core.threads import single_threaded
 from seqtransfer.training.loop import TrainConfig, train
 from seqtransfer.training.network import NetworkConfig, build_network
 

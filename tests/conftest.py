@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from seqtransfer.data.io import write_image
-from seqtransfer.threads import single_threaded
+from seqtransfer.core.threads import single_threaded
 
 
 def write_dataset(

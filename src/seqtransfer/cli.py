@@ -1,6 +1,6 @@
 """The ``seqtransfer`` command line: parses, calls the library, prints.
 
-Every error a user can cause (:class:`seqtransfer.errors.SeqTransferError`, a bad option)
+Every error a user can cause (:class:`seqtransfer.core.errors.SeqTransferError`, a bad option)
 ends as one line on stderr and exit status 2; no traceback reaches the user for bad input.
 """
 
@@ -19,7 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from seqtransfer.errors import ConfigError, DatasetError, SeqTransferError
+from seqtransfer.core.errors import ConfigError, DatasetError, SeqTransferError
 
 try:  # typer >= 0.2x vendors click; older typer depends on it
     from typer._click import exceptions as click_exceptions
@@ -225,7 +225,7 @@ def graph_build(
     address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")] = None,
 ) -> None:
     """Build the source graph of datasets' tasks (or add targets to one with --add)."""
-    from seqtransfer.experiment.executor import make_executor
+    from seqtransfer.core.executor import make_executor
     from seqtransfer.graph import GraphConfig, add_targets, build_graph
 
     targets = list(target or [])
@@ -424,7 +424,7 @@ def _parse_spacing(value: str, preset: str) -> tuple[float, float, float] | str 
 def _open_training(graph_dir: Path, preset: str, spacing: str):  # noqa: ANN202 - internal helper
     """The workspace at the preset's grid and the network spacing that goes with it."""
     from seqtransfer.training.network import NetworkConfig
-    from seqtransfer.training.workspace import open_workspace
+    from seqtransfer.pipeline.workspace import open_workspace
 
     edge = NetworkConfig(preset=preset).patch_size[0]  # type: ignore[index]
     workspace = open_workspace(graph_dir, size=edge, spacing=_parse_spacing(spacing, preset))
@@ -435,7 +435,7 @@ def _open_training(graph_dir: Path, preset: str, spacing: str):  # noqa: ANN202 
 def _zoo_config(preset: str, steps: int, max_train: int, seed: int, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)):  # noqa: ANN202
     from seqtransfer.training.loop import TrainConfig
     from seqtransfer.training.network import NetworkConfig
-    from seqtransfer.training.zoo import ZooConfig
+    from seqtransfer.pipeline.zoo import ZooConfig
 
     return ZooConfig(
         network=NetworkConfig(preset=preset, spacing=spacing),
@@ -496,7 +496,7 @@ def zoo_train(
     spacing: Spacing = "auto",
 ) -> None:
     """Train one model per source task; its held-out Dice becomes the node's O."""
-    from seqtransfer.training.zoo import train_zoo
+    from seqtransfer.pipeline.zoo import train_zoo
 
     workspace, grid_spacing = _open_training(graph_dir, preset, spacing)
     config = _zoo_config(preset, steps, max_train, seed, grid_spacing)
@@ -541,7 +541,7 @@ def transfer(
 ) -> None:
     """Fine-tune along the path (frozen encoder, EWC), scoring the target after every step."""
     from seqtransfer.data.splits import protocol_split_possible
-    from seqtransfer.training.transfer import FinetuneConfig, run_transfer
+    from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
 
     finetune = FinetuneConfig(steps=steps, lr=lr, lambda_ewc=lambda_ewc, draw=draw, seed=seed)  # bad values fail first
     workspace, grid_spacing = _open_training(graph_dir, preset, spacing)
@@ -601,7 +601,7 @@ def predict(
     out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Folder for the predicted labels.")],
 ) -> None:
     """Segment images with a trained model; labels keep each input's affine."""
-    from seqtransfer.training.predict import predict_files
+    from seqtransfer.pipeline.predict import predict_files
 
     written = predict_files(model, inputs, out_dir)
     out.print(f"{len(written)} prediction(s) written to {out_dir}", markup=False)
@@ -617,7 +617,7 @@ def run_command(
 ) -> None:
     """Run the protocol of an experiment file: graphs, zoo, every method, every draw."""
     from seqtransfer.experiment.config import load_config
-    from seqtransfer.experiment.executor import make_executor
+    from seqtransfer.core.executor import make_executor
     from seqtransfer.experiment.runner import run_experiment
     from seqtransfer.report import write_report
 
@@ -713,9 +713,9 @@ def adapt(
     from seqtransfer.adapt import AdaptConfig
     from seqtransfer.adapt import adapt as run_adapt
     from seqtransfer.adapt import plan_adapt
-    from seqtransfer.experiment.executor import make_executor
+    from seqtransfer.core.executor import make_executor
     from seqtransfer.graph.config import GraphConfig
-    from seqtransfer.training.transfer import FinetuneConfig
+    from seqtransfer.pipeline.transfer import FinetuneConfig
 
     if len(datasets) < 2:
         raise ConfigError("give at least one source dataset and the target dataset (last)")

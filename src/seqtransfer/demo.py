@@ -93,7 +93,7 @@ def run_demo(
     Returns:
         The paths the report wrote, and the run folder.
     """
-    from seqtransfer.experiment.executor import make_executor
+    from seqtransfer.core.executor import make_executor
     from seqtransfer.experiment.runner import run_experiment
     from seqtransfer.report import write_report
 

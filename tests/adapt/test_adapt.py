@@ -17,12 +17,12 @@ import pytest
 
 from seqtransfer.adapt import AdaptConfig, adapt, plan_adapt
 from seqtransfer.data.io import write_image
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.training.loop import TrainConfig
 from seqtransfer.training.network import NetworkConfig
-from seqtransfer.training.transfer import FinetuneConfig
-from seqtransfer.training.zoo import ZooConfig
+from seqtransfer.pipeline.transfer import FinetuneConfig
+from seqtransfer.pipeline.zoo import ZooConfig
 
 
 def write_dataset(root: Path, **kwargs: object) -> Path:
@@ -136,8 +136,8 @@ def test_adapt_two_targets_end_to_end_then_a_rerun_trains_nothing(data, tmp_path
     def refuse(*_a: object, **_k: object) -> None:
         raise AssertionError("trained again")
 
-    monkeypatch.setattr("seqtransfer.training.transfer.train", refuse)
-    monkeypatch.setattr("seqtransfer.training.zoo.train", refuse)
+    monkeypatch.setattr("seqtransfer.pipeline.transfer.train", refuse)
+    monkeypatch.setattr("seqtransfer.pipeline.zoo.train", refuse)
     monkeypatch.setattr("seqtransfer.adapt.run.merge_labels", refuse)
     again = adapt(plan_adapt([data["src"]], data["new"], TARGETS, estimate=True), out, replace(CONFIG, estimate=True), cache_dir=data["cache"])
     assert again["targets"][0]["path"] == saved["targets"][0]["path"]
@@ -149,8 +149,8 @@ def test_merged_map_follows_each_target_models_probabilities(data, tmp_path: Pat
     from seqtransfer.data.io import read_image
     from seqtransfer.data.preprocess import preprocess_arrays, restore_probability
     from seqtransfer.evaluation.inference import predict_probabilities
-    from seqtransfer.training.predict import model_preprocess
-    from seqtransfer.training.zoo import load_model
+    from seqtransfer.pipeline.predict import model_preprocess
+    from seqtransfer.pipeline.zoo import load_model
 
     plan = plan_adapt([data["src"]], data["new"], TARGETS)
     out = tmp_path / "out"
@@ -298,9 +298,9 @@ KILL_SCRIPT = textwrap.dedent(
     from seqtransfer.graph.config import GraphConfig
     from seqtransfer.training.loop import TrainConfig
     from seqtransfer.training.network import NetworkConfig
-    from seqtransfer.training.transfer import FinetuneConfig
-    from seqtransfer.training.zoo import ZooConfig
-    from seqtransfer.threads import single_threaded
+    from seqtransfer.pipeline.transfer import FinetuneConfig
+    from seqtransfer.pipeline.zoo import ZooConfig
+    from seqtransfer.core.threads import single_threaded
 
     NET = NetworkConfig(patch_size=(16, 16, 16), filters=(4, 8, 16))
     CONFIG = AdaptConfig(

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 
 from seqtransfer.adapt.merge import merge_labels, region_values
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 
 def _plain_reference(probabilities: list[np.ndarray], values: list[int]) -> np.ndarray:

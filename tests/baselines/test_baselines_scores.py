@@ -11,7 +11,7 @@ from scipy.optimize import minimize
 
 from seqtransfer.baselines import leep, logme, nce
 from seqtransfer.baselines.scores import logme_per_class
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ from seqtransfer.data.benchmark import (
     trilinear,
     tumour_labels,
 )
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 SMALL = BenchmarkConfig(seed=3, size=24, cases=4, tumour_sites=2)
 DATASETS = (TUMOUR_DATASET, TISSUE_DATASET, LESION_DATASET)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from seqtransfer.data.io import read_header, read_image, write_image
-from seqtransfer.errors import DatasetError
+from seqtransfer.core.errors import DatasetError
 
 
 @pytest.mark.parametrize("ending", [".nii.gz", ".nii"])

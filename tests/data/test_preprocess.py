@@ -12,7 +12,7 @@ from seqtransfer.data.preprocess import (
     preprocess_arrays,
     zscore_foreground,
 )
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 
 def test_crop_to_nonzero_box_of_all_channels() -> None:

@@ -7,7 +7,7 @@ import pytest
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.tasks import find_objective_groups, load_objective_groups, split_tasks, task_name
-from seqtransfer.errors import DatasetError
+from seqtransfer.core.errors import DatasetError
 
 
 def test_split_into_site_modality_objective_tasks(dataset_factory) -> None:
@@ -76,7 +76,7 @@ def test_modality_names_match_case_insensitively_and_through_aliases(dataset_fac
 
     from seqtransfer.data.dataset import parse_dataset
     from seqtransfer.data.tasks import find_modality_aliases, load_modality_aliases, modality_key, split_tasks
-    from seqtransfer.errors import DatasetError
+    from seqtransfer.core.errors import DatasetError
     from seqtransfer.graph.build import edge_allowed
 
     a = parse_dataset(dataset_factory("Dataset001_A", n_cases=2, channels=("T2", "FLAIR"), labels=("x",)))[0]

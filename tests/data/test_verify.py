@@ -11,7 +11,7 @@ import pytest
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.io import read_header, write_image
 from seqtransfer.data.verify import require_valid, verify_dataset
-from seqtransfer.errors import DatasetError
+from seqtransfer.core.errors import DatasetError
 
 
 def _affine(root: Path) -> np.ndarray:

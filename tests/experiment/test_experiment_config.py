@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.experiment.config import METHODS, config_from_dict, load_config
 
 

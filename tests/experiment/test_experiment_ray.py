@@ -13,7 +13,7 @@ from seqtransfer.experiment.runner import run_experiment
 @pytest.mark.ray
 @pytest.mark.slow
 def test_ray_executor_gives_the_results_of_the_local_one(dataset_factory, tmp_path: Path) -> None:
-    from seqtransfer.experiment.ray_executor import RayExecutor
+    from seqtransfer.core.ray_executor import RayExecutor
 
     sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
     tum = dataset_factory("Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
@@ -52,7 +52,7 @@ def test_ray_executor_gives_the_results_of_the_local_one(dataset_factory, tmp_pa
 
 
 def test_ray_requests_a_gpu_for_trainings_only_where_the_cluster_has_gpus(monkeypatch) -> None:
-    from seqtransfer.experiment.ray_executor import RayExecutor
+    from seqtransfer.core.ray_executor import RayExecutor
 
     executor = RayExecutor.__new__(RayExecutor)  # no cluster: only the request logic
 

@@ -133,7 +133,7 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
 
 
 def test_a_process_pool_gives_the_same_results_as_one_process(datasets, tmp_path: Path) -> None:
-    from seqtransfer.experiment.executor import ProcessExecutor
+    from seqtransfer.core.executor import ProcessExecutor
 
     raw = tiny_config(*datasets, draws=1, methods=["ours", "landmark_direct", "scratch", "mst"], quality_draws=0, max_sources=2)
     config = config_from_dict(raw)

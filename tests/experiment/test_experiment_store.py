@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from seqtransfer.errors import StoreError
+from seqtransfer.core.errors import StoreError
 from seqtransfer.experiment.store import RunStore, run_key
 
 

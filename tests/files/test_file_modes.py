@@ -42,7 +42,7 @@ def wrong_modes(root: Path, mask: int) -> list[str]:
 
 
 def test_current_umask_reads_without_changing_it(umask: int) -> None:
-    from seqtransfer.atomic import current_umask, dir_mode, file_mode
+    from seqtransfer.core.atomic import current_umask, dir_mode, file_mode
 
     assert current_umask() == umask
     assert file_mode() == 0o666 & ~umask and dir_mode() == 0o777 & ~umask
@@ -50,7 +50,7 @@ def test_current_umask_reads_without_changing_it(umask: int) -> None:
 
 
 def test_atomic_writers(umask: int, tmp_path: Path) -> None:
-    from seqtransfer.atomic import atomic_open, atomic_path, write_json, write_text
+    from seqtransfer.core.atomic import atomic_open, atomic_path, write_json, write_text
 
     out = tmp_path / "out"
     write_json(out / "a.json", {"x": 1})
@@ -123,7 +123,7 @@ def test_run_report_and_predict_write_with_the_umask(umask: int, dataset_factory
     from seqtransfer.experiment.config import config_from_dict
     from seqtransfer.experiment.runner import run_experiment
     from seqtransfer.report import write_report
-    from seqtransfer.training.predict import predict_files
+    from seqtransfer.pipeline.predict import predict_files
 
     sites = {f"case_{i:03d}": "ABC"[i % 3] for i in range(57)}
     tum = dataset_factory("Dataset001_Tum", n_cases=57, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)

@@ -8,7 +8,7 @@ import networkx as nx
 import numpy as np
 import pytest
 
-from seqtransfer.errors import ConfigError, SeqTransferError
+from seqtransfer.core.errors import ConfigError, SeqTransferError
 from seqtransfer.selection import (
     LandmarkScore,
     SelectionError,

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.selection import (
     DEFAULT_C_SEARCH,
     PathResult,

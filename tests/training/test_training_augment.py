@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.training.augment import (
     AugmentConfig,
     PatchSampler,

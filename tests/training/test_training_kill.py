@@ -26,12 +26,12 @@ PATH = ["A-T1-tumour", "B-T1-tumour", TARGET]
 # reading the output could see the step only after the child has run past the next checkpoint).
 CHILD = r"""
 import json, os, signal, sys
-from seqtransfer.threads import single_threaded
+from seqtransfer.core.threads import single_threaded
 from seqtransfer.training.loop import TrainConfig
 from seqtransfer.training.network import NetworkConfig
-from seqtransfer.training.transfer import FinetuneConfig, run_transfer
-from seqtransfer.training.workspace import open_workspace
-from seqtransfer.training.zoo import ZooConfig
+from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
+from seqtransfer.pipeline.workspace import open_workspace
+from seqtransfer.pipeline.zoo import ZooConfig
 
 graph, cache, path = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 net = NetworkConfig(patch_size=(16, 16, 16), filters=(4, 8, 16))

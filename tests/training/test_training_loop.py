@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from seqtransfer.errors import ConfigError, StoreError
+from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.evaluation import dice_on_cases, mean_dice
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, CHECKPOINT_LATEST, load_checkpoint, load_weights
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher

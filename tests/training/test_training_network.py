@@ -9,7 +9,7 @@ import torch
 from monai.networks.nets import DynUNet, UNet
 from torch import nn
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.training.network import (
     NetworkConfig,
     autocast_context,

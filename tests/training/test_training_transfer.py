@@ -11,13 +11,13 @@ from seqtransfer.cli import main
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.tasks import split_tasks
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph import GraphConfig, build_graph
 from seqtransfer.training.loop import TrainConfig
 from seqtransfer.training.network import NetworkConfig
-from seqtransfer.training.transfer import FinetuneConfig, run_transfer
-from seqtransfer.training.workspace import open_workspace
-from seqtransfer.training.zoo import ZooConfig, train_zoo
+from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
+from seqtransfer.pipeline.workspace import open_workspace
+from seqtransfer.pipeline.zoo import ZooConfig, train_zoo
 
 SHAPE = (16, 16, 16)
 NET = NetworkConfig(patch_size=(16, 16, 16), filters=(4, 8, 16))

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from seqtransfer.data.io import read_image
-from seqtransfer.errors import ConfigError, DatasetError
+from seqtransfer.core.errors import ConfigError, DatasetError
 
 
 @dataclass(frozen=True)

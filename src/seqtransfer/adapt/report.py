@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from seqtransfer.atomic import write_text
+from seqtransfer.core.atomic import write_text
 
 
 def _img(path: Path, title: str) -> str:

@@ -33,7 +33,7 @@ import numpy as np
 
 from seqtransfer.adapt.inputs import UnlabelledCase, check_unlabelled, find_unlabelled
 from seqtransfer.adapt.merge import merge_labels
-from seqtransfer.atomic import write_json
+from seqtransfer.core.atomic import write_json
 from seqtransfer.data.dataset import Dataset
 from seqtransfer.data.tasks import (
     Task,
@@ -44,12 +44,12 @@ from seqtransfer.data.tasks import (
     modality_key,
     split_tasks,
 )
-from seqtransfer.errors import ConfigError, DatasetError
+from seqtransfer.core.errors import ConfigError, DatasetError
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.sources import source_pool
 from seqtransfer.selection.path import DEFAULT_C_SEARCH, DEFAULT_LAMBDA, DEFAULT_MAX_LENGTH
-from seqtransfer.training.transfer import FinetuneConfig
-from seqtransfer.training.zoo import ZooConfig
+from seqtransfer.pipeline.transfer import FinetuneConfig
+from seqtransfer.pipeline.zoo import ZooConfig
 
 #: ``(stage, done, total)``: stages are "verify", "graph: ...", "zoo", "training NAME", "estimate", "predict".
 Progress = Callable[[str, int, int], None]
@@ -283,8 +283,8 @@ def _targets_to_add(graph: Any, plan: AdaptPlan, config: GraphConfig) -> list[st
 
 def _zoo_job(args: tuple[str, int, Any, str | None, str | None, str, ZooConfig]) -> dict[str, Any]:
     """Train (or find) one zoo model in a worker process."""
-    from seqtransfer.training.workspace import open_workspace
-    from seqtransfer.training.zoo import train_source
+    from seqtransfer.pipeline.workspace import open_workspace
+    from seqtransfer.pipeline.zoo import train_source
 
     graph_dir, size, spacing, cache_dir, models_root, name, zoo = args
     workspace = open_workspace(graph_dir, size=size, cache_dir=cache_dir, spacing=spacing, models_root=models_root)
@@ -294,7 +294,7 @@ def _zoo_job(args: tuple[str, int, Any, str | None, str | None, str, ZooConfig])
 
 def existing_zoo_model(workspace: Any, name: str) -> Any:
     """The zoo model the graph's node names (``zoo_key``), when it is there and finished."""
-    from seqtransfer.training.zoo import zoo_metrics, zoo_model
+    from seqtransfer.pipeline.zoo import zoo_metrics, zoo_model
 
     key = workspace.graph.nodes[name].get("zoo_key")
     if not key:
@@ -354,10 +354,10 @@ def predict_unlabelled(
     from seqtransfer.data.io import read_image, write_label_like
     from seqtransfer.data.preprocess import preprocess_arrays, restore_probability
     from seqtransfer.evaluation.inference import predict_probabilities
-    from seqtransfer.threads import single_threaded
+    from seqtransfer.core.threads import single_threaded
     from seqtransfer.training.network import select_device
-    from seqtransfer.training.predict import model_preprocess
-    from seqtransfer.training.zoo import load_model
+    from seqtransfer.pipeline.predict import model_preprocess
+    from seqtransfer.pipeline.zoo import load_model
 
     folder = out / "predictions"
     state_file = out / "state" / "predictions.json"
@@ -438,10 +438,10 @@ def held_back_dice(plan: AdaptPlan, out: Path, predicted: Sequence[str]) -> dict
 def _estimate(workspace: Any, task: Task, path: list[str], zoo: ZooConfig, finetune: FinetuneConfig, landmark: Any, out: Path, progress: Progress | None) -> dict[str, Any]:
     """Leave-one-out along ``path``: train on n - 1 labelled cases, score the case left out."""
     from seqtransfer.evaluation.dice import mean_dice
-    from seqtransfer.evaluation.score import cached_scores
+    from seqtransfer.pipeline.score import cached_scores
     from seqtransfer.training.network import select_device
-    from seqtransfer.training.transfer import run_transfer
-    from seqtransfer.training.zoo import load_model
+    from seqtransfer.pipeline.transfer import run_transfer
+    from seqtransfer.pipeline.zoo import load_model
 
     ids = [c.case_id for c in task.cases]
     per_case: dict[str, float | None] = {}
@@ -494,9 +494,9 @@ def adapt(
     from seqtransfer.graph.build import add_targets, build_graph
     from seqtransfer.graph.store import GraphStore, package_versions
     from seqtransfer.selection.run import select_in_graph
-    from seqtransfer.training.transfer import run_transfer
-    from seqtransfer.training.workspace import open_workspace
-    from seqtransfer.training.zoo import record_zoo_node, train_source
+    from seqtransfer.pipeline.transfer import run_transfer
+    from seqtransfer.pipeline.workspace import open_workspace
+    from seqtransfer.pipeline.zoo import record_zoo_node, train_source
 
     config = config or AdaptConfig()
     out = Path(out)

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from seqtransfer.data.tasks import Task
-from seqtransfer.training.workspace import Workspace
+from seqtransfer.pipeline.workspace import Workspace
 
 #: voxels per class per case of the scores when the caller does not say
 DEFAULT_VOXELS = 500
@@ -30,7 +30,7 @@ def measure_scores(workspace: Workspace, task: Task, case_ids: Sequence[str], mo
     from seqtransfer.baselines.features import source_outputs
     from seqtransfer.baselines.scores import leep, logme, nce
     from seqtransfer.training.network import select_device
-    from seqtransfer.training.zoo import load_model
+    from seqtransfer.pipeline.zoo import load_model
 
     device = select_device()
     model, network = load_model(model_folder, device)

@@ -23,7 +23,7 @@ import torch
 from monai.networks.nets import DynUNet
 from torch import nn
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 
 def _require_dynunet(model: nn.Module, what: str) -> DynUNet:

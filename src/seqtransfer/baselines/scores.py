@@ -16,7 +16,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 # thuml/LogME's fixed-point constants: the added ``epsilon`` keeps alpha and beta finite when
 # the fit is perfect, 11 iterations is their cap (it converges in 2-3 in practice), and the

@@ -25,14 +25,14 @@ import torch
 
 from seqtransfer.baselines.models import MultiSourceNet, MultiTaskNet
 from seqtransfer.data.splits import TargetSplit, target_split
-from seqtransfer.errors import ConfigError
-from seqtransfer.evaluation.score import score_cases, score_test_sets
+from seqtransfer.core.errors import ConfigError
+from seqtransfer.pipeline.score import score_cases, score_test_sets
 from seqtransfer.training.augment import AugmentConfig, PatchSampler
 from seqtransfer.training.loop import TrainConfig, train
 from seqtransfer.training.loss import SegmentationLoss
 from seqtransfer.training.network import NetworkConfig, autocast_context, build_network, select_device
-from seqtransfer.training.workspace import Workspace
-from seqtransfer.training.zoo import ZooModel, load_model
+from seqtransfer.pipeline.workspace import Workspace
+from seqtransfer.pipeline.zoo import ZooModel, load_model
 
 
 def split_of(workspace: Workspace, target: str, seed: int, n_train: int = 3) -> TargetSplit:

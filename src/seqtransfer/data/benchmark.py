@@ -80,10 +80,10 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
-from seqtransfer.atomic import write_json, write_text
-from seqtransfer.config import recorded_dict
+from seqtransfer.core.atomic import write_json, write_text
+from seqtransfer.core.config import recorded_dict
 from seqtransfer.data.io import write_image
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 Progress = Callable[[str, int, int], None]
 

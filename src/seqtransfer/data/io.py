@@ -13,8 +13,8 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from seqtransfer.atomic import atomic_path
-from seqtransfer.errors import DatasetError
+from seqtransfer.core.atomic import atomic_path
+from seqtransfer.core.errors import DatasetError
 
 NIFTI_ENDINGS = (".nii.gz", ".nii")
 

@@ -36,12 +36,12 @@ import torch
 from monai.transforms import NormalizeIntensity, Resize
 from monai.transforms.utils import generate_spatial_bounding_box
 
-from seqtransfer.atomic import publish_dir_mode
-from seqtransfer.config import default_cache_dir
+from seqtransfer.core.atomic import publish_dir_mode
+from seqtransfer.core.config import default_cache_dir
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.io import read_header, read_image
-from seqtransfer.errors import ConfigError, StoreError
-from seqtransfer.threads import single_threaded
+from seqtransfer.core.errors import ConfigError, StoreError
+from seqtransfer.core.threads import single_threaded
 
 #: bump when the preprocessing itself changes, so old cache entries are not reused.
 PREPROCESS_VERSION = 3

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 
 def _rng(seed: int, *names: str) -> np.random.Generator:

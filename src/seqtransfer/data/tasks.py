@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from seqtransfer.data.dataset import Case, Dataset
-from seqtransfer.errors import DatasetError
+from seqtransfer.core.errors import DatasetError
 
 _UNSAFE = re.compile(r"[\s\-/\\]+")
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from seqtransfer.data.dataset import Case, Dataset, Problem, parse_dataset
 from seqtransfer.data.io import read_image
-from seqtransfer.errors import DatasetError
+from seqtransfer.core.errors import DatasetError
 
 SPACING_RTOL = 1e-3
 AFFINE_ATOL = 1e-3
@@ -95,7 +95,7 @@ _PENDING: dict[tuple[object, ...], list[Problem]] = {}
 
 
 def _record_file(key: tuple[object, ...]) -> Path:
-    from seqtransfer.config import default_cache_dir
+    from seqtransfer.core.config import default_cache_dir
 
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
     return default_cache_dir() / "verified" / digest[:2] / f"{digest}.json"
@@ -110,7 +110,7 @@ def _read_record(key: tuple[object, ...]) -> list[Problem] | None:
 
 
 def _write_record(key: tuple[object, ...], problems: list[Problem]) -> None:
-    from seqtransfer.atomic import write_json
+    from seqtransfer.core.atomic import write_json
 
     try:
         write_json(_record_file(key), [{"severity": p.severity, "path": str(p.path), "message": p.message} for p in problems])

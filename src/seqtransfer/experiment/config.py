@@ -57,8 +57,8 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from seqtransfer.config import reject_unknown_keys, require
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.config import reject_unknown_keys, require
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.training.network import NetworkConfig
 

@@ -24,7 +24,7 @@ from seqtransfer.graph import GraphConfig, GraphStore, add_targets, build_graph
 from seqtransfer.graph.build import Progress
 
 if TYPE_CHECKING:
-    from seqtransfer.experiment.executor import Executor
+    from seqtransfer.core.executor import Executor
 
 
 def protocol_targets(tasks: Sequence[Task], per_collection: int = 0) -> list[str]:

@@ -33,14 +33,14 @@ from typing import TYPE_CHECKING, Any
 import networkx as nx
 import numpy as np
 
-from seqtransfer.atomic import write_json
+from seqtransfer.core.atomic import write_json
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import TargetSplit, sample_size_split, source_split, target_split
 from seqtransfer.data.tasks import Task, find_modality_aliases, find_objective_groups, load_modality_aliases, load_objective_groups, split_tasks
 from seqtransfer.data.verify import require_valid
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.experiment.config import PROTOCOL_TRAIN_CASES, ExperimentConfig
-from seqtransfer.experiment.executor import Executor, SequentialExecutor
+from seqtransfer.core.executor import Executor, SequentialExecutor
 from seqtransfer.experiment.protocol import derived_graph, draw_graph, protocol_targets
 from seqtransfer.experiment.store import RunStore, protocol_direct_transfers
 from seqtransfer.selection.errors import SelectionError
@@ -51,9 +51,9 @@ from seqtransfer.graph.store import GraphStore, package_versions
 from seqtransfer.selection.path import optimal_path
 from seqtransfer.selection.run import Selection, select_in_graph
 from seqtransfer.training.loop import TrainConfig
-from seqtransfer.training.transfer import FinetuneConfig, run_transfer
-from seqtransfer.training.workspace import Workspace, open_workspace
-from seqtransfer.training.zoo import ZooConfig, ZooModel, record_zoo_node, train_source
+from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
+from seqtransfer.pipeline.workspace import Workspace, open_workspace
+from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, record_zoo_node, train_source
 
 if TYPE_CHECKING:
     from seqtransfer.data.benchmark import BenchmarkConfig

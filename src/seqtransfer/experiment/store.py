@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from seqtransfer.atomic import file_mode
-from seqtransfer.errors import StoreError
+from seqtransfer.core.atomic import file_mode
+from seqtransfer.core.errors import StoreError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (

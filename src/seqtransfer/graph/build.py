@@ -44,14 +44,14 @@ from seqtransfer.data.dataset import Case
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import protocol_split_possible, sample_cases, source_split, target_split
 from seqtransfer.data.tasks import MODALITY_ALIASES_FILE, Task
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph import engine as eng
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.sources import candidate_sources  # noqa: F401 - re-exported (moved to a light module)
 from seqtransfer.graph.store import GraphStore
 
 if TYPE_CHECKING:
-    from seqtransfer.experiment.executor import Executor
+    from seqtransfer.core.executor import Executor
 
 Progress = Callable[[str, int, int], None]
 
@@ -182,7 +182,7 @@ class AffinityEngine:
 
     def _map(self, fn: Callable, jobs: list, stage: str, progress: Progress | None) -> list:
         if self.executor is None:
-            from seqtransfer.experiment.executor import SequentialExecutor
+            from seqtransfer.core.executor import SequentialExecutor
 
             executor: Executor = SequentialExecutor()
         else:

@@ -21,7 +21,7 @@ import numpy as np
 from scipy import stats
 
 from seqtransfer.affinity import affinity
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

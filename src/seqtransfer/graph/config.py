@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from seqtransfer.config import reject_unknown_keys, require
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.config import reject_unknown_keys, require
+from seqtransfer.core.errors import ConfigError
 
 MODES = ("paper", "official")
 

@@ -1,7 +1,7 @@
 """The affinity engine: per-volume features, then H and R of set pairs in shards.
 
 Two stages, each a list of independent jobs sent through an executor
-(:mod:`seqtransfer.experiment.executor`: in this process, a process pool, or Ray tasks
+(:mod:`seqtransfer.core.executor`: in this process, a process pool, or Ray tasks
 asking for one CPU each):
 
 1. **Features.** Every distinct volume gets its features once, written to
@@ -50,7 +50,7 @@ from seqtransfer.data.dataset import Case
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.store import GraphStore
-from seqtransfer.threads import single_threaded
+from seqtransfer.core.threads import single_threaded
 
 Progress = Callable[[str, int, int], None]
 STATS_VERSION = "ssim-box-v2"

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import networkx as nx  # noqa: E402
 import numpy as np  # noqa: E402
 
-from seqtransfer.atomic import atomic_path  # noqa: E402
+from seqtransfer.core.atomic import atomic_path  # noqa: E402
 
 
 def _save(fig: plt.Figure, path: Path) -> Path:

@@ -24,8 +24,8 @@ import networkx as nx
 import numpy as np
 
 from seqtransfer.affinity.slice_pca import SlicePCA
-from seqtransfer.atomic import atomic_path, write_json
-from seqtransfer.errors import ConfigError, StoreError
+from seqtransfer.core.atomic import atomic_path, write_json
+from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.graph.config import GraphConfig
 
 

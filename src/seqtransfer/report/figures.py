@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from seqtransfer.atomic import atomic_path  # noqa: E402
+from seqtransfer.core.atomic import atomic_path  # noqa: E402
 from seqtransfer.report.tables import LABELS, Cell  # noqa: E402
 
 

@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from seqtransfer.atomic import write_text
-from seqtransfer.errors import StoreError
+from seqtransfer.core.atomic import write_text
+from seqtransfer.core.errors import StoreError
 from seqtransfer.experiment.store import RunStore, calibrations, protocol_direct_transfers, protocol_scores
 from seqtransfer.report.figures import dice_chart, overlays, sample_size_chart
 from seqtransfer.report.tables import (

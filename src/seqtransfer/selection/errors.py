@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from seqtransfer.errors import SeqTransferError
+from seqtransfer.core.errors import SeqTransferError
 
 
 class SelectionError(SeqTransferError):

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.selection._graph import edge_weight, edge_weights_among, require_node, require_sources
 from seqtransfer.selection.errors import SelectionError
 

@@ -16,8 +16,8 @@ from typing import Any
 
 import networkx as nx
 
-from seqtransfer.atomic import write_json
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.atomic import write_json
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph.sources import candidate_sources
 from seqtransfer.graph.store import GraphStore
 from seqtransfer.selection.errors import SelectionError

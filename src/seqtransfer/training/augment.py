@@ -42,7 +42,7 @@ import torch
 from monai.transforms import Compose, Identityd, OneOf, Rand3DElasticd, RandRotated, RandZoomd
 from monai.utils import convert_to_tensor
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 Case = tuple[np.ndarray, np.ndarray]
 MAX_TRANSFORM_SEED = 2**32 - 1

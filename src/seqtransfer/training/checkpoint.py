@@ -24,8 +24,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqtransfer.atomic import atomic_path
-from seqtransfer.errors import StoreError
+from seqtransfer.core.atomic import atomic_path
+from seqtransfer.core.errors import StoreError
 
 CHECKPOINT_LATEST = "checkpoint_latest.pth"
 CHECKPOINT_FINAL = "checkpoint_final.pth"

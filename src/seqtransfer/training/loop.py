@@ -44,8 +44,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqtransfer.config import recorded_dict, reject_unknown_keys, require
-from seqtransfer.errors import ConfigError, StoreError
+from seqtransfer.core.config import recorded_dict, reject_unknown_keys, require
+from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.training.augment import AugmentConfig, PatchSampler
 from seqtransfer.training.checkpoint import (
     CHECKPOINT_FINAL,

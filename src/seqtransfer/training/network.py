@@ -57,8 +57,8 @@ from monai.networks.layers import SkipConnection
 from monai.networks.nets import DynUNet, UNet
 from torch import nn
 
-from seqtransfer.config import reject_unknown_keys
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.config import reject_unknown_keys
+from seqtransfer.core.errors import ConfigError
 
 PRESETS: dict[str, dict[str, Any]] = {
     "nnunet": {"patch_size": (128, 128, 128), "base_filters": 32, "max_filters": 320},

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from seqtransfer.errors import StoreError
+from seqtransfer.core.errors import StoreError
 
 _UMASK_LOCK = threading.Lock()
 

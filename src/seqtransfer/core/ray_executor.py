@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
-from seqtransfer.errors import ConfigError, SeqTransferError
+from seqtransfer.core.errors import ConfigError, SeqTransferError
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -22,16 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqtransfer.atomic import write_json
+from seqtransfer.core.atomic import write_json
 from seqtransfer.data.splits import source_split
 from seqtransfer.data.tasks import Task
-from seqtransfer.errors import ConfigError, StoreError
+from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.evaluation.dice import mean_dice
-from seqtransfer.evaluation.score import score_cases
+from seqtransfer.pipeline.score import score_cases
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights
 from seqtransfer.training.loop import TrainConfig, train
 from seqtransfer.training.network import NetworkConfig, build_network, select_device
-from seqtransfer.training.workspace import Workspace
+from seqtransfer.pipeline.workspace import Workspace
 
 StepProgress = Callable[[int, int, float], None]
 

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqtransfer.atomic import write_json
+from seqtransfer.core.atomic import write_json
 from seqtransfer.data.io import write_image
 from seqtransfer.data.preprocess import restore_label
 from seqtransfer.data.tasks import Task
 from seqtransfer.evaluation.dice import dice_score, mean_dice
 from seqtransfer.evaluation.inference import predict_volume
-from seqtransfer.training.workspace import Workspace
+from seqtransfer.pipeline.workspace import Workspace
 
 
 def score_cases(

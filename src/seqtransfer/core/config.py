@@ -8,7 +8,7 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 
 def require(checks: Iterable[tuple[bool, str]]) -> None:

@@ -27,18 +27,18 @@ from typing import Any
 import torch
 from torch import nn
 
-from seqtransfer.atomic import write_json
-from seqtransfer.config import recorded_dict
+from seqtransfer.core.atomic import write_json
+from seqtransfer.core.config import recorded_dict
 from seqtransfer.data.splits import TargetSplit, sample_cases, target_split
-from seqtransfer.errors import ConfigError
-from seqtransfer.evaluation.score import cached_scores, score_test_sets
+from seqtransfer.core.errors import ConfigError
+from seqtransfer.pipeline.score import cached_scores, score_test_sets
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights, save_checkpoint
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher
 from seqtransfer.training.loop import TrainConfig, train
 from seqtransfer.training.loss import SegmentationLoss
 from seqtransfer.training.network import encoder_parameters, select_device
-from seqtransfer.training.workspace import Workspace
-from seqtransfer.training.zoo import ZooConfig, ZooModel, load_model, train_source, zoo_split
+from seqtransfer.pipeline.workspace import Workspace
+from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, load_model, train_source, zoo_split
 
 StepProgress = Callable[[str, int, int, float], None]
 

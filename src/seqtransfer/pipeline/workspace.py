@@ -19,7 +19,7 @@ from seqtransfer.data.io import read_image
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig, median_spacing
 from seqtransfer.data.tasks import Task, split_tasks
 from seqtransfer.data.verify import require_valid
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph import GraphStore
 
 CaseArrays = tuple[np.ndarray, np.ndarray]

@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from typing import Any, Protocol, TypeVar
 
-from seqtransfer.errors import ConfigError
+from seqtransfer.core.errors import ConfigError
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -127,7 +127,7 @@ def make_executor(name: str = "local", workers: int | None = None, address: str 
     if name == "local":
         return SequentialExecutor() if workers == 1 else ProcessExecutor(workers)
     if name == "ray":
-        from seqtransfer.experiment.ray_executor import RayExecutor
+        from seqtransfer.core.ray_executor import RayExecutor
 
         return RayExecutor(address=address)
     raise ConfigError(f"unknown executor {name!r}; expected local or ray")
