@@ -30,10 +30,11 @@ from rich.console import Console
 from rich.table import Table
 
 from seqtransfer.data.tasks import Task
-from seqtransfer.experiment.config import DataConfig, ExperimentConfig, FinetuneSection, ProtocolConfig, ZooSection
+from seqtransfer.experiment.config import DataConfig, ExperimentConfig, ProtocolConfig, ZooSection
 from seqtransfer.experiment.protocol import protocol_targets
 from seqtransfer.graph.config import GraphConfig
-from seqtransfer.training.network import NetworkConfig
+from seqtransfer.pipeline.config import FinetuneConfig
+from seqtransfer.training.config import NetworkConfig
 
 Progress = Callable[[str, int, int], None]
 
@@ -59,7 +60,7 @@ def demo_config(seed: int = 0) -> ExperimentConfig:
         graph=GraphConfig(size=32, volumes_per_task=10, max_pairs=25, n_components=8, seed=seed),
         network=NetworkConfig(patch_size=(32, 32, 32), filters=(8, 16, 32, 64)),
         zoo=ZooSection(steps=120, max_train=12, augment=False),
-        finetune=FinetuneSection(steps=20, lr=0.01, lambda_ewc=0.25, augment=False),
+        finetune=FinetuneConfig(steps=20, lr=0.01, lambda_ewc=0.25, augment=False, seed=seed),
     )
 
 

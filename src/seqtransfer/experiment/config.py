@@ -35,16 +35,24 @@ A TOML file with the sections below; every key is optional (defaults in brackets
                                   # of each draw and are scored on the first test set)
     sample_size_methods = ["ours", "logme", "leep", "mst", "scratch"]   # run at every n_train
 
-    [selection]
+    [selection]                   # SelectionConfig (seqtransfer.selection.config)
     lam = 0.4                     # lambda of eq. 8 for "ours", in [0, 1]
     max_length = 5                # L_max, most transfer steps (>= 1)
     c_search = 0.1                # C_search of eq. 8, in units of w (>= 0)
 
     [graph]     # GraphConfig (seqtransfer.graph.config)
-    [network]   # NetworkConfig (preset, filters, patch_size, architecture, ...)
-    [zoo]       # steps [300], max_train [60], augment [true]
-    [finetune]  # FinetuneConfig: steps [150], lr [0.01], lambda_ewc [0.25], augment [true]
+    [network]   # NetworkConfig (seqtransfer.training.config: preset, filters, patch_size, architecture, ...)
+    [zoo]       # ZooConfig (seqtransfer.pipeline.config): steps [300], max_train [60], augment [true]
+    [finetune]  # FinetuneConfig (seqtransfer.pipeline.config): steps [150], lr [0.01], lambda_ewc [0.25], augment [true]
                 # (augment also applies to scratch, MST and MTL: every training on the target)
+
+Each section is, or is built from, the library's configuration dataclass of its concern, so
+a default is written once: ``[selection]`` is :class:`~seqtransfer.selection.config.SelectionConfig`,
+``[finetune]`` is :class:`~seqtransfer.pipeline.config.FinetuneConfig` (its recipe keys; the
+seed is the experiment's, the draw the protocol's), ``[zoo]`` holds the settings of a
+:class:`~seqtransfer.pipeline.config.ZooConfig` an experiment chooses (the network is
+``[network]``, the seed the experiment's). Every table is read by
+:func:`~seqtransfer.core.config.config_from_mapping`.
 
 The resolved configuration (every default filled in) is saved next to the results.
 """
@@ -53,14 +61,16 @@ from __future__ import annotations
 
 import math
 import tomllib
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from seqtransfer.core.config import reject_unknown_keys, require
+from seqtransfer.core.config import config_from_mapping, require
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph.config import GraphConfig
-from seqtransfer.training.network import NetworkConfig
+from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
+from seqtransfer.selection.config import SelectionConfig
+from seqtransfer.training.config import NetworkConfig
 
 METHODS = (
     "ours",
@@ -160,57 +170,31 @@ class ProtocolConfig:
         )
 
 
-@dataclass(frozen=True)
-class SelectionSection:
-    """Landmark and path selection of ``ours`` (eq. 8): lambda, L_max and C_search.
-
-    The ``lambda`` method sweeps ``protocol.lambdas`` with the same ``max_length`` and
-    ``c_search``; ``w/o LSI`` (random landmark) uses all three.
-    """
-
-    lam: float = 0.4
-    max_length: int = 5
-    c_search: float = 0.1
-
-    def __post_init__(self) -> None:
-        require(
-            [
-                (math.isfinite(self.lam) and 0.0 <= self.lam <= 1.0, f"selection.lam must be in [0, 1], got {self.lam}"),
-                (self.max_length >= 1, f"selection.max_length must be >= 1, got {self.max_length}"),
-                (math.isfinite(self.c_search) and self.c_search >= 0, f"selection.c_search must be a finite number >= 0, got {self.c_search}"),
-            ]
-        )
+_ZOO = ZooConfig()
 
 
 @dataclass(frozen=True)
 class ZooSection:
-    """Source models: training steps and the most training cases per source."""
+    """The ``[zoo]`` table: the settings of :class:`ZooConfig` an experiment chooses.
 
-    steps: int = 300
-    max_train: int = 60
-    augment: bool = True
+    Its defaults are :class:`ZooConfig`'s; the network is ``[network]`` and the seed the
+    experiment's (:meth:`zoo_config` joins them), and ZooConfig validates the values.
+    """
 
-    def __post_init__(self) -> None:
-        require([(self.steps >= 1, "zoo.steps must be >= 1"), (self.max_train >= 1, "zoo.max_train must be >= 1")])
-
-
-@dataclass(frozen=True)
-class FinetuneSection:
-    """The fine-tuning recipe of every transfer step (``FinetuneConfig``)."""
-
-    steps: int = 150
-    lr: float = 0.01
-    lambda_ewc: float = 0.25
-    augment: bool = True
+    steps: int = _ZOO.train.steps
+    max_train: int = _ZOO.max_train
+    augment: bool = _ZOO.train.augment
 
     def __post_init__(self) -> None:
-        require(
-            [
-                (self.steps >= 1, "finetune.steps must be >= 1"),
-                (math.isfinite(self.lr) and self.lr > 0, "finetune.lr must be > 0"),
-                (math.isfinite(self.lambda_ewc) and self.lambda_ewc >= 0, "finetune.lambda_ewc must be >= 0"),
-            ]
-        )
+        self.zoo_config(NetworkConfig(), 0)
+
+    def zoo_config(self, network: NetworkConfig, seed: int) -> ZooConfig:
+        """How the experiment trains its source models."""
+        return _ZOO.with_recipe(network=network, steps=self.steps, max_train=self.max_train, augment=self.augment, seed=seed)
+
+
+#: what ``[finetune]`` may set: the recipe (the seed is the experiment's, the draw the protocol's)
+FINETUNE_KEYS = ("steps", "lr", "lambda_ewc", "augment")
 
 
 #: training cases of a target in one protocol draw (the paper's 3)
@@ -227,8 +211,8 @@ class ExperimentConfig:
     graph: GraphConfig = field(default_factory=GraphConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     zoo: ZooSection = field(default_factory=ZooSection)
-    finetune: FinetuneSection = field(default_factory=FinetuneSection)
-    selection: SelectionSection = field(default_factory=SelectionSection)
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
 
     def __post_init__(self) -> None:
         require([(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed must be a non-negative integer")])
@@ -239,6 +223,10 @@ class ExperimentConfig:
                 (
                     self.graph.seed == self.seed,
                     f"graph.seed ({self.graph.seed}) must equal seed ({self.seed}): the graph draws each target's cases from the split of the transfers and test sets",
+                ),
+                (
+                    self.finetune.seed == self.seed,
+                    f"finetune.seed ({self.finetune.seed}) must equal seed ({self.seed}): one seed for every draw and training",
                 ),
                 (
                     self.graph.target_cases == PROTOCOL_TRAIN_CASES,
@@ -255,39 +243,15 @@ class ExperimentConfig:
         return out
 
 
-_SECTIONS: dict[str, type] = {
-    "data": DataConfig,
-    "protocol": ProtocolConfig,
-    "zoo": ZooSection,
-    "finetune": FinetuneSection,
-    "selection": SelectionSection,
+_SECTIONS: dict[str, tuple[type, tuple[str, ...] | None]] = {
+    "data": (DataConfig, None),
+    "protocol": (ProtocolConfig, None),
+    "graph": (GraphConfig, None),
+    "network": (NetworkConfig, None),
+    "zoo": (ZooSection, None),
+    "finetune": (FinetuneConfig, FINETUNE_KEYS),
+    "selection": (SelectionConfig, None),
 }
-_TUPLES = {"datasets", "targets", "methods", "lambdas", "n_train", "sample_size_methods"}
-
-
-def _section(cls: type, data: Any, name: str) -> Any:
-    if not isinstance(data, dict):
-        raise ConfigError(f"[{name}] must be a table")
-    reject_unknown_keys(cls, data, name)
-    kwargs = {}
-    types = {f.name: f.type for f in fields(cls)}
-    for key, value in data.items():
-        if key in _TUPLES:
-            if not isinstance(value, list):
-                raise ConfigError(f"{name}.{key} must be a list")
-            value = tuple(value)
-        expected = str(types[key])
-        if expected == "bool" and not isinstance(value, bool):
-            raise ConfigError(f"{name}.{key} must be true or false, got {value!r}")
-        if expected == "int" and (isinstance(value, bool) or not isinstance(value, int)):
-            raise ConfigError(f"{name}.{key} must be an integer, got {value!r}")
-        if expected == "float" and (isinstance(value, bool) or not isinstance(value, (int, float))):
-            raise ConfigError(f"{name}.{key} must be a number, got {value!r}")
-        kwargs[key] = float(value) if expected == "float" else value
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"[{name}]: {exc}") from exc
 
 
 def config_from_dict(data: dict[str, Any], origin: str = "configuration") -> ExperimentConfig:
@@ -297,28 +261,25 @@ def config_from_dict(data: dict[str, Any], origin: str = "configuration") -> Exp
         ConfigError: one line naming ``origin`` and the problem.
     """
     try:
-        allowed = {"seed", "graph", "network", *_SECTIONS}
-        unknown = sorted(set(map(str, data)) - allowed)
+        top = {"seed", *_SECTIONS}
+        unknown = sorted(set(map(str, data)) - top)
         if unknown:
             shown = ", ".join(k if k.isidentifier() else repr(k) for k in unknown)
-            raise ConfigError(f"unknown key(s) {shown}; expected {', '.join(sorted(allowed))}")
+            raise ConfigError(f"unknown key(s) {shown}; expected {', '.join(sorted(top))}")
         kwargs: dict[str, Any] = {}
         if "seed" in data:
             kwargs["seed"] = data["seed"]
-        for name, cls in _SECTIONS.items():
-            if name in data:
-                kwargs[name] = _section(cls, data[name], name)
-        if "graph" in data:
-            if not isinstance(data["graph"], dict):
-                raise ConfigError("[graph] must be a table")
-            kwargs["graph"] = GraphConfig.from_dict(data["graph"])
-        if "network" in data:
-            if not isinstance(data["network"], dict):
-                raise ConfigError("[network] must be a table")
-            kwargs["network"] = NetworkConfig.from_dict(dict(data["network"]))
-        if "seed" in data and not (isinstance(data.get("graph"), dict) and "seed" in data["graph"]):
-            # one seed for the graph's sampling too (a different [graph] seed is refused)
-            kwargs["graph"] = replace(kwargs.get("graph", GraphConfig()), seed=data["seed"]) if isinstance(data["seed"], int) else kwargs.get("graph", GraphConfig())
+        seed = data["seed"] if isinstance(data.get("seed"), int) and not isinstance(data.get("seed"), bool) else None
+        for name, (cls, keys) in _SECTIONS.items():
+            if name not in data:
+                continue
+            table = data[name]
+            if name == "graph" and isinstance(table, dict) and seed is not None:
+                table = {"seed": seed, **table}  # one seed for the graph's sampling too (a different one is refused)
+            kwargs[name] = config_from_mapping(cls, table, name, keys)
+        if seed is not None:  # and for the fine-tuning
+            kwargs.setdefault("graph", GraphConfig(seed=seed))
+            kwargs["finetune"] = replace(kwargs.get("finetune", FinetuneConfig()), seed=seed)
         return ExperimentConfig(**kwargs)
     except ConfigError as exc:
         raise ConfigError(f"{origin}: {exc}") from exc

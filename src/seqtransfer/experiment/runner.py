@@ -50,7 +50,6 @@ from seqtransfer.graph.engine import release_features
 from seqtransfer.graph.store import GraphStore, package_versions
 from seqtransfer.selection.path import optimal_path
 from seqtransfer.selection.run import Selection, select_in_graph
-from seqtransfer.training.loop import TrainConfig
 from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
 from seqtransfer.pipeline.workspace import Workspace, open_workspace
 from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, record_zoo_node, train_source
@@ -64,14 +63,12 @@ Progress = Callable[[str, int, int], None]
 
 def zoo_config_of(config: ExperimentConfig) -> ZooConfig:
     """How an experiment trains its source models."""
-    train = TrainConfig(steps=config.zoo.steps, lr=0.01, seed=config.seed, augment=config.zoo.augment)
-    return ZooConfig(network=config.network, train=train, max_train=config.zoo.max_train, seed=config.seed)
+    return config.zoo.zoo_config(config.network, config.seed)
 
 
 def finetune_config_of(config: ExperimentConfig, draw: int = 0) -> FinetuneConfig:
     """An experiment's fine-tuning recipe for one draw."""
-    f = config.finetune
-    return FinetuneConfig(steps=f.steps, lr=f.lr, lambda_ewc=f.lambda_ewc, draw=draw, seed=config.seed, augment=f.augment)
+    return replace(config.finetune, draw=draw, seed=config.seed)
 
 
 def benchmark_config_of(config: ExperimentConfig) -> BenchmarkConfig:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from seqtransfer.core.config import reject_unknown_keys, require
-from seqtransfer.core.errors import ConfigError
+from seqtransfer.core.config import config_from_mapping, require
 
 MODES = ("paper", "official")
 
@@ -64,19 +64,10 @@ class GraphConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> GraphConfig:
+    def from_dict(cls, data: Mapping[str, Any]) -> GraphConfig:
         """Build from a dict, refusing unknown keys and wrong types.
 
         Raises:
             ConfigError: unknown key or a value of the wrong type.
         """
-        reject_unknown_keys(cls, data, "graph")
-        kwargs: dict[str, Any] = {}
-        for key, value in data.items():
-            expected = type(getattr(cls(), key))
-            if expected is float and isinstance(value, int) and not isinstance(value, bool):
-                value = float(value)
-            if not isinstance(value, expected) or isinstance(value, bool):
-                raise ConfigError(f"graph parameter {key!r} must be {expected.__name__}, got {value!r}")
-            kwargs[key] = value
-        return cls(**kwargs)
+        return config_from_mapping(cls, data, "graph")

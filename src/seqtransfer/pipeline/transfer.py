@@ -28,79 +28,19 @@ import torch
 from torch import nn
 
 from seqtransfer.core.atomic import write_json
-from seqtransfer.core.config import recorded_dict
 from seqtransfer.data.splits import TargetSplit, sample_cases, target_split
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.pipeline.config import FinetuneConfig as FinetuneConfig
 from seqtransfer.pipeline.score import cached_scores, score_test_sets
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights, save_checkpoint
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher
-from seqtransfer.training.loop import TrainConfig, train
+from seqtransfer.training.loop import train
 from seqtransfer.training.loss import SegmentationLoss
 from seqtransfer.training.network import encoder_parameters, select_device
 from seqtransfer.pipeline.workspace import Workspace
 from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, load_model, train_source, zoo_split
 
 StepProgress = Callable[[str, int, int, float], None]
-
-
-@dataclass(frozen=True)
-class FinetuneConfig:
-    """One fine-tuning step's recipe.
-
-    The defaults (frozen encoder, Adam 1e-2, 150 steps, EWC 0.25 on a mean-normalised
-    Fisher) were chosen on validation transfers between source tasks of different sites, never
-    a protocol target's test set (``benchmarks/finetune_recipe.md``: 12 pairs x 3 draws): no
-    recipe beat lr 1e-2 x 150 (mean Dice 0.276 over 36 runs); 20 steps lose 0.046 [95 %
-    interval -0.096, -0.008], lr 1e-3 x 300 loses 0.019 [-0.041, -0.003], lr 1e-2 x 50 and
-    lr 1e-3 x 150 cannot be told apart from it (intervals include 0).
-
-    Attributes:
-        steps: optimizer steps per path step.
-        lr: Adam learning rate.
-        lambda_ewc: EWC strength.
-        n_train: training cases per step (3 in the paper).
-        draw: which seeded draw of the target's training cases.
-        seed: seed of the case draws and the training.
-        augment: on-the-fly augmentation.
-        checkpoint_every: write a resumable checkpoint every this many steps (does not
-            change the result, so it is not part of the step's cache key).
-        freeze_encoder: freeze the encoder (the paper); False fine-tunes the whole network
-            with EWC on every parameter (the "w/o frozen encoder" ablation).
-    """
-
-    steps: int = 150
-    lr: float = 0.01
-    lambda_ewc: float = 0.25
-    n_train: int = 3
-    draw: int = 0
-    seed: int = 0
-    augment: bool = True
-    checkpoint_every: int = 50
-    freeze_encoder: bool = True
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form; ``freeze_encoder`` only when False, so the keys of every step and
-        run recorded before the option existed stay valid."""
-        return recorded_dict(self, "freeze_encoder")
-
-    def __post_init__(self) -> None:
-        if self.n_train < 1:
-            raise ConfigError(f"n_train must be at least 1, got {self.n_train}")
-        if self.draw < 0:
-            raise ConfigError(f"draw must be non-negative, got {self.draw}")
-        self.train_config(0)  # validates steps, lr, lambda_ewc
-
-    def train_config(self, step_index: int) -> TrainConfig:
-        """The trainer configuration of the ``step_index``-th step (its own seed)."""
-        return TrainConfig(
-            steps=self.steps,
-            lr=self.lr,
-            lambda_ewc=self.lambda_ewc,
-            freeze_encoder=self.freeze_encoder,
-            seed=self.seed * 1000 + step_index,
-            augment=self.augment,
-            checkpoint_every=self.checkpoint_every,
-        )
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import hashlib
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,38 +27,14 @@ from seqtransfer.data.splits import source_split
 from seqtransfer.data.tasks import Task
 from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.evaluation.dice import mean_dice
+from seqtransfer.pipeline.config import ZooConfig as ZooConfig
 from seqtransfer.pipeline.score import score_cases
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights
-from seqtransfer.training.loop import TrainConfig, train
+from seqtransfer.training.loop import train
 from seqtransfer.training.network import NetworkConfig, build_network, select_device
 from seqtransfer.pipeline.workspace import Workspace
 
 StepProgress = Callable[[int, int, float], None]
-
-
-@dataclass(frozen=True)
-class ZooConfig:
-    """How source models are trained.
-
-    Attributes:
-        network: the network (preset, patch, filters).
-        train: the training run (steps, lr 0.01 as the paper, batch 2).
-        max_train: most training cases per source (60 in the paper).
-        seed: seed of the case split.
-    """
-
-    network: NetworkConfig = field(default_factory=NetworkConfig)
-    train: TrainConfig = field(default_factory=lambda: TrainConfig(steps=300, lr=0.01))
-    max_train: int = 60
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.max_train < 1:
-            raise ConfigError(f"max_train must be at least 1, got {self.max_train}")
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (also what the model key hashes)."""
-        return {"network": self.network.to_dict(), "train": self.train.to_dict(), "max_train": self.max_train, "seed": self.seed}
 
 
 @dataclass(frozen=True)

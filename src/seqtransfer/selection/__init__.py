@@ -4,6 +4,7 @@
 ``path`` finds the exact optimal chain of sources from that landmark to the target.
 """
 
+from seqtransfer.selection.config import SelectionConfig
 from seqtransfer.selection.errors import SelectionError
 from seqtransfer.selection.landmark import (
     LandmarkScore,
@@ -29,6 +30,7 @@ __all__ = [
     "DEFAULT_MAX_LENGTH",
     "LandmarkScore",
     "PathResult",
+    "SelectionConfig",
     "SelectionError",
     "default_w_c",
     "density",

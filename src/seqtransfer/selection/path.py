@@ -30,15 +30,16 @@ import numpy as np
 
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.selection._graph import edge_weight, require_node, require_sources
+from seqtransfer.selection.config import SelectionConfig
 from seqtransfer.selection.errors import SelectionError
 
-DEFAULT_LAMBDA: float = 0.4
+DEFAULT_LAMBDA: float = SelectionConfig.lam
 """lambda of eq. 8: the weight of the mean step affinity; 0.4 is the paper's best (Table III)."""
 
-DEFAULT_MAX_LENGTH: int = 5
+DEFAULT_MAX_LENGTH: int = SelectionConfig.max_length
 """L_max: the largest number of transfer steps of a path (METHOD.md section 5)."""
 
-DEFAULT_C_SEARCH: float = 0.1
+DEFAULT_C_SEARCH: float = SelectionConfig.c_search
 """C_search of eq. 8: the cost of one transfer step, in the units of the affinity w.
 
 w is normalised so that typical edge weights are O(0.5-1): ``w = alpha * H / H_scale +

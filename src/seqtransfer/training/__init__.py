@@ -1,55 +1,62 @@
 """Training: nnU-Net's U-Net, augmentation, loss, EWC and the training loop (METHOD section 6).
 
-Modules, in the order a run uses them: ``network`` (architecture, presets, encoder/decoder
-split, freezing, device), ``augment`` (patch sampling, MONAI augmentation), ``loss``
-(Dice + cross-entropy), ``ewc`` (Fisher, anchor, penalty), ``checkpoint`` (nnU-Net-named,
-atomic checkpoints), ``loop`` (the trainer).
+Modules, in the order a run uses them: ``config`` (the network and training-run
+configurations, torch-free), ``plan`` (nnU-Net's stride and filter planning, torch-free),
+``network`` (architecture, presets, encoder/decoder split, freezing, device), ``augment``
+(patch sampling, MONAI augmentation), ``loss`` (Dice + cross-entropy), ``ewc`` (Fisher,
+anchor, penalty), ``checkpoint`` (nnU-Net-named, atomic checkpoints), ``loop`` (the trainer).
+
+The names below are imported on first use, so ``seqtransfer.training.config`` (what the CLI
+and the experiment file read their defaults from) loads without torch and MONAI.
 """
 
-from seqtransfer.training.augment import AugmentConfig, PatchSampler, build_augmentation, sample_patch
-from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, CHECKPOINT_LATEST, load_checkpoint, load_weights
-from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher, ewc_penalty
-from seqtransfer.training.loop import TrainConfig, TrainResult, train
-from seqtransfer.training.loss import SegmentationLoss, deep_supervision_weights
-from seqtransfer.training.network import (
-    NetworkConfig,
-    autocast_context,
-    build_network,
-    decoder_parameters,
-    encoder_parameters,
-    encoder_prefixes,
-    freeze_encoder,
-    plan_strides,
-    select_device,
-    set_train_mode,
-)
+from __future__ import annotations
 
-__all__ = [
-    "CHECKPOINT_FINAL",
-    "CHECKPOINT_LATEST",
-    "AugmentConfig",
-    "NetworkConfig",
-    "PatchSampler",
-    "SegmentationLoss",
-    "TrainConfig",
-    "TrainResult",
-    "anchor_from",
-    "autocast_context",
-    "build_augmentation",
-    "build_network",
-    "case_batches",
-    "decoder_parameters",
-    "deep_supervision_weights",
-    "encoder_parameters",
-    "encoder_prefixes",
-    "estimate_fisher",
-    "ewc_penalty",
-    "freeze_encoder",
-    "load_checkpoint",
-    "load_weights",
-    "plan_strides",
-    "sample_patch",
-    "select_device",
-    "set_train_mode",
-    "train",
-]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "AugmentConfig": "augment",
+    "PatchSampler": "augment",
+    "build_augmentation": "augment",
+    "sample_patch": "augment",
+    "CHECKPOINT_FINAL": "checkpoint",
+    "CHECKPOINT_LATEST": "checkpoint",
+    "load_checkpoint": "checkpoint",
+    "load_weights": "checkpoint",
+    "NetworkConfig": "config",
+    "TrainConfig": "config",
+    "anchor_from": "ewc",
+    "case_batches": "ewc",
+    "estimate_fisher": "ewc",
+    "ewc_penalty": "ewc",
+    "TrainResult": "loop",
+    "train": "loop",
+    "SegmentationLoss": "loss",
+    "deep_supervision_weights": "loss",
+    "autocast_context": "network",
+    "build_network": "network",
+    "decoder_parameters": "network",
+    "encoder_parameters": "network",
+    "encoder_prefixes": "network",
+    "freeze_encoder": "network",
+    "select_device": "network",
+    "set_train_mode": "network",
+    "plan_strides": "plan",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    """The public names of the training modules, imported when first asked for (PEP 562)."""
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -33,7 +33,6 @@ augmentation (run on the GPU), 4.9 GiB peak memory.
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -44,7 +43,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from seqtransfer.core.config import recorded_dict, reject_unknown_keys, require
 from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.training.augment import AugmentConfig, PatchSampler
 from seqtransfer.training.checkpoint import (
@@ -54,6 +52,7 @@ from seqtransfer.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from seqtransfer.training.config import TrainConfig as TrainConfig
 from seqtransfer.training.ewc import ewc_penalty
 from seqtransfer.training.loss import SegmentationLoss
 from seqtransfer.training.network import autocast_context, freeze_encoder, select_device, set_train_mode
@@ -62,80 +61,6 @@ logger = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[int, int, float], None]
 TORCH_SEED_MAX = 2**63 - 1
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """One training run (pre-training or a fine-tuning step).
-
-    Attributes:
-        steps: optimizer steps (iterations) to run.
-        lr: Adam learning rate (the paper: 0.01).
-        batch_size: patches per step (the paper: 2).
-        lambda_ewc: EWC strength on a mean-1 Fisher; 0 disables EWC.
-        freeze_encoder: freeze the encoder (input block, down-sampling blocks, bottleneck).
-        seed: seed of the trainer's random generator.
-        checkpoint_every: write ``checkpoint_latest.pth`` every this many steps.
-        augment: apply the spatial augmentation.
-        oversample_foreground: fraction of each batch forced to contain foreground.
-        plateau_interval: steps averaged per ``ReduceLROnPlateau`` update.
-        plateau_patience: updates without improvement before the lr is reduced.
-        plateau_factor: lr reduction factor.
-        min_lr: lower bound of the lr.
-        batch_dice: compute the Dice term over the whole batch (nnU-Net's 3-D default) instead
-            of per patch and average; kept out of :meth:`to_dict` while False, so the keys of
-            models trained before the option existed stay valid.
-    """
-
-    steps: int
-    lr: float = 0.01
-    batch_size: int = 2
-    lambda_ewc: float = 0.0
-    freeze_encoder: bool = False
-    seed: int = 0
-    checkpoint_every: int = 50
-    augment: bool = True
-    oversample_foreground: float = 1.0 / 3.0
-    plateau_interval: int = 10
-    plateau_patience: int = 5
-    plateau_factor: float = 0.5
-    min_lr: float = 1e-6
-    batch_dice: bool = False
-
-    def __post_init__(self) -> None:
-        checks = [
-            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
-            (math.isfinite(self.lr) and self.lr > 0, f"lr must be > 0, got {self.lr}"),
-            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
-            (
-                math.isfinite(self.lambda_ewc) and self.lambda_ewc >= 0,
-                f"lambda_ewc must be >= 0, got {self.lambda_ewc}",
-            ),
-            (self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"),
-            (0.0 <= self.oversample_foreground <= 1.0, "oversample_foreground must be in [0, 1]"),
-            (self.plateau_interval >= 1, "plateau_interval must be >= 1"),
-            (self.plateau_patience >= 0, "plateau_patience must be >= 0"),
-            (0.0 < self.plateau_factor < 1.0, "plateau_factor must be in (0, 1)"),
-            (self.min_lr >= 0, "min_lr must be >= 0"),
-        ]
-        require(checks)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The configuration as a JSON-ready dict (``batch_dice`` only when set)."""
-        return recorded_dict(self, "batch_dice")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
-        """Build from :meth:`to_dict` output.
-
-        Raises:
-            ConfigError: an unknown key or an invalid value.
-        """
-        reject_unknown_keys(cls, data, "training")
-        try:
-            return cls(**dict(data))
-        except TypeError as exc:
-            raise ConfigError(f"invalid training parameters: {exc}") from exc
 
 
 @dataclass(frozen=True)

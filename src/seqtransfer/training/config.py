@@ -1,0 +1,177 @@
+"""The configurations of the training layer: the network and one training run.
+
+Torch-free (only :mod:`seqtransfer.training.plan` below it), so the CLI, the experiment file
+and the selection commands read their defaults from these dataclasses without importing
+torch or MONAI.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from seqtransfer.core.config import config_from_mapping, recorded_dict, require
+from seqtransfer.core.errors import ConfigError
+from seqtransfer.training.plan import ARCHITECTURES, PRESETS, Stride, nnunet_filters, plan_strides, total_stride
+
+__all__ = ["NetworkConfig", "TrainConfig"]
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """The segmentation network, resolved (saved next to every trained model).
+
+    ``patch_size`` and ``filters`` left as ``None`` are filled from the preset when the
+    object is built, so a saved config always holds the values that were used.
+
+    Attributes:
+        preset: ``"cpu"`` (small, trains in minutes on 2 cores) or ``"nnunet"`` (GPU).
+        in_channels: image channels.
+        out_channels: classes, background included (2 for a binary task).
+        patch_size: network input edge per axis; preset default when None.
+        spacing: voxel spacing the strides are planned for.
+        filters: filters per level (one per planned stride); nnU-Net doubling from the
+            preset's base, capped, when None.
+        deep_supervision: add deep-supervision heads (DynUNet only).
+        architecture: ``"dynunet"`` (nnU-Net, default) or ``"unet"`` (MONAI ``UNet`` with two
+            residual units per block, instance norm, PReLU; its MONAI defaults).
+        max_levels: cap of :func:`plan_strides`.
+    """
+
+    preset: str = "cpu"
+    in_channels: int = 1
+    out_channels: int = 2
+    patch_size: tuple[int, int, int] | None = None
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    filters: tuple[int, ...] | None = None
+    deep_supervision: bool = False
+    architecture: str = "dynunet"
+    max_levels: int = 6
+
+    def __post_init__(self) -> None:
+        if self.preset not in PRESETS:
+            raise ConfigError(f"unknown network preset {self.preset!r}; expected one of {', '.join(PRESETS)}")
+        if self.architecture not in ARCHITECTURES:
+            raise ConfigError(f"unknown architecture {self.architecture!r}; expected one of {', '.join(ARCHITECTURES)}")
+        if self.in_channels < 1 or self.out_channels < 2:
+            raise ConfigError(
+                f"need in_channels >= 1 and out_channels >= 2, got {self.in_channels}, {self.out_channels}"
+            )
+        preset = PRESETS[self.preset]
+        patch = tuple(int(v) for v in (self.patch_size if self.patch_size is not None else preset["patch_size"]))
+        object.__setattr__(self, "patch_size", patch)
+        object.__setattr__(self, "spacing", tuple(float(v) for v in self.spacing))
+        strides = plan_strides(patch, self.spacing, max_levels=self.max_levels)
+        if len(strides) < 2:
+            raise ConfigError(f"patch_size {patch} is too small for a U-Net: no axis can be halved")
+        div = total_stride(strides)
+        if any(p % d for p, d in zip(patch, div, strict=True)):
+            suggestion = tuple(math.ceil(p / d) * d for p, d in zip(patch, div, strict=True))
+            raise ConfigError(
+                f"patch_size {patch} is not divisible by the planned total stride {div}; use e.g. {suggestion}"
+            )
+        if self.filters is None:
+            filters = nnunet_filters(len(strides), preset["base_filters"], preset["max_filters"])
+        else:
+            filters = tuple(int(f) for f in self.filters)
+            if len(filters) != len(strides) or any(f < 1 for f in filters):
+                raise ConfigError(
+                    f"filters {filters} must be {len(strides)} positive ints, one per planned level of patch {patch}"
+                )
+        object.__setattr__(self, "filters", filters)
+        if self.deep_supervision and (self.architecture != "dynunet" or len(strides) < 3):
+            raise ConfigError("deep_supervision needs architecture 'dynunet' and at least 3 levels")
+
+    @property
+    def strides(self) -> list[Stride]:
+        """The planned stride of every level (:func:`plan_strides`)."""
+        assert self.patch_size is not None
+        return plan_strides(self.patch_size, self.spacing, max_levels=self.max_levels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved configuration as a JSON-ready dict."""
+        out = asdict(self)
+        for key in ("patch_size", "spacing", "filters"):
+            out[key] = list(out[key])
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NetworkConfig:
+        """Build from :meth:`to_dict` output (or a ``[network]`` table).
+
+        Raises:
+            ConfigError: an unknown key or an invalid value.
+        """
+        return config_from_mapping(cls, data, "network")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training run (pre-training or a fine-tuning step).
+
+    Attributes:
+        steps: optimizer steps (iterations) to run.
+        lr: Adam learning rate (the paper: 0.01).
+        batch_size: patches per step (the paper: 2).
+        lambda_ewc: EWC strength on a mean-1 Fisher; 0 disables EWC.
+        freeze_encoder: freeze the encoder (input block, down-sampling blocks, bottleneck).
+        seed: seed of the trainer's random generator.
+        checkpoint_every: write ``checkpoint_latest.pth`` every this many steps.
+        augment: apply the spatial augmentation.
+        oversample_foreground: fraction of each batch forced to contain foreground.
+        plateau_interval: steps averaged per ``ReduceLROnPlateau`` update.
+        plateau_patience: updates without improvement before the lr is reduced.
+        plateau_factor: lr reduction factor.
+        min_lr: lower bound of the lr.
+        batch_dice: compute the Dice term over the whole batch (nnU-Net's 3-D default) instead
+            of per patch and average; kept out of :meth:`to_dict` while False, so the keys of
+            models trained before the option existed stay valid.
+    """
+
+    steps: int
+    lr: float = 0.01
+    batch_size: int = 2
+    lambda_ewc: float = 0.0
+    freeze_encoder: bool = False
+    seed: int = 0
+    checkpoint_every: int = 50
+    augment: bool = True
+    oversample_foreground: float = 1.0 / 3.0
+    plateau_interval: int = 10
+    plateau_patience: int = 5
+    plateau_factor: float = 0.5
+    min_lr: float = 1e-6
+    batch_dice: bool = False
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.steps >= 1, f"steps must be >= 1, got {self.steps}"),
+            (math.isfinite(self.lr) and self.lr > 0, f"lr must be > 0, got {self.lr}"),
+            (self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}"),
+            (
+                math.isfinite(self.lambda_ewc) and self.lambda_ewc >= 0,
+                f"lambda_ewc must be >= 0, got {self.lambda_ewc}",
+            ),
+            (self.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {self.checkpoint_every}"),
+            (0.0 <= self.oversample_foreground <= 1.0, "oversample_foreground must be in [0, 1]"),
+            (self.plateau_interval >= 1, "plateau_interval must be >= 1"),
+            (self.plateau_patience >= 0, "plateau_patience must be >= 0"),
+            (0.0 < self.plateau_factor < 1.0, "plateau_factor must be in (0, 1)"),
+            (self.min_lr >= 0, "min_lr must be >= 0"),
+        ]
+        require(checks)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The configuration as a JSON-ready dict (``batch_dice`` only when set)."""
+        return recorded_dict(self, "batch_dice")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build from :meth:`to_dict` output.
+
+        Raises:
+            ConfigError: an unknown key or an invalid value.
+        """
+        return config_from_mapping(cls, data, "training")
