@@ -2,13 +2,18 @@
 
 Every error a user can cause (:class:`seqtransfer.core.errors.SeqTransferError`, a bad option)
 ends as one line on stderr and exit status 2; no traceback reaches the user for bad input.
+
+Every default is read from the library's configuration dataclasses (:class:`GraphConfig`,
+:class:`SelectionConfig`, :class:`ZooConfig`, :class:`FinetuneConfig`), which import neither
+torch nor MONAI. The library logs through :mod:`logging` (loggers under ``seqtransfer``);
+``--verbose`` shows its debug and info messages, ``--quiet`` only its errors.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import shutil
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,10 +21,14 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.logging import RichHandler
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from seqtransfer.core.errors import ConfigError, DatasetError, SeqTransferError
+from seqtransfer.graph.config import GraphConfig
+from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
+from seqtransfer.selection.config import SelectionConfig
 
 try:  # typer >= 0.2x vendors click; older typer depends on it
     from typer._click import exceptions as click_exceptions
@@ -44,6 +53,25 @@ app.add_typer(zoo_app, name="zoo")
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
+#: the library's defaults, the one truth of every option's default below
+GRAPH = GraphConfig()
+SELECTION = SelectionConfig()
+ZOO = ZooConfig()
+FINETUNE = FinetuneConfig()
+
+_LOG_HANDLER = RichHandler(console=err, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
+
+
+def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
+    """Show the library's log records on stderr: debug and up with ``verbose``, errors only
+    with ``quiet``, warnings and errors otherwise."""
+    if verbose and quiet:
+        raise ConfigError("--verbose and --quiet exclude each other")
+    logger = logging.getLogger("seqtransfer")
+    logger.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
+    if _LOG_HANDLER not in logger.handlers:
+        logger.addHandler(_LOG_HANDLER)
+
 
 def _print_version(value: bool) -> None:
     """``--version``: the installed package's version (from its metadata), then exit."""
@@ -57,8 +85,11 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _options(
     version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the library's debug and info messages (e.g. a training resuming).")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show only errors, no warnings or info.")] = False,
 ) -> None:
     """Graph-guided sequential transfer for medical image segmentation."""
+    configure_logging(verbose, quiet)
 
 
 def _progress(*extra: TextColumn, transient: bool = True) -> Progress:
@@ -212,21 +243,21 @@ def graph_build(
     datasets: DatasetDirs,
     out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Graph folder to write.")],
     target: Annotated[list[str] | None, typer.Option("--target", help="Target task (repeatable); every other task is a source.")] = None,
-    size: Annotated[int, typer.Option(help="Edge of the common grid volumes are resampled to.")] = 32,
-    volumes: Annotated[int, typer.Option(help="Volumes sampled per source task.")] = 20,
-    max_pairs: Annotated[int, typer.Option(help="Volume pairs per task pair before subsampling.")] = 100,
-    mode: Annotated[str, typer.Option(help="paper (shared PCA, exact W1, Gaussian SSIM) or official (published code).")] = "paper",
+    size: Annotated[int, typer.Option(help="Edge of the common grid volumes are resampled to.")] = GRAPH.size,
+    volumes: Annotated[int, typer.Option(help="Volumes sampled per source task.")] = GRAPH.volumes_per_task,
+    max_pairs: Annotated[int, typer.Option(help="Volume pairs per task pair before subsampling.")] = GRAPH.max_pairs,
+    mode: Annotated[str, typer.Option(help="paper (shared PCA, exact W1, Gaussian SSIM) or official (published code).")] = GRAPH.mode,
     add: Annotated[bool, typer.Option("--add", help="Add the --target tasks to an existing graph (only their edges are computed).")] = False,
     groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}).")] = None,
     modalities: Modalities = None,
-    seed: Annotated[int, typer.Option(help="Seed of every sampling step.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of every sampling step.")] = GRAPH.seed,
     executor: Annotated[str, typer.Option(help="Where the feature and pair shards run: local or ray.")] = "local",
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes (1: in this process).")] = 1,
     address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")] = None,
 ) -> None:
     """Build the source graph of datasets' tasks (or add targets to one with --add)."""
     from seqtransfer.core.executor import make_executor
-    from seqtransfer.graph import GraphConfig, add_targets, build_graph
+    from seqtransfer.graph.service import build_graph_folder
 
     targets = list(target or [])
     if add and not targets:
@@ -234,18 +265,9 @@ def graph_build(
     config = None if add else GraphConfig(size=size, volumes_per_task=volumes, max_pairs=max_pairs, mode=mode, seed=seed)
     task_list, _ = _load_tasks(datasets, groups, modalities)
     pool = make_executor(executor, workers=workers, address=address)
-    created = not out_dir.exists()
     try:
-        out_dir.mkdir(parents=True, exist_ok=True)  # an unwritable place fails now, before any work
         with staged_progress("graph") as update:
-            if add:
-                graph = add_targets(out_dir, task_list, targets, progress=update, executor=pool)
-            else:
-                graph = build_graph(task_list, out_dir, config, targets=targets, progress=update, executor=pool)
-    except (SeqTransferError, OSError):
-        if created:  # a failed build (e.g. a full disk) leaves no half-built folder behind
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
+            graph = build_graph_folder(task_list, out_dir, config, targets=targets, add=add, progress=update, executor=pool)
     finally:
         pool.close()
     n_src = sum(d["role"] == "source" for _, d in graph.nodes(data=True))
@@ -263,20 +285,16 @@ def graph_show(
     """Draw the graph (with landmark and path when --target has a selection) and the heatmap."""
     from seqtransfer.graph import GraphStore
     from seqtransfer.graph.figures import plot_graph, plot_heatmap
+    from seqtransfer.selection.run import stored_selection
 
-    store = GraphStore(graph_dir)
-    graph, _, _, _ = store.load()
+    graph, _, _, _ = GraphStore(graph_dir).load()
     landmark, path = None, None
     if target is not None:
         if target not in graph:
             raise ConfigError(f"target {target!r} is not in the graph {graph_dir}")
-        sel_path = store.selection_path(target)
-        if sel_path.exists():
-            try:
-                selection = json.loads(sel_path.read_text())
-                landmark, path = selection["landmark"], selection["path"]
-            except (OSError, json.JSONDecodeError, KeyError) as exc:
-                raise ConfigError(f"{sel_path}: corrupt selection ({exc})") from exc
+        selection = stored_selection(graph_dir, target)
+        if selection is not None:
+            landmark, path = selection.landmark, selection.path
     figures = graph_dir / "figures"
     name = f"graph_{target}.png" if target else "graph.png"
     written = [
@@ -311,8 +329,9 @@ def _leep_of_zoo(graph_dir: Path, target: str, preset: str, spacing: str) -> dic
     """T = exp(LEEP) of every connected source's zoo model on the target's affinity cases."""
     from seqtransfer.adapt.run import zoo_transferability
     from seqtransfer.graph.sources import candidate_sources
+    from seqtransfer.pipeline.workspace import open_training_workspace
 
-    workspace, _ = _open_training(graph_dir, preset, spacing)
+    workspace, _ = open_training_workspace(graph_dir, preset, spacing)
     graph = workspace.graph
     if target not in graph or graph.nodes[target].get("role") != "target":
         raise ConfigError(f"{graph_dir}: {target!r} is not a target of the graph")
@@ -324,9 +343,9 @@ def _leep_of_zoo(graph_dir: Path, target: str, preset: str, spacing: str) -> dic
 def select_cmd(
     graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
     target: Annotated[str, typer.Option(help="Target task.")],
-    lam: Annotated[float, typer.Option("--lambda", help="Trade-off lambda of eq. 8, in [0, 1].")] = 0.4,
-    max_length: Annotated[int, typer.Option(help="Most transfer steps.")] = 5,
-    c_search: Annotated[float, typer.Option(help="Cost of one more step, in units of w.")] = 0.1,
+    lam: Annotated[float, typer.Option("--lambda", help="Trade-off lambda of eq. 8, in [0, 1].")] = SELECTION.lam,
+    max_length: Annotated[int, typer.Option(help="Most transfer steps.")] = SELECTION.max_length,
+    c_search: Annotated[float, typer.Option(help="Cost of one more step, in units of w.")] = SELECTION.c_search,
     w_c: Annotated[float | None, typer.Option(help="Density threshold (default: median source edge weight).")] = None,
     performance: Annotated[Path | None, typer.Option(help="O per source: CSV task,dice or JSON.")] = None,
     uniform_performance: Annotated[bool, typer.Option(help="Use O = 1 for sources without a measured Dice.")] = False,
@@ -401,65 +420,11 @@ def calibrate(
     out.print(f"alpha = {result.alpha:.4f}, beta = {result.beta:.4f} written to {graph_dir / 'params.json'}", markup=False)
 
 
-def _parse_spacing(value: str, preset: str) -> tuple[float, float, float] | str | None:
-    """``--spacing``: auto (cube for the cpu preset, median for nnunet), cube, median, or mm."""
-    text = value.strip().lower()
-    if text == "auto":
-        return None if preset == "cpu" else "median"
-    if text == "cube":
-        return None
-    if text == "median":
-        return "median"
-    try:
-        numbers = [float(v) for v in text.split(",")]
-    except ValueError:
-        raise ConfigError(f"--spacing must be auto, cube, median, a number or three comma-separated numbers (mm), got {value!r}") from None
-    if len(numbers) == 1:
-        numbers *= 3
-    if len(numbers) != 3:
-        raise ConfigError(f"--spacing needs one or three numbers, got {value!r}")
-    return (numbers[0], numbers[1], numbers[2])
+def _zoo_config(preset: str, steps: int, max_train: int, seed: int, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> ZooConfig:
+    """The zoo configuration of the options (every other setting ZooConfig's default)."""
+    from seqtransfer.training.config import NetworkConfig
 
-
-def _open_training(graph_dir: Path, preset: str, spacing: str):  # noqa: ANN202 - internal helper
-    """The workspace at the preset's grid and the network spacing that goes with it."""
-    from seqtransfer.training.network import NetworkConfig
-    from seqtransfer.pipeline.workspace import open_workspace
-
-    edge = NetworkConfig(preset=preset).patch_size[0]  # type: ignore[index]
-    workspace = open_workspace(graph_dir, size=edge, spacing=_parse_spacing(spacing, preset))
-    grid_spacing = workspace.cache.config.spacing
-    return workspace, (grid_spacing if grid_spacing is not None else (1.0, 1.0, 1.0))
-
-
-def _zoo_config(preset: str, steps: int, max_train: int, seed: int, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)):  # noqa: ANN202
-    from seqtransfer.training.loop import TrainConfig
-    from seqtransfer.training.network import NetworkConfig
-    from seqtransfer.pipeline.zoo import ZooConfig
-
-    return ZooConfig(
-        network=NetworkConfig(preset=preset, spacing=spacing),
-        train=TrainConfig(steps=steps, lr=0.01, seed=seed),
-        max_train=max_train,
-        seed=seed,
-    )
-
-
-def _recorded_zoo_model(workspace: Any, name: str, preset: str) -> Any:
-    """The finished zoo model the graph records for ``name`` (``zoo train``), when it was
-    trained at ``preset``; None otherwise (then the transfer trains or finds one by its key)."""
-    from seqtransfer.adapt.run import existing_zoo_model
-
-    if name not in workspace.graph:
-        return None
-    model = existing_zoo_model(workspace, name)
-    if model is None:
-        return None
-    try:
-        network = json.loads((model.folder / "config.json").read_text())["network"]
-    except (OSError, json.JSONDecodeError, KeyError, TypeError):
-        return None
-    return model if network.get("preset") == preset else None
+    return ZOO.with_recipe(network=NetworkConfig(preset=preset, spacing=spacing), steps=steps, max_train=max_train, seed=seed)
 
 
 @contextlib.contextmanager
@@ -490,15 +455,16 @@ def zoo_train(
     graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
     tasks: Annotated[str | None, typer.Option(help="Comma-separated source tasks (default: every source).")] = None,
     preset: Preset = "cpu",
-    steps: Annotated[int, typer.Option(help="Training steps per source model.")] = 300,
-    max_train: Annotated[int, typer.Option(help="Most training cases per source.")] = 60,
-    seed: Annotated[int, typer.Option(help="Seed of splits and training.")] = 0,
+    steps: Annotated[int, typer.Option(help="Training steps per source model.")] = ZOO.train.steps,
+    max_train: Annotated[int, typer.Option(help="Most training cases per source.")] = ZOO.max_train,
+    seed: Annotated[int, typer.Option(help="Seed of splits and training.")] = ZOO.seed,
     spacing: Spacing = "auto",
 ) -> None:
     """Train one model per source task; its held-out Dice becomes the node's O."""
+    from seqtransfer.pipeline.workspace import open_training_workspace
     from seqtransfer.pipeline.zoo import train_zoo
 
-    workspace, grid_spacing = _open_training(graph_dir, preset, spacing)
+    workspace, grid_spacing = open_training_workspace(graph_dir, preset, spacing)
     config = _zoo_config(preset, steps, max_train, seed, grid_spacing)
     names = [n.strip() for n in tasks.split(",")] if tasks else sorted(n for n, d in workspace.graph.nodes(data=True) if d["role"] == "source")
     for name in names:
@@ -525,14 +491,16 @@ def transfer(
     graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
     target: Annotated[str, typer.Option(help="Target task.")],
     path: Annotated[str | None, typer.Option(help="Comma-separated path landmark,...,target (default: the stored selection).")] = None,
-    draw: Annotated[int, typer.Option(help="Which seeded draw of the target's training cases.")] = 0,
+    draw: Annotated[int, typer.Option(help="Which seeded draw of the target's training cases.")] = FINETUNE.draw,
     preset: Preset = "cpu",
-    zoo_steps: Annotated[int, typer.Option(help="Training steps of the landmark's zoo model.")] = 300,
-    steps: Annotated[int, typer.Option(help="Fine-tuning steps per path step.")] = 150,
-    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 0.01,
-    lambda_ewc: Annotated[float, typer.Option(help="EWC strength (mean-1 Fisher).")] = 0.25,
+    zoo_steps: Annotated[
+        int, typer.Option(help="Training steps of the landmark's zoo model, when the graph records none (`zoo train`).")
+    ] = ZOO.train.steps,
+    steps: Annotated[int, typer.Option(help="Fine-tuning steps per path step.")] = FINETUNE.steps,
+    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = FINETUNE.lr,
+    lambda_ewc: Annotated[float, typer.Option(help="EWC strength (mean-1 Fisher).")] = FINETUNE.lambda_ewc,
     resume: Annotated[bool, typer.Option(help="Continue an interrupted step from its checkpoint.")] = True,
-    seed: Annotated[int, typer.Option(help="Seed.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed.")] = FINETUNE.seed,
     spacing: Spacing = "auto",
     all_cases: Annotated[
         bool,
@@ -541,10 +509,13 @@ def transfer(
 ) -> None:
     """Fine-tune along the path (frozen encoder, EWC), scoring the target after every step."""
     from seqtransfer.data.splits import protocol_split_possible
-    from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
+    from seqtransfer.pipeline.transfer import run_transfer
+    from seqtransfer.pipeline.workspace import open_training_workspace
+    from seqtransfer.pipeline.zoo import landmark_zoo_model
+    from seqtransfer.selection.run import stored_selection
 
     finetune = FinetuneConfig(steps=steps, lr=lr, lambda_ewc=lambda_ewc, draw=draw, seed=seed)  # bad values fail first
-    workspace, grid_spacing = _open_training(graph_dir, preset, spacing)
+    workspace, grid_spacing = open_training_workspace(graph_dir, preset, spacing)
     target_task = workspace.task(target)  # an unknown target is named as such, before looking for its selection
     target_cases = None
     if all_cases or not protocol_split_possible(target_task.n_cases, n_train=finetune.n_train):
@@ -557,22 +528,22 @@ def transfer(
     if path:
         nodes = [n.strip() for n in path.split(",") if n.strip()]
     else:
-        sel_path = workspace.store.selection_path(target)
-        if not sel_path.exists():
-            raise ConfigError(f"{sel_path}: no stored selection for {target!r}; run `seqtransfer select` or pass --path")
-        try:
-            nodes = list(json.loads(sel_path.read_text())["path"])
-        except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
-            raise ConfigError(f"{sel_path}: corrupt selection ({exc})") from exc
-    landmark = _recorded_zoo_model(workspace, nodes[0], preset) if nodes else None
-    if landmark is not None:  # the model `zoo train` made, whatever its steps and max-train: never a second one
+        selection = stored_selection(graph_dir, target)
+        if selection is None:
+            raise ConfigError(f"{workspace.store.selection_path(target)}: no stored selection for {target!r}; run `seqtransfer select` or pass --path")
+        nodes = list(selection.path)
+    zoo = _zoo_config(preset, zoo_steps, ZOO.max_train, seed, grid_spacing)
+    landmark = None
+    if nodes:  # the model `zoo train` made, with the settings it was made with: never a second one
+        landmark, zoo = landmark_zoo_model(workspace, nodes[0], zoo)
+    if landmark is not None:
         out.print(f"landmark model: {nodes[0]}'s zoo model {landmark.key} (recorded in the graph)", markup=False)
     with _training_progress() as update:
         metrics = run_transfer(
             workspace,
             target,
             nodes,
-            _zoo_config(preset, zoo_steps, 60, seed, grid_spacing),
+            zoo,
             finetune,
             resume=resume,
             progress=update,
@@ -657,24 +628,6 @@ def _staged_bars() -> Iterator[Callable[[str, int, int], None]]:
         yield update
 
 
-def _probe_writable(folder: Path) -> bool:
-    """Create ``folder`` if needed and check that a file can be written there; True if created."""
-    import os
-    import tempfile
-
-    created = not folder.exists()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(prefix=".probe.", dir=folder)
-        os.close(fd)
-        os.unlink(name)
-    except OSError as exc:
-        if created:
-            shutil.rmtree(folder, ignore_errors=True)
-        raise ConfigError(f"{folder}: cannot write ({exc.strerror or exc})") from exc
-    return created
-
-
 @app.command()
 def adapt(
     datasets: Annotated[
@@ -686,14 +639,14 @@ def adapt(
     inputs: Annotated[list[Path] | None, typer.Option("--input", help="Images to segment, nnU-Net-named (default: the target dataset's imagesTs/).")] = None,
     modality: Annotated[str | None, typer.Option(help="Channel of --target all (needed when the target dataset has several).")] = None,
     preset: Preset = "cpu",
-    zoo_steps: Annotated[int, typer.Option(min=1, help="Training steps of a source model the graph lacks.")] = 300,
-    steps: Annotated[int, typer.Option(min=1, help="Fine-tuning steps per path step.")] = 150,
-    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = 0.01,
-    lambda_ewc: Annotated[float, typer.Option(help="EWC strength (mean-1 Fisher).")] = 0.25,
+    zoo_steps: Annotated[int, typer.Option(min=1, help="Training steps of a source model the graph lacks.")] = ZOO.train.steps,
+    steps: Annotated[int, typer.Option(min=1, help="Fine-tuning steps per path step.")] = FINETUNE.steps,
+    lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = FINETUNE.lr,
+    lambda_ewc: Annotated[float, typer.Option(help="EWC strength (mean-1 Fisher).")] = FINETUNE.lambda_ewc,
     estimate: Annotated[bool, typer.Option(help="Leave-one-out Dice estimate on the labelled cases (n more trainings; 2+ cases).")] = False,
     max_sources: Annotated[int, typer.Option(min=0, help="0: every connected source competes; N: only the target's N nearest by w (fewer source models to train).")] = 0,
-    size: Annotated[int, typer.Option(help="Grid edge of the affinity (a new graph only).")] = 32,
-    volumes: Annotated[int, typer.Option(help="Volumes per source task in the affinity (a new graph only).")] = 20,
+    size: Annotated[int, typer.Option(help="Grid edge of the affinity (a new graph only).")] = GRAPH.size,
+    volumes: Annotated[int, typer.Option(help="Volumes per source task in the affinity (a new graph only).")] = GRAPH.volumes_per_task,
     groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}); default: objective_groups.json beside the datasets.")] = None,
     modalities: Modalities = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
@@ -713,9 +666,9 @@ def adapt(
     from seqtransfer.adapt import AdaptConfig
     from seqtransfer.adapt import adapt as run_adapt
     from seqtransfer.adapt import plan_adapt
+    from seqtransfer.core.atomic import prepare_output_folder, removed_on_failure
     from seqtransfer.core.executor import make_executor
-    from seqtransfer.graph.config import GraphConfig
-    from seqtransfer.pipeline.transfer import FinetuneConfig
+    from seqtransfer.pipeline.workspace import parse_spacing
 
     if len(datasets) < 2:
         raise ConfigError("give at least one source dataset and the target dataset (last)")
@@ -733,9 +686,9 @@ def adapt(
         from seqtransfer.graph.store import GraphStore
 
         GraphStore(graph).load()  # a missing or corrupt graph is refused before anything is written
-    grid = _parse_spacing(spacing, preset)
+    grid = parse_spacing(spacing, preset)
     config = AdaptConfig(
-        zoo=_zoo_config(preset, zoo_steps, 60, seed),
+        zoo=_zoo_config(preset, zoo_steps, ZOO.max_train, seed),
         finetune=finetune,
         graph=graph_config,
         spacing=grid,
@@ -743,15 +696,11 @@ def adapt(
         max_sources=max_sources,
         score=score,
     )
-    created = _probe_writable(out_dir)
+    created = prepare_output_folder(out_dir)
     pool = make_executor("local", workers=workers)
     try:
-        with _staged_bars() as update:
+        with removed_on_failure(out_dir, created, only_if_empty=True), _staged_bars() as update:
             result = run_adapt(plan, out_dir, config, graph_dir=graph, executor=pool if workers > 1 else None, progress=update, log=lambda m: out.print(m, markup=False))
-    except (SeqTransferError, OSError):
-        if created and not any(out_dir.iterdir()):
-            shutil.rmtree(out_dir, ignore_errors=True)
-        raise
     finally:
         pool.close()
     for record in result["targets"]:

@@ -294,16 +294,9 @@ def _zoo_job(args: tuple[str, int, Any, str | None, str | None, str, ZooConfig])
 
 def existing_zoo_model(workspace: Any, name: str) -> Any:
     """The zoo model the graph's node names (``zoo_key``), when it is there and finished."""
-    from seqtransfer.pipeline.zoo import zoo_metrics, zoo_model
+    from seqtransfer.pipeline.zoo import recorded_zoo_model
 
-    key = workspace.graph.nodes[name].get("zoo_key")
-    if not key:
-        return None
-    folder = workspace.models / "zoo" / name / str(key)
-    try:
-        return zoo_model(folder, zoo_metrics(folder))
-    except Exception:  # noqa: BLE001 - missing or damaged: the caller trains it
-        return None
+    return recorded_zoo_model(workspace, name)
 
 
 def zoo_transferability(

@@ -22,13 +22,14 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from seqtransfer.core.errors import StoreError
+from seqtransfer.core.errors import ConfigError, SeqTransferError, StoreError
 
 _UMASK_LOCK = threading.Lock()
 
@@ -112,3 +113,45 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
 def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def prepare_output_folder(folder: str | os.PathLike[str]) -> bool:
+    """Create ``folder`` if needed and check that a file can be written there, before any work.
+
+    Returns:
+        True when the folder was created here (see :func:`removed_on_failure`).
+
+    Raises:
+        ConfigError: the folder cannot be created or written.
+    """
+    path = Path(folder)
+    created = not path.exists()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".probe.", dir=path)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        if created:
+            shutil.rmtree(path, ignore_errors=True)
+        raise ConfigError(f"{path}: cannot write ({exc.strerror or exc})") from exc
+    return created
+
+
+@contextlib.contextmanager
+def removed_on_failure(folder: str | os.PathLike[str], created: bool, only_if_empty: bool = False) -> Iterator[None]:
+    """Remove ``folder`` when the block fails (a user error or a file-system error such as a
+    full disk) and this run ``created`` it, so a failed command leaves no half-built folder.
+
+    Args:
+        folder: the output folder.
+        created: whether this run created it (an existing folder is never removed).
+        only_if_empty: remove it only when nothing was written into it.
+    """
+    path = Path(folder)
+    try:
+        yield
+    except (SeqTransferError, OSError):
+        if created and path.is_dir() and not (only_if_empty and any(path.iterdir())):
+            shutil.rmtree(path, ignore_errors=True)
+        raise

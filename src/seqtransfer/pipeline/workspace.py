@@ -21,6 +21,7 @@ from seqtransfer.data.tasks import Task, split_tasks
 from seqtransfer.data.verify import require_valid
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph import GraphStore
+from seqtransfer.training.config import NetworkConfig
 
 CaseArrays = tuple[np.ndarray, np.ndarray]
 
@@ -131,3 +132,56 @@ def open_workspace(
         cache=cache,
         models_root=Path(models_root) if models_root is not None else None,
     )
+
+
+Spacing = tuple[float, float, float]
+
+
+def parse_spacing(value: str, preset: str) -> Spacing | str | None:
+    """A training grid written as text (``seqtransfer ... --spacing``).
+
+    ``auto`` is the cube for the ``cpu`` preset and nnU-Net's median spacing for ``nnunet``;
+    ``cube`` resamples each case to one patch (None); ``median`` is the median spacing; one
+    number or three comma-separated numbers are millimetres.
+
+    Raises:
+        ConfigError: anything else.
+    """
+    text = value.strip().lower()
+    if text == "auto":
+        return None if preset == "cpu" else "median"
+    if text == "cube":
+        return None
+    if text == "median":
+        return "median"
+    try:
+        numbers = [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--spacing must be auto, cube, median, a number or three comma-separated numbers (mm), got {value!r}") from None
+    if len(numbers) == 1:
+        numbers *= 3
+    if len(numbers) != 3:
+        raise ConfigError(f"--spacing needs one or three numbers, got {value!r}")
+    return (numbers[0], numbers[1], numbers[2])
+
+
+def open_training_workspace(graph_dir: str | Path, preset: str, spacing: str = "auto") -> tuple[Workspace, Spacing]:
+    """A graph folder opened for training at a network preset's grid.
+
+    Args:
+        graph_dir: the graph folder.
+        preset: the network preset (its patch edge is the cube's edge).
+        spacing: the training grid as :func:`parse_spacing` reads it.
+
+    Returns:
+        The workspace and the voxel spacing its network is planned for (1 mm on the cube).
+
+    Raises:
+        ConfigError: an unknown preset or a bad spacing.
+        StoreError: the graph folder is missing or corrupt.
+    """
+    patch = NetworkConfig(preset=preset).patch_size
+    assert patch is not None  # NetworkConfig fills it from the preset
+    workspace = open_workspace(graph_dir, size=patch[0], spacing=parse_spacing(spacing, preset))
+    grid = workspace.cache.config.spacing
+    return workspace, (grid if grid is not None else (1.0, 1.0, 1.0))

@@ -206,3 +206,53 @@ def zoo_metrics(folder: Path) -> dict[str, Any]:
         raise StoreError(f"{folder}: not a finished zoo model")
     return done
 
+
+
+def recorded_zoo_model(workspace: Workspace, name: str) -> ZooModel | None:
+    """The finished zoo model the graph's node ``name`` records (its ``zoo_key``, written by
+    :func:`train_source`); None when there is none, or it is missing or damaged (a caller
+    then trains it)."""
+    key = workspace.graph.nodes[name].get("zoo_key") if name in workspace.graph else None
+    if not key:
+        return None
+    folder = workspace.models / "zoo" / name / str(key)
+    try:
+        return zoo_model(folder, zoo_metrics(folder))
+    except (StoreError, KeyError, TypeError, ValueError):
+        return None
+
+
+def trained_zoo_config(model: ZooModel) -> ZooConfig:
+    """The configuration a zoo model was trained with (recorded in its ``config.json``).
+
+    Raises:
+        StoreError: the file is missing or corrupt.
+    """
+    path = model.folder / "config.json"
+    try:
+        meta = json.loads(path.read_text())
+        return ZooConfig.from_dict({k: meta[k] for k in ("network", "train", "max_train", "seed")})
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, ConfigError) as exc:
+        raise StoreError(f"{path}: corrupt zoo model configuration ({exc})") from exc
+
+
+def landmark_zoo_model(workspace: Workspace, name: str, default: ZooConfig) -> tuple[ZooModel | None, ZooConfig]:
+    """The zoo model a transfer from ``name`` starts from, and how it was trained.
+
+    The model ``seqtransfer zoo train`` recorded on the graph, with the configuration it was
+    really trained with (whatever its steps and ``max_train``), when its network has the
+    preset of ``default``'s: then no command trains the landmark a second time under other
+    settings, and the path's intermediate steps draw their cases from the zoo splits their
+    models used. Otherwise ``(None, default)``: the transfer trains (or finds by its key) the
+    model of ``default``.
+    """
+    model = recorded_zoo_model(workspace, name)
+    if model is None:
+        return None, default
+    try:
+        config = trained_zoo_config(model)
+    except StoreError:
+        return None, default
+    if config.network.preset != default.network.preset:
+        return None, default
+    return model, config

@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,41 @@ class Selection:
         for row in data["landmark_scores"]:
             row.update({k: None for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)})
         return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Selection:
+        """The selection :meth:`to_json` wrote (keys it does not know are ignored).
+
+        Raises:
+            ConfigError: a missing field, or a landmark and path that are not names.
+        """
+        if not isinstance(data, Mapping):
+            raise ConfigError("a selection must be a JSON object")
+        names = {f.name for f in fields(cls)}
+        values = {("lam" if key == "lambda" else key): value for key, value in data.items()}
+        missing = sorted(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name not in values)
+        if missing:
+            raise ConfigError(f"missing {', '.join(missing)}")
+        path = values["path"]
+        if not isinstance(values["landmark"], str) or not isinstance(path, list) or not all(isinstance(n, str) for n in path):
+            raise ConfigError("landmark and path must be task names")
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def stored_selection(graph_dir: str | Path, target: str) -> Selection | None:
+    """The selection ``seqtransfer select`` saved for ``target`` (``selections/TARGET.json``),
+    None when there is none.
+
+    Raises:
+        ConfigError: the file is unreadable or corrupt (it is named).
+    """
+    path = GraphStore(graph_dir).selection_path(target)
+    if not path.exists():
+        return None
+    try:
+        return Selection.from_json(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, ConfigError) as exc:
+        raise ConfigError(f"{path}: corrupt selection ({exc})") from exc
 
 
 def select_for_target(
