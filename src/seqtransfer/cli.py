@@ -729,6 +729,8 @@ def demo(
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: one-line errors and exit status 2 for bad input."""
     command = typer.main.get_command(app)
+    logger = logging.getLogger("seqtransfer")
+    level = logger.level
     try:
         # without standalone mode, click returns the code of typer.Exit instead of raising it
         code = command.main(args=argv, prog_name="seqtransfer", standalone_mode=False)
@@ -756,6 +758,9 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         err.print("error: interrupted", markup=False)
         sys.exit(130)
+    finally:  # a caller that runs main in its own process (tests, scripts) gets its logging back
+        logger.setLevel(level)
+        logger.removeHandler(_LOG_HANDLER)
 
 
 if __name__ == "__main__":

@@ -292,3 +292,57 @@ def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, 
     candidates = [r for r in rows if not r["excluded"] and r["score"] is not None]
     if candidates:
         assert saved["landmark"] == min(candidates, key=lambda r: (r["score"], r["source"]))["source"]
+
+
+def test_transfer_after_zoo_train_with_other_settings_trains_no_zoo_model(built, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`zoo train --max-train 3` then `transfer` (whose own zoo options are the defaults, max_train
+    60): the landmark is the recorded model, no zoo model is trained, and the transfer runs under
+    the configuration the zoo models were trained with (an intermediate step draws its cases from
+    its model's zoo split, and metrics.json records max_train 3)."""
+    import seqtransfer.pipeline.transfer as transfer_module
+
+    _, _, graph = built
+    code, _, err = run(["zoo", "train", "--graph", graph, "--steps", 2, "--max-train", 3], capsys)
+    assert code == 0, err
+    before = sorted(str(p.relative_to(graph)) for p in (graph / "zoo").glob("*/*"))
+    nodes = {n["id"]: n for n in json.loads((graph / "graph.json").read_text())["nodes"]}
+    assert nodes["A-T1-tumour"]["zoo_key"] and nodes["B-T1-tumour"]["zoo_key"]
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("transfer trained a zoo model")
+
+    monkeypatch.setattr(transfer_module, "train_source", no_training)
+    path = "A-T1-tumour,B-T1-tumour,Les-T1-lesion"
+    code, out, err = run(["transfer", "--graph", graph, "--target", "Les-T1-lesion", "--path", path, "--steps", 1], capsys)
+    assert code == 0, err
+    assert f"zoo model {nodes['A-T1-tumour']['zoo_key']}" in out
+    assert sorted(str(p.relative_to(graph)) for p in (graph / "zoo").glob("*/*")) == before  # no new zoo model folder
+    metrics = json.loads(Path(out.split("metrics: ")[-1].strip()).read_text())
+    assert metrics["zoo"]["max_train"] == 3 and metrics["zoo"]["train"]["steps"] == 2
+    intermediate = json.loads((graph / "zoo" / "B-T1-tumour" / nodes["B-T1-tumour"]["zoo_key"] / "config.json").read_text())
+    assert set(metrics["steps"][0]["train_cases"]) <= set(intermediate["train_cases"]) and len(intermediate["train_cases"]) == 3
+
+
+def test_verbose_shows_the_library_info_and_quiet_hides_its_warnings(built, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    import logging
+
+    import seqtransfer.selection.run as selection_run
+
+    _, _, graph = built
+    select = selection_run.select_for_target
+
+    def warn_then_select(*args, **kwargs):
+        logging.getLogger("seqtransfer.selection.run").warning("a library warning")
+        return select(*args, **kwargs)
+
+    monkeypatch.setattr(selection_run, "select_for_target", warn_then_select)
+    argv = ["select", "--graph", graph, "--target", "Les-T1-lesion", "--uniform-performance"]
+    code, _, err = run(["--verbose", *argv], capsys)
+    assert code == 0 and "O of" in err and "from uniform" in err and "a library warning" in err, err
+    code, _, err = run(argv, capsys)
+    assert code == 0 and "O of" not in err and "a library warning" in err, err
+    code, out, err = run(["-q", *argv], capsys)
+    assert code == 0 and err == "" and "landmark:" in out, err
+    code, _, err = run(["-v", "-q", *argv], capsys)
+    assert code == 2 and "exclude each other" in err
+    assert logging.getLogger("seqtransfer").level == logging.NOTSET  # main gives the caller its logging back

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights
 from seqtransfer.training.loop import train
 from seqtransfer.training.network import NetworkConfig, build_network, select_device
 from seqtransfer.pipeline.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 StepProgress = Callable[[int, int, float], None]
 
@@ -123,6 +126,7 @@ def train_source(
     folder = workspace.models / "zoo" / name / key
     done = _finished(folder)
     if done is None:
+        logger.info("%s: training the zoo model %s on %d case(s)", name, key, len(train_ids))
         folder.mkdir(parents=True, exist_ok=True)
         write_json(
             folder / "config.json",
@@ -254,5 +258,7 @@ def landmark_zoo_model(workspace: Workspace, name: str, default: ZooConfig) -> t
     except StoreError:
         return None, default
     if config.network.preset != default.network.preset:
+        logger.info("%s: the recorded zoo model %s has preset %s, not %s", name, model.key, config.network.preset, default.network.preset)
         return None, default
+    logger.info("%s: starting from the recorded zoo model %s (max_train %d, %d steps)", name, model.key, config.max_train, config.train.steps)
     return model, config

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import MISSING, asdict, dataclass, field, fields
@@ -24,6 +25,8 @@ from seqtransfer.graph.store import GraphStore
 from seqtransfer.selection.errors import SelectionError
 from seqtransfer.selection.landmark import MIN_LEARNED_DICE, default_w_c, select_landmark
 from seqtransfer.selection.path import DEFAULT_C_SEARCH, DEFAULT_LAMBDA, DEFAULT_MAX_LENGTH, optimal_path
+
+logger = logging.getLogger(__name__)
 
 
 def load_performance(path: str | Path) -> dict[str, float]:
@@ -227,6 +230,7 @@ def select_in_graph(
             f"no objective performance O for source(s) {', '.join(missing[:3])}"
             f"{' and more' if len(missing) > 3 else ''}: train the zoo, pass --performance FILE, or --uniform-performance"
         )
+    logger.info("%s: O of %d connected source(s) from %s", target, len(connected), source_label)
     has_source_edges = any(graph.has_edge(a, b) for a in sources for b in graph.neighbors(a) if b in sources)
     w_c_used = w_c if w_c is not None else (default_w_c(graph, sources) if has_source_edges else None)
     landmark, scores = select_landmark(graph, target, sources, performance=perf, w_c=w_c_used, min_dice=min_dice, transferability=transferability)
