@@ -39,7 +39,12 @@ class ZooConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (also what the model key hashes)."""
-        return {"network": self.network.to_dict(), "train": self.train.to_dict(), "max_train": self.max_train, "seed": self.seed}
+        return {
+            "network": self.network.to_dict(),
+            "train": self.train.to_dict(),
+            "max_train": self.max_train,
+            "seed": self.seed,
+        }
 
     def with_recipe(
         self,

@@ -38,7 +38,10 @@ class SelectionConfig:
             [
                 (math.isfinite(self.lam) and 0.0 <= self.lam <= 1.0, f"lam must be in [0, 1], got {self.lam}"),
                 (self.max_length >= 1, f"max_length must be >= 1, got {self.max_length}"),
-                (math.isfinite(self.c_search) and self.c_search >= 0, f"c_search must be a finite number >= 0, got {self.c_search}"),
+                (
+                    math.isfinite(self.c_search) and self.c_search >= 0,
+                    f"c_search must be a finite number >= 0, got {self.c_search}",
+                ),
             ]
         )
 
