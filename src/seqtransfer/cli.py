@@ -29,6 +29,8 @@ from seqtransfer.core.errors import ConfigError, DatasetError, SeqTransferError
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
 from seqtransfer.selection.config import SelectionConfig
+from seqtransfer.selection.landmark import MIN_LEARNED_DICE
+from seqtransfer.training.config import NetworkConfig
 
 try:  # typer >= 0.2x vendors click; older typer depends on it
     from typer._click import exceptions as click_exceptions
@@ -58,6 +60,7 @@ GRAPH = GraphConfig()
 SELECTION = SelectionConfig()
 ZOO = ZooConfig()
 FINETUNE = FinetuneConfig()
+NETWORK = NetworkConfig()
 
 _LOG_HANDLER = RichHandler(console=err, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
 
@@ -312,33 +315,6 @@ def _check_score(score: str, extra: tuple[str, ...] = ()) -> None:
         raise ConfigError(f"--score must be one of {', '.join((*extra, *SCORES))}, got {score!r}")
 
 
-def _zoo_complete(graph_dir: Path, target: str) -> bool:
-    """Whether every source connected to ``target`` has its zoo model recorded in the graph (no
-    model is loaded; an unknown target is left to the selection to name)."""
-    from seqtransfer.graph.sources import candidate_sources
-    from seqtransfer.graph.store import GraphStore
-
-    graph, _, _, _ = GraphStore(graph_dir).load()
-    if target not in graph:
-        return False
-    connected = [s for s in candidate_sources(graph, target) if graph.has_edge(s, target)]
-    return bool(connected) and all(graph.nodes[s].get("zoo_key") for s in connected)
-
-
-def _leep_of_zoo(graph_dir: Path, target: str, preset: str, spacing: str) -> dict[str, float]:
-    """T = exp(LEEP) of every connected source's zoo model on the target's affinity cases."""
-    from seqtransfer.adapt.run import zoo_transferability
-    from seqtransfer.graph.sources import candidate_sources
-    from seqtransfer.pipeline.workspace import open_training_workspace
-
-    workspace, _ = open_training_workspace(graph_dir, preset, spacing)
-    graph = workspace.graph
-    if target not in graph or graph.nodes[target].get("role") != "target":
-        raise ConfigError(f"{graph_dir}: {target!r} is not a target of the graph")
-    connected = [s for s in candidate_sources(graph, target) if graph.has_edge(s, target)]
-    return zoo_transferability(workspace, workspace.task(target), connected, list(graph.nodes[target].get("affinity_cases", [])))
-
-
 @app.command("select")
 def select_cmd(
     graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
@@ -352,7 +328,7 @@ def select_cmd(
     top: Annotated[int, typer.Option(help="Landmark scores shown.")] = 5,
     min_source_dice: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Held-out Dice below which a source model learned nothing (never a landmark).")
-    ] = 0.05,
+    ] = MIN_LEARNED_DICE,
     score: Annotated[
         str,
         typer.Option(
@@ -360,17 +336,20 @@ def select_cmd(
             "paper (eq. 7), or auto (leep when every connected source has its zoo model, else paper)."
         ),
     ] = "auto",
-    preset: Preset = "cpu",
+    preset: Preset = NETWORK.preset,
     spacing: Spacing = "auto",
 ) -> None:
     """Choose the landmark source and the optimal transfer path for a target."""
-    from seqtransfer.selection.run import load_performance, select_for_target
+    from seqtransfer.selection.run import load_performance, resolve_score, select_for_target
 
     _check_score(score, ("auto",))
     perf = load_performance(performance) if performance else None
-    if score == "auto":  # the leep score where the zoo allows it (and no other O was asked for)
-        score = "leep" if perf is None and not uniform_performance and _zoo_complete(graph_dir, target) else "paper"
-    transferability = _leep_of_zoo(graph_dir, target, preset, spacing) if score == "leep" else None
+    score = resolve_score(graph_dir, target, score, other_performance=perf is not None or uniform_performance)
+    transferability = None
+    if score == "leep":
+        from seqtransfer.adapt.run import target_transferability
+
+        transferability = target_transferability(graph_dir, target, preset, spacing)
     selection = select_for_target(
         graph_dir,
         target,
@@ -422,8 +401,6 @@ def calibrate(
 
 def _zoo_config(preset: str, steps: int, max_train: int, seed: int, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> ZooConfig:
     """The zoo configuration of the options (every other setting ZooConfig's default)."""
-    from seqtransfer.training.config import NetworkConfig
-
     return ZOO.with_recipe(network=NetworkConfig(preset=preset, spacing=spacing), steps=steps, max_train=max_train, seed=seed)
 
 
@@ -454,7 +431,7 @@ Spacing = Annotated[
 def zoo_train(
     graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
     tasks: Annotated[str | None, typer.Option(help="Comma-separated source tasks (default: every source).")] = None,
-    preset: Preset = "cpu",
+    preset: Preset = NETWORK.preset,
     steps: Annotated[int, typer.Option(help="Training steps per source model.")] = ZOO.train.steps,
     max_train: Annotated[int, typer.Option(help="Most training cases per source.")] = ZOO.max_train,
     seed: Annotated[int, typer.Option(help="Seed of splits and training.")] = ZOO.seed,
@@ -492,7 +469,7 @@ def transfer(
     target: Annotated[str, typer.Option(help="Target task.")],
     path: Annotated[str | None, typer.Option(help="Comma-separated path landmark,...,target (default: the stored selection).")] = None,
     draw: Annotated[int, typer.Option(help="Which seeded draw of the target's training cases.")] = FINETUNE.draw,
-    preset: Preset = "cpu",
+    preset: Preset = NETWORK.preset,
     zoo_steps: Annotated[
         int, typer.Option(help="Training steps of the landmark's zoo model, when the graph records none (`zoo train`).")
     ] = ZOO.train.steps,
@@ -638,7 +615,7 @@ def adapt(
     graph: Annotated[Path | None, typer.Option("--graph", help="An existing graph of these sources (its zoo is reused; the targets are added).")] = None,
     inputs: Annotated[list[Path] | None, typer.Option("--input", help="Images to segment, nnU-Net-named (default: the target dataset's imagesTs/).")] = None,
     modality: Annotated[str | None, typer.Option(help="Channel of --target all (needed when the target dataset has several).")] = None,
-    preset: Preset = "cpu",
+    preset: Preset = NETWORK.preset,
     zoo_steps: Annotated[int, typer.Option(min=1, help="Training steps of a source model the graph lacks.")] = ZOO.train.steps,
     steps: Annotated[int, typer.Option(min=1, help="Fine-tuning steps per path step.")] = FINETUNE.steps,
     lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = FINETUNE.lr,

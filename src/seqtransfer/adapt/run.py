@@ -46,10 +46,9 @@ from seqtransfer.data.tasks import (
 )
 from seqtransfer.core.errors import ConfigError, DatasetError
 from seqtransfer.graph.config import GraphConfig
-from seqtransfer.graph.sources import source_pool
+from seqtransfer.graph.sources import candidate_sources, source_pool
 from seqtransfer.selection.path import DEFAULT_C_SEARCH, DEFAULT_LAMBDA, DEFAULT_MAX_LENGTH
-from seqtransfer.pipeline.transfer import FinetuneConfig
-from seqtransfer.pipeline.zoo import ZooConfig
+from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
 
 #: ``(stage, done, total)``: stages are "verify", "graph: ...", "zoo", "training NAME", "estimate", "predict".
 Progress = Callable[[str, int, int], None]
@@ -317,6 +316,24 @@ def zoo_transferability(
             f"{workspace.root}: the leep score needs the zoo model of every connected source; missing: {', '.join(missing[:5])} (run `seqtransfer zoo train`)"
         )
     return leep_transferability(workspace, task, cases, {s: m.folder for s, m in models.items()}, seed=seed, progress=progress)
+
+
+def target_transferability(graph_dir: str | Path, target: str, preset: str = "cpu", spacing: str = "auto") -> dict[str, float]:
+    """T = exp(LEEP) of every connected source's recorded zoo model on a graph target's affinity
+    cases (what ``seqtransfer select --score leep`` ranks by), the models run at ``preset``'s grid.
+
+    Raises:
+        ConfigError: ``target`` is not a target of the graph, or a connected source has no
+            finished zoo model.
+    """
+    from seqtransfer.pipeline.workspace import open_training_workspace
+
+    workspace, _ = open_training_workspace(graph_dir, preset, spacing)
+    graph = workspace.graph
+    if target not in graph or graph.nodes[target].get("role") != "target":
+        raise ConfigError(f"{graph_dir}: {target!r} is not a target of the graph")
+    connected = [s for s in candidate_sources(graph, target) if graph.has_edge(s, target)]
+    return zoo_transferability(workspace, workspace.task(target), connected, list(graph.nodes[target].get("affinity_cases", [])))
 
 
 def _prediction_digest(finals: dict[str, str]) -> str:

@@ -133,6 +133,28 @@ def stored_selection(graph_dir: str | Path, target: str) -> Selection | None:
         raise ConfigError(f"{path}: corrupt selection ({exc})") from exc
 
 
+def zoo_recorded(graph: nx.Graph, target: str) -> bool:
+    """Whether every source connected to ``target`` has its zoo model recorded on the graph
+    (``zoo_key``, written by ``seqtransfer zoo train``); no model is loaded, and a target that
+    is not in the graph gives False (the selection names it)."""
+    if target not in graph:
+        return False
+    connected = [s for s in candidate_sources(graph, target) if graph.has_edge(s, target)]
+    return bool(connected) and all(graph.nodes[s].get("zoo_key") for s in connected)
+
+
+def resolve_score(graph_dir: str | Path, target: str, score: str, other_performance: bool = False) -> str:
+    """The landmark score ``auto`` stands for: ``leep`` when every connected source has its zoo
+    model and no other O was asked for (``other_performance``: a performance file or uniform
+    O), else ``paper``; any other score is returned as it is."""
+    if score != "auto":
+        return score
+    if other_performance:
+        return "paper"
+    graph, _, _, _ = GraphStore(graph_dir).load()
+    return "leep" if zoo_recorded(graph, target) else "paper"
+
+
 def select_for_target(
     graph_dir: str | Path,
     target: str,
