@@ -155,19 +155,15 @@ def verify(datasets: DatasetDirs) -> None:
     out.print(f"ok: {len(datasets)} dataset(s) verified, {n_warn} warning(s)", markup=False)
 
 
-def _load_tasks(datasets: list[Path], groups: Path | None, modalities: Path | None = None):  # noqa: ANN202 - internal helper
-    from seqtransfer.data.tasks import find_modality_aliases, find_objective_groups, load_modality_aliases, load_objective_groups, split_tasks
-    from seqtransfer.data.verify import require_valid
+def _load_tasks(datasets: list[Path], groups: Path | None, modalities: Path | None = None) -> tuple[list[Any], Path | None]:
+    """The datasets' tasks (:func:`~seqtransfer.data.verify.verified_tasks`), warnings printed."""
+    from seqtransfer.data.verify import verified_tasks
 
     with staged_progress("verifying") as update:
-        parsed, warnings = require_valid(datasets, update)
-    for warning in warnings:
+        found = verified_tasks(datasets, groups, modalities, update)
+    for warning in found.warnings:
         err.print(str(warning), markup=False)
-    groups_path = groups or find_objective_groups(datasets)
-    group_map = load_objective_groups(groups_path) if groups_path else None
-    aliases_path = modalities or find_modality_aliases(datasets)
-    aliases = load_modality_aliases(aliases_path) if aliases_path else None
-    return split_tasks(parsed, group_map, aliases), groups_path
+    return found.tasks, found.groups_file
 
 
 Modalities = Annotated[

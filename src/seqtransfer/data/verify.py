@@ -15,12 +15,21 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from seqtransfer.data.dataset import Case, Dataset, Problem, parse_dataset
 from seqtransfer.data.io import read_image
+from seqtransfer.data.tasks import (
+    Task,
+    find_modality_aliases,
+    find_objective_groups,
+    load_modality_aliases,
+    load_objective_groups,
+    split_tasks,
+)
 from seqtransfer.core.errors import DatasetError
 
 SPACING_RTOL = 1e-3
@@ -207,3 +216,45 @@ def require_valid(
         assert dataset is not None  # no error was found
         datasets.append(dataset)
     return datasets, [p for p in problems if p.severity == "warning"]
+
+
+@dataclass(frozen=True)
+class VerifiedTasks:
+    """The binary tasks of verified datasets.
+
+    Attributes:
+        tasks: every task site-modality-objective.
+        warnings: the verification's warnings (errors are refused).
+        groups_file: the objective-group map used, if any.
+        aliases_file: the modality alias map used, if any.
+    """
+
+    tasks: list[Task]
+    warnings: list[Problem]
+    groups_file: Path | None
+    aliases_file: Path | None
+
+
+def verified_tasks(
+    roots: Sequence[str | Path],
+    groups: str | Path | None = None,
+    modalities: str | Path | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> VerifiedTasks:
+    """Verify datasets and split them into tasks (``seqtransfer tasks`` and ``graph build``).
+
+    Args:
+        roots: dataset folders.
+        groups: objective-group map (default: ``objective_groups.json`` beside the datasets).
+        modalities: modality alias map (default: ``modality_aliases.json`` beside them).
+        progress: forwarded to :func:`verify_datasets`.
+
+    Raises:
+        DatasetError: a dataset or map with an error.
+    """
+    datasets, warnings = require_valid(roots, progress)
+    groups_file = Path(groups) if groups is not None else find_objective_groups(roots)
+    aliases_file = Path(modalities) if modalities is not None else find_modality_aliases(roots)
+    group_map = load_objective_groups(groups_file) if groups_file is not None else None
+    aliases = load_modality_aliases(aliases_file) if aliases_file is not None else None
+    return VerifiedTasks(split_tasks(datasets, group_map, aliases), warnings, groups_file, aliases_file)
