@@ -196,7 +196,7 @@ def benchmark_make(
     hospital's dataset with few labelled cases, unlabelled cases in imagesTs and their
     held-back labels in labelsTs.
     """
-    from seqtransfer.data.benchmark import BenchmarkConfig, make_benchmark, make_new_target
+    from seqtransfer.benchmark import BenchmarkConfig, make_benchmark, make_new_target
 
     config = BenchmarkConfig(seed=seed, size=size, cases=cases, tumour_sites=sites, deep_grey=deep_grey)
     with staged_progress("generating") as update:

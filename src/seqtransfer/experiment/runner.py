@@ -56,7 +56,7 @@ from seqtransfer.pipeline.workspace import Workspace, open_workspace
 from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, record_zoo_node, train_source
 
 if TYPE_CHECKING:
-    from seqtransfer.data.benchmark import BenchmarkConfig
+    from seqtransfer.benchmark import BenchmarkConfig
 
 Log = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
@@ -76,7 +76,7 @@ def finetune_config_of(config: ExperimentConfig, draw: int = 0) -> FinetuneConfi
 
 def benchmark_config_of(config: ExperimentConfig) -> BenchmarkConfig:
     """The embedded benchmark an experiment with ``[data] benchmark = true`` generates."""
-    from seqtransfer.data.benchmark import BenchmarkConfig
+    from seqtransfer.benchmark import BenchmarkConfig
 
     return BenchmarkConfig(
         seed=config.seed,
@@ -144,7 +144,7 @@ class Context:
 def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progress | None) -> tuple[list[Path], Path | None]:
     if not config.data.benchmark:
         return [Path(d) for d in config.data.datasets], Path(config.data.groups) if config.data.groups else None
-    from seqtransfer.data.benchmark import make_benchmark
+    from seqtransfer.benchmark import make_benchmark
 
     bench = benchmark_config_of(config)
     out = run_dir / "benchmark"
