@@ -72,7 +72,7 @@ def command_section(command: Command, ctx: Any) -> str:
     """One command's section: heading, help, usage, options table (and a group's commands)."""
     path = ctx.command_path
     level = "#" * min(2 + path.count(" "), 4)
-    lines = [f"{level} `{path}`", ""]
+    lines = [f"{level} {path}", ""]
     for paragraph in _paragraphs(command.help or ""):
         lines += [plain_text(paragraph), ""]
     usage = " ".join([path, *command.collect_usage_pieces(ctx)])

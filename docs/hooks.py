@@ -106,8 +106,14 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
 
 
 def tex_to_mathml(tex: str, display: str) -> str:
-    """One formula, as arithmatex left it (HTML-escaped TeX), as MathML."""
-    return str(latex2mathml.converter.convert(html.unescape(tex).strip(), display=display))
+    """One formula, as arithmatex left it (HTML-escaped TeX), as MathML.
+
+    A displayed formula is typeset in display style (full-size sums, limits below them).
+    """
+    tex = html.unescape(tex).strip()
+    if display == "block":
+        tex = rf"\displaystyle {tex}"
+    return str(latex2mathml.converter.convert(tex, display=display))
 
 
 def on_page_content(content: str, page: Page, config: MkDocsConfig, files: Files, **_: Any) -> str:
