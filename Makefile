@@ -23,5 +23,12 @@ demo: install
 test: install
 	$(PY) -m pytest
 
+# the documentation, into site/ (warnings are errors): see docs/index.md
+.PHONY: docs
+docs: install
+	$(PY) -m pip install -q -e ".[docs]"
+	$(VENV)/bin/mkdocs build --strict
+
 clean:
 	rm -rf demo_run .pytest_cache
+	rm -rf site
