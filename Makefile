@@ -23,6 +23,15 @@ demo: install
 test: install
 	$(PY) -m pytest
 
+# ruff (lint and format) and mypy on src/, and the import-linter layers contract
+.PHONY: lint
+lint: install
+	$(PY) -m pip install -q -e ".[lint]"
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/ruff format --check src
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
 # the documentation, into site/ (warnings are errors): see docs/index.md
 .PHONY: docs
 docs: install
