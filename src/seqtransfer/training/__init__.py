@@ -3,13 +3,13 @@
 Modules, in the order a run uses them: ``network`` (architecture, presets, encoder/decoder
 split, freezing, device), ``augment`` (patch sampling, MONAI augmentation), ``loss``
 (Dice + cross-entropy), ``ewc`` (Fisher, anchor, penalty), ``checkpoint`` (nnU-Net-named,
-atomic checkpoints), ``loop`` (the trainer).
+atomic checkpoints), ``loop`` (the one trainer, whose sampler and step variants override).
 """
 
 from seqtransfer.training.augment import AugmentConfig, PatchSampler, build_augmentation, sample_patch
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, CHECKPOINT_LATEST, load_checkpoint, load_weights
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher, ewc_penalty
-from seqtransfer.training.loop import TrainConfig, TrainResult, train
+from seqtransfer.training.loop import StepLoss, TrainConfig, Trainer, TrainResult, train
 from seqtransfer.training.loss import SegmentationLoss, deep_supervision_weights
 from seqtransfer.training.network import (
     NetworkConfig,
@@ -31,8 +31,10 @@ __all__ = [
     "NetworkConfig",
     "PatchSampler",
     "SegmentationLoss",
+    "StepLoss",
     "TrainConfig",
     "TrainResult",
+    "Trainer",
     "anchor_from",
     "autocast_context",
     "build_augmentation",
