@@ -450,7 +450,7 @@ def _estimate(workspace: Any, task: Task, path: list[str], zoo: ZooConfig, finet
         train_ids = [c for c in ids if c != left_out]
         report = None if progress is None else (lambda n, s, t, _loss, c=left_out: progress(f"estimate without {c}: {n}", s, t))
         metrics = run_transfer(workspace, task.name, path, zoo, finetune, out_dir=out / "estimate" / task.name / left_out, progress=report, target_cases=train_ids, landmark=landmark)
-        folder = Path(metrics["final_model"])
+        folder = Path(metrics.final_model)
         model, network = load_model(folder, device)
         scores = cached_scores(folder, model, workspace, task, [left_out], tuple(network.patch_size or ()), device)
         value = scores[left_out]
@@ -591,7 +591,7 @@ def adapt(
             workspace, task.name, selection.path, config.zoo, config.finetune, out_dir=out / "transfers" / task.name, progress=report, target_cases=labelled, landmark=landmark
         )
         timings[f"fine-tune {task.name}"] = round(time.perf_counter() - t1, 3)
-        finals[task.name] = str(metrics["final_model"])
+        finals[task.name] = metrics.final_model
         record: dict[str, Any] = {
             "target": task.name,
             "modality": task.modality,
@@ -607,8 +607,8 @@ def adapt(
             "affinity_cases": list(graph.nodes[task.name].get("affinity_cases", [])),
             "landmark_model": str(landmark.folder),
             "landmark_source_dice": landmark.dice,
-            "step_models": [{"node": s["node"], "folder": s["folder"], "train_cases": s["train_cases"], "cached": s["cached"]} for s in metrics["steps"]],
-            "final_model": str(metrics["final_model"]),
+            "step_models": [{"node": s.node, "folder": s.folder, "train_cases": s.train_cases, "cached": s.cached} for s in metrics.steps],
+            "final_model": metrics.final_model,
             "landmark_scores": selection.to_json()["landmark_scores"],
             "score": selection.score,
         }
