@@ -576,7 +576,7 @@ def adapt(
         selection = select_in_graph(
             seen, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search, where=str(graph_root), transferability=transferability
         )
-        write_json(workspace.store.selection_path(task.name), selection.to_json())
+        write_json(workspace.store.selection_path(task.name), selection.to_dict())
         log(f"select: {task.name} starts from {selection.landmark} ({len(selection.path) - 1} step(s)); fine-tuning on {task.n_cases} labelled case(s)")
         t1 = time.perf_counter()
         # 5. fine-tune on every labelled case
@@ -609,7 +609,7 @@ def adapt(
             "landmark_source_dice": landmark.dice,
             "step_models": [{"node": s.node, "folder": s.folder, "train_cases": s.train_cases, "cached": s.cached} for s in metrics.steps],
             "final_model": metrics.final_model,
-            "landmark_scores": selection.to_json()["landmark_scores"],
+            "landmark_scores": selection.to_dict()["landmark_scores"],
             "score": selection.score,
         }
         if config.estimate:
