@@ -6,9 +6,10 @@ Stages, each skipped where the store (``RUN_DIR/runs.sqlite``) already holds its
 2. one graph per draw of the target's training cases (:func:`~seqtransfer.experiment.protocol.draw_graph`);
 3. the zoo: one model per source connected to some target (its held-out Dice is O);
 4. per target and draw: the selection (landmark + optimal path), then every method of
-   ``protocol.methods``; the transferability scores of every connected source (LogME, LEEP,
-   NCE); for the first ``quality_draws`` draws, the direct transfer of every connected source
-   (the selection-quality ground truth);
+   ``protocol.methods`` (the registry :mod:`~seqtransfer.experiment.methods`); the
+   transferability scores of every connected source (LogME, LEEP, NCE); for the first
+   ``quality_draws`` draws, the direct transfer of every connected source (the
+   selection-quality ground truth);
 5. the sample-size study (``protocol.n_train`` other than 3): per number n of labelled target
    cases, draw and target, ``protocol.sample_size_methods`` with n cases (graph, scores,
    training), scored on the first test set (:func:`run_sample_size`);
