@@ -207,18 +207,26 @@ class ScoreLandmark(Method):
 
 
 class LogME(ScoreBaseline):
+    """The best source by LogME, transferred directly."""
+
     name = score = "logme"
 
 
 class LEEP(ScoreBaseline):
+    """The best source by LEEP, transferred directly."""
+
     name = score = "leep"
 
 
 class LogMEPath(ScoreLandmark):
+    """LogME's landmark, then the optimal path."""
+
     name, score = "logme_stps", "logme"
 
 
 class LEEPPath(ScoreLandmark):
+    """LEEP's landmark, then the optimal path."""
+
     name, score = "leep_stps", "leep"
 
 
