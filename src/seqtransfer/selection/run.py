@@ -10,7 +10,8 @@ from __future__ import annotations
 import csv
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -85,13 +86,28 @@ class Selection:
     target_labelled_cases: int | None = None
     score: str = "paper"
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict; ``lam`` is saved as ``lambda``, infinite scores as null."""
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``selections/TARGET.json``); ``lam`` is saved as ``lambda``, infinite scores as null."""
         data = asdict(self)
         data["lambda"] = data.pop("lam")
         for row in data["landmark_scores"]:
             row.update({k: None for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)})
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Selection:
+        """The selection of :meth:`to_dict`'s form (an infinite score stays null); a field added
+        since a file was written takes its default.
+
+        Raises:
+            ConfigError: a field without a default is missing.
+        """
+        keys = {f.name: "lambda" if f.name == "lam" else f.name for f in fields(cls)}
+        required = [keys[f.name] for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [key for key in required if key not in data]
+        if missing:
+            raise ConfigError(f"selection without {', '.join(missing)}")
+        return cls(**{name: data[key] for name, key in keys.items() if key in data})
 
 
 def select_for_target(
@@ -138,7 +154,7 @@ def select_for_target(
         transferability=transferability,
     )
     if save:
-        write_json(store.selection_path(target), selection.to_json())
+        write_json(store.selection_path(target), selection.to_dict())
     return selection
 
 
