@@ -23,5 +23,21 @@ demo: install
 test: install
 	$(PY) -m pytest
 
+# ruff (lint and format) and mypy on src/, and the import-linter layers contract
+.PHONY: lint
+lint: install
+	$(PY) -m pip install -q -e ".[lint]"
+	$(VENV)/bin/ruff check src
+	$(VENV)/bin/ruff format --check src
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports --no-cache
+
+# the documentation, into site/ (warnings are errors): see docs/index.md
+.PHONY: docs
+docs: install
+	$(PY) -m pip install -q -e ".[docs]"
+	$(VENV)/bin/mkdocs build --strict
+
 clean:
 	rm -rf demo_run .pytest_cache
+	rm -rf site

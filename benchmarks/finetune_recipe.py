@@ -49,7 +49,7 @@ from typing import Any
 import numpy as np
 
 from seqtransfer.experiment.config import config_from_dict
-from seqtransfer.experiment.runner import _zoo_from_record, zoo_config_of
+from seqtransfer.experiment.runner import zoo_config_of
 from seqtransfer.report.tables import bootstrap_interval
 from seqtransfer.core.threads import single_threaded
 from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
@@ -126,7 +126,7 @@ def _zoo_models(study: Path, work: Path, names: set[str]) -> dict[str, ZooModel]
         copy = work / "models" / "zoo" / r["task"] / r["key"]
         if not (copy / "checkpoint_final.pth").exists():
             shutil.copytree(r["folder"], copy, dirs_exist_ok=True)
-        out[r["task"]] = _zoo_from_record({**r, "folder": str(copy)})
+        out[r["task"]] = ZooModel.from_dict({**r, "folder": str(copy)})
     missing = names - set(out)
     if missing:
         raise SystemExit(f"no finished zoo model in {study} for {', '.join(sorted(missing))}")
@@ -223,12 +223,12 @@ def main() -> None:
                         "draw": draw,
                         **recipe,
                         "lambda_ewc": LAMBDA_EWC,
-                        "zero_shot": m["zero_shot_dice"],
-                        "final": m["final_dice"],
-                        "validation_set_dice": m["final_test_set_dice"],
-                        "train_cases": m["target_train_cases"],
-                        "landmark_source_dice": m["landmark_source_dice"],
-                        "cached": m["steps"][-1]["cached"],
+                        "zero_shot": m.zero_shot_dice,
+                        "final": m.final_dice,
+                        "validation_set_dice": m.final_test_set_dice,
+                        "train_cases": m.target_train_cases,
+                        "landmark_source_dice": m.landmark_source_dice,
+                        "cached": m.steps[-1].cached,
                         "seconds": seconds,
                         "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
                     }
@@ -237,7 +237,7 @@ def main() -> None:
                 tmp = args.out.with_suffix(".tmp")
                 tmp.write_text(json.dumps(results, indent=1))
                 tmp.replace(args.out)
-                print(f"pair {p['pair']} {p['landmark']} -> {p['target']} draw {draw} {_label(recipe)}: {m['final_dice']:.3f} (zero-shot {m['zero_shot_dice']:.3f}, {seconds:.0f} s)", flush=True)
+                print(f"pair {p['pair']} {p['landmark']} -> {p['target']} draw {draw} {_label(recipe)}: {m.final_dice:.3f} (zero-shot {m.zero_shot_dice:.3f}, {seconds:.0f} s)", flush=True)
     print()
     print(summarize(results))
 

@@ -256,7 +256,7 @@ class ProgressLog:
 
 
 def bench_config(args: argparse.Namespace) -> Any:
-    from seqtransfer.data.benchmark import BenchmarkConfig
+    from seqtransfer.benchmark import BenchmarkConfig
 
     return BenchmarkConfig(seed=args.seed, size=args.size, cases=args.volumes, tumour_sites=args.sites)
 
@@ -296,7 +296,7 @@ def load_tasks(args: argparse.Namespace) -> tuple[list[Any], list[str], dict[str
 
 def phase_generate(args: argparse.Namespace) -> dict[str, Any]:
     from seqtransfer.core.atomic import write_json
-    from seqtransfer.data.benchmark import make_benchmark
+    from seqtransfer.benchmark import make_benchmark
 
     config = bench_config(args)
     out = bench_dir(args)

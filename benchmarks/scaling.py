@@ -215,7 +215,7 @@ def phase_transfer(args: argparse.Namespace) -> dict:
         "wall_s": time.perf_counter() - start,
         "zoo_s": t_zoo,
         "transfer_s": t_transfer,
-        "final_dice": metrics["final_dice"],
+        "final_dice": metrics.final_dice,
         "peak_rss_mib": sampler.peak / 1024,
     }
     if not args.keep:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from seqtransfer.data.benchmark import DEEP_GREY_DATASET, BenchmarkConfig, make_benchmark
+from seqtransfer.benchmark import DEEP_GREY_DATASET, BenchmarkConfig, make_benchmark
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.io import read_image
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig

@@ -226,7 +226,7 @@ def benchmark_make(
     hospital's dataset with few labelled cases, unlabelled cases in imagesTs and their
     held-back labels in labelsTs.
     """
-    from seqtransfer.data.benchmark import BenchmarkConfig, make_benchmark, make_new_target
+    from seqtransfer.benchmark import BenchmarkConfig, make_benchmark, make_new_target
 
     config = BenchmarkConfig(seed=seed, size=size, cases=cases, tumour_sites=sites, deep_grey=deep_grey)
     with staged_progress("generating") as update:
@@ -531,11 +531,11 @@ def transfer(
     table = Table(title=title)
     for column in ("step", "task", "Dice before", "Dice after", "cached"):
         table.add_column(column, no_wrap=True)
-    table.add_row("0", f"{nodes[0]} (zoo)", "", dice(metrics["zero_shot_dice"]), "")
-    for i, step in enumerate(metrics["steps"], start=1):
-        table.add_row(str(i), step["node"], dice(step["dice_before"]), dice(step["dice_after"]), "yes" if step["cached"] else "")
+    table.add_row("0", f"{nodes[0]} (zoo)", "", dice(metrics.zero_shot_dice), "")
+    for i, step in enumerate(metrics.steps, start=1):
+        table.add_row(str(i), step.node, dice(step.dice_before), dice(step.dice_after), "yes" if step.cached else "")
     out.print(table)
-    out.print(f"metrics: {Path(metrics['run_dir']) / 'metrics.json'}", markup=False)
+    out.print(f"metrics: {Path(metrics.run_dir) / 'metrics.json'}", markup=False)
 
 
 @app.command()

@@ -131,7 +131,7 @@ def demo_adapt(run_dir: Path, config: ExperimentConfig, console: Console, progre
     import json
 
     from seqtransfer.adapt import AdaptConfig, adapt, plan_adapt
-    from seqtransfer.data.benchmark import NEW_TARGET_DATASET, NEW_TARGET_SITE, make_new_target
+    from seqtransfer.benchmark import NEW_TARGET_DATASET, NEW_TARGET_SITE, make_new_target
     from seqtransfer.data.tasks import task_name
     from seqtransfer.experiment.runner import benchmark_config_of, finetune_config_of, zoo_config_of
     from seqtransfer.graph.store import GraphStore

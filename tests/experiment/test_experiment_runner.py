@@ -188,10 +188,10 @@ def test_a_target_whose_pool_learned_nothing_runs_what_needs_no_landmark(dataset
 
     real = runner.selection
 
-    def selection(ctx, target, draw, lam=None, graph=None):  # noqa: ANN001, ANN202
+    def selection(ctx, target, draw, **kwargs):  # noqa: ANN001, ANN003, ANN202
         if target == "Les-T1-lesion":
             raise SelectionError(f"target {target!r}: none of its connected source models learned its task")
-        return real(ctx, target, draw, lam=lam, graph=graph)
+        return real(ctx, target, draw, **kwargs)
 
     monkeypatch.setattr(runner, "selection", selection)
     lines: list[str] = []

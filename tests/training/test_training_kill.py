@@ -47,8 +47,8 @@ def progress(node, step, total, loss):
 
 with single_threaded():
     metrics = run_transfer(open_workspace(graph, size=16, cache_dir=cache), path[-1], path, zoo, ft, progress=progress)
-print("RESULT " + json.dumps({"final_dice": metrics["final_dice"], "final_model": metrics["final_model"],
-      "steps": [s["dice_after"] for s in metrics["steps"]]}), flush=True)
+print("RESULT " + json.dumps({"final_dice": metrics.final_dice, "final_model": metrics.final_model,
+      "steps": [s.dice_after for s in metrics.steps]}), flush=True)
 """
 
 

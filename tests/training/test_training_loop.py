@@ -14,7 +14,7 @@ from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.evaluation import dice_on_cases, mean_dice
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, CHECKPOINT_LATEST, load_checkpoint, load_weights
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher
-from seqtransfer.training.loop import TrainConfig, train
+from seqtransfer.training.loop import StepLoss, TrainConfig, Trainer, _fork_devices, train
 from seqtransfer.training.loss import SegmentationLoss
 from seqtransfer.training.network import NetworkConfig, build_network, decoder_parameters, encoder_parameters
 
@@ -215,9 +215,76 @@ def test_resume_restores_the_scheduler(tmp_path: Path) -> None:
     assert result.lrs == pytest.approx([0.01] * 4 + [0.005] * 2 + [0.0025] * 2)
 
 
+def test_constant_schedule_keeps_the_learning_rate() -> None:
+    cases = [(np.zeros((1, 16, 16, 16), np.float32), np.zeros((16, 16, 16), np.uint8))]
+    config = TrainConfig(steps=6, augment=False, plateau_interval=2, plateau_patience=0, lr_schedule="constant")
+
+    def flat_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return output.mean() * 0.0 + 1.0
+
+    result = train(_model(), cases, config, PATCH, loss_fn=flat_loss, device="cpu")
+    assert result.lrs == (0.01,) * 6
+
+
+def test_lr_schedule_is_recorded_only_when_not_the_default(cubes, tmp_path: Path) -> None:
+    assert "lr_schedule" not in TrainConfig(steps=1).to_dict()  # keys of earlier models unchanged
+    constant = TrainConfig(steps=2, augment=False, lr_schedule="constant")
+    assert TrainConfig.from_dict(constant.to_dict()) == constant
+    train(_model(), cubes(2), TrainConfig(steps=2, augment=False), PATCH, out_dir=tmp_path, device="cpu")
+    with pytest.raises(ConfigError, match="different training configuration"):
+        train(_model(), cubes(2), constant, PATCH, out_dir=tmp_path, resume=True, device="cpu")
+
+
+class _ScaledLoss(Trainer):
+    """A variant that overrides the step: the default objective, scaled."""
+
+    def step(self, batch: tuple[torch.Tensor, torch.Tensor]) -> StepLoss:
+        return StepLoss(3.0 * super().step(batch).objective)
+
+
+class _CountingSampler(Trainer):
+    """A variant that overrides the sampler: records every draw."""
+
+    drawn = 0
+
+    def sample(self, rng: np.random.Generator) -> object:
+        self.drawn += 1
+        return super().sample(rng)
+
+
+def test_fit_uses_the_overridden_step_and_sampler(cubes, tmp_path: Path) -> None:
+    config = TrainConfig(steps=3, augment=False, checkpoint_every=1)
+    plain = train(_model(), cubes(2), config, PATCH, device="cpu")
+    scaled = _ScaledLoss(_model(), cubes(2), config, PATCH, device="cpu").fit()
+    assert scaled.losses[0] == pytest.approx(3.0 * plain.losses[0])
+    counting = _CountingSampler(_model(), cubes(2), config, PATCH, out_dir=tmp_path, device="cpu")
+    counted = counting.fit()
+    assert counting.drawn == 3 and counted.losses == plain.losses  # the batch after the last is never drawn
+    assert load_checkpoint(tmp_path / CHECKPOINT_FINAL)["step"] == 3
+
+
+def test_the_random_state_is_forked_on_the_training_gpu_only() -> None:
+    assert _fork_devices(torch.device("cpu")) == []
+    assert _fork_devices(torch.device("cuda", 1)) == [1]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_training_on_a_gpu_leaves_the_global_random_states_untouched(cubes) -> None:
+    torch.manual_seed(5)
+    torch.cuda.manual_seed(123)
+    cpu, gpu = torch.get_rng_state(), torch.cuda.get_rng_state()
+    train(_model(), cubes(2), TrainConfig(steps=2), PATCH, device="cuda")
+    assert torch.equal(torch.get_rng_state(), cpu) and torch.equal(torch.cuda.get_rng_state(), gpu)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
-    [({"steps": 0}, "steps"), ({"steps": 1, "lr": 0.0}, "lr"), ({"steps": 1, "lambda_ewc": -1.0}, "lambda_ewc")],
+    [
+        ({"steps": 0}, "steps"),
+        ({"steps": 1, "lr": 0.0}, "lr"),
+        ({"steps": 1, "lambda_ewc": -1.0}, "lambda_ewc"),
+        ({"steps": 1, "lr_schedule": "cosine"}, "lr_schedule"),
+    ],
 )
 def test_train_config_rejects(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):

@@ -15,15 +15,22 @@ from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph import GraphConfig, build_graph
 from seqtransfer.training.loop import TrainConfig
 from seqtransfer.training.network import NetworkConfig
-from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
+from seqtransfer.pipeline.transfer import FinetuneConfig, TransferResult, run_transfer
 from seqtransfer.pipeline.workspace import open_workspace
-from seqtransfer.pipeline.zoo import ZooConfig, train_zoo
+from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, train_zoo, zoo_model
 
 SHAPE = (16, 16, 16)
 NET = NetworkConfig(patch_size=(16, 16, 16), filters=(4, 8, 16))
 ZOO = ZooConfig(network=NET, train=TrainConfig(steps=3, augment=False), max_train=4)
 FT = FinetuneConfig(steps=2, augment=False)
 TARGET = "Les-T1-lesion"
+#: ``metrics.json`` of a transfer run, as every run before the typed result wrote it
+METRICS_KEYS = (
+    *("target", "path", "draw", "landmark_model", "landmark_source_dice", "zero_shot_dice", "zero_shot_test_set_dice"),
+    *("final_dice", "final_test_set_dice", "final_model", "target_train_cases", "mode", "test_sets", "per_case", "steps"),
+    *("finetune", "zoo", "device"),
+)
+STEP_KEYS = {"node", "train_cases", "dice_before", "dice_after", "test_set_dice_after", "encoder_unchanged", "seconds", "cached", "folder"}
 
 
 @pytest.fixture
@@ -50,17 +57,35 @@ def test_zoo_records_o_and_never_trains_twice(workspace) -> None:
     assert again[0].folder == models[0].folder and again[0].checkpoint.stat().st_mtime_ns == mtime
 
 
+def test_a_zoo_model_is_stored_in_the_layout_of_the_run_store_and_read_back(tmp_path: Path) -> None:
+    folder = tmp_path / "zoo" / "A"
+    model = ZooModel(task="A-T1-tumour", folder=folder, key="k1", dice=0.5, train_cases=("a", "b"), test_cases=("c",))
+    stored = {"task": "A-T1-tumour", "folder": str(folder), "key": "k1", "dice": 0.5, "train_cases": ["a", "b"], "test_cases": ["c"]}
+    assert model.to_dict() == stored  # the store's ``zoo`` records before the typed model
+    assert ZooModel.from_dict(json.loads(json.dumps(stored))) == model
+    # an undefined held-out Dice (stored as null, or NaN in metrics.json) counts as 0
+    assert ZooModel.from_dict({**stored, "dice": None}).dice == 0.0
+    assert ZooModel.from_dict({**stored, "dice": float("nan")}).dice == 0.0
+    metrics = {"task": "A-T1-tumour", "key": "k1", "dice": 0.5, "learned": True, "train_cases": ["a", "b"], "test_cases": ["c"]}
+    assert zoo_model(folder, metrics) == model
+
+
 def test_transfer_freezes_encoder_records_steps_and_reuses_prefixes(workspace) -> None:
     metrics = run_transfer(workspace, TARGET, ["A-T1-tumour", "B-T1-tumour", TARGET], ZOO, FT)
-    assert [s["node"] for s in metrics["steps"]] == ["B-T1-tumour", TARGET]
-    assert all(s["encoder_unchanged"] for s in metrics["steps"])
-    assert metrics["steps"][0]["dice_before"] == metrics["zero_shot_dice"]
-    assert metrics["steps"][1]["dice_before"] == metrics["steps"][0]["dice_after"]
-    assert len(metrics["test_sets"]) == 3 and all(len(s) == 10 for s in metrics["test_sets"])
-    assert not set(metrics["target_train_cases"]) & {c for s in metrics["test_sets"] for c in s}
-    run_dir = Path(metrics["run_dir"])
+    assert [s.node for s in metrics.steps] == ["B-T1-tumour", TARGET]
+    assert all(s.encoder_unchanged for s in metrics.steps)
+    assert metrics.steps[0].dice_before == metrics.zero_shot_dice
+    assert metrics.steps[1].dice_before == metrics.steps[0].dice_after
+    assert len(metrics.test_sets) == 3 and all(len(s) == 10 for s in metrics.test_sets)
+    assert not set(metrics.target_train_cases) & {c for s in metrics.test_sets for c in s}
+    run_dir = Path(metrics.run_dir)
     saved = json.loads((run_dir / "metrics.json").read_text())
-    assert saved["final_dice"] == metrics["final_dice"]
+    assert saved["final_dice"] == metrics.final_dice
+    # metrics.json keeps the layout it always had; the result is read back from it unchanged
+    assert list(saved) == [*METRICS_KEYS]
+    assert set(saved["steps"][0]) == STEP_KEYS
+    assert metrics.to_dict() == {**saved, "run_dir": str(run_dir)}
+    assert TransferResult.from_dict({**saved, "run_dir": str(run_dir)}) == metrics
     # predictions keep the original affine and shape
     case = sorted((run_dir / "predictions").glob("*.nii.gz"))[0]
     original = nib.load(str(workspace.root.parent / "Dataset002_Les" / "labelsTr" / case.name))
@@ -68,14 +93,14 @@ def test_transfer_freezes_encoder_records_steps_and_reuses_prefixes(workspace) -
     assert pred.shape == original.shape and np.allclose(pred.affine, original.affine)
     # a path sharing the first step reuses its checkpoint
     other = run_transfer(workspace, TARGET, ["A-T1-tumour", "B-T1-tumour", TARGET], ZOO, FT)
-    assert [s["cached"] for s in other["steps"]] == [True, True]
-    assert other["final_dice"] == metrics["final_dice"]
+    assert [s.cached for s in other.steps] == [True, True]
+    assert other.final_dice == metrics.final_dice
     direct = run_transfer(workspace, TARGET, ["A-T1-tumour", TARGET], ZOO, FT)
-    assert [s["cached"] for s in direct["steps"]] == [False]
+    assert [s.cached for s in direct.steps] == [False]
     # the landmark's Fisher and its zero-shot scores were computed once and kept in its folder
-    landmark = Path(metrics["landmark_model"])
+    landmark = Path(metrics.landmark_model)
     assert len(list((landmark / "fisher").glob("*.pth"))) == 1 and len(list((landmark / "scores").glob("*.json"))) == 1
-    assert direct["zero_shot_dice"] == metrics["zero_shot_dice"]
+    assert direct.zero_shot_dice == metrics.zero_shot_dice
 
 
 def test_bad_paths_and_small_targets_are_refused(workspace) -> None:
@@ -120,16 +145,16 @@ def test_full_size_volumes_train_on_patches_and_predict_at_their_spacing(dataset
     assert image.shape == (1, 22, 17, 20) and label.shape == (22, 17, 20)  # larger than the 16^3 patch
     zoo = ZooConfig(network=NET, train=TrainConfig(steps=3, augment=True), max_train=4)
     metrics = run_transfer(ws, TARGET, ["A-T1-tumour", TARGET], zoo, FT)
-    assert all(s["encoder_unchanged"] for s in metrics["steps"])
-    final = Path(metrics["final_model"])
+    assert all(s.encoder_unchanged for s in metrics.steps)
+    final = Path(metrics.final_model)
     assert json.loads((final / "config.json").read_text())["preprocess"] == {"size": 16, "spacing": [1.0, 1.0, 1.0]}
-    pred = nib.load(str(sorted((Path(metrics["run_dir"]) / "predictions").glob("*.nii.gz"))[0]))
+    pred = nib.load(str(sorted((Path(metrics.run_dir) / "predictions").glob("*.nii.gz"))[0]))
     assert pred.shape == shape
     # predict reads the model's spacing: same labels as the run's own prediction of that case
     case_id = pred.get_filename().split("/")[-1].removesuffix(".nii.gz")
     image_file = les / "imagesTr" / f"{case_id}_0000.nii.gz"
     with pytest.raises(SystemExit) as info:
-        main(["predict", "--model", metrics["run_dir"], "--input", str(image_file), "--out", str(tmp_path / "pred")])
+        main(["predict", "--model", metrics.run_dir, "--input", str(image_file), "--out", str(tmp_path / "pred")])
         raise SystemExit(0)
     assert info.value.code in (0, None), capsys.readouterr().err
     again = nib.load(str(tmp_path / "pred" / image_file.name))
@@ -158,10 +183,10 @@ def test_without_frozen_encoder_the_whole_network_is_fine_tuned_under_ewc_on_eve
 
     frozen = run_transfer(workspace, TARGET, ["A-T1-tumour", TARGET], ZOO, FT)
     whole = run_transfer(workspace, TARGET, ["A-T1-tumour", TARGET], ZOO, replace(FT, freeze_encoder=False))
-    assert frozen["steps"][0]["encoder_unchanged"] and not whole["steps"][0]["encoder_unchanged"]
-    assert frozen["steps"][0]["folder"] != whole["steps"][0]["folder"]  # another recipe, another step key
+    assert frozen.steps[0].encoder_unchanged and not whole.steps[0].encoder_unchanged
+    assert frozen.steps[0].folder != whole.steps[0].folder  # another recipe, another step key
     assert "freeze_encoder" not in FT.to_dict() and replace(FT, freeze_encoder=False).to_dict()["freeze_encoder"] is False
-    landmark = Path(json.loads((Path(whole["run_dir"]) / "metrics.json").read_text())["landmark_model"])
+    landmark = Path(json.loads((Path(whole.run_dir) / "metrics.json").read_text())["landmark_model"])
     import torch
 
     fishers = [torch.load(f, weights_only=True) for f in (landmark / "fisher").glob("*.pth")]

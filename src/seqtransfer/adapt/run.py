@@ -460,7 +460,7 @@ def _estimate(workspace: Any, task: Task, path: list[str], zoo: ZooConfig, finet
         train_ids = [c for c in ids if c != left_out]
         report = None if progress is None else (lambda n, s, t, _loss, c=left_out: progress(f"estimate without {c}: {n}", s, t))
         metrics = run_transfer(workspace, task.name, path, zoo, finetune, out_dir=out / "estimate" / task.name / left_out, progress=report, target_cases=train_ids, landmark=landmark)
-        folder = Path(metrics["final_model"])
+        folder = Path(metrics.final_model)
         model, network = load_model(folder, device)
         scores = cached_scores(folder, model, workspace, task, [left_out], tuple(network.patch_size or ()), device)
         value = scores[left_out]
@@ -586,7 +586,7 @@ def adapt(
         selection = select_in_graph(
             seen, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search, where=str(graph_root), transferability=transferability
         )
-        write_json(workspace.store.selection_path(task.name), selection.to_json())
+        write_json(workspace.store.selection_path(task.name), selection.to_dict())
         log(f"select: {task.name} starts from {selection.landmark} ({len(selection.path) - 1} step(s)); fine-tuning on {task.n_cases} labelled case(s)")
         t1 = time.perf_counter()
         # 5. fine-tune on every labelled case
@@ -601,7 +601,7 @@ def adapt(
             workspace, task.name, selection.path, config.zoo, config.finetune, out_dir=out / "transfers" / task.name, progress=report, target_cases=labelled, landmark=landmark
         )
         timings[f"fine-tune {task.name}"] = round(time.perf_counter() - t1, 3)
-        finals[task.name] = str(metrics["final_model"])
+        finals[task.name] = metrics.final_model
         record: dict[str, Any] = {
             "target": task.name,
             "modality": task.modality,
@@ -617,9 +617,9 @@ def adapt(
             "affinity_cases": list(graph.nodes[task.name].get("affinity_cases", [])),
             "landmark_model": str(landmark.folder),
             "landmark_source_dice": landmark.dice,
-            "step_models": [{"node": s["node"], "folder": s["folder"], "train_cases": s["train_cases"], "cached": s["cached"]} for s in metrics["steps"]],
-            "final_model": str(metrics["final_model"]),
-            "landmark_scores": selection.to_json()["landmark_scores"],
+            "step_models": [{"node": s.node, "folder": s.folder, "train_cases": s.train_cases, "cached": s.cached} for s in metrics.steps],
+            "final_model": metrics.final_model,
+            "landmark_scores": selection.to_dict()["landmark_scores"],
             "score": selection.score,
         }
         if config.estimate:

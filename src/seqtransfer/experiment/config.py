@@ -67,30 +67,17 @@ from typing import Any
 
 from seqtransfer.core.config import config_from_mapping, require
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.experiment.methods import METHOD_REGISTRY
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
 from seqtransfer.selection.config import SelectionConfig
 from seqtransfer.training.config import NetworkConfig
 
-METHODS = (
-    "ours",
-    "logme",
-    "leep",
-    "mst",
-    "mtl",
-    "scratch",
-    "landmark_direct",
-    "random_landmark",
-    "lambda",
-    "calibrated",
-    "logme_stps",
-    "leep_stps",
-    "unfrozen",
-    "ours_leep",
-)
+#: every method of the protocol (:data:`~seqtransfer.experiment.methods.METHOD_REGISTRY`), the default of ``protocol.methods``
+METHODS = tuple(METHOD_REGISTRY)
 
 #: the methods the sample-size study can run at another number of labelled target cases
-SAMPLE_SIZE_METHODS = ("ours", "ours_leep", "landmark_direct", "logme", "leep", "logme_stps", "leep_stps", "mst", "scratch")
+SAMPLE_SIZE_METHODS = tuple(name for name, method in METHOD_REGISTRY.items() if method.sample_size)
 
 
 @dataclass(frozen=True)

@@ -6,9 +6,10 @@ Stages, each skipped where the store (``RUN_DIR/runs.sqlite``) already holds its
 2. one graph per draw of the target's training cases (:func:`~seqtransfer.experiment.protocol.draw_graph`);
 3. the zoo: one model per source connected to some target (its held-out Dice is O);
 4. per target and draw: the selection (landmark + optimal path), then every method of
-   ``protocol.methods``; the transferability scores of every connected source (LogME, LEEP,
-   NCE); for the first ``quality_draws`` draws, the direct transfer of every connected source
-   (the selection-quality ground truth);
+   ``protocol.methods`` (the registry :mod:`~seqtransfer.experiment.methods`); the
+   transferability scores of every connected source (LogME, LEEP, NCE); for the first
+   ``quality_draws`` draws, the direct transfer of every connected source (the
+   selection-quality ground truth);
 5. the sample-size study (``protocol.n_train`` other than 3): per number n of labelled target
    cases, draw and target, ``protocol.sample_size_methods`` with n cases (graph, scores,
    training), scored on the first test set (:func:`run_sample_size`);
@@ -40,6 +41,8 @@ from seqtransfer.data.tasks import Task, find_modality_aliases, find_objective_g
 from seqtransfer.data.verify import require_valid
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.experiment.config import PROTOCOL_TRAIN_CASES, ExperimentConfig
+from seqtransfer.experiment.methods import LANDMARK_METHODS, Method, methods_in
+from seqtransfer.experiment.records import PathResult, TransferRecord
 from seqtransfer.core.executor import Executor, SequentialExecutor
 from seqtransfer.experiment.protocol import derived_graph, draw_graph, protocol_targets
 from seqtransfer.experiment.store import RunStore, protocol_direct_transfers
@@ -55,7 +58,7 @@ from seqtransfer.pipeline.workspace import Workspace, open_workspace
 from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, record_zoo_node, train_source
 
 if TYPE_CHECKING:
-    from seqtransfer.data.benchmark import BenchmarkConfig
+    from seqtransfer.benchmark import BenchmarkConfig
 
 Log = Callable[[str], None]
 Progress = Callable[[str, int, int], None]
@@ -73,7 +76,7 @@ def finetune_config_of(config: ExperimentConfig, draw: int = 0) -> FinetuneConfi
 
 def benchmark_config_of(config: ExperimentConfig) -> BenchmarkConfig:
     """The embedded benchmark an experiment with ``[data] benchmark = true`` generates."""
-    from seqtransfer.data.benchmark import BenchmarkConfig
+    from seqtransfer.benchmark import BenchmarkConfig
 
     return BenchmarkConfig(
         seed=config.seed,
@@ -141,7 +144,7 @@ class Context:
 def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progress | None) -> tuple[list[Path], Path | None]:
     if not config.data.benchmark:
         return [Path(d) for d in config.data.datasets], Path(config.data.groups) if config.data.groups else None
-    from seqtransfer.data.benchmark import make_benchmark
+    from seqtransfer.benchmark import make_benchmark
 
     bench = benchmark_config_of(config)
     out = run_dir / "benchmark"
@@ -201,7 +204,7 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
     for name in needed_sources(ctx):
         done = store.done("zoo", _zoo_spec(ctx, name))
         if done is not None and (Path(done["folder"]) / "checkpoint_final.pth").exists():
-            ctx.zoo[name] = _zoo_from_record(done)
+            ctx.zoo[name] = ZooModel.from_dict(done)
     return ctx
 
 
@@ -236,11 +239,6 @@ def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[st
             )
         for source in reachable:
             source_split(source.split_key, [c.case_id for c in source.cases], seed=config.seed, max_train=config.zoo.max_train)
-
-
-#: the methods skipped for a target whose landmark cannot be chosen: ours and its ablations
-#: (the baselines, their STPS paths, MST and MTL rank the sources by their own score)
-LANDMARK_METHODS = frozenset({"ours", "landmark_direct", "lambda", "unfrozen"})
 
 
 def check_target_splits(ctx: Context) -> None:
@@ -280,10 +278,6 @@ def _zoo_spec(ctx: Context, name: str) -> dict[str, Any]:
     return {"task": name, "zoo": ctx.zoo_config.to_dict()}
 
 
-def _zoo_from_record(r: dict[str, Any]) -> ZooModel:
-    return ZooModel(task=r["task"], folder=Path(r["folder"]), key=r["key"], dice=float(r["dice"] or 0.0), train_cases=tuple(r["train_cases"]), test_cases=tuple(r["test_cases"]))
-
-
 def _quiet(_message: str) -> None:
     return None
 
@@ -309,8 +303,7 @@ def _worker_context(stage: str, config: ExperimentConfig, run_dir: str) -> Conte
 def _zoo_worker(args: tuple[ExperimentConfig, str, str]) -> dict[str, Any]:
     config, run_dir, name = args
     ctx = _worker_context("zoo", config, run_dir)
-    model = _zoo_model(ctx, name)
-    return {"task": model.task, "folder": str(model.folder), "key": model.key, "dice": model.dice, "train_cases": list(model.train_cases), "test_cases": list(model.test_cases)}
+    return _zoo_model(ctx, name).to_dict()
 
 
 def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None) -> None:
@@ -318,7 +311,7 @@ def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None
     missing = [n for n in needed_sources(ctx) if n not in ctx.zoo]
     records = executor.map(_zoo_worker, [(ctx.config, str(ctx.run_dir), n) for n in missing], None if progress is None else (lambda d, t: progress("zoo", d, t)), gpu=True)
     for r in records:
-        ctx.zoo[r["task"]] = _zoo_from_record(r)
+        ctx.zoo[r["task"]] = ZooModel.from_dict(r)
     for ws in [*ctx.workspaces.values(), *ctx.sample_workspaces.values()]:
         for name, model in ctx.zoo.items():
             record_zoo_node(ws.graph, name, model.dice, model.key, len(model.train_cases), len(model.test_cases))
@@ -329,17 +322,13 @@ def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None
 def _zoo_model(ctx: Context, name: str) -> ZooModel:
     spec = _zoo_spec(ctx, name)
 
-    def work() -> dict[str, Any]:
-        m = train_source(ctx.workspaces[0], name, ctx.zoo_config)
-        return {"task": m.task, "folder": str(m.folder), "key": m.key, "dice": m.dice, "train_cases": list(m.train_cases), "test_cases": list(m.test_cases)}
-
-    r = ctx.store.run("zoo", spec, work)
+    r = ctx.store.run("zoo", spec, lambda: train_source(ctx.workspaces[0], name, ctx.zoo_config).to_dict())
     if not (Path(r["folder"]) / "checkpoint_final.pth").exists():  # models deleted: train again
         return train_source(ctx.workspaces[0], name, ctx.zoo_config)
-    return _zoo_from_record(r)
+    return ZooModel.from_dict(r)
 
 
-def transfer(ctx: Context, path: list[str], draw: int, frozen: bool = True, n: int = PROTOCOL_TRAIN_CASES) -> dict[str, Any]:
+def transfer(ctx: Context, path: list[str], draw: int, frozen: bool = True, n: int = PROTOCOL_TRAIN_CASES) -> TransferRecord:
     """A (stored) transfer along ``path`` with the experiment's recipe (``frozen=False``: the
     whole network fine-tuned, EWC on every parameter; ``n``: the sample-size study's number
     of labelled target cases, scored on its one test set)."""
@@ -351,11 +340,9 @@ def transfer(ctx: Context, path: list[str], draw: int, frozen: bool = True, n: i
         split = ctx.sample_split(path[-1], n)
 
     def work() -> dict[str, Any]:
-        m = run_transfer(ctx.workspace(draw, n), path[-1], path, ctx.zoo_config, recipe, split=split)
-        keep = ("target", "path", "draw", "zero_shot_dice", "final_dice", "final_test_set_dice", "target_train_cases", "test_sets", "run_dir", "final_model")
-        return {**{k: m[k] for k in keep}, "steps": [{k: s[k] for k in ("node", "dice_before", "dice_after", "seconds", "cached")} for s in m["steps"]]}
+        return TransferRecord.from_result(run_transfer(ctx.workspace(draw, n), path[-1], path, ctx.zoo_config, recipe, split=split)).to_dict()
 
-    return ctx.store.run("transfer", spec, work)
+    return TransferRecord.from_dict(ctx.store.run("transfer", spec, work))
 
 
 def _method(
@@ -392,22 +379,9 @@ def selection(
     )
 
 
-def transferability_of(all_scores: dict[str, dict[str, Any]]) -> dict[str, float]:
-    """T = exp(LEEP) of each source on the target's labelled cases (an undefined LEEP: 0)."""
-    from seqtransfer.baselines.measure import transferability_from_leep
-
-    return {s: transferability_from_leep(r.get("leep")) for s, r in all_scores.items()}
-
-
-def _transfer_result(r: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "dice": r["final_dice"],
-        "test_set_dice": r["final_test_set_dice"],
-        "path": r["path"],
-        "zero_shot_dice": r["zero_shot_dice"],
-        "steps": r["steps"],
-        "predictions": str(Path(r["run_dir"]) / "predictions"),
-    }
+def _transfer_result(r: TransferRecord) -> dict[str, Any]:
+    """A method's result that is one transfer."""
+    return PathResult.from_transfer(r, Path(r.run_dir) / "predictions").to_dict()
 
 
 def scores(ctx: Context, target: str, draw: int, source: str, n: int = PROTOCOL_TRAIN_CASES) -> dict[str, Any]:
@@ -430,24 +404,85 @@ def scores(ctx: Context, target: str, draw: int, source: str, n: int = PROTOCOL_
     return ctx.store.run("scores", spec, work)
 
 
+@dataclass
+class TargetDraw:
+    """One target and draw as a method sees it (:class:`~seqtransfer.experiment.methods.MethodUnit`);
+    ``n_train``: the protocol's 3 labelled target cases or the sample-size study's number."""
+
+    ctx: Context
+    target: str
+    draw: int
+    n_train: int = PROTOCOL_TRAIN_CASES
+    selection: Selection | None = None
+    connected: list[str] = field(default_factory=list)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def config(self) -> ExperimentConfig:
+        return self.ctx.config
+
+    @property
+    def workspace(self) -> Workspace:
+        return self.ctx.workspace(self.draw, self.n_train)
+
+    @property
+    def split(self) -> TargetSplit | None:
+        return _target_split(self.ctx, self.target, self.n_train)
+
+    def predictions(self, name: str) -> Path | None:
+        return _predictions(self.ctx, self.target, name, self.n_train)
+
+    def zoo_models(self, sources: list[str]) -> list[ZooModel]:
+        return [self.ctx.zoo[s] for s in sources]
+
+    def zoo_record(self) -> dict[str, Any]:
+        return self.ctx.zoo_config.to_dict()
+
+    def finetune_record(self) -> dict[str, Any]:
+        return self.ctx.finetune(self.draw).to_dict()
+
+    def select(self, lam: float | None = None, transferability: dict[str, float] | None = None) -> Selection:
+        return selection(self.ctx, self.target, self.draw, lam=lam, graph=self.workspace.graph, transferability=transferability)
+
+    def path_from(self, landmark: str) -> list[str]:
+        return _path_from(self.ctx, self.target, self.draw, landmark, self.n_train)
+
+    def ranked_by(self, score: str) -> list[str]:
+        return _ranked_by(self.scores, self.connected, score)
+
+    def transfer(self, method: str, path: list[str], variant: str = "", frozen: bool = True) -> None:
+        ctx, draw, n = self.ctx, self.draw, self.n_train
+        _method(ctx, method, self.target, draw, variant, {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw, frozen=frozen, n=n)), n)
+
+    def record(self, method: str, spec: dict[str, Any], work: Callable[[], dict[str, Any]]) -> None:
+        _method(self.ctx, method, self.target, self.draw, "", spec, work, self.n_train)
+
+
+def _run_methods(unit: TargetDraw, methods: list[Method], log: Log) -> None:
+    """Each method for one target and draw; one whose landmark cannot be chosen is skipped and said."""
+    for method in methods:
+        try:
+            method.run(unit)
+        except SelectionError as exc:
+            log(f"{unit.target} draw {unit.draw}: {method.name} skipped ({exc})")
+
+
 def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> None:
     """Every method of the protocol for one target and draw (stage 4).
 
     A target whose landmark cannot be chosen (no source model of its pool learned anything)
-    runs every method but ours and its ablations (:data:`LANDMARK_METHODS`).
+    runs every method but ours and its ablations (:data:`~seqtransfer.experiment.methods.LANDMARK_METHODS`).
     """
-    from seqtransfer.baselines.train import run_mtl
-
     p = ctx.config.protocol
-    methods = set(p.methods)
+    methods = [m for m in methods_in(p.methods) if not m.own_stage]
     connected = ctx.connected(target)
     graph = ctx.workspaces[draw].graph
     try:
         sel: Selection | None = selection(ctx, target, draw)
     except SelectionError as exc:  # e.g. no source model in the pool learned anything
-        needs = sorted(methods & LANDMARK_METHODS)
+        needs = sorted(m.name for m in methods if m.needs_landmark)
         log(f"{target} draw {draw}: {exc}; skipped: {', '.join(needs)}")
-        methods -= set(needs)
+        methods = [m for m in methods if not m.needs_landmark]
         sel = None
     if sel is not None:
         chosen = sel
@@ -469,40 +504,12 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
                 "zoo_dice": {s: ctx.zoo[s].dice for s in connected},
             },
         )
-        if "ours" in methods:
-            _path_method(ctx, "ours", target, draw, "", sel.path)
-        if "landmark_direct" in methods:
-            _path_method(ctx, "landmark_direct", target, draw, "", [sel.landmark, target])
-        if "lambda" in methods:
-            for lam in p.lambdas:
-                _path_method(ctx, "lambda", target, draw, f"{lam:g}", selection(ctx, target, draw, lam=lam).path)
-    if not connected:
+    if not connected:  # (a target with a landmark has a pool)
         return
-    save = ctx.run_dir / "predictions" / target
-    if "random_landmark" in methods:
-        _random_landmarks(ctx, target, draw, connected)
-    need_scores = {"logme", "leep", "logme_stps", "leep_stps", "mst", "mtl", "ours_leep"} & methods or draw < p.quality_draws
-    all_scores = {s: scores(ctx, target, draw, s) for s in connected} if need_scores else {}
-    _baseline_landmarks(ctx, target, draw, methods, all_scores, connected)
-    if "ours_leep" in methods:
-        try:
-            _ours_leep(ctx, target, draw, all_scores)
-        except SelectionError as exc:
-            log(f"{target} draw {draw}: ours_leep skipped ({exc})")
-    if sel is not None and "unfrozen" in methods:  # ours' path, the whole network fine-tuned (EWC on every parameter)
-        path = sel.path
-        _method(ctx, "unfrozen", target, draw, "", {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw, frozen=False)))
-    # MST's and MTL's sources: the top-k by their own criterion (LogME), not by the method under test
-    top = _ranked_by(all_scores, connected, "logme")[: p.top_k] if {"mst", "mtl"} & methods else []
-    ws = ctx.workspaces[draw]
-    if "scratch" in methods:
-        _scratch(ctx, target, draw)
-    if "mst" in methods:
-        _mst(ctx, target, draw, top)
-    if "mtl" in methods:
-        aug = ctx.config.finetune.augment
-        spec = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "steps": p.scratch_steps, "network": ctx.config.network.to_dict(), "augment": aug}
-        _method(ctx, "mtl", target, draw, "", spec, lambda: run_mtl(ws, target, draw, [ctx.zoo[s] for s in top], ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save / f"mtl_draw{draw}", augment=aug))
+    unit = TargetDraw(ctx, target, draw, selection=sel, connected=connected)
+    if any(m.needs_scores for m in methods) or draw < p.quality_draws:
+        unit.scores = {s: scores(ctx, target, draw, s) for s in connected}
+    _run_methods(unit, methods, log)
     if draw < p.quality_draws:
         for source in connected:
             transfer(ctx, [source, target], draw)
@@ -515,43 +522,6 @@ def _path_from(ctx: Context, target: str, draw: int, landmark: str, n: int = PRO
     return list(optimal_path(graph, landmark, target, candidate_sources(graph, target), lam=chosen.lam, c_search=chosen.c_search, max_length=chosen.max_length).path)
 
 
-def _path_method(ctx: Context, method: str, target: str, draw: int, variant: str, path: list[str], n: int = PROTOCOL_TRAIN_CASES) -> None:
-    """A method that is one stored transfer along ``path``."""
-    _method(ctx, method, target, draw, variant, {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw, n=n)), n)
-
-
-def _ours_leep(ctx: Context, target: str, draw: int, all_scores: dict[str, dict[str, Any]], n: int = PROTOCOL_TRAIN_CASES) -> None:
-    """ours_leep: the landmark score with O replaced by exp(LEEP), then the optimal path.
-
-    Raises:
-        SelectionError: no source model of the pool learned anything.
-    """
-    chosen = selection(ctx, target, draw, graph=ctx.workspace(draw, n).graph, transferability=transferability_of(all_scores))
-    _path_method(ctx, "ours_leep", target, draw, "", chosen.path, n)
-
-
-def _random_landmarks(ctx: Context, target: str, draw: int, connected: list[str]) -> None:
-    """w/o LSI: random landmarks of the pool, each with its optimal path."""
-    rng = np.random.default_rng([ctx.config.seed, draw, 17])
-    for i in range(ctx.config.protocol.random_landmarks):
-        landmark = connected[int(rng.integers(len(connected)))]
-        _path_method(ctx, "random_landmark", target, draw, str(i), _path_from(ctx, target, draw, landmark))
-
-
-def _baseline_landmarks(
-    ctx: Context, target: str, draw: int, methods: set[str], all_scores: dict[str, dict[str, Any]], connected: list[str], n: int = PROTOCOL_TRAIN_CASES
-) -> None:
-    """LogME and LEEP: the best source by the score, directly, and with the optimal path (``_stps``)."""
-    for name in ("logme", "leep"):
-        if name not in methods and f"{name}_stps" not in methods:
-            continue
-        best = _ranked_by(all_scores, connected, name)[0]
-        if name in methods:
-            _path_method(ctx, name, target, draw, "", [best, target], n)
-        if f"{name}_stps" in methods:  # the baseline's landmark, then the optimal path (Table II)
-            _path_method(ctx, f"{name}_stps", target, draw, "", _path_from(ctx, target, draw, best, n), n)
-
-
 def _target_split(ctx: Context, target: str, n: int) -> TargetSplit | None:
     """The sample-size study's split for ``n`` cases; None (the protocol's own) for 3."""
     return None if n == PROTOCOL_TRAIN_CASES else ctx.sample_split(target, n)
@@ -560,28 +530,6 @@ def _target_split(ctx: Context, target: str, n: int) -> TargetSplit | None:
 def _predictions(ctx: Context, target: str, name: str, n: int) -> Path | None:
     """Where a protocol run saves its predictions (the sample-size study saves none)."""
     return ctx.run_dir / "predictions" / target / name if n == PROTOCOL_TRAIN_CASES else None
-
-
-def _scratch(ctx: Context, target: str, draw: int, n: int = PROTOCOL_TRAIN_CASES) -> None:
-    from seqtransfer.baselines.train import run_scratch
-
-    ws, p, split = ctx.workspace(draw, n), ctx.config.protocol, _target_split(ctx, target, n)
-    save = _predictions(ctx, target, f"scratch_draw{draw}", n)
-    aug = ctx.config.finetune.augment
-    spec: dict[str, Any] = {"network": ctx.config.network.to_dict(), "steps": p.scratch_steps, "seed": ctx.config.seed, "augment": aug}
-    _method(
-        ctx, "scratch", target, draw, "", spec, lambda: run_scratch(ws, target, draw, ctx.config.network, p.scratch_steps, ctx.config.seed, save_dir=save, augment=aug, split=split), n
-    )
-
-
-def _mst(ctx: Context, target: str, draw: int, top: list[str], n: int = PROTOCOL_TRAIN_CASES) -> None:
-    """MST: the frozen encoders of ``top`` (the top-k by LogME) fused, decoder trained on the target."""
-    from seqtransfer.baselines.train import run_mst
-
-    ws, f, split = ctx.workspace(draw, n), ctx.config.finetune, _target_split(ctx, target, n)
-    save = _predictions(ctx, target, f"mst_draw{draw}", n)
-    spec: dict[str, Any] = {"sources": top, "zoo": ctx.zoo_config.to_dict(), "finetune": ctx.finetune(draw).to_dict()}
-    _method(ctx, "mst", target, draw, "", spec, lambda: run_mst(ws, target, draw, [ctx.zoo[s] for s in top], f.steps, f.lr, ctx.config.seed, f.augment, save_dir=save, split=split), n)
 
 
 def _ranked_by(all_scores: dict[str, dict[str, Any]], connected: list[str], name: str) -> list[str]:
@@ -594,33 +542,26 @@ def _ranked_by(all_scores: dict[str, dict[str, Any]], connected: list[str], name
     return sorted(connected, key=rank, reverse=True)
 
 
-def run_sample_size(ctx: Context, target: str, n: int, draw: int) -> None:
+def run_sample_size(ctx: Context, target: str, n: int, draw: int, log: Log = print) -> None:
     """The sample-size study for one target, number ``n`` of labelled cases and draw.
 
     Each method of ``protocol.sample_size_methods`` as in the protocol, but with the draw's
     ``n`` cases everywhere (the graph's target edges, the scores, the training) and scored
     on the split's one test set. Records of kind ``sample_size``.
     """
-    p = ctx.config.protocol
-    methods = set(p.sample_size_methods)
+    methods = methods_in(ctx.config.protocol.sample_size_methods, "protocol.sample_size_methods")
     connected = ctx.connected(target)
     try:
         sel: Selection | None = selection(ctx, target, draw, graph=ctx.workspace(draw, n).graph)
     except SelectionError:  # no source model of the pool learned anything: no landmark
+        methods = [m for m in methods if not m.needs_landmark]
         sel = None
-    if sel is not None and "ours" in methods:
-        _path_method(ctx, "ours", target, draw, "", sel.path, n)
-    if sel is not None and "landmark_direct" in methods:
-        _path_method(ctx, "landmark_direct", target, draw, "", [sel.landmark, target], n)
-    if methods & {"logme", "leep", "logme_stps", "leep_stps", "mst", "ours_leep"} and connected:
-        all_scores = {s: scores(ctx, target, draw, s, n=n) for s in connected}
-        if sel is not None and "ours_leep" in methods:
-            _ours_leep(ctx, target, draw, all_scores, n)
-        _baseline_landmarks(ctx, target, draw, methods, all_scores, connected, n)
-        if "mst" in methods:
-            _mst(ctx, target, draw, _ranked_by(all_scores, connected, "logme")[: p.top_k], n)
-    if "scratch" in methods:
-        _scratch(ctx, target, draw, n)
+    if not connected:  # the methods that rank the pool have nothing to rank
+        methods = [m for m in methods if not m.needs_scores]
+    unit = TargetDraw(ctx, target, draw, n, selection=sel, connected=connected)
+    if any(m.needs_scores for m in methods):
+        unit.scores = {s: scores(ctx, target, draw, s, n=n) for s in connected}
+    _run_methods(unit, methods, log)
 
 
 def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]]:
@@ -681,7 +622,7 @@ def _target_draw_worker(args: tuple[ExperimentConfig, str, str, int]) -> None:
 def _sample_size_worker(args: tuple[ExperimentConfig, str, str, int, int]) -> None:
     config, run_dir, target, n, draw = args
     ctx = _worker_context("sample_size", config, run_dir)
-    run_sample_size(ctx, target, n, draw)
+    run_sample_size(ctx, target, n, draw, _quiet)
 
 
 def _calibrated_worker(args: tuple[ExperimentConfig, str, str]) -> None:

@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -56,6 +56,81 @@ class StepRecord:
     seconds: float
     cached: bool
     folder: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (an entry of ``metrics.json``'s ``steps``)."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> StepRecord:
+        """The step of :meth:`to_dict`'s form."""
+        return cls(**{f.name: data[f.name] for f in fields(cls)})
+
+
+@dataclass(frozen=True)
+class TransferResult:
+    """What a transfer along a path did: ``metrics.json`` of its run folder, and the folder.
+
+    Attributes:
+        target: the target task.
+        path: task names from the landmark to the target.
+        draw: the draw of the target's training cases.
+        landmark_model: the landmark's zoo model folder.
+        landmark_source_dice: its held-out Dice (O).
+        zero_shot_dice: the landmark model's mean Dice over the target's test sets (None without test sets).
+        zero_shot_test_set_dice: its Dice per test set.
+        final_dice: the final model's mean Dice over the test sets (None without test sets).
+        final_test_set_dice: its Dice per test set.
+        final_model: the final step's model folder.
+        target_train_cases: the cases of the target step.
+        mode: the protocol, or all labelled cases (no test sets).
+        test_sets: the target's test sets.
+        per_case: the final model's Dice per test case.
+        steps: every step of the path after the landmark.
+        finetune: the fine-tuning recipe (:meth:`FinetuneConfig.to_dict`).
+        zoo: how the landmark's zoo model was trained (:meth:`ZooConfig.to_dict`).
+        device: where it ran.
+        run_dir: the run folder (``metrics.json``, predictions).
+    """
+
+    target: str
+    path: list[str]
+    draw: int
+    landmark_model: str
+    landmark_source_dice: float
+    zero_shot_dice: float | None
+    zero_shot_test_set_dice: list[float]
+    final_dice: float | None
+    final_test_set_dice: list[float]
+    final_model: str
+    target_train_cases: list[str]
+    mode: str
+    test_sets: list[list[str]]
+    per_case: dict[str, float]
+    steps: list[StepRecord]
+    finetune: dict[str, Any]
+    zoo: dict[str, Any]
+    device: str
+    run_dir: str
+
+    def metrics(self) -> dict[str, Any]:
+        """The run folder's ``metrics.json``: everything but the folder itself."""
+        data = self.to_dict()
+        del data["run_dir"]
+        return data
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: ``metrics.json`` and ``run_dir``."""
+        data = {f.name: getattr(self, f.name) for f in fields(self)}
+        data["steps"] = [s.to_dict() for s in self.steps]
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TransferResult:
+        """The result of :meth:`to_dict`'s form (or of ``metrics.json`` with ``run_dir`` added)."""
+        values = {f.name: data[f.name] for f in fields(cls)}
+        values["steps"] = [StepRecord.from_dict(s) for s in data["steps"]]
+        return cls(**values)
 
 
 def validate_path(workspace: Workspace, path: Sequence[str], target: str) -> None:
@@ -134,7 +209,7 @@ def run_transfer(
     target_cases: Sequence[str] | None = None,
     landmark: ZooModel | None = None,
     split: TargetSplit | None = None,
-) -> dict[str, Any]:
+) -> TransferResult:
     """Fine-tune along ``path`` (landmark first, target last) and score every step.
 
     Two modes. The evaluation protocol (``target_cases`` None): the target step trains on
@@ -160,7 +235,7 @@ def run_transfer(
         progress: ``(node, step, total, loss)`` callback.
 
     Returns:
-        The run's metrics (also written to ``out_dir/metrics.json``).
+        The run's result (its metrics also written to ``out_dir/metrics.json``).
 
     Raises:
         ConfigError: a bad path, or a target without enough cases for the protocol.
@@ -263,25 +338,26 @@ def run_transfer(
         if is_last:
             final_scores = scores
     assert run_dir is not None  # validate_path guarantees the path ends at the target
-    metrics = {
-        "target": target,
-        "path": list(path),
-        "draw": config.draw,
-        "landmark_model": str(landmark.folder),
-        "landmark_source_dice": landmark.dice,
-        "zero_shot_dice": zero_shot,
-        "zero_shot_test_set_dice": zero_sets,
-        "final_dice": records[-1].dice_after,
-        "final_test_set_dice": records[-1].test_set_dice_after,
-        "final_model": records[-1].folder,
-        "target_train_cases": list(target_train),
-        "mode": "protocol" if test_sets else "all labelled cases (no test sets)",
-        "test_sets": [list(s) for s in test_sets],
-        "per_case": final_scores,
-        "steps": [asdict(r) for r in records],
-        "finetune": config.to_dict(),
-        "zoo": zoo.to_dict(),
-        "device": str(device),
-    }
-    write_json(run_dir / "metrics.json", metrics)
-    return {**metrics, "run_dir": str(run_dir)}
+    result = TransferResult(
+        target=target,
+        path=list(path),
+        draw=config.draw,
+        landmark_model=str(landmark.folder),
+        landmark_source_dice=landmark.dice,
+        zero_shot_dice=zero_shot,
+        zero_shot_test_set_dice=zero_sets,
+        final_dice=records[-1].dice_after,
+        final_test_set_dice=records[-1].test_set_dice_after,
+        final_model=records[-1].folder,
+        target_train_cases=list(target_train),
+        mode="protocol" if test_sets else "all labelled cases (no test sets)",
+        test_sets=[list(s) for s in test_sets],
+        per_case=final_scores,
+        steps=records,
+        finetune=config.to_dict(),
+        zoo=zoo.to_dict(),
+        device=str(device),
+        run_dir=str(run_dir),
+    )
+    write_json(run_dir / "metrics.json", result.metrics())
+    return result

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,6 +63,31 @@ class ZooModel:
     @property
     def checkpoint(self) -> Path:
         return self.folder / CHECKPOINT_FINAL
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the experiment store's ``zoo`` record)."""
+        return {
+            "task": self.task,
+            "folder": str(self.folder),
+            "key": self.key,
+            "dice": self.dice,
+            "train_cases": list(self.train_cases),
+            "test_cases": list(self.test_cases),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ZooModel:
+        """The model of :meth:`to_dict`'s form or of a model folder's ``metrics.json`` with its
+        ``folder`` added; an undefined held-out Dice (None, NaN) counts as 0: the model learned nothing."""
+        dice = data.get("dice")
+        return cls(
+            task=str(data["task"]),
+            folder=Path(data["folder"]),
+            key=str(data["key"]),
+            dice=float(dice) if dice is not None and np.isfinite(dice) else 0.0,
+            train_cases=tuple(data["train_cases"]),
+            test_cases=tuple(data["test_cases"]),
+        )
 
 
 def training_key(workspace: Workspace, task: Task, case_ids: Sequence[str], config: dict[str, Any]) -> str:
@@ -172,10 +197,7 @@ def train_source(
 def zoo_model(folder: Path, done: dict[str, Any]) -> ZooModel:
     """The :class:`ZooModel` of a finished model folder from its ``metrics.json`` (an undefined
     held-out Dice counts as 0: the model learned nothing)."""
-    dice = float(done["dice"]) if done.get("dice") is not None and np.isfinite(done["dice"]) else 0.0
-    return ZooModel(
-        task=str(done["task"]), folder=folder, key=str(done["key"]), dice=dice, train_cases=tuple(done["train_cases"]), test_cases=tuple(done["test_cases"])
-    )
+    return ZooModel.from_dict({**done, "folder": folder})
 
 
 def record_zoo_node(graph: Any, name: str, dice: float, key: str, n_train: int, n_held_out: int) -> None:

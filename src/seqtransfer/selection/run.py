@@ -89,8 +89,8 @@ class Selection:
     target_labelled_cases: int | None = None
     score: str = "paper"
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict; ``lam`` is saved as ``lambda``, infinite scores as null."""
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (``selections/TARGET.json``); ``lam`` is saved as ``lambda``, infinite scores as null."""
         data = asdict(self)
         data["lambda"] = data.pop("lam")
         for row in data["landmark_scores"]:
@@ -98,23 +98,19 @@ class Selection:
         return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> Selection:
-        """The selection :meth:`to_json` wrote (keys it does not know are ignored).
+    def from_dict(cls, data: Mapping[str, Any]) -> Selection:
+        """The selection of :meth:`to_dict`'s form (an infinite score stays null); a field added
+        since a file was written takes its default.
 
         Raises:
-            ConfigError: a missing field, or a landmark and path that are not names.
+            ConfigError: a field without a default is missing.
         """
-        if not isinstance(data, Mapping):
-            raise ConfigError("a selection must be a JSON object")
-        names = {f.name for f in fields(cls)}
-        values = {("lam" if key == "lambda" else key): value for key, value in data.items()}
-        missing = sorted(f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING and f.name not in values)
+        keys = {f.name: "lambda" if f.name == "lam" else f.name for f in fields(cls)}
+        required = [keys[f.name] for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+        missing = [key for key in required if key not in data]
         if missing:
-            raise ConfigError(f"missing {', '.join(missing)}")
-        path = values["path"]
-        if not isinstance(values["landmark"], str) or not isinstance(path, list) or not all(isinstance(n, str) for n in path):
-            raise ConfigError("landmark and path must be task names")
-        return cls(**{k: v for k, v in values.items() if k in names})
+            raise ConfigError(f"selection without {', '.join(missing)}")
+        return cls(**{name: data[key] for name, key in keys.items() if key in data})
 
 
 def stored_selection(graph_dir: str | Path, target: str) -> Selection | None:
@@ -128,9 +124,15 @@ def stored_selection(graph_dir: str | Path, target: str) -> Selection | None:
     if not path.exists():
         return None
     try:
-        return Selection.from_json(json.loads(path.read_text()))
-    except (OSError, json.JSONDecodeError, ConfigError) as exc:
+        data = json.loads(path.read_text())
+        if not isinstance(data, dict):
+            raise ConfigError("a selection must be a JSON object")
+        selection = Selection.from_dict(data)
+    except (OSError, json.JSONDecodeError, ConfigError, TypeError) as exc:
         raise ConfigError(f"{path}: corrupt selection ({exc})") from exc
+    if not isinstance(selection.landmark, str) or not isinstance(selection.path, list) or not all(isinstance(n, str) for n in selection.path):
+        raise ConfigError(f"{path}: corrupt selection (landmark and path must be task names)")
+    return selection
 
 
 def zoo_recorded(graph: nx.Graph, target: str) -> bool:
@@ -199,7 +201,7 @@ def select_for_target(
         transferability=transferability,
     )
     if save:
-        write_json(store.selection_path(target), selection.to_json())
+        write_json(store.selection_path(target), selection.to_dict())
     return selection
 
 

@@ -4,7 +4,8 @@ Modules, in the order a run uses them: ``config`` (the network and training-run
 configurations, torch-free), ``plan`` (nnU-Net's stride and filter planning, torch-free),
 ``network`` (architecture, presets, encoder/decoder split, freezing, device), ``augment``
 (patch sampling, MONAI augmentation), ``loss`` (Dice + cross-entropy), ``ewc`` (Fisher,
-anchor, penalty), ``checkpoint`` (nnU-Net-named, atomic checkpoints), ``loop`` (the trainer).
+anchor, penalty), ``checkpoint`` (nnU-Net-named, atomic checkpoints), ``loop`` (the one
+trainer, whose sampler and step variants override).
 
 The names below are imported on first use, so ``seqtransfer.training.config`` (what the CLI
 and the experiment file read their defaults from) loads without torch and MONAI.
@@ -30,7 +31,9 @@ _WHERE = {
     "case_batches": "ewc",
     "estimate_fisher": "ewc",
     "ewc_penalty": "ewc",
+    "StepLoss": "loop",
     "TrainResult": "loop",
+    "Trainer": "loop",
     "train": "loop",
     "SegmentationLoss": "loss",
     "deep_supervision_weights": "loss",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Literal
 
 from seqtransfer.core.config import config_from_mapping, recorded_dict, require
 from seqtransfer.core.errors import ConfigError
@@ -107,6 +107,11 @@ class NetworkConfig:
         return config_from_mapping(cls, data, "network")
 
 
+LR_SCHEDULES = ("plateau", "constant")
+# fields added after models were trained: out of to_dict at their defaults, so recorded keys stay valid
+_RECORDED_WHEN_SET = ("batch_dice", "lr_schedule")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """One training run (pre-training or a fine-tuning step).
@@ -128,6 +133,9 @@ class TrainConfig:
         batch_dice: compute the Dice term over the whole batch (nnU-Net's 3-D default) instead
             of per patch and average; kept out of :meth:`to_dict` while False, so the keys of
             models trained before the option existed stay valid.
+        lr_schedule: ``"plateau"`` (``ReduceLROnPlateau``, the ``plateau_*`` settings) or
+            ``"constant"`` (``lr`` throughout; the ``plateau_*`` settings unused); kept out of
+            :meth:`to_dict` while ``"plateau"``, like ``batch_dice``.
     """
 
     steps: int
@@ -144,6 +152,7 @@ class TrainConfig:
     plateau_factor: float = 0.5
     min_lr: float = 1e-6
     batch_dice: bool = False
+    lr_schedule: Literal["plateau", "constant"] = "plateau"
 
     def __post_init__(self) -> None:
         checks = [
@@ -160,12 +169,13 @@ class TrainConfig:
             (self.plateau_patience >= 0, "plateau_patience must be >= 0"),
             (0.0 < self.plateau_factor < 1.0, "plateau_factor must be in (0, 1)"),
             (self.min_lr >= 0, "min_lr must be >= 0"),
+            (self.lr_schedule in LR_SCHEDULES, f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}"),
         ]
         require(checks)
 
     def to_dict(self) -> dict[str, Any]:
-        """The configuration as a JSON-ready dict (``batch_dice`` only when set)."""
-        return recorded_dict(self, "batch_dice")
+        """The configuration as a JSON-ready dict (``batch_dice``, ``lr_schedule`` only when set)."""
+        return recorded_dict(self, *_RECORDED_WHEN_SET)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:

@@ -1,4 +1,4 @@
-"""Tests of the embedded benchmark generator (seqtransfer.data.benchmark).
+"""Tests of the embedded benchmark generator (seqtransfer.benchmark).
 
 One small benchmark (size 24, 4 cases per site, 2 tumour sites) is generated per module and
 shared; determinism tests generate two more at size 16. The new hospital
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import ndimage as ndi
 
-from seqtransfer.data.benchmark import (
+from seqtransfer.benchmark import (
     DEEP_GREY_DATASET,
     DEEP_GREY_LABELS,
     DEEP_GREY_SITES,
@@ -282,7 +282,7 @@ def test_flair_oedema_brighter_than_normal_white_matter() -> None:
     anatomy = load_anatomy()
     grid = site_grid(anatomy.field_of_view, 32)
     tables = template_tables(anatomy, grid.spacing)
-    from seqtransfer.data.benchmark import render_tumour_modalities
+    from seqtransfer.benchmark import render_tumour_modalities
 
     for seed in range(3):
         rng = np.random.default_rng(seed)
