@@ -129,7 +129,7 @@ def test_the_configurations_import_no_deep_learning_stack() -> None:
         "seqtransfer.training.config",
         "seqtransfer.pipeline.config",
         "seqtransfer.selection.config",
-        "seqtransfer.experiment.config",
+        "seqtransfer.graph.config",
         "seqtransfer.cli",
     ]
     code = f"import sys, json\nfor m in {modules!r}: __import__(m)\nprint(json.dumps([n for n in ('torch', 'monai') if n in sys.modules]))"
