@@ -2,6 +2,7 @@
 
 * :func:`method_table`: Dice per target and method, mean and standard deviation over draws
   and test sets (the paper's Table I, and with other method lists Tables II and III).
+* :func:`lambda_columns`: Table III's columns; :func:`first_draw_paths`: each target's path in draw 0.
 * :func:`win_rates`: how often ours beats each other method over paired (target, draw) runs.
 * :func:`selection_quality`: how well each ranking of the sources (-w, the landmark score,
   LogME, LEEP, NCE) predicts the really trained direct-transfer Dice: Kendall tau, weighted
@@ -74,6 +75,16 @@ def finite_mean(values: Iterable[Any]) -> float:
 def method_key(result: Mapping[str, Any]) -> str:
     """The column a method record belongs to (the lambda sweep: one column per value)."""
     return f"lambda={result['variant']}" if result["method"] == "lambda" else str(result["method"])
+
+
+def lambda_columns(methods: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The lambda sweep's columns (Table III), by increasing lambda."""
+    return sorted({method_key(m) for m in methods if m["method"] == "lambda"}, key=lambda k: float(k.split("=")[1]))
+
+
+def first_draw_paths(methods: Sequence[Mapping[str, Any]], method: str = "ours") -> dict[str, list[str]]:
+    """Per target, the transfer path ``method`` took in draw 0 (landmark first)."""
+    return {str(m["target"]): list(m["path"]) for m in methods if m["method"] == method and m["draw"] == 0}
 
 
 def cells(methods: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Cell]:
