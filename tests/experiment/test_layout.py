@@ -65,11 +65,19 @@ def test_a_run_writes_its_store_config_and_graphs_where_the_layout_says(tmp_path
     from seqtransfer.experiment.runner import run_experiment
 
     sites = {f"case_{i:03d}": "AB"[i % 2] for i in range(40)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=40, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
+    tum = dataset_factory(
+        "Dataset001_Tum", n_cases=40, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
+    )
     raw = {
         "seed": 0,
         "data": {"datasets": [str(tum)]},
-        "protocol": {"targets": ["B-T1-tumour"], "draws": 1, "methods": ["scratch"], "quality_draws": 0, "scratch_steps": 1},
+        "protocol": {
+            "targets": ["B-T1-tumour"],
+            "draws": 1,
+            "methods": ["scratch"],
+            "quality_draws": 0,
+            "scratch_steps": 1,
+        },
         "graph": {"size": 16, "volumes_per_task": 2, "max_pairs": 2, "n_components": 2, "max_slices": 50},
         "network": {"patch_size": [16, 16, 16], "filters": [2, 4, 8]},
         "zoo": {"steps": 1, "max_train": 2},
