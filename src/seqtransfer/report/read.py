@@ -221,6 +221,8 @@ def read_overlays(methods: Sequence[Mapping[str, Any]], targets: Sequence[str], 
 
 def _overlay(methods: Sequence[Mapping[str, Any]], target: str, graph: nx.Graph) -> Overlay | None:
     dataset, _ = parse_dataset(Path(graph.nodes[target]["dataset"]))
+    if dataset is None:  # the dataset no longer parses: no images to show
+        return None
     task = next((t for t in split_tasks([dataset]) if t.name == target), None)
     chosen = [
         m

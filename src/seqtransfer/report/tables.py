@@ -99,9 +99,9 @@ def cells(methods: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Cell]:
         sets = [float("nan") if v is None else float(v) for v in m.get("test_set_dice") or []]
         grouped.setdefault(key, []).append(sets)
     out: dict[tuple[str, str], dict[int, list[float]]] = {}
-    for (target, key, draw), variants in grouped.items():
+    for (target, column_key, draw), variants in grouped.items():
         # per test set over the variants; a set no variant could score stays NaN
-        out.setdefault((target, key), {})[draw] = [finite_mean(column) for column in zip(*variants, strict=True)]
+        out.setdefault((target, column_key), {})[draw] = [finite_mean(column) for column in zip(*variants, strict=True)]
     result = {}
     for k, draws in out.items():
         values = _finite([v for sets in draws.values() for v in sets])
