@@ -51,15 +51,14 @@ SAMPLE_SIZE_INTRO = (
     "Dice on the first test set against the number of labelled target cases: "
     "mean over targets (each target's mean over its draws), "
     "95 % bootstrap interval over targets in brackets, number of targets in parentheses. "
-    "Draw d's cases are nested (its 3 protocol cases, "
-    "then more in a seeded order), so draws of more than 3 cases may share cases."
+    "Draw d's cases are nested (its 3 protocol cases, then more in a seeded order), "
+    "so draws of more than 3 cases may share cases."
 )
 SELECTION_QUALITY_INTRO = (
     "Each ranking of the sources against the really trained direct-transfer Dice of every connected source "
-    "(mean over targets and draws, "
-    "then in square brackets its 95 % bootstrap interval over targets, each target's mean over its draws; "
-    "a measure undefined for some "
-    "rows, e.g. Pearson r of a constant ranking, is averaged over the others, their number in parentheses):"
+    "(mean over targets and draws, then in square brackets its 95 % bootstrap interval over targets, "
+    "each target's mean over its draws; a measure undefined for some rows, e.g. Pearson r of a constant ranking, "
+    "is averaged over the others, their number in parentheses):"
 )
 
 
