@@ -31,6 +31,7 @@ from rich.table import Table
 
 from seqtransfer.data.tasks import Task
 from seqtransfer.experiment.config import DataConfig, ExperimentConfig, ProtocolConfig, ZooSection
+from seqtransfer.experiment.layout import RunLayout
 from seqtransfer.experiment.protocol import protocol_targets
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.pipeline.config import FinetuneConfig
@@ -115,7 +116,8 @@ def run_demo(
         console.print(summary[start : end if end > start else None].strip(), markup=False)
     console.print(f"report: {written['report']}\nsummary: {written['summary']}", markup=False)
     adapted = demo_adapt(out_dir, config, console, progress)
-    return {"run_dir": str(out_dir), **{k: str(v) for k, v in written.items()}, "adapt": str(out_dir / "adapt" / "report.html"), "adapt_result": adapted}
+    adapt_report = RunLayout(out_dir).adapt_dir / "report.html"  # the adapt folder's own layout
+    return {"run_dir": str(out_dir), **{k: str(v) for k, v in written.items()}, "adapt": str(adapt_report), "adapt_result": adapted}
 
 
 #: The demo's new target: the new hospital's oedema on its own T2 channel name.
@@ -136,16 +138,17 @@ def demo_adapt(run_dir: Path, config: ExperimentConfig, console: Console, progre
     from seqtransfer.experiment.runner import benchmark_config_of, finetune_config_of, zoo_config_of
     from seqtransfer.graph.store import GraphStore
 
-    bench_dir = run_dir / "benchmark"
-    marker = json.loads((bench_dir / "benchmark.json").read_text())
+    layout = RunLayout(run_dir)
+    bench_dir = layout.benchmark_dir
+    marker = json.loads(layout.benchmark_marker.read_text())
     sources = [bench_dir / name for name in marker["datasets"]]
     target_root = bench_dir / NEW_TARGET_DATASET
     if not (target_root / "dataset.json").exists():
         make_new_target(bench_dir, benchmark_config_of(config), labelled=3, unlabelled=10, progress=None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)))
     target = task_name(NEW_TARGET_SITE, *DEMO_ADAPT_TARGET)
     console.print(f"\nYour new target: {target} (3 labelled cases, 10 unlabelled in {target_root / 'imagesTs'})", markup=False)
-    out = run_dir / "adapt"
-    graph = GraphStore(run_dir / "graphs" / "draw0").clone(out / "graph")  # the protocol's graph stays as it is
+    out = layout.adapt_dir
+    graph = GraphStore(layout.graph_dir(0)).clone(out / "graph")  # the protocol's graph stays as it is
     adapt_config = AdaptConfig(
         zoo=zoo_config_of(config),  # the protocol's: its source models are found, not trained again
         finetune=finetune_config_of(config),
@@ -155,7 +158,7 @@ def demo_adapt(run_dir: Path, config: ExperimentConfig, console: Console, progre
         max_sources=config.protocol.max_sources,
     )
     plan = plan_adapt(sources, target_root, [target], progress=progress)
-    result = adapt(plan, out, adapt_config, graph_dir=graph.root, cache_dir=run_dir / "cache", models_root=run_dir / "models", progress=progress)
+    result = adapt(plan, out, adapt_config, graph_dir=graph.root, cache_dir=layout.cache_dir, models_root=layout.models_dir, progress=progress)
     record = result["targets"][0]
     console.print(f"landmark: {record['landmark']}\npath: {' -> '.join(record['path'])}", markup=False)
     held = record.get("labelsTs_dice")

@@ -95,8 +95,8 @@ class RecordingUnit:
     def split(self) -> None:
         return None
 
-    def predictions(self, name: str) -> Path | None:
-        return Path("predictions") / name
+    def predictions(self, method: str) -> Path | None:
+        return Path("predictions") / method
 
     def zoo_models(self, sources: list[str]) -> list[Any]:
         return []

@@ -68,27 +68,6 @@ def test_method_cells_with_unscorable_test_sets_warn_nothing() -> None:
     assert rows[0][1] == "n/a" and rows[0][3] == "n/a" and wins == {}
 
 
-def test_header_names_the_seqtransfer_version(tmp_path) -> None:
-    import importlib.metadata
-    import json
-
-    from seqtransfer.report.render import _header, _inline_html
-
-    version = importlib.metadata.version("seqtransfer")
-    methods = [{"target": "t", "draw": d} for d in (0, 1, 2)]
-    (tmp_path / "config.resolved.json").write_text(json.dumps({"config": {}, "versions": {"python": "3.11.7", "seqtransfer": version}}))
-    first = _header(tmp_path, methods, ["t"])[0]
-    assert first == f"Configuration: `{tmp_path / 'config.resolved.json'}`; package versions: python 3.11.7, seqtransfer {version}"
-    assert _inline_html(first).startswith(f"Configuration: <code>{tmp_path / 'config.resolved.json'}</code>;")
-    # a run recorded by another (or no) seqtransfer: the report says which version wrote it
-    (tmp_path / "config.resolved.json").write_text(json.dumps({"config": {}, "versions": {"seqtransfer": "0.0.1"}}))
-    assert _header(tmp_path, methods, ["t"])[0].endswith(f"seqtransfer 0.0.1; report written by seqtransfer {version}")
-    (tmp_path / "config.resolved.json").unlink()
-    lines = _header(tmp_path, methods, ["t", "u"])
-    assert lines[0] == f"Configuration: not recorded (no config.resolved.json); report written by seqtransfer {version}"
-    assert lines[-1].startswith("Targets: 2; draws of the 3 target training cases: 3;")
-
-
 def test_bootstrap_interval_and_paired_differences() -> None:
     import numpy as np
 

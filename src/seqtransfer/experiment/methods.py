@@ -56,7 +56,7 @@ class MethodUnit(Protocol):
         """The target's split for ``n_train`` cases; None: the protocol's own."""
         ...
 
-    def predictions(self, name: str) -> Path | None:
+    def predictions(self, method: str) -> Path | None:
         """Where a run saves its predictions (None: nowhere)."""
         ...
 
@@ -260,7 +260,7 @@ class Scratch(Method):
     def run(self, unit: MethodUnit) -> None:
         config, split = unit.config, unit.split
         steps, aug = config.protocol.scratch_steps, config.finetune.augment
-        save = unit.predictions(f"scratch_draw{unit.draw}")
+        save = unit.predictions("scratch")
         spec: dict[str, Any] = {
             "network": config.network.to_dict(),
             "steps": steps,
@@ -293,7 +293,7 @@ class MST(Method):
 
     def run(self, unit: MethodUnit) -> None:
         top, f, split = _top_k(unit), unit.config.finetune, unit.split
-        save = unit.predictions(f"mst_draw{unit.draw}")
+        save = unit.predictions("mst")
         spec: dict[str, Any] = {"sources": top, "zoo": unit.zoo_record(), "finetune": unit.finetune_record()}
         unit.record(
             self.name,
@@ -322,7 +322,7 @@ class MTL(Method):
     def run(self, unit: MethodUnit) -> None:
         top, config = _top_k(unit), unit.config
         steps, aug = config.protocol.scratch_steps, config.finetune.augment
-        save = unit.predictions(f"mtl_draw{unit.draw}")
+        save = unit.predictions("mtl")
         spec = {
             "sources": top,
             "zoo": unit.zoo_record(),

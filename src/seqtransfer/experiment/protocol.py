@@ -53,6 +53,12 @@ def protocol_targets(tasks: Sequence[Task], per_collection: int = 0) -> list[str
     return sorted(n for names in chosen.values() for n in names)
 
 
+def _complete(folder: Path) -> bool:
+    """Whether a graph folder holds a graph and its parameters (an earlier run's: reused)."""
+    store = GraphStore(folder)
+    return store.graph_path.exists() and store.params_path.exists()
+
+
 def draw_graph(
     base: Path,
     out: Path,
@@ -84,7 +90,7 @@ def draw_graph(
     Returns:
         The graph folder.
     """
-    if (out / "graph.json").exists() and (out / "params.json").exists():
+    if _complete(out):
         return out
     draw_config = replace(config, target_draw=draw)
     if draw == 0:
@@ -106,7 +112,7 @@ def derived_graph(
 ) -> Path:
     """Draw 0's sources with new target edges: from ``cases`` per target (default: the
     targets' cases of ``config``'s draw). An existing complete graph folder is reused."""
-    if (out / "graph.json").exists() and (out / "params.json").exists():
+    if _complete(out):
         return out
     graph, _, h_scale, pca = GraphStore(base).load()
     graph = graph.subgraph([n for n, d in graph.nodes(data=True) if d.get("role") == "source"]).copy()

@@ -43,6 +43,7 @@ from seqtransfer.core.errors import ConfigError
 from seqtransfer.experiment.config import PROTOCOL_TRAIN_CASES, ExperimentConfig
 from seqtransfer.experiment.methods import LANDMARK_METHODS, Method, methods_in
 from seqtransfer.experiment.records import PathResult, TransferRecord
+from seqtransfer.experiment.layout import RunLayout
 from seqtransfer.core.executor import Executor, SequentialExecutor
 from seqtransfer.experiment.protocol import derived_graph, draw_graph, protocol_targets
 from seqtransfer.experiment.store import RunStore, protocol_direct_transfers
@@ -147,19 +148,19 @@ def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progr
     from seqtransfer.benchmark import make_benchmark
 
     bench = benchmark_config_of(config)
-    out = run_dir / "benchmark"
-    marker = out / "benchmark.json"
+    layout = RunLayout(run_dir)
+    out, marker = layout.benchmark_dir, layout.benchmark_marker
     if marker.exists():
         try:
             saved = json.loads(marker.read_text())
             if saved.get("config") == bench.to_dict():  # to_dict: markers from before deep_grey match
-                return [out / name for name in saved["datasets"]], out / "objective_groups.json"
+                return [out / name for name in saved["datasets"]], layout.benchmark_groups
         except (OSError, json.JSONDecodeError, KeyError):
             pass
     log(f"generating the embedded benchmark in {out}")
     roots = make_benchmark(out, bench, None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)))
     write_json(marker, {"config": bench.to_dict(), "datasets": [r.name for r in roots]})
-    return roots, out / "objective_groups.json"
+    return roots, layout.benchmark_groups
 
 
 def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, progress: Progress | None = None, executor: Executor | None = None) -> Context:
@@ -183,23 +184,24 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
         raise ConfigError(f"protocol.targets: unknown task(s) {', '.join(unknown)}")
     preflight(config, tasks, targets)
     run_dir.mkdir(parents=True, exist_ok=True)
-    store = RunStore(run_dir / "runs.sqlite")
+    layout = RunLayout(run_dir)
+    store = RunStore(layout.store_path)
     ctx = Context(config=config, run_dir=run_dir, store=store, tasks=tasks, targets=targets, log=log)
-    cache_dir = run_dir / "cache"
+    cache_dir = layout.cache_dir
     graph_cache = PreprocessCache(cache_dir, PreprocessConfig(size=config.graph.size))
-    base = run_dir / "graphs" / "draw0"
+    base = layout.graph_dir(0)
     edge = (config.network.patch_size or (32,))[0]
     for draw in range(config.protocol.draws):
         report = None if progress is None else (lambda stage, d, t, draw=draw: progress(f"graph draw {draw}: {stage}", d, t))
-        folder = draw_graph(base, run_dir / "graphs" / f"draw{draw}", list(tasks.values()), targets, config.graph, draw, graph_cache, executor, report)
-        ctx.workspaces[draw] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=run_dir / "models")
+        folder = draw_graph(base, layout.graph_dir(draw), list(tasks.values()), targets, config.graph, draw, graph_cache, executor, report)
+        ctx.workspaces[draw] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=layout.models_dir)
     for n in ctx.sample_sizes():  # the sample-size study: each target stands for its n labelled cases
         splits = {t: ctx.sample_split(t, n) for t in targets}
         for draw in range(config.protocol.draws):
             report_n = None if progress is None else _stage_progress(progress, f"graph n={n} draw {draw}")
             cases = {t: list(split.draws[draw]) for t, split in splits.items()}
-            folder = derived_graph(base, run_dir / "graphs" / f"n{n}_draw{draw}", list(tasks.values()), targets, replace(config.graph, target_draw=draw), graph_cache, cases, executor, report_n)
-            ctx.sample_workspaces[(n, draw)] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=run_dir / "models")
+            folder = derived_graph(base, layout.sample_size_graph_dir(n, draw), list(tasks.values()), targets, replace(config.graph, target_draw=draw), graph_cache, cases, executor, report_n)
+            ctx.sample_workspaces[(n, draw)] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=layout.models_dir)
     check_target_splits(ctx)
     for name in needed_sources(ctx):
         done = store.done("zoo", _zoo_spec(ctx, name))
@@ -429,8 +431,8 @@ class TargetDraw:
     def split(self) -> TargetSplit | None:
         return _target_split(self.ctx, self.target, self.n_train)
 
-    def predictions(self, name: str) -> Path | None:
-        return _predictions(self.ctx, self.target, name, self.n_train)
+    def predictions(self, method: str) -> Path | None:
+        return _predictions(self.ctx, self.target, method, self.draw, self.n_train)
 
     def zoo_models(self, sources: list[str]) -> list[ZooModel]:
         return [self.ctx.zoo[s] for s in sources]
@@ -527,9 +529,9 @@ def _target_split(ctx: Context, target: str, n: int) -> TargetSplit | None:
     return None if n == PROTOCOL_TRAIN_CASES else ctx.sample_split(target, n)
 
 
-def _predictions(ctx: Context, target: str, name: str, n: int) -> Path | None:
+def _predictions(ctx: Context, target: str, method: str, draw: int, n: int) -> Path | None:
     """Where a protocol run saves its predictions (the sample-size study saves none)."""
-    return ctx.run_dir / "predictions" / target / name if n == PROTOCOL_TRAIN_CASES else None
+    return RunLayout(ctx.run_dir).method_predictions(target, method, draw) if n == PROTOCOL_TRAIN_CASES else None
 
 
 def _ranked_by(all_scores: dict[str, dict[str, Any]], connected: list[str], name: str) -> list[str]:
@@ -655,7 +657,7 @@ def run_experiment(
     run_dir = Path(run_dir)
     executor = executor or SequentialExecutor()
     ctx = open_context(config, run_dir, log, progress, executor)  # verifies everything before writing anything
-    write_json(run_dir / "config.resolved.json", {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")})
+    write_json(RunLayout(run_dir).config_path, {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")})
     log(f"graphs: {config.protocol.draws} draw(s), {len(ctx.targets)} target(s): {', '.join(ctx.targets)}")
     zoo_stage(ctx, executor, progress)
     # draw-major order: the draws of one target (which share path prefixes) rarely run at once

@@ -2,6 +2,7 @@
 
 * :func:`method_table`: Dice per target and method, mean and standard deviation over draws
   and test sets (the paper's Table I, and with other method lists Tables II and III).
+* :func:`lambda_columns`: Table III's columns; :func:`first_draw_paths`: each target's path in draw 0.
 * :func:`win_rates`: how often ours beats each other method over paired (target, draw) runs.
 * :func:`selection_quality`: how well each ranking of the sources (-w, the landmark score,
   LogME, LEEP, NCE) predicts the really trained direct-transfer Dice: Kendall tau, weighted
@@ -76,6 +77,16 @@ def method_key(result: Mapping[str, Any]) -> str:
     return f"lambda={result['variant']}" if result["method"] == "lambda" else str(result["method"])
 
 
+def lambda_columns(methods: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The lambda sweep's columns (Table III), by increasing lambda."""
+    return sorted({method_key(m) for m in methods if m["method"] == "lambda"}, key=lambda k: float(k.split("=")[1]))
+
+
+def first_draw_paths(methods: Sequence[Mapping[str, Any]], method: str = "ours") -> dict[str, list[str]]:
+    """Per target, the transfer path ``method`` took in draw 0 (landmark first)."""
+    return {str(m["target"]): list(m["path"]) for m in methods if m["method"] == method and m["draw"] == 0}
+
+
 def cells(methods: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Cell]:
     """``(target, method key) -> Cell``.
 
@@ -88,9 +99,9 @@ def cells(methods: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], Cell]:
         sets = [float("nan") if v is None else float(v) for v in m.get("test_set_dice") or []]
         grouped.setdefault(key, []).append(sets)
     out: dict[tuple[str, str], dict[int, list[float]]] = {}
-    for (target, key, draw), variants in grouped.items():
+    for (target, column_key, draw), variants in grouped.items():
         # per test set over the variants; a set no variant could score stays NaN
-        out.setdefault((target, key), {})[draw] = [finite_mean(column) for column in zip(*variants, strict=True)]
+        out.setdefault((target, column_key), {})[draw] = [finite_mean(column) for column in zip(*variants, strict=True)]
     result = {}
     for k, draws in out.items():
         values = _finite([v for sets in draws.values() for v in sets])
