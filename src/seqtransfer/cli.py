@@ -503,7 +503,8 @@ def transfer(
     else:
         selection = stored_selection(graph_dir, target)
         if selection is None:
-            raise ConfigError(f"{workspace.store.selection_path(target)}: no stored selection for {target!r}; run `seqtransfer select` or pass --path")
+            where = workspace.store.selection_path(target)
+            raise ConfigError(f"{where}: no stored selection for {target!r}; run `seqtransfer select` or pass --path")
         nodes = list(selection.path)
     zoo = _zoo_config(preset, zoo_steps, ZOO.max_train, seed, grid_spacing)
     landmark = None

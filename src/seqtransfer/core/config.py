@@ -75,7 +75,9 @@ def _coerce(value: Any, annotation: Any, where: str) -> Any:
             return tuple(_coerce(v, args[0], f"{where}[{i}]") for i, v in enumerate(value))
         if args and len(args) != len(value):
             raise ConfigError(f"{where} must be a list of {len(args)}")
-        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True))) if args else tuple(value)
+        if not args:
+            return tuple(value)
+        return tuple(_coerce(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args, strict=True)))
     if annotation is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{where} must be true or false, got {value!r}")
@@ -121,9 +123,11 @@ def config_from_mapping(cls: type[T], data: Mapping[str, Any], what: str, allowe
     try:
         return cls(**kwargs)
     except ConfigError as exc:
+        # a class's own message starts with the field's name: name the table too
         message = str(exc)
-        first = message.split(" ", 1)[0]
-        raise ConfigError(f"{what}.{message}" if first in hints and not message.startswith(f"{what}.") else message) from exc
+        if message.split(" ", 1)[0] in hints:
+            message = f"{what}.{message}"
+        raise ConfigError(message) from exc
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"invalid {what} parameters: {exc}") from exc
 

@@ -43,7 +43,8 @@ A TOML file with the sections below; every key is optional (defaults in brackets
     [graph]     # GraphConfig (seqtransfer.graph.config)
     [network]   # NetworkConfig (seqtransfer.training.config: preset, filters, patch_size, architecture, ...)
     [zoo]       # ZooConfig (seqtransfer.pipeline.config): steps [300], max_train [60], augment [true]
-    [finetune]  # FinetuneConfig (seqtransfer.pipeline.config): steps [150], lr [0.01], lambda_ewc [0.25], augment [true]
+    [finetune]  # FinetuneConfig (seqtransfer.pipeline.config):
+                # steps [150], lr [0.01], lambda_ewc [0.25], augment [true]
                 # (augment also applies to scratch, MST and MTL: every training on the target)
 
 Each section is, or is built from, the library's configuration dataclass of its concern, so
@@ -213,7 +214,8 @@ class ExperimentConfig:
                 ),
                 (
                     self.finetune.seed == self.seed,
-                    f"finetune.seed ({self.finetune.seed}) must equal seed ({self.seed}): one seed for every draw and training",
+                    f"finetune.seed ({self.finetune.seed}) must equal seed ({self.seed}): "
+                    "one seed for every draw and training",
                 ),
                 (
                     self.graph.target_cases == PROTOCOL_TRAIN_CASES,

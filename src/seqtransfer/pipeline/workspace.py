@@ -157,7 +157,9 @@ def parse_spacing(value: str, preset: str) -> Spacing | str | None:
     try:
         numbers = [float(v) for v in text.split(",")]
     except ValueError:
-        raise ConfigError(f"--spacing must be auto, cube, median, a number or three comma-separated numbers (mm), got {value!r}") from None
+        raise ConfigError(
+            f"--spacing must be auto, cube, median, a number or three comma-separated numbers (mm), got {value!r}"
+        ) from None
     if len(numbers) == 1:
         numbers *= 3
     if len(numbers) != 3:

@@ -130,7 +130,8 @@ def stored_selection(graph_dir: str | Path, target: str) -> Selection | None:
         selection = Selection.from_dict(data)
     except (OSError, json.JSONDecodeError, ConfigError, TypeError) as exc:
         raise ConfigError(f"{path}: corrupt selection ({exc})") from exc
-    if not isinstance(selection.landmark, str) or not isinstance(selection.path, list) or not all(isinstance(n, str) for n in selection.path):
+    names = [selection.landmark, *selection.path] if isinstance(selection.path, list) else [None]
+    if not all(isinstance(n, str) for n in names):
         raise ConfigError(f"{path}: corrupt selection (landmark and path must be task names)")
     return selection
 
