@@ -34,7 +34,11 @@ def run(argv: list[str], env: dict[str, str]) -> dict[str, float]:
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed: {proc.stderr.strip()}")
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return {"wall_s": round(wall, 2), "peak_rss_mib_largest_process": round(max(peak, before) / 1024, 1), "stdout": proc.stdout.strip().splitlines()[-6:]}
+    return {
+        "wall_s": round(wall, 2),
+        "peak_rss_mib_largest_process": round(max(peak, before) / 1024, 1),
+        "stdout": proc.stdout.strip().splitlines()[-6:],
+    }
 
 
 def main() -> None:
@@ -47,20 +51,40 @@ def main() -> None:
     env = {**os.environ, "SEQTRANSFER_CACHE": str(args.work / "cache")}
     bench = args.work / "bench"
     results: dict[str, object] = {"load_before": os.getloadavg(), "cpus": os.cpu_count()}
-    results["benchmark"] = run(["benchmark", "make", "--out", str(bench), "--size", "48", "--cases", "24", "--sites", "2"], env)
+    results["benchmark"] = run(
+        ["benchmark", "make", "--out", str(bench), "--size", "48", "--cases", "24", "--sites", "2"], env
+    )
     sources = [str(bench / d) for d in ("Dataset501_TumourLike", "Dataset502_TissueLike", "Dataset503_LesionLike")]
     target = str(bench / "Dataset504_NewClinicLike")
     common = ["--preset", "cpu", "--max-sources", str(args.max_sources), "--workers", "2"]
     cold = args.work / "cold"
-    results["cold"] = run(["adapt", *sources, target, "--target", "newclinic-T2w-edema", "--out", str(cold), *common], env)
+    results["cold"] = run(
+        ["adapt", *sources, target, "--target", "newclinic-T2w-edema", "--out", str(cold), *common], env
+    )
     results["cold"]["stages"] = json.loads((cold / "adapt.json").read_text())["seconds"]
     warm = args.work / "warm"
-    results["warm"] = run(["adapt", *sources, target, "--target", "newclinic-T2w-necrosis", "--out", str(warm), "--graph", str(cold / "graph"), *common], env)
+    results["warm"] = run(
+        [
+            "adapt",
+            *sources,
+            target,
+            "--target",
+            "newclinic-T2w-necrosis",
+            "--out",
+            str(warm),
+            "--graph",
+            str(cold / "graph"),
+            *common,
+        ],
+        env,
+    )
     saved = json.loads((warm / "adapt.json").read_text())
     results["warm"]["stages"] = saved["seconds"]
     results["warm"]["zoo_models_trained"] = saved["zoo_trained"]
     results["cold"]["zoo_models_trained"] = json.loads((cold / "adapt.json").read_text())["zoo_trained"]
-    results["rerun"] = run(["adapt", *sources, target, "--target", "newclinic-T2w-edema", "--out", str(cold), *common], env)
+    results["rerun"] = run(
+        ["adapt", *sources, target, "--target", "newclinic-T2w-edema", "--out", str(cold), *common], env
+    )
     results["load_after"] = os.getloadavg()
     for key in ("cold", "warm"):
         folder = cold if key == "cold" else warm

@@ -1,6 +1,6 @@
 """Figure of benchmarks/adapt.md: where the time of `seqtransfer adapt` goes, cold and warm.
 
-    .venv/bin/python benchmarks/adapt_plot.py   # -> benchmarks/results/adapt.png
+.venv/bin/python benchmarks/adapt_plot.py   # -> benchmarks/results/adapt.png
 """
 
 from __future__ import annotations
@@ -20,7 +20,13 @@ def main() -> None:
     data = json.loads((RESULTS / "adapt.json").read_text())
     runs = ["cold", "warm"]
     fig, ax = plt.subplots(figsize=(7.0, 2.6))
-    colours = {"graph": "tab:blue", "source models": "tab:orange", "fine-tuning": "tab:green", "predict": "tab:purple", "start, imports, verification": "lightgrey"}
+    colours = {
+        "graph": "tab:blue",
+        "source models": "tab:orange",
+        "fine-tuning": "tab:green",
+        "predict": "tab:purple",
+        "start, imports, verification": "lightgrey",
+    }
     for row, run in enumerate(runs):
         stages = data[run]["stages"]
         parts = {

@@ -42,11 +42,15 @@ def time_command(argv: list[str], repeats: int) -> tuple[float, list[float], str
     imported = ""
     for i in range(repeats + 1):
         start = time.perf_counter()
-        proc = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, env=os.environ.copy())
+        proc = subprocess.run(
+            [sys.executable, "-c", code, *argv], capture_output=True, text=True, env=os.environ.copy()
+        )
         elapsed = time.perf_counter() - start
         if proc.returncode != 0:
             raise SystemExit(f"{' '.join(argv)}: exit {proc.returncode}\n{proc.stderr}")
-        imported = next((line.removeprefix("imported: ") for line in proc.stderr.splitlines() if line.startswith("imported: ")), "")
+        imported = next(
+            (line.removeprefix("imported: ") for line in proc.stderr.splitlines() if line.startswith("imported: ")), ""
+        )
         if i:  # the first run warms the file cache
             times.append(elapsed)
     return statistics.median(times), times, imported
@@ -65,7 +69,9 @@ def main() -> None:
     print(f"load before: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
     for name, argv in commands.items():
         median, times, imported = time_command(argv, args.repeats)
-        print(f"{name}: median {median:.2f} s over {len(times)} runs ({', '.join(f'{t:.2f}' for t in times)}); heavy modules imported: {imported or 'none'}")
+        print(
+            f"{name}: median {median:.2f} s over {len(times)} runs ({', '.join(f'{t:.2f}' for t in times)}); heavy modules imported: {imported or 'none'}"
+        )
     print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 
 

@@ -76,15 +76,28 @@ def _records(run: Path) -> dict:
         data = json.loads(result)
         attempts.append(n)
         if kind == "method":
-            methods[f"{data['method']}|{data['target']}|{data['draw']}|{data['variant']}"] = [data.get("dice"), data.get("test_set_dice"), data.get("path")]
+            methods[f"{data['method']}|{data['target']}|{data['draw']}|{data['variant']}"] = [
+                data.get("dice"),
+                data.get("test_set_dice"),
+                data.get("path"),
+            ]
         elif kind == "zoo":
             zoo[data["task"]] = data["dice"]
     edges = {}
     for graph in sorted((run / "graphs").glob("draw*/graph.json")):
         links = json.loads(graph.read_text())["links"]
-        edges[graph.parent.name] = sorted((min(l["source"], l["target"]), max(l["source"], l["target"]), l["H"], l["R"], l["weight"]) for l in links)
+        edges[graph.parent.name] = sorted(
+            (min(l["source"], l["target"]), max(l["source"], l["target"]), l["H"], l["R"], l["weight"]) for l in links
+        )
     tables = {p.name: p.read_text() for p in sorted((run / "report" / "tables").glob("*.csv"))}
-    return {"methods": methods, "zoo": zoo, "edges": edges, "tables": tables, "max_attempts": max(attempts, default=0), "n_runs": len(rows)}
+    return {
+        "methods": methods,
+        "zoo": zoo,
+        "edges": edges,
+        "tables": tables,
+        "max_attempts": max(attempts, default=0),
+        "n_runs": len(rows),
+    }
 
 
 def main() -> None:
@@ -97,31 +110,47 @@ def main() -> None:
     saved = HERE / "results" / "demo_executors.json"
     # runs skipped now keep what an earlier invocation recorded of them
     out: dict = json.loads(saved.read_text()) if saved.exists() and args.skip else {}
-    out[f"started_{'_'.join(sorted({'local', 'ray', 'killed'} - set(args.skip))) or 'compare'}"] = time.strftime("%Y-%m-%d %H:%M:%S")
+    out[f"started_{'_'.join(sorted({'local', 'ray', 'killed'} - set(args.skip))) or 'compare'}"] = time.strftime(
+        "%Y-%m-%d %H:%M:%S"
+    )
     if "local" not in args.skip:
         out["local"] = _timed(_seqtransfer("demo", "--out", str(args.work / "local")), log)
     if "ray" not in args.skip:
-        out["ray"] = _timed(_seqtransfer("run", str(ROOT / "examples" / "demo.toml"), "--out", str(args.work / "ray"), "--executor", "ray"), log)
+        out["ray"] = _timed(
+            _seqtransfer(
+                "run", str(ROOT / "examples" / "demo.toml"), "--out", str(args.work / "ray"), "--executor", "ray"
+            ),
+            log,
+        )
     if "killed" not in args.skip:
         killed = args.work / "killed"
         argv = _seqtransfer("demo", "--out", str(killed))
         kills = [
             ("benchmark written", lambda: len(list((killed / "benchmark").rglob("*.nii.gz"))) >= 100),
-            ("graph features written", lambda: (killed / "graphs").exists() and len(list((killed / "graphs").rglob("*.np[yz]"))) >= 50),
+            (
+                "graph features written",
+                lambda: (killed / "graphs").exists() and len(list((killed / "graphs").rglob("*.np[yz]"))) >= 50,
+            ),
             ("zoo stage", lambda: _count_done(killed, "zoo") >= 4),
             ("methods stage", lambda: _count_done(killed, "method") >= 6),
         ]
         out["kills"] = [{"when": name, **_kill_when(argv, log, ready)} for name, ready in kills]
         out["killed_final"] = _timed(argv, log)
-    runs = {name: _records(args.work / name) for name in ("local", "ray", "killed") if (args.work / name / "runs.sqlite").exists()}
+    runs = {
+        name: _records(args.work / name)
+        for name in ("local", "ray", "killed")
+        if (args.work / name / "runs.sqlite").exists()
+    }
     reference = runs.get("local")
     out["comparison"] = {}
     for name, rec in runs.items():
         if name == "local" or reference is None:
             continue
-        out["comparison"][name] = {
-            key: rec[key] == reference[key] for key in ("methods", "zoo", "edges", "tables")
-        } | {"n_methods": len(rec["methods"]), "max_attempts": rec["max_attempts"], "n_runs": rec["n_runs"]}
+        out["comparison"][name] = {key: rec[key] == reference[key] for key in ("methods", "zoo", "edges", "tables")} | {
+            "n_methods": len(rec["methods"]),
+            "max_attempts": rec["max_attempts"],
+            "n_runs": rec["n_runs"],
+        }
     out["reference_runs"] = reference["n_runs"] if reference else None
     out["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     saved.parent.mkdir(exist_ok=True)

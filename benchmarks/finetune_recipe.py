@@ -70,7 +70,12 @@ SEED = 0
 CHANNELS = ["T1", "T1ce", "T2", "FLAIR"]
 LABELS = ["NCR", "ED", "ET"]
 SITES = ["inst1", "inst2"]
-KINDS = ["same channel, same label", "same channel, other label", "other channel, same label", "other channel, other label"]
+KINDS = [
+    "same channel, same label",
+    "same channel, other label",
+    "other channel, same label",
+    "other channel, other label",
+]
 
 
 def validation_pairs(n: int) -> list[dict[str, Any]]:
@@ -107,9 +112,16 @@ def _check_pairs(workspace: Workspace, study: Path, pairs: list[dict[str, Any]])
 
 def _check_cache(workspace: Workspace, names: set[str]) -> None:
     """Every case of these tasks is in the (read-only) preprocessing cache."""
-    missing = [c.case_id for n in sorted(names) for c in workspace.task(n).cases if not (workspace.cache.root / "preprocessed" / workspace.cache.key(c)[:2] / workspace.cache.key(c)).is_dir()]
+    missing = [
+        c.case_id
+        for n in sorted(names)
+        for c in workspace.task(n).cases
+        if not (workspace.cache.root / "preprocessed" / workspace.cache.key(c)[:2] / workspace.cache.key(c)).is_dir()
+    ]
     if missing:
-        raise SystemExit(f"{len(missing)} case(s) missing from the study's cache (e.g. {missing[0]}): refusing to write there")
+        raise SystemExit(
+            f"{len(missing)} case(s) missing from the study's cache (e.g. {missing[0]}): refusing to write there"
+        )
 
 
 def _zoo_models(study: Path, work: Path, names: set[str]) -> dict[str, ZooModel]:
@@ -139,27 +151,64 @@ def _label(recipe: dict[str, Any]) -> str:
 
 def summarize(results: list[dict[str, Any]]) -> str:
     """Markdown tables: per pair x draw x recipe, and per recipe over the complete pairs."""
+
     def same(r: dict[str, Any], recipe: dict[str, Any]) -> bool:
         return r["lr"] == recipe["lr"] and r["steps"] == recipe["steps"]
 
     units = sorted({(r["pair"], r["draw"]) for r in results})
-    complete = [u for u in units if all(any((r["pair"], r["draw"]) == u and same(r, rec) for r in results) for rec in RECIPES)]
+    complete = [
+        u for u in units if all(any((r["pair"], r["draw"]) == u and same(r, rec) for r in results) for rec in RECIPES)
+    ]
     value = {(r["pair"], r["draw"], r["lr"], r["steps"]): r for r in results}
-    lines = ["| pair | kind | landmark -> validation target | draw | zero-shot | " + " | ".join(_label(x) for x in RECIPES) + " |"]
+    lines = [
+        "| pair | kind | landmark -> validation target | draw | zero-shot | "
+        + " | ".join(_label(x) for x in RECIPES)
+        + " |"
+    ]
     lines.append("|---" * (5 + len(RECIPES)) + "|")
     for pair, draw in units:
         any_r = next(r for r in results if (r["pair"], r["draw"]) == (pair, draw))
-        cells = [f"{value[(pair, draw, x['lr'], x['steps'])]['final']:.3f}" if (pair, draw, x["lr"], x["steps"]) in value else "" for x in RECIPES]
-        lines.append(f"| {pair} | {any_r['kind']} | {any_r['landmark']} -> {any_r['target']} | {draw} | {any_r['zero_shot']:.3f} | " + " | ".join(cells) + " |")
+        cells = [
+            f"{value[(pair, draw, x['lr'], x['steps'])]['final']:.3f}"
+            if (pair, draw, x["lr"], x["steps"]) in value
+            else ""
+            for x in RECIPES
+        ]
+        lines.append(
+            f"| {pair} | {any_r['kind']} | {any_r['landmark']} -> {any_r['target']} | {draw} | {any_r['zero_shot']:.3f} | "
+            + " | ".join(cells)
+            + " |"
+        )
     pairs = sorted({p for p, _ in complete})
-    lines += ["", f"Over the {len(complete)} (pair, draw) runs where every recipe ran ({len(pairs)} pairs); interval: 95 % percentile bootstrap of the mean over the {len(pairs)} per-pair means (each over its draws):", ""]
-    lines.append("| recipe | mean Dice (n runs) | sd over runs | mean of pair means [95 % interval] | paired wins vs lr 0.01 x 150 (ties) | pairs whose mean beats lr 0.01 x 150 | mean difference vs lr 0.01 x 150 [95 % interval over pairs] | median seconds |")
+    lines += [
+        "",
+        f"Over the {len(complete)} (pair, draw) runs where every recipe ran ({len(pairs)} pairs); interval: 95 % percentile bootstrap of the mean over the {len(pairs)} per-pair means (each over its draws):",
+        "",
+    ]
+    lines.append(
+        "| recipe | mean Dice (n runs) | sd over runs | mean of pair means [95 % interval] | paired wins vs lr 0.01 x 150 (ties) | pairs whose mean beats lr 0.01 x 150 | mean difference vs lr 0.01 x 150 [95 % interval over pairs] | median seconds |"
+    )
     lines.append("|---|---|---|---|---|---|---|---|")
     for recipe in RECIPES:
         finals = np.array([value[(p, d, recipe["lr"], recipe["steps"])]["final"] for p, d in complete])
         ref = np.array([value[(p, d, DEFAULT["lr"], DEFAULT["steps"])]["final"] for p, d in complete])
-        per_pair = [float(np.mean([value[(p, d, recipe["lr"], recipe["steps"])]["final"] for q, d in complete if q == p])) for p in pairs]
-        diff_pair = [float(np.mean([value[(p, d, recipe["lr"], recipe["steps"])]["final"] - value[(p, d, DEFAULT["lr"], DEFAULT["steps"])]["final"] for q, d in complete if q == p])) for p in pairs]
+        per_pair = [
+            float(np.mean([value[(p, d, recipe["lr"], recipe["steps"])]["final"] for q, d in complete if q == p]))
+            for p in pairs
+        ]
+        diff_pair = [
+            float(
+                np.mean(
+                    [
+                        value[(p, d, recipe["lr"], recipe["steps"])]["final"]
+                        - value[(p, d, DEFAULT["lr"], DEFAULT["steps"])]["final"]
+                        for q, d in complete
+                        if q == p
+                    ]
+                )
+            )
+            for p in pairs
+        ]
         lo, hi = bootstrap_interval(per_pair)
         dlo, dhi = bootstrap_interval(diff_pair)
         secs = np.median([value[(p, d, recipe["lr"], recipe["steps"])]["seconds"] for p, d in complete])
@@ -168,7 +217,9 @@ def summarize(results: list[dict[str, Any]]) -> str:
         wins = "" if is_default else f"{int((finals > ref).sum())} of {len(finals)} ({int((finals == ref).sum())})"
         dcell = "" if is_default else f"{np.mean(diff_pair):+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
         pair_wins = "" if is_default else f"{sum(d > 0 for d in diff_pair)} of {len(diff_pair)}"
-        lines.append(f"| {_label(recipe)} | {finals.mean():.3f} ({len(finals)}) | {sd:.3f} | {np.mean(per_pair):.3f} [{lo:.3f}, {hi:.3f}] | {wins} | {pair_wins} | {dcell} | {secs:.0f} |")
+        lines.append(
+            f"| {_label(recipe)} | {finals.mean():.3f} ({len(finals)}) | {sd:.3f} | {np.mean(per_pair):.3f} [{lo:.3f}, {hi:.3f}] | {wins} | {pair_wins} | {dcell} | {secs:.0f} |"
+        )
     kinds = [k for k in KINDS if any(r["kind"] == k for r in results)]
     lines += ["", "Mean Dice per kind of shift (over its pairs and draws, complete runs only):", ""]
     lines.append("| kind | runs | " + " | ".join(_label(x) for x in RECIPES) + " |")
@@ -182,11 +233,22 @@ def summarize(results: list[dict[str, Any]]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--study", type=Path, default=Path("/tmp/study"), help="a finished (or running) study's run folder, read only")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/recipe2"), help="this benchmark's own folder (graph copy, models)")
+    parser.add_argument(
+        "--study", type=Path, default=Path("/tmp/study"), help="a finished (or running) study's run folder, read only"
+    )
+    parser.add_argument(
+        "--work", type=Path, default=Path("/tmp/recipe2"), help="this benchmark's own folder (graph copy, models)"
+    )
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/finetune_recipe_validation.json"))
-    parser.add_argument("--draws", default="0,1,2", help="comma-separated draws of the validation targets' 3 training cases")
-    parser.add_argument("--pairs", type=int, default=12, help="how many pairs of the fixed rule (12: every channel x label landmark once)")
+    parser.add_argument(
+        "--draws", default="0,1,2", help="comma-separated draws of the validation targets' 3 training cases"
+    )
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=12,
+        help="how many pairs of the fixed rule (12: every channel x label landmark once)",
+    )
     parser.add_argument("--summary", action="store_true", help="print the tables of --out and stop")
     args = parser.parse_args()
     results: list[dict[str, Any]] = json.loads(args.out.read_text()) if args.out.exists() else []
@@ -200,9 +262,14 @@ def main() -> None:
         shutil.copytree(args.study / "graphs" / "draw0", graph, symlinks=False)
     # only the sections a transfer needs: a study run by a newer version may list methods this one does not know
     resolved = json.loads((args.study / "config.resolved.json").read_text())["config"]
-    config = config_from_dict({k: resolved[k] for k in ("seed", "network", "zoo", "graph") if k in resolved}, "the study's resolved configuration")
+    config = config_from_dict(
+        {k: resolved[k] for k in ("seed", "network", "zoo", "graph") if k in resolved},
+        "the study's resolved configuration",
+    )
     zoo_config = zoo_config_of(config)
-    workspace = open_workspace(graph, size=config.graph.size, cache_dir=args.study / "cache", models_root=args.work / "models")
+    workspace = open_workspace(
+        graph, size=config.graph.size, cache_dir=args.study / "cache", models_root=args.work / "models"
+    )
     _check_pairs(workspace, args.study, pairs)
     _check_cache(workspace, {p["landmark"] for p in pairs} | {p["target"] for p in pairs})
     zoo = _zoo_models(args.study, args.work, {p["landmark"] for p in pairs})
@@ -212,10 +279,24 @@ def main() -> None:
             for recipe in RECIPES:
                 if (p["pair"], draw, recipe["lr"], recipe["steps"]) in done:
                     continue
-                finetune = FinetuneConfig(steps=int(recipe["steps"]), lr=float(recipe["lr"]), lambda_ewc=LAMBDA_EWC, draw=draw, seed=SEED, augment=False)
+                finetune = FinetuneConfig(
+                    steps=int(recipe["steps"]),
+                    lr=float(recipe["lr"]),
+                    lambda_ewc=LAMBDA_EWC,
+                    draw=draw,
+                    seed=SEED,
+                    augment=False,
+                )
                 start = time.perf_counter()
                 with single_threaded():
-                    m = run_transfer(workspace, p["target"], [p["landmark"], p["target"]], zoo_config, finetune, landmark=zoo[p["landmark"]])
+                    m = run_transfer(
+                        workspace,
+                        p["target"],
+                        [p["landmark"], p["target"]],
+                        zoo_config,
+                        finetune,
+                        landmark=zoo[p["landmark"]],
+                    )
                 seconds = time.perf_counter() - start
                 results.append(
                     {
@@ -237,7 +318,10 @@ def main() -> None:
                 tmp = args.out.with_suffix(".tmp")
                 tmp.write_text(json.dumps(results, indent=1))
                 tmp.replace(args.out)
-                print(f"pair {p['pair']} {p['landmark']} -> {p['target']} draw {draw} {_label(recipe)}: {m.final_dice:.3f} (zero-shot {m.zero_shot_dice:.3f}, {seconds:.0f} s)", flush=True)
+                print(
+                    f"pair {p['pair']} {p['landmark']} -> {p['target']} draw {draw} {_label(recipe)}: {m.final_dice:.3f} (zero-shot {m.zero_shot_dice:.3f}, {seconds:.0f} s)",
+                    flush=True,
+                )
     print()
     print(summarize(results))
 

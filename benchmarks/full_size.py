@@ -56,12 +56,19 @@ def write_cases(root: Path, n: int, shape: tuple[int, int, int], seed: int) -> P
         c = inside[int(rng.integers(len(inside)))].astype(np.float32)
         c = np.clip(c, np.array(shape) * 0.3, np.array(shape) * 0.7)
         label = ((((grid - c[:, None, None, None]) ** 2).sum(0) <= r * r) & head).astype(np.uint8)
-        smooth = torch.nn.functional.interpolate(torch.from_numpy(coarse[i])[None, None], size=shape, mode="trilinear")[0, 0].numpy()
+        smooth = torch.nn.functional.interpolate(torch.from_numpy(coarse[i])[None, None], size=shape, mode="trilinear")[
+            0, 0
+        ].numpy()
         image = np.where(head, 100.0 + 10.0 * smooth + rng.normal(0, 8, size=shape).astype(np.float32), 0.0)
         image = (image + 30.0 * label).astype(np.float32)
         write_image(root / "imagesTr" / f"case_{i:03d}_0000.nii.gz", image, np.eye(4))
         write_image(root / "labelsTr" / f"case_{i:03d}.nii.gz", label, np.eye(4))
-    meta = {"channel_names": {"0": "T1"}, "labels": {"background": 0, "tumour": 1}, "numTraining": n, "file_ending": ".nii.gz"}
+    meta = {
+        "channel_names": {"0": "T1"},
+        "labels": {"background": 0, "tumour": 1},
+        "numTraining": n,
+        "file_ending": ".nii.gz",
+    }
     (root / "dataset.json").write_text(json.dumps(meta))
     return root
 
@@ -77,7 +84,11 @@ def main() -> None:
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     shape = tuple(int(v) for v in args.shape.split(","))
-    res: dict[str, object] = {"command": " ".join(sys.argv), "python": platform.python_version(), "torch": torch.__version__}
+    res: dict[str, object] = {
+        "command": " ".join(sys.argv),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+    }
     dev = select_device()
     res["device"] = torch.cuda.get_device_name(0) if dev.type == "cuda" else platform.processor() or "cpu"
 
@@ -92,15 +103,29 @@ def main() -> None:
     res["grid_shapes"] = sorted({tuple(int(v) for v in p.label.shape) for p in loaded})
 
     n_train = len(cases) - args.test
-    train_cases = [(np.ascontiguousarray(p.image, dtype=np.float32), (np.asarray(p.label) > 0).astype(np.uint8)) for p in loaded[:n_train]]
+    train_cases = [
+        (np.ascontiguousarray(p.image, dtype=np.float32), (np.asarray(p.label) > 0).astype(np.uint8))
+        for p in loaded[:n_train]
+    ]
     network = NetworkConfig(preset=args.preset)
     model = build_network(network, generator=torch.Generator().manual_seed(0))
-    res["network"] = {"patch": list(network.patch_size or ()), "filters": list(network.filters or ()), "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2)}
+    res["network"] = {
+        "patch": list(network.patch_size or ()),
+        "filters": list(network.filters or ()),
+        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
+    }
     stamps: list[float] = []
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t = time.perf_counter()
-    result = train(model, train_cases, TrainConfig(steps=args.steps), network.patch_size, device=dev, progress=lambda s, n, loss: stamps.append(time.perf_counter()))  # type: ignore[arg-type]
+    result = train(
+        model,
+        train_cases,
+        TrainConfig(steps=args.steps),
+        network.patch_size,
+        device=dev,
+        progress=lambda s, n, loss: stamps.append(time.perf_counter()),
+    )  # type: ignore[arg-type]
     res["train_s"] = round(time.perf_counter() - t, 1)
     steady = np.diff(stamps[5:]) * 1000 if len(stamps) > 6 else np.diff([t, *stamps]) * 1000
     res["train_ms_per_step_median"] = round(float(np.median(steady)), 1)

@@ -312,7 +312,12 @@ def phase_generate(args: argparse.Namespace) -> dict[str, Any]:
     roots = make_benchmark(out, config)
     elapsed = time.perf_counter() - t
     write_json(marker, {"config": config.to_dict(), "datasets": [r.name for r in roots]})
-    return {"reused": False, "config": config.to_dict(), "datasets": [r.name for r in roots], "wall_s": round(elapsed, 2)}
+    return {
+        "reused": False,
+        "config": config.to_dict(),
+        "datasets": [r.name for r in roots],
+        "wall_s": round(elapsed, 2),
+    }
 
 
 def phase_preprocess(args: argparse.Namespace) -> dict[str, Any]:
@@ -403,7 +408,9 @@ def profile_tables(profiler: cProfile.Profile, path: Path, top: int = 25) -> dic
         for marker in ("site-packages/", "src/"):
             if marker in file:
                 short = file.split(marker, 1)[1]
-        rows.append({"function": f"{short}:{line}({func})", "ncalls": nc, "tottime_s": round(tt, 3), "cumtime_s": round(ct, 3)})
+        rows.append(
+            {"function": f"{short}:{line}({func})", "ncalls": nc, "tottime_s": round(tt, 3), "cumtime_s": round(ct, 3)}
+        )
     by_tot = sorted(rows, key=lambda r: -r["tottime_s"])[:top]
     by_cum = sorted(rows, key=lambda r: -r["cumtime_s"])[:top]
     text = io.StringIO()
@@ -510,7 +517,9 @@ def naive_task_pair(
         t = clock("read", t)
         resized = resize(volume, (resize_to,) * 3, anti_aliasing=True)
         t = clock("resize", t)
-        out = np.asarray(PCA(n_components=OFFICIAL_PCA_VARIANCE).fit_transform(resized.reshape(resize_to * resize_to, resize_to))).ravel()
+        out = np.asarray(
+            PCA(n_components=OFFICIAL_PCA_VARIANCE).fit_transform(resized.reshape(resize_to * resize_to, resize_to))
+        ).ravel()
         clock("pca", t)
         return out
 
@@ -589,18 +598,36 @@ def phase_naive(args: argparse.Namespace) -> dict[str, Any]:
     probe = {}
     for label, limit in (("default", None), ("one", 1), ("default_again", None), ("one_again", 1)):
         with threadpool_limits(limits=limit):
-            r = naive_task_pair(by_name[a], cases_of(a), by_name[b], cases_of(b), args.naive_resize, np.random.default_rng([args.seed, 99]), check=False, max_volume_pairs=4)
+            r = naive_task_pair(
+                by_name[a],
+                cases_of(a),
+                by_name[b],
+                cases_of(b),
+                args.naive_resize,
+                np.random.default_rng([args.seed, 99]),
+                check=False,
+                max_volume_pairs=4,
+            )
         probe[label] = {"per_volume_pair_s": r["per_volume_pair_s"], "parts_s": r["parts_s"]}
     limit = args.naive_threads if args.naive_threads > 0 else None
     results = []
     with threadpool_limits(limits=limit):
         for number, (a, b) in enumerate(chosen):
-            res = naive_task_pair(by_name[a], cases_of(a), by_name[b], cases_of(b), args.naive_resize, np.random.default_rng([args.seed, number]), check=number == 0)
+            res = naive_task_pair(
+                by_name[a],
+                cases_of(a),
+                by_name[b],
+                cases_of(b),
+                args.naive_resize,
+                np.random.default_rng([args.seed, number]),
+                check=number == 0,
+            )
             res["load_avg_after"] = load_average()
             results.append(res)
             print(f"naive {a} x {b}: {res['wall_s']} s ({res['volume_pairs']} volume pairs)", flush=True)
     total_vp = sum(
-        _official_pair_count(len(graph.nodes[a]["affinity_cases"]), len(graph.nodes[b]["affinity_cases"])) for a, b in edges
+        _official_pair_count(len(graph.nodes[a]["affinity_cases"]), len(graph.nodes[b]["affinity_cases"]))
+        for a, b in edges
     )
     measured_wall = sum(r["wall_s"] for r in results)
     measured_vp = sum(r["volume_pairs"] for r in results)
@@ -644,16 +671,26 @@ def run_phase_child(args: argparse.Namespace, phase: str, extra: list[str] = ())
     command = [
         sys.executable,
         str(Path(__file__).resolve()),
-        "--out", str(args.out),
-        "--size", str(args.size),
-        "--volumes", str(args.volumes),
-        "--sites", str(args.sites),
-        "--naive-pairs", str(args.naive_pairs),
-        "--naive-resize", str(args.naive_resize),
-        "--naive-threads", str(args.naive_threads),
-        "--seed", str(args.seed),
-        "--phase", phase,
-        "--result", str(result_path),
+        "--out",
+        str(args.out),
+        "--size",
+        str(args.size),
+        "--volumes",
+        str(args.volumes),
+        "--sites",
+        str(args.sites),
+        "--naive-pairs",
+        str(args.naive_pairs),
+        "--naive-resize",
+        str(args.naive_resize),
+        "--naive-threads",
+        str(args.naive_threads),
+        "--seed",
+        str(args.seed),
+        "--phase",
+        phase,
+        "--result",
+        str(result_path),
         *extra,
     ]
     load_before = load_average()
@@ -665,7 +702,10 @@ def run_phase_child(args: argparse.Namespace, phase: str, extra: list[str] = ())
     result["load_before"] = load_before
     result["load_after"] = load_average()
     label = phase + (f" {extra[-1]}" if extra else "")
-    print(f"[{time.strftime('%H:%M:%S')}] {label}: {wall:.1f} s (load {load_before} -> {result['load_after']})", flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {label}: {wall:.1f} s (load {load_before} -> {result['load_after']})",
+        flush=True,
+    )
     return result
 
 
@@ -718,14 +758,39 @@ def summarise(res: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--out", type=Path, default=Path("graph_build_run"), help="work folder (benchmark, cache, graphs, results)")
-    parser.add_argument("--size", type=int, default=None, help="benchmark grid and common grid edge (default 64; quick 32)")
-    parser.add_argument("--volumes", type=int, default=None, help="cases per site = volumes per source task (default 20; the protocol's target split needs >= 19)")
-    parser.add_argument("--sites", type=int, default=None, help="tumour sites (default 7; quick 4: more than the lesion collection's 3, so the tumour collection is the protocol's main one)")
-    parser.add_argument("--naive-pairs", type=int, default=None, help="task pairs timed with the naive approach (default 3; quick 1)")
-    parser.add_argument("--naive-resize", type=int, default=None, help="grid the naive approach resizes to (default 128; quick 48)")
-    parser.add_argument("--naive-threads", type=int, default=1, help="BLAS/OpenMP threads of the naive loop (0: library defaults; default 1, as our affinity loop)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--out", type=Path, default=Path("graph_build_run"), help="work folder (benchmark, cache, graphs, results)"
+    )
+    parser.add_argument(
+        "--size", type=int, default=None, help="benchmark grid and common grid edge (default 64; quick 32)"
+    )
+    parser.add_argument(
+        "--volumes",
+        type=int,
+        default=None,
+        help="cases per site = volumes per source task (default 20; the protocol's target split needs >= 19)",
+    )
+    parser.add_argument(
+        "--sites",
+        type=int,
+        default=None,
+        help="tumour sites (default 7; quick 4: more than the lesion collection's 3, so the tumour collection is the protocol's main one)",
+    )
+    parser.add_argument(
+        "--naive-pairs", type=int, default=None, help="task pairs timed with the naive approach (default 3; quick 1)"
+    )
+    parser.add_argument(
+        "--naive-resize", type=int, default=None, help="grid the naive approach resizes to (default 128; quick 48)"
+    )
+    parser.add_argument(
+        "--naive-threads",
+        type=int,
+        default=1,
+        help="BLAS/OpenMP threads of the naive loop (0: library defaults; default 1, as our affinity loop)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="smoke run: small benchmark, one naive pair")
     parser.add_argument("--skip", action="append", default=[], choices=["profile", "naive"], help="leave out a phase")
@@ -733,7 +798,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--result", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--target", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    defaults = {"size": (64, 32), "volumes": (20, 20), "sites": (7, 4), "naive_pairs": (3, 1), "naive_resize": (128, 48)}
+    defaults = {
+        "size": (64, 32),
+        "volumes": (20, 20),
+        "sites": (7, 4),
+        "naive_pairs": (3, 1),
+        "naive_resize": (128, 48),
+    }
     for key, (full, quick) in defaults.items():
         if getattr(args, key) is None:
             setattr(args, key, quick if args.quick else full)
@@ -753,7 +824,10 @@ def main(argv: list[str] | None = None) -> int:
         "started": started,
         "uptime_start": uptime_start,
         "machine": machine(),
-        "config": {k: getattr(args, k) for k in ("size", "volumes", "sites", "naive_pairs", "naive_resize", "naive_threads", "seed", "quick")},
+        "config": {
+            k: getattr(args, k)
+            for k in ("size", "volumes", "sites", "naive_pairs", "naive_resize", "naive_threads", "seed", "quick")
+        },
     }
     res["generate"] = run_phase_child(args, "generate")
     res["preprocess"] = run_phase_child(args, "preprocess")

@@ -133,7 +133,13 @@ def phase_preprocess(args: argparse.Namespace) -> dict:
     start = time.perf_counter()
     with TreeSampler() as sampler:
         cache.ensure(cases.values())
-    return {"phase": "preprocess", "size": args.size, "cases": len(cases), "wall_s": time.perf_counter() - start, "peak_rss_mib": sampler.peak / 1024}
+    return {
+        "phase": "preprocess",
+        "size": args.size,
+        "cases": len(cases),
+        "wall_s": time.perf_counter() - start,
+        "peak_rss_mib": sampler.peak / 1024,
+    }
 
 
 def phase_graph(args: argparse.Namespace) -> dict:
@@ -167,7 +173,11 @@ def phase_graph(args: argparse.Namespace) -> dict:
     wall = time.perf_counter() - start
     if executor is not None:
         executor.close()
-    features = sum(p.stat().st_size for p in (out / "features").rglob("*") if p.is_file()) if (out / "features").exists() else 0
+    features = (
+        sum(p.stat().st_size for p in (out / "features").rglob("*") if p.is_file())
+        if (out / "features").exists()
+        else 0
+    )
     result = {
         "phase": "graph",
         "engine": args.engine,
@@ -198,7 +208,13 @@ def phase_transfer(args: argparse.Namespace) -> dict:
     out = args.work / f"transfer_s{args.size}"
     shutil.rmtree(out, ignore_errors=True)
     cache_dir = args.work / f"cache{args.size}"
-    build_graph(tasks, out, GraphConfig(size=args.size, volumes_per_task=3), targets=[target], cache=PreprocessCache(cache_dir, PreprocessConfig(size=args.size)))
+    build_graph(
+        tasks,
+        out,
+        GraphConfig(size=args.size, volumes_per_task=3),
+        targets=[target],
+        cache=PreprocessCache(cache_dir, PreprocessConfig(size=args.size)),
+    )
     workspace = open_workspace(out, size=args.size, cache_dir=cache_dir)
     zoo = ZooConfig(train=TrainConfig(steps=40, lr=0.01, augment=False), max_train=12)
     start = time.perf_counter()
@@ -260,10 +276,23 @@ def run_plan(args: argparse.Namespace) -> None:
     path = RESULTS / "scaling.json"
     results = json.loads(path.read_text()) if path.exists() and not args.fresh else []
     results = [r for r in results if "error" not in r]  # failed phases are run again
-    done = {json.dumps({k: r.get(k) for k in ("phase", "tasks", "size", "workers", "engine")}, sort_keys=True) for r in results if "error" not in r}
+    done = {
+        json.dumps({k: r.get(k) for k in ("phase", "tasks", "size", "workers", "engine")}, sort_keys=True)
+        for r in results
+        if "error" not in r
+    }
     for kind, params in PLANS[args.plan]:
         full = {"workers": 1, "engine": "new", **params} if kind == "graph" else dict(params)
-        key = json.dumps({"phase": kind, "tasks": full.get("tasks"), "size": full.get("size"), "workers": full.get("workers"), "engine": full.get("engine")}, sort_keys=True)
+        key = json.dumps(
+            {
+                "phase": kind,
+                "tasks": full.get("tasks"),
+                "size": full.get("size"),
+                "workers": full.get("workers"),
+                "engine": full.get("engine"),
+            },
+            sort_keys=True,
+        )
         if key in done:
             continue
         load = _load_avg()
@@ -299,22 +328,41 @@ def plot(results: list[dict]) -> None:
     graphs = [r for r in ok if r["phase"] == "graph" and r.get("engine", "new") == "new" and r.get("workers", 1) == 1]
     by_tasks = sorted((r for r in graphs if r["size"] == 32), key=lambda r: r["tasks"])
     if by_tasks:
-        time_and_memory(axes[0], by_tasks, "tasks", "tasks (32^3, 20 volumes each)", "graph vs number of tasks").set_ylim(bottom=0)
+        time_and_memory(
+            axes[0], by_tasks, "tasks", "tasks (32^3, 20 volumes each)", "graph vs number of tasks"
+        ).set_ylim(bottom=0)
     by_size = sorted((r for r in graphs if r["tasks"] == 25), key=lambda r: r["size"])
     old = sorted((r for r in ok if r["phase"] == "graph" and r.get("engine") == "old"), key=lambda r: r["size"])
     new50 = sorted((r for r in graphs if r["tasks"] == 50), key=lambda r: r["size"])
     if by_size:
         twin = time_and_memory(axes[1], by_size, "size", "volume edge (voxels), 25 tasks", "graph vs volume size")
         if old:
-            twin.plot([r["size"] for r in old], [r["peak_rss_mib"] for r in old], "x:", color="tab:gray", label="peak RSS, 50 tasks, previous engine")
-            twin.plot([r["size"] for r in new50], [r["peak_rss_mib"] for r in new50], "^--", color="tab:purple", label="peak RSS, 50 tasks")
+            twin.plot(
+                [r["size"] for r in old],
+                [r["peak_rss_mib"] for r in old],
+                "x:",
+                color="tab:gray",
+                label="peak RSS, 50 tasks, previous engine",
+            )
+            twin.plot(
+                [r["size"] for r in new50],
+                [r["peak_rss_mib"] for r in new50],
+                "^--",
+                color="tab:purple",
+                label="peak RSS, 50 tasks",
+            )
         twin.set_ylim(bottom=0)
         twin.legend(loc="upper left", fontsize=7)
     transfers = sorted((r for r in ok if r["phase"] == "transfer"), key=lambda r: r["size"])
     if transfers:
         ax = axes[2]
         ax.plot([r["size"] for r in transfers], [r["zoo_s"] for r in transfers], "o-", label="zoo model (40 steps)")
-        ax.plot([r["size"] for r in transfers], [r["transfer_s"] for r in transfers], "o-", label="transfer (40 steps + scoring)")
+        ax.plot(
+            [r["size"] for r in transfers],
+            [r["transfer_s"] for r in transfers],
+            "o-",
+            label="transfer (40 steps + scoring)",
+        )
         ax.set_xlabel("volume edge (voxels)")
         ax.set_ylabel("wall s")
         twin = ax.twinx()
@@ -339,7 +387,9 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--engine", choices=("new", "old"), default="new")
-    parser.add_argument("--old-src", type=Path, default=Path("/tmp/cmp/old/src"), help="src/ of a worktree at the baseline commit")
+    parser.add_argument(
+        "--old-src", type=Path, default=Path("/tmp/cmp/old/src"), help="src/ of a worktree at the baseline commit"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the graph folders")
     parser.add_argument("--fresh", action="store_true", help="ignore earlier results")
     parser.add_argument("--plots-only", action="store_true")

@@ -28,7 +28,16 @@ class Budget(Exception):
     """The enumeration exceeded its budget."""
 
 
-def brute_force(graph, landmark: str, target: str, sources: set[str], lam: float, c_search: float, max_length: int, budget: int = 3_000_000):
+def brute_force(
+    graph,
+    landmark: str,
+    target: str,
+    sources: set[str],
+    lam: float,
+    c_search: float,
+    max_length: int,
+    budget: int = 3_000_000,
+):
     direct = graph.edges[landmark, target]["weight"]
     best = (path_objective(graph, [landmark, target], lam, c_search), [landmark, target])
     count = 1
@@ -63,13 +72,25 @@ def main(graph_dir: str) -> int:
         t0 = time.perf_counter()
         sources = candidate_sources(graph, sel["target"])
         try:
-            (best, best_path), count = brute_force(graph, sel["landmark"], sel["target"], sources, sel["lambda"], sel["c_search"], sel["max_length"])
+            (best, best_path), count = brute_force(
+                graph, sel["landmark"], sel["target"], sources, sel["lambda"], sel["c_search"], sel["max_length"]
+            )
             note = f"max_length={sel['max_length']}"
         except Budget:
-            short = select_for_target(graph_dir, sel["target"], lam=sel["lambda"], c_search=sel["c_search"], max_length=3, save=False, uniform_performance=True,
-                                      performance={r["source"]: r["O"] for r in sel["landmark_scores"]})
+            short = select_for_target(
+                graph_dir,
+                sel["target"],
+                lam=sel["lambda"],
+                c_search=sel["c_search"],
+                max_length=3,
+                save=False,
+                uniform_performance=True,
+                performance={r["source"]: r["O"] for r in sel["landmark_scores"]},
+            )
             sel = {**sel, "objective": short.objective}
-            (best, best_path), count = brute_force(graph, sel["landmark"], sel["target"], sources, sel["lambda"], sel["c_search"], 3, budget=10**9)
+            (best, best_path), count = brute_force(
+                graph, sel["landmark"], sel["target"], sources, sel["lambda"], sel["c_search"], 3, budget=10**9
+            )
             note = "max_length=3 (full enumeration over budget)"
         ok = abs(best - sel["objective"]) <= 1e-12
         failures += not ok

@@ -88,7 +88,9 @@ def exponent_fit(data: dict[str, Any]) -> dict[str, Any]:
             "zeta": np.array([terms[s]["zeta"] for s in sources], float),
             "rho": np.array([terms[s]["rho"] for s in sources], float),
             "O": np.array([sel["zoo_dice"][s] or 0.0 for s in sources], float),
-            "T": np.array([math.exp(leep[(t, d, s)]) if leep.get((t, d, s)) is not None else 0.0 for s in sources], float),
+            "T": np.array(
+                [math.exp(leep[(t, d, s)]) if leep.get((t, d, s)) is not None else 0.0 for s in sources], float
+            ),
         }
         per_target[t] = {"x": x, "y": np.array([data["direct"][(s, t, d)] for s in sources], float)}
 
@@ -112,12 +114,22 @@ def exponent_fit(data: dict[str, Any]) -> dict[str, Any]:
     chosen = {}
     for site in sites:
         train = [t for t in per_target if data["sites"][t] != site]
-        best = max(grid, key=lambda e: (np.nanmean([table[e][t][0] for t in train]) if train else -1.0, -sum(abs(v - 1.0) for v in e)))
+        best = max(
+            grid,
+            key=lambda e: (
+                np.nanmean([table[e][t][0] for t in train]) if train else -1.0,
+                -sum(abs(v - 1.0) for v in e),
+            ),
+        )
         chosen[site] = best
         for t in per_target:
             if data["sites"][t] == site:
                 held[t] = table[best][t]
-    out: dict[str, Any] = {"grid": list(GRID), "chosen_per_site": {s: list(e) for s, e in chosen.items()}, "targets": len(per_target)}
+    out: dict[str, Any] = {
+        "grid": list(GRID),
+        "chosen_per_site": {s: list(e) for s, e in chosen.items()},
+        "targets": len(per_target),
+    }
     for name, values in (
         ("fitted (leave-one-site-out)", held),
         ("paper (1, 1, 1, 0)", {t: table[(1.0, 1.0, 1.0, 0.0)][t] for t in per_target}),
@@ -149,7 +161,10 @@ def main() -> None:
         result["by_collection"][collection] = selection_quality_means(rows)
     result["exponent_fit"] = exponent_fit(data)
     for ours in ("ours", "ours_leep"):
-        result[f"paired_{ours}"] = {"differences": paired_differences(data["methods"], ours), "win_rates": {k: list(v) for k, v in win_rates(data["methods"], ours).items()}}
+        result[f"paired_{ours}"] = {
+            "differences": paired_differences(data["methods"], ours),
+            "win_rates": {k: list(v) for k, v in win_rates(data["methods"], ours).items()},
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, default=float) + "\n")
 
@@ -163,14 +178,18 @@ def main() -> None:
     for collection, entries in result["by_collection"].items():
         print(f"\n{collection}")
         for e in entries:
-            print(f"  {e['ranking']:40s} tau {e['kendall_tau']:+.3f}  wtau {e['weighted_tau']:+.3f}  regret {e['top1_regret']:.3f}  ({e['targets']} targets)")
+            print(
+                f"  {e['ranking']:40s} tau {e['kendall_tau']:+.3f}  wtau {e['weighted_tau']:+.3f}  regret {e['top1_regret']:.3f}  ({e['targets']} targets)"
+            )
     print("\nexponent fit:", json.dumps(result["exponent_fit"], indent=1, default=float))
     for ours in ("ours", "ours_leep"):
         print(f"\n{ours} minus each method (mean over targets, 95 % interval, win rate over pairs):")
         paired = result[f"paired_{ours}"]
         for k, d in sorted(paired["differences"].items()):
             w = paired["win_rates"].get(k, [float("nan"), 0])
-            print(f"  {k:18s} {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]  wins {w[0]:.2f} of {w[1]} pairs  ({int(d['targets'])} targets)")
+            print(
+                f"  {k:18s} {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]  wins {w[0]:.2f} of {w[1]} pairs  ({int(d['targets'])} targets)"
+            )
 
 
 if __name__ == "__main__":

@@ -56,10 +56,22 @@ STRUCTURES = [
 ]
 
 CONFIGS = {
-    "demo: 8-64, 40 steps": (NetworkConfig(patch_size=(32, 32, 32), filters=(8, 16, 32, 64)), TrainConfig(steps=40, augment=False)),
-    "8-64, 40 steps, batch Dice": (NetworkConfig(patch_size=(32, 32, 32), filters=(8, 16, 32, 64)), TrainConfig(steps=40, augment=False, batch_dice=True)),
-    "8-64, 120 steps": (NetworkConfig(patch_size=(32, 32, 32), filters=(8, 16, 32, 64)), TrainConfig(steps=120, augment=False)),
-    "8-64, 120 steps, batch Dice": (NetworkConfig(patch_size=(32, 32, 32), filters=(8, 16, 32, 64)), TrainConfig(steps=120, augment=False, batch_dice=True)),
+    "demo: 8-64, 40 steps": (
+        NetworkConfig(patch_size=(32, 32, 32), filters=(8, 16, 32, 64)),
+        TrainConfig(steps=40, augment=False),
+    ),
+    "8-64, 40 steps, batch Dice": (
+        NetworkConfig(patch_size=(32, 32, 32), filters=(8, 16, 32, 64)),
+        TrainConfig(steps=40, augment=False, batch_dice=True),
+    ),
+    "8-64, 120 steps": (
+        NetworkConfig(patch_size=(32, 32, 32), filters=(8, 16, 32, 64)),
+        TrainConfig(steps=120, augment=False),
+    ),
+    "8-64, 120 steps, batch Dice": (
+        NetworkConfig(patch_size=(32, 32, 32), filters=(8, 16, 32, 64)),
+        TrainConfig(steps=120, augment=False, batch_dice=True),
+    ),
     "cpu preset 16-128, 40 steps": (NetworkConfig(preset="cpu"), TrainConfig(steps=40, augment=False)),
     "cpu preset 16-128, 120 steps": (NetworkConfig(preset="cpu"), TrainConfig(steps=120, augment=False)),
 }
@@ -74,7 +86,9 @@ def main() -> None:
     parser.add_argument("--deep-grey", action="store_true", help="also generate and use Dataset505_DeepGreyLike")
     args = parser.parse_args()
     bench = args.work / "bench"
-    names = ["Dataset501_TumourLike", "Dataset502_TissueLike", "Dataset503_LesionLike"] + ([DEEP_GREY_DATASET] if args.deep_grey else [])
+    names = ["Dataset501_TumourLike", "Dataset502_TissueLike", "Dataset503_LesionLike"] + (
+        [DEEP_GREY_DATASET] if args.deep_grey else []
+    )
     if not all((bench / d / "dataset.json").exists() for d in names):
         start = time.perf_counter()
         make_benchmark(bench, BenchmarkConfig(seed=0, size=48, cases=24, tumour_sites=3, deep_grey=args.deep_grey))
@@ -94,13 +108,22 @@ def main() -> None:
                 out = []
                 for i in ids:
                     image, label = cache.task_volume(by_id[i], task.channel, task.label_values)
-                    out.append((np.ascontiguousarray(image[None], dtype=np.float32), np.ascontiguousarray(label, dtype=np.uint8)))
+                    out.append(
+                        (
+                            np.ascontiguousarray(image[None], dtype=np.float32),
+                            np.ascontiguousarray(label, dtype=np.uint8),
+                        )
+                    )
                 return out
 
             train_cases, test_cases = arrays(train_ids), arrays(test_ids)
             fraction = float(np.mean([lbl.mean() for _, lbl in train_cases + test_cases]))
             values = list(task.label_values)
-            of_volume = [float(np.isin(read_image(c.label, np.uint8)[0], values).mean()) for c in task.cases if c.case_id in train_ids + test_ids]
+            of_volume = [
+                float(np.isin(read_image(c.label, np.uint8)[0], values).mean())
+                for c in task.cases
+                if c.case_id in train_ids + test_ids
+            ]
             fraction_of_volume = float(np.mean(of_volume))
             for seed, (label, (network, config)) in ((s, item) for s in seeds for item in CONFIGS.items()):
                 model = build_network(network, generator=torch.Generator().manual_seed(seed))

@@ -1,6 +1,6 @@
 """Figure of benchmarks/small_structures.md: held-out Dice against structure size, per configuration.
 
-    .venv/bin/python benchmarks/small_structures_plot.py   # -> benchmarks/results/small_structures.png
+.venv/bin/python benchmarks/small_structures_plot.py   # -> benchmarks/results/small_structures.png
 """
 
 from __future__ import annotations

@@ -64,9 +64,7 @@ N_CASES = 4
 BATCH = 2
 
 
-def make_cases(
-    patch: tuple[int, int, int], n: int, seed: int = 0
-) -> list[tuple[np.ndarray, np.ndarray]]:
+def make_cases(patch: tuple[int, int, int], n: int, seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """``n`` random cases of the patch size, each with a foreground cube brighter than the rest."""
     rng = np.random.default_rng(seed)
     cases = []
@@ -121,9 +119,7 @@ class PeakMemory:
             self.kind = "cuda max_memory_allocated"
         elif _clear_refs_ok():
             self.base = _vm("VmRSS") or 0
-            self.kind = (
-                "VmHWM after clear_refs (process peak RSS during the measurement)"
-            )
+            self.kind = "VmHWM after clear_refs (process peak RSS during the measurement)"
         else:
             self.base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
             self.kind = "ru_maxrss (process-wide peak since start)"
@@ -221,9 +217,7 @@ def run_bare(
     optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
     # the batch: case 0 and case 1 (whole volumes = one patch each), already on the device
     images = torch.from_numpy(np.stack([c[0] for c in cases[:BATCH]])).to(dev)
-    labels = torch.from_numpy(
-        np.stack([c[1][None] for c in cases[:BATCH]]).astype(np.float32)
-    ).to(dev)
+    labels = torch.from_numpy(np.stack([c[1][None] for c in cases[:BATCH]]).astype(np.float32)).to(dev)
     ctx = amp_context_factory(amp)
     mem.reset()
     stamps = [time.perf_counter()]
@@ -266,11 +260,7 @@ def time_components(
         sampler.batch(BATCH, rng, dev)
     sync()
     out["sampler_batch_no_augment_ms"] = 1000.0 * (time.perf_counter() - t0) / n
-    devices = (
-        [dev.index if dev.index is not None else torch.cuda.current_device()]
-        if dev.type == "cuda"
-        else []
-    )
+    devices = [dev.index if dev.index is not None else torch.cuda.current_device()] if dev.type == "cuda" else []
     t0 = time.perf_counter()
     for i in range(n):
         with torch.random.fork_rng(devices=devices):
@@ -285,9 +275,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--preset", choices=("cpu", "nnunet"), default="cpu")
     ap.add_argument("--steps", type=int, default=20, help="timed steps per measurement")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps before them")
-    ap.add_argument(
-        "--repeats", type=int, default=3, help="alternating rounds of ours/bare"
-    )
+    ap.add_argument("--repeats", type=int, default=3, help="alternating rounds of ours/bare")
     ap.add_argument(
         "--amp",
         action=argparse.BooleanOptionalAction,
@@ -299,9 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="skip the 'ours, augmentation on' line",
     )
-    ap.add_argument(
-        "--device", default=None, help="cuda / cpu (default: select_device())"
-    )
+    ap.add_argument("--device", default=None, help="cuda / cpu (default: select_device())")
     ap.add_argument("--json", type=Path, default=None, help="write the results here")
     args = ap.parse_args(argv)
     if args.steps < 1 or args.warmup < 1:
@@ -375,10 +361,7 @@ def main(argv: list[str] | None = None) -> int:
         )
 
     components = time_components(net_cfg, cases, dev, max(10, args.steps))
-    ratios = [
-        o["ms_per_step_mean"] / b["ms_per_step_mean"]
-        for o, b in zip(ours, bare, strict=True)
-    ]
+    ratios = [o["ms_per_step_mean"] / b["ms_per_step_mean"] for o, b in zip(ours, bare, strict=True)]
     ours_mean = statistics.median(o["ms_per_step_mean"] for o in ours)
     bare_mean = statistics.median(b["ms_per_step_mean"] for b in bare)
     ours_med = statistics.median(o["ms_per_step_median"] for o in ours)
@@ -389,9 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         "ratio_ours_over_bare": ours_mean / bare_mean,
         "ratio_of_step_medians": ours_med / bare_med,
         "ratio_per_round": ratios,
-        "ratio_of_process_cpu_time": statistics.median(
-            o["cpu_ms_per_step"] for o in ours
-        )
+        "ratio_of_process_cpu_time": statistics.median(o["cpu_ms_per_step"] for o in ours)
         / statistics.median(b["cpu_ms_per_step"] for b in bare),
         "goal": 1.1,
         "meets_goal": ours_mean / bare_mean <= 1.1,

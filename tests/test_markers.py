@@ -12,7 +12,18 @@ def test_root_only_tests_are_skipped_with_a_reason_for_a_contributor_who_is_not_
     root = Path(__file__).resolve().parents[1]
     env = {**os.environ, "SEQTRANSFER_TESTS_NOT_ROOT": "1"}
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-rs", "-m", "root", f"--basetemp={tmp_path / 'bt'}", "tests/cli"],
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-p",
+            "no:cacheprovider",
+            "-rs",
+            "-m",
+            "root",
+            f"--basetemp={tmp_path / 'bt'}",
+            "tests/cli",
+        ],
         cwd=root,
         env=env,
         capture_output=True,

@@ -87,8 +87,13 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _options(
-    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")] = False,
-    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show the library's debug and info messages (e.g. a training resuming).")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Show the library's debug and info messages (e.g. a training resuming)."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Show only errors, no warnings or info.")] = False,
 ) -> None:
     """Graph-guided sequential transfer for medical image segmentation."""
@@ -155,7 +160,9 @@ def verify(datasets: DatasetDirs) -> None:
     out.print(f"ok: {len(datasets)} dataset(s) verified, {n_warn} warning(s)", markup=False)
 
 
-def _load_tasks(datasets: list[Path], groups: Path | None, modalities: Path | None = None) -> tuple[list[Any], Path | None]:
+def _load_tasks(
+    datasets: list[Path], groups: Path | None, modalities: Path | None = None
+) -> tuple[list[Any], Path | None]:
     """The datasets' tasks (:func:`~seqtransfer.data.verify.verified_tasks`), warnings printed."""
     from seqtransfer.data.verify import verified_tasks
 
@@ -168,7 +175,9 @@ def _load_tasks(datasets: list[Path], groups: Path | None, modalities: Path | No
 
 Modalities = Annotated[
     Path | None,
-    typer.Option(help="Modality alias map (JSON {channel name: modality}, e.g. {\"T2w\": \"T2\"}); default: modality_aliases.json beside the datasets."),
+    typer.Option(
+        help='Modality alias map (JSON {channel name: modality}, e.g. {"T2w": "T2"}); default: modality_aliases.json beside the datasets.'
+    ),
 ]
 
 
@@ -212,12 +221,21 @@ def benchmark_make(
     cases: Annotated[int, typer.Option(help="Cases per site.")] = 24,
     sites: Annotated[int, typer.Option(help="Sites of the tumour collection.")] = 6,
     new_target: Annotated[
-        bool, typer.Option("--new-target/--no-new-target", help="Also write Dataset504_NewClinicLike, a new hospital with few labels.")
+        bool,
+        typer.Option(
+            "--new-target/--no-new-target", help="Also write Dataset504_NewClinicLike, a new hospital with few labels."
+        ),
     ] = True,
     new_target_labelled: Annotated[int, typer.Option(min=1, help="Labelled cases (imagesTr) of the new hospital.")] = 3,
-    new_target_unlabelled: Annotated[int, typer.Option(min=0, help="Unlabelled cases (imagesTs) of the new hospital.")] = 10,
+    new_target_unlabelled: Annotated[
+        int, typer.Option(min=0, help="Unlabelled cases (imagesTs) of the new hospital.")
+    ] = 10,
     deep_grey: Annotated[
-        bool, typer.Option("--deep-grey", help="Also write Dataset505_DeepGreyLike (hippocampus, thalamus and other deep-grey nuclei; T1, T2).")
+        bool,
+        typer.Option(
+            "--deep-grey",
+            help="Also write Dataset505_DeepGreyLike (hippocampus, thalamus and other deep-grey nuclei; T1, T2).",
+        ),
     ] = False,
 ) -> None:
     """Write the embedded benchmark: synthetic nnU-Net raw datasets from MNI152 + AAL.
@@ -241,18 +259,26 @@ def benchmark_make(
 def graph_build(
     datasets: DatasetDirs,
     out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Graph folder to write.")],
-    target: Annotated[list[str] | None, typer.Option("--target", help="Target task (repeatable); every other task is a source.")] = None,
+    target: Annotated[
+        list[str] | None, typer.Option("--target", help="Target task (repeatable); every other task is a source.")
+    ] = None,
     size: Annotated[int, typer.Option(help="Edge of the common grid volumes are resampled to.")] = GRAPH.size,
     volumes: Annotated[int, typer.Option(help="Volumes sampled per source task.")] = GRAPH.volumes_per_task,
     max_pairs: Annotated[int, typer.Option(help="Volume pairs per task pair before subsampling.")] = GRAPH.max_pairs,
-    mode: Annotated[str, typer.Option(help="paper (shared PCA, exact W1, Gaussian SSIM) or official (published code).")] = GRAPH.mode,
-    add: Annotated[bool, typer.Option("--add", help="Add the --target tasks to an existing graph (only their edges are computed).")] = False,
+    mode: Annotated[
+        str, typer.Option(help="paper (shared PCA, exact W1, Gaussian SSIM) or official (published code).")
+    ] = GRAPH.mode,
+    add: Annotated[
+        bool, typer.Option("--add", help="Add the --target tasks to an existing graph (only their edges are computed).")
+    ] = False,
     groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}).")] = None,
     modalities: Modalities = None,
     seed: Annotated[int, typer.Option(help="Seed of every sampling step.")] = GRAPH.seed,
     executor: Annotated[str, typer.Option(help="Where the feature and pair shards run: local or ray.")] = "local",
     workers: Annotated[int, typer.Option(min=1, help="Local worker processes (1: in this process).")] = 1,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")
+    ] = None,
 ) -> None:
     """Build the source graph of datasets' tasks (or add targets to one with --add)."""
     from seqtransfer.core.executor import make_executor
@@ -261,12 +287,16 @@ def graph_build(
     targets = list(target or [])
     if add and not targets:
         raise ConfigError("--add needs at least one --target")
-    config = None if add else GraphConfig(size=size, volumes_per_task=volumes, max_pairs=max_pairs, mode=mode, seed=seed)
+    config = (
+        None if add else GraphConfig(size=size, volumes_per_task=volumes, max_pairs=max_pairs, mode=mode, seed=seed)
+    )
     task_list, _ = _load_tasks(datasets, groups, modalities)
     pool = make_executor(executor, workers=workers, address=address)
     try:
         with staged_progress("graph") as update:
-            graph = build_graph_folder(task_list, out_dir, config, targets=targets, add=add, progress=update, executor=pool)
+            graph = build_graph_folder(
+                task_list, out_dir, config, targets=targets, add=add, progress=update, executor=pool
+            )
     finally:
         pool.close()
     n_src = sum(d["role"] == "source" for _, d in graph.nodes(data=True))
@@ -323,7 +353,10 @@ def select_cmd(
     uniform_performance: Annotated[bool, typer.Option(help="Use O = 1 for sources without a measured Dice.")] = False,
     top: Annotated[int, typer.Option(help="Landmark scores shown.")] = 5,
     min_source_dice: Annotated[
-        float, typer.Option(min=0.0, max=1.0, help="Held-out Dice below which a source model learned nothing (never a landmark).")
+        float,
+        typer.Option(
+            min=0.0, max=1.0, help="Held-out Dice below which a source model learned nothing (never a landmark)."
+        ),
     ] = MIN_LEARNED_DICE,
     score: Annotated[
         str,
@@ -359,7 +392,9 @@ def select_cmd(
         min_dice=min_source_dice,
         transferability=transferability,
     )
-    title = f"landmark scores for {target} (O from {selection.performance_source}" + ("; score leep: gamma = rho * T, T = exp(LEEP))" if score == "leep" else ")")
+    title = f"landmark scores for {target} (O from {selection.performance_source}" + (
+        "; score leep: gamma = rho * T, T = exp(LEEP))" if score == "leep" else ")"
+    )
     table = Table(title=title)
     numbers = ("w", "zeta", "rho", "O", *(("T",) if score == "leep" else ()), "score")
     for column in ("source", *numbers, "note"):
@@ -370,9 +405,15 @@ def select_cmd(
         table.add_row(row["source"], *(f"{row[k]:.4g}" for k in numbers), row.get("excluded") or "")
     out.print(table)
     if excluded:
-        out.print(f"left out: {len(excluded)} source model(s) that learned nothing (held-out Dice < {min_source_dice:g})", markup=False)
+        out.print(
+            f"left out: {len(excluded)} source model(s) that learned nothing (held-out Dice < {min_source_dice:g})",
+            markup=False,
+        )
     out.print(f"landmark: {selection.landmark}", markup=False)
-    out.print(f"path: {' -> '.join(selection.path)}  (steps {len(selection.path) - 1}, objective {selection.objective:.4f})", markup=False)
+    out.print(
+        f"path: {' -> '.join(selection.path)}  (steps {len(selection.path) - 1}, objective {selection.objective:.4f})",
+        markup=False,
+    )
     out.print(f"saved: {graph_dir / 'selections' / (target + '.json')}", markup=False)
 
 
@@ -382,7 +423,12 @@ def calibrate(
     transfers: Annotated[Path, typer.Option(help="CSV source,target,dice of really trained transfers.")],
     trials: Annotated[int, typer.Option(help="Bayesian-optimisation trials.")] = 50,
     seed: Annotated[int, typer.Option(help="Sampler seed.")] = 0,
-    objective: Annotated[str, typer.Option(help="within: mean within-target Kendall tau (targets with 3+ transfers); pooled: one tau over all pairs.")] = "within",
+    objective: Annotated[
+        str,
+        typer.Option(
+            help="within: mean within-target Kendall tau (targets with 3+ transfers); pooled: one tau over all pairs."
+        ),
+    ] = "within",
 ) -> None:
     """Choose alpha and beta of eq. 5 by Bayesian optimisation on measured transfers."""
     from seqtransfer.graph.calibrate import read_transfers
@@ -392,12 +438,18 @@ def calibrate(
     out.print(f"transfers used: {result.n_pairs} (skipped, no edge: {result.skipped})", markup=False)
     out.print(f"Kendall tau ({objective}): {result.tau_before:.3f} -> {result.tau_after:.3f}", markup=False)
     out.print(f"Pearson r:   {result.pearson_before:.3f} -> {result.pearson_after:.3f}", markup=False)
-    out.print(f"alpha = {result.alpha:.4f}, beta = {result.beta:.4f} written to {graph_dir / 'params.json'}", markup=False)
+    out.print(
+        f"alpha = {result.alpha:.4f}, beta = {result.beta:.4f} written to {graph_dir / 'params.json'}", markup=False
+    )
 
 
-def _zoo_config(preset: str, steps: int, max_train: int, seed: int, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> ZooConfig:
+def _zoo_config(
+    preset: str, steps: int, max_train: int, seed: int, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+) -> ZooConfig:
     """The zoo configuration of the options (every other setting ZooConfig's default)."""
-    return ZOO.with_recipe(network=NetworkConfig(preset=preset, spacing=spacing), steps=steps, max_train=max_train, seed=seed)
+    return ZOO.with_recipe(
+        network=NetworkConfig(preset=preset, spacing=spacing), steps=steps, max_train=max_train, seed=seed
+    )
 
 
 @contextlib.contextmanager
@@ -439,7 +491,11 @@ def zoo_train(
 
     workspace, grid_spacing = open_training_workspace(graph_dir, preset, spacing)
     config = _zoo_config(preset, steps, max_train, seed, grid_spacing)
-    names = [n.strip() for n in tasks.split(",")] if tasks else sorted(n for n, d in workspace.graph.nodes(data=True) if d["role"] == "source")
+    names = (
+        [n.strip() for n in tasks.split(",")]
+        if tasks
+        else sorted(n for n, d in workspace.graph.nodes(data=True) if d["role"] == "source")
+    )
     for name in names:
         workspace.task(name)
         if workspace.graph.nodes[name].get("role") != "source":
@@ -452,18 +508,28 @@ def zoo_train(
     for column in ("source", "held-out Dice (O)", "train cases", "folder"):
         table.add_column(column, overflow="fold")
     for m in models:
-        table.add_row(m.task, f"{m.dice:.3f}" + ("" if learned(m.dice) else "  (did not learn)"), str(len(m.train_cases)), str(m.folder))
+        table.add_row(
+            m.task,
+            f"{m.dice:.3f}" + ("" if learned(m.dice) else "  (did not learn)"),
+            str(len(m.train_cases)),
+            str(m.folder),
+        )
     out.print(table)
     failed = [m for m in models if not learned(m.dice)]
     for m in failed:
-        err.print(f"warning: {m.task}: the source model learned nothing (held-out Dice {m.dice:.3f} < {MIN_LEARNED_DICE}); it will never be a landmark", markup=False)
+        err.print(
+            f"warning: {m.task}: the source model learned nothing (held-out Dice {m.dice:.3f} < {MIN_LEARNED_DICE}); it will never be a landmark",
+            markup=False,
+        )
 
 
 @app.command()
 def transfer(
     graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
     target: Annotated[str, typer.Option(help="Target task.")],
-    path: Annotated[str | None, typer.Option(help="Comma-separated path landmark,...,target (default: the stored selection).")] = None,
+    path: Annotated[
+        str | None, typer.Option(help="Comma-separated path landmark,...,target (default: the stored selection).")
+    ] = None,
     draw: Annotated[int, typer.Option(help="Which seeded draw of the target's training cases.")] = FINETUNE.draw,
     preset: Preset = NETWORK.preset,
     zoo_steps: Annotated[
@@ -477,7 +543,9 @@ def transfer(
     spacing: Spacing = "auto",
     all_cases: Annotated[
         bool,
-        typer.Option(help="Train the target step on every labelled case (no test sets); automatic for a target too small for the protocol's draws."),
+        typer.Option(
+            help="Train the target step on every labelled case (no test sets); automatic for a target too small for the protocol's draws."
+        ),
     ] = False,
 ) -> None:
     """Fine-tune along the path (frozen encoder, EWC), scoring the target after every step."""
@@ -493,11 +561,16 @@ def transfer(
     target_cases = None
     if all_cases or not protocol_split_possible(target_task.n_cases, n_train=finetune.n_train):
         target_cases = [c.case_id for c in target_task.cases]
-        out.print(f"{target}: training on all {len(target_cases)} labelled case(s); no test sets, nothing is scored", markup=False)
+        out.print(
+            f"{target}: training on all {len(target_cases)} labelled case(s); no test sets, nothing is scored",
+            markup=False,
+        )
     else:
         graph_seed = workspace.store.params().get("config", {}).get("seed", seed)
         if graph_seed != seed:  # another seed would draw other training cases and test sets than the graph saw
-            raise ConfigError(f"the graph in {graph_dir} drew {target}'s cases with seed {graph_seed}; transfer with --seed {graph_seed} (one split per target)")
+            raise ConfigError(
+                f"the graph in {graph_dir} drew {target}'s cases with seed {graph_seed}; transfer with --seed {graph_seed} (one split per target)"
+            )
     if path:
         nodes = [n.strip() for n in path.split(",") if n.strip()]
     else:
@@ -528,7 +601,11 @@ def transfer(
     def dice(value: float | None) -> str:
         return "n/a" if value is None else f"{value:.3f}"
 
-    title = f"transfer to {target} (draw {draw}): mean Dice over 3 test sets" if target_cases is None else f"transfer to {target} ({len(target_cases)} labelled case(s), no test sets)"
+    title = (
+        f"transfer to {target} (draw {draw}): mean Dice over 3 test sets"
+        if target_cases is None
+        else f"transfer to {target} ({len(target_cases)} labelled case(s), no test sets)"
+    )
     table = Table(title=title)
     for column in ("step", "task", "Dice before", "Dice after", "cached"):
         table.add_column(column, no_wrap=True)
@@ -554,15 +631,23 @@ def predict(
 
 @app.command("run")
 def run_command(
-    config_file: Annotated[Path, typer.Argument(metavar="CONFIG", help="Experiment TOML (see seqtransfer.experiment.config).")],
-    out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Run folder (its store makes a rerun skip finished work).")] = Path("run"),
+    config_file: Annotated[
+        Path, typer.Argument(metavar="CONFIG", help="Experiment TOML (see seqtransfer.experiment.config).")
+    ],
+    out_dir: Annotated[
+        Path, typer.Option("--out", file_okay=False, help="Run folder (its store makes a rerun skip finished work).")
+    ] = Path("run"),
     executor: Annotated[str, typer.Option(help="Where independent runs go: local (process pool) or ray.")] = "local",
-    workers: Annotated[int | None, typer.Option(min=1, help="Local worker processes (default: one per core; 1: no pool).")] = None,
-    address: Annotated[str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")] = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, help="Local worker processes (default: one per core; 1: no pool).")
+    ] = None,
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")
+    ] = None,
 ) -> None:
     """Run the protocol of an experiment file: graphs, zoo, every method, every draw."""
-    from seqtransfer.experiment.config import load_config
     from seqtransfer.core.executor import make_executor
+    from seqtransfer.experiment.config import load_config
     from seqtransfer.experiment.runner import run_experiment
     from seqtransfer.report import write_report
 
@@ -579,7 +664,9 @@ def run_command(
 
 @app.command("report")
 def report_command(
-    run_dir: Annotated[Path, typer.Argument(metavar="RUN_DIR", help="A run folder of `seqtransfer run` or `seqtransfer demo`.")],
+    run_dir: Annotated[
+        Path, typer.Argument(metavar="RUN_DIR", help="A run folder of `seqtransfer run` or `seqtransfer demo`.")
+    ],
 ) -> None:
     """Write summary.md, report.html, CSV tables and figures of a run folder."""
     from seqtransfer.report import write_report
@@ -605,30 +692,75 @@ def _staged_bars() -> Iterator[Callable[[str, int, int], None]]:
 @app.command()
 def adapt(
     datasets: Annotated[
-        list[Path], typer.Argument(metavar="SOURCE_DATASET... TARGET_DATASET", help="Source nnU-Net raw datasets, then the target dataset (last).", show_default=False)
+        list[Path],
+        typer.Argument(
+            metavar="SOURCE_DATASET... TARGET_DATASET",
+            help="Source nnU-Net raw datasets, then the target dataset (last).",
+            show_default=False,
+        ),
     ],
-    target: Annotated[list[str], typer.Option("--target", help="Target task of the target dataset (repeatable), or 'all' (every label of --modality).")],
-    out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Output folder: predictions/, adapt.json, report.html, graph/.")],
-    graph: Annotated[Path | None, typer.Option("--graph", help="An existing graph of these sources (its zoo is reused; the targets are added).")] = None,
-    inputs: Annotated[list[Path] | None, typer.Option("--input", help="Images to segment, nnU-Net-named (default: the target dataset's imagesTs/).")] = None,
-    modality: Annotated[str | None, typer.Option(help="Channel of --target all (needed when the target dataset has several).")] = None,
+    target: Annotated[
+        list[str],
+        typer.Option(
+            "--target", help="Target task of the target dataset (repeatable), or 'all' (every label of --modality)."
+        ),
+    ],
+    out_dir: Annotated[
+        Path,
+        typer.Option("--out", file_okay=False, help="Output folder: predictions/, adapt.json, report.html, graph/."),
+    ],
+    graph: Annotated[
+        Path | None,
+        typer.Option("--graph", help="An existing graph of these sources (its zoo is reused; the targets are added)."),
+    ] = None,
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Option("--input", help="Images to segment, nnU-Net-named (default: the target dataset's imagesTs/)."),
+    ] = None,
+    modality: Annotated[
+        str | None, typer.Option(help="Channel of --target all (needed when the target dataset has several).")
+    ] = None,
     preset: Preset = NETWORK.preset,
-    zoo_steps: Annotated[int, typer.Option(min=1, help="Training steps of a source model the graph lacks.")] = ZOO.train.steps,
+    zoo_steps: Annotated[
+        int, typer.Option(min=1, help="Training steps of a source model the graph lacks.")
+    ] = ZOO.train.steps,
     steps: Annotated[int, typer.Option(min=1, help="Fine-tuning steps per path step.")] = FINETUNE.steps,
     lr: Annotated[float, typer.Option(help="Fine-tuning learning rate.")] = FINETUNE.lr,
     lambda_ewc: Annotated[float, typer.Option(help="EWC strength (mean-1 Fisher).")] = FINETUNE.lambda_ewc,
-    estimate: Annotated[bool, typer.Option(help="Leave-one-out Dice estimate on the labelled cases (n more trainings; 2+ cases).")] = False,
-    max_sources: Annotated[int, typer.Option(min=0, help="0: every connected source competes; N: only the target's N nearest by w (fewer source models to train).")] = 0,
+    estimate: Annotated[
+        bool, typer.Option(help="Leave-one-out Dice estimate on the labelled cases (n more trainings; 2+ cases).")
+    ] = False,
+    max_sources: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="0: every connected source competes; N: only the target's N nearest by w (fewer source models to train).",
+        ),
+    ] = 0,
     size: Annotated[int, typer.Option(help="Grid edge of the affinity (a new graph only).")] = GRAPH.size,
-    volumes: Annotated[int, typer.Option(help="Volumes per source task in the affinity (a new graph only).")] = GRAPH.volumes_per_task,
-    groups: Annotated[Path | None, typer.Option(help="Objective-group map (JSON {objective: group}); default: objective_groups.json beside the datasets.")] = None,
+    volumes: Annotated[
+        int, typer.Option(help="Volumes per source task in the affinity (a new graph only).")
+    ] = GRAPH.volumes_per_task,
+    groups: Annotated[
+        Path | None,
+        typer.Option(
+            help="Objective-group map (JSON {objective: group}); default: objective_groups.json beside the datasets."
+        ),
+    ] = None,
     modalities: Modalities = None,
     seed: Annotated[int, typer.Option(help="Seed.")] = 0,
     spacing: Spacing = "auto",
-    workers: Annotated[int, typer.Option(min=1, help="Local worker processes for the graph and missing source models (1: in this process).")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Local worker processes for the graph and missing source models (1: in this process)."
+        ),
+    ] = 1,
     score: Annotated[
         str,
-        typer.Option(help="Landmark score: leep (eq. 7 with O replaced by exp(LEEP) of each source model on the labelled cases; chose better in the selection study) or paper (eq. 7)."),
+        typer.Option(
+            help="Landmark score: leep (eq. 7 with O replaced by exp(LEEP) of each source model on the labelled cases; chose better in the selection study) or paper (eq. 7)."
+        ),
     ] = "leep",
 ) -> None:
     """From source datasets and a target with a few labels to a trained model and predictions.
@@ -637,9 +769,8 @@ def adapt(
     score needs -> landmark and path -> fine-tuning on every labelled case -> predictions of
     every unlabelled image (OUT/predictions/CASE.nii.gz) -> adapt.json and report.html.
     """
-    from seqtransfer.adapt import AdaptConfig
+    from seqtransfer.adapt import AdaptConfig, plan_adapt
     from seqtransfer.adapt import adapt as run_adapt
-    from seqtransfer.adapt import plan_adapt
     from seqtransfer.core.atomic import prepare_output_folder, removed_on_failure
     from seqtransfer.core.executor import make_executor
     from seqtransfer.pipeline.workspace import parse_spacing
@@ -653,7 +784,15 @@ def adapt(
     graph_config = GraphConfig(size=size, volumes_per_task=volumes, seed=seed)
     with _staged_bars() as update:
         plan = plan_adapt(
-            datasets[:-1], datasets[-1], target, inputs=inputs, groups=groups, modalities=modalities, modality=modality, estimate=estimate, progress=update,
+            datasets[:-1],
+            datasets[-1],
+            target,
+            inputs=inputs,
+            groups=groups,
+            modalities=modalities,
+            modality=modality,
+            estimate=estimate,
+            progress=update,
             log=lambda m: err.print(m, markup=False),
         )
     if graph is not None:
@@ -674,22 +813,37 @@ def adapt(
     pool = make_executor("local", workers=workers)
     try:
         with removed_on_failure(out_dir, created, only_if_empty=True), _staged_bars() as update:
-            result = run_adapt(plan, out_dir, config, graph_dir=graph, executor=pool if workers > 1 else None, progress=update, log=lambda m: out.print(m, markup=False))
+            result = run_adapt(
+                plan,
+                out_dir,
+                config,
+                graph_dir=graph,
+                executor=pool if workers > 1 else None,
+                progress=update,
+                log=lambda m: out.print(m, markup=False),
+            )
     finally:
         pool.close()
     for record in result["targets"]:
-        out.print(f"{record['target']}: landmark {record['landmark']}, path {' -> '.join(record['path'])} ({len(record['labelled_cases'])} labelled case(s))", markup=False)
+        out.print(
+            f"{record['target']}: landmark {record['landmark']}, path {' -> '.join(record['path'])} ({len(record['labelled_cases'])} labelled case(s))",
+            markup=False,
+        )
         if record.get("estimate"):
             est = record["estimate"]
             mean = "n/a" if est["mean_dice"] is None else f"{est['mean_dice']:.3f}"
             out.print(f"  leave-one-out Dice (small-sample estimate, n={est['n']}): {mean}", markup=False)
-    out.print(f"predictions: {len(result['predictions']['cases'])} case(s) in {result['predictions']['folder']}", markup=False)
+    out.print(
+        f"predictions: {len(result['predictions']['cases'])} case(s) in {result['predictions']['folder']}", markup=False
+    )
     out.print(f"report: {out_dir / 'report.html'}  (choices: {out_dir / 'adapt.json'})", markup=False)
 
 
 @app.command()
 def demo(
-    out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Run folder (a rerun skips finished work).")] = Path("demo_run"),
+    out_dir: Annotated[
+        Path, typer.Option("--out", file_okay=False, help="Run folder (a rerun skips finished work).")
+    ] = Path("demo_run"),
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: up to 2).")] = None,
 ) -> None:

@@ -104,7 +104,9 @@ def run_demo(
     n_workers = workers if workers is not None else max(1, min(2, os.cpu_count() or 1))
     executor = make_executor("local", workers=n_workers)
     try:
-        ctx = run_experiment(config, out_dir, log=lambda m: console.print(m, markup=False), progress=progress, executor=executor)
+        ctx = run_experiment(
+            config, out_dir, log=lambda m: console.print(m, markup=False), progress=progress, executor=executor
+        )
     finally:
         executor.close()
     console.print(_task_table(list(ctx.tasks.values()), ctx.targets))
@@ -117,14 +119,21 @@ def run_demo(
     console.print(f"report: {written['report']}\nsummary: {written['summary']}", markup=False)
     adapted = demo_adapt(out_dir, config, console, progress)
     adapt_report = RunLayout(out_dir).adapt_dir / "report.html"  # the adapt folder's own layout
-    return {"run_dir": str(out_dir), **{k: str(v) for k, v in written.items()}, "adapt": str(adapt_report), "adapt_result": adapted}
+    return {
+        "run_dir": str(out_dir),
+        **{k: str(v) for k, v in written.items()},
+        "adapt": str(adapt_report),
+        "adapt_result": adapted,
+    }
 
 
 #: The demo's new target: the new hospital's oedema on its own T2 channel name.
 DEMO_ADAPT_TARGET = ("T2w", "edema")
 
 
-def demo_adapt(run_dir: Path, config: ExperimentConfig, console: Console, progress: Progress | None = None) -> dict[str, Any]:
+def demo_adapt(
+    run_dir: Path, config: ExperimentConfig, console: Console, progress: Progress | None = None
+) -> dict[str, Any]:
     """``seqtransfer adapt`` on the benchmark's new hospital, reusing the protocol's graph and zoo.
 
     Returns:
@@ -144,9 +153,17 @@ def demo_adapt(run_dir: Path, config: ExperimentConfig, console: Console, progre
     sources = [bench_dir / name for name in marker["datasets"]]
     target_root = bench_dir / NEW_TARGET_DATASET
     if not (target_root / "dataset.json").exists():
-        make_new_target(bench_dir, benchmark_config_of(config), labelled=3, unlabelled=10, progress=None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)))
+        make_new_target(
+            bench_dir,
+            benchmark_config_of(config),
+            labelled=3,
+            unlabelled=10,
+            progress=None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)),
+        )
     target = task_name(NEW_TARGET_SITE, *DEMO_ADAPT_TARGET)
-    console.print(f"\nYour new target: {target} (3 labelled cases, 10 unlabelled in {target_root / 'imagesTs'})", markup=False)
+    console.print(
+        f"\nYour new target: {target} (3 labelled cases, 10 unlabelled in {target_root / 'imagesTs'})", markup=False
+    )
     out = layout.adapt_dir
     graph = GraphStore(layout.graph_dir(0)).clone(out / "graph")  # the protocol's graph stays as it is
     adapt_config = AdaptConfig(
@@ -158,13 +175,23 @@ def demo_adapt(run_dir: Path, config: ExperimentConfig, console: Console, progre
         max_sources=config.protocol.max_sources,
     )
     plan = plan_adapt(sources, target_root, [target], progress=progress)
-    result = adapt(plan, out, adapt_config, graph_dir=graph.root, cache_dir=layout.cache_dir, models_root=layout.models_dir, progress=progress)
+    result = adapt(
+        plan,
+        out,
+        adapt_config,
+        graph_dir=graph.root,
+        cache_dir=layout.cache_dir,
+        models_root=layout.models_dir,
+        progress=progress,
+    )
     record = result["targets"][0]
     console.print(f"landmark: {record['landmark']}\npath: {' -> '.join(record['path'])}", markup=False)
     held = record.get("labelsTs_dice")
     if held:
         mean = "n/a" if held["mean_dice"] is None else f"{held['mean_dice']:.3f}"
-        console.print(f"predictions: {len(result['predictions']['cases'])} unlabelled case(s); Dice against the held-back labelsTs: {mean} (mean of {held['n']})", markup=False)
+        console.print(
+            f"predictions: {len(result['predictions']['cases'])} unlabelled case(s); Dice against the held-back labelsTs: {mean} (mean of {held['n']})",
+            markup=False,
+        )
     console.print(f"adapt report: {out / 'report.html'}\npredictions: {out / 'predictions'}", markup=False)
     return result
-

@@ -29,11 +29,14 @@ def write_dataset(root: Path, **kwargs: object) -> Path:
     """The suite's tiny nnU-Net dataset writer (tests/conftest.py), loaded by path."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("_suite_conftest", Path(__file__).resolve().parents[1] / "conftest.py")
+    spec = importlib.util.spec_from_file_location(
+        "_suite_conftest", Path(__file__).resolve().parents[1] / "conftest.py"
+    )
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.write_dataset(root, **kwargs)
+
 
 SHAPE = (16, 16, 16)
 NET = NetworkConfig(patch_size=(16, 16, 16), filters=(4, 8, 16))
@@ -69,14 +72,26 @@ def _unlabelled(root: Path, n: int, channels: int, seed: int) -> list[str]:
 def data(tmp_path: Path) -> dict[str, object]:
     """Sources at sites A and B (T1, T2; tumour, edema), a target site with other channel names."""
     sites = {f"case_{i:03d}": ("A" if i < 4 else "B") for i in range(8)}
-    src = write_dataset(tmp_path / "Dataset001_Src", n_cases=8, channels=("T1", "T2"), labels=("tumour", "edema"), shape=SHAPE, sites=sites, seed=1)
-    new = write_dataset(tmp_path / "Dataset002_New", n_cases=3, channels=("t1", "T2w"), labels=("tumour", "edema"), shape=SHAPE, seed=5)
+    src = write_dataset(
+        tmp_path / "Dataset001_Src",
+        n_cases=8,
+        channels=("T1", "T2"),
+        labels=("tumour", "edema"),
+        shape=SHAPE,
+        sites=sites,
+        seed=1,
+    )
+    new = write_dataset(
+        tmp_path / "Dataset002_New", n_cases=3, channels=("t1", "T2w"), labels=("tumour", "edema"), shape=SHAPE, seed=5
+    )
     unlabelled = _unlabelled(new, 4, 2, seed=6)
     (tmp_path / "modality_aliases.json").write_text(json.dumps({"T2w": "T2"}))
     return {"src": src, "new": new, "unlabelled": unlabelled, "cache": tmp_path / "cache"}
 
 
-def test_adapt_two_targets_end_to_end_then_a_rerun_trains_nothing(data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_adapt_two_targets_end_to_end_then_a_rerun_trains_nothing(
+    data, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from dataclasses import replace
 
     plan = plan_adapt([data["src"]], data["new"], TARGETS, estimate=True)
@@ -100,7 +115,11 @@ def test_adapt_two_targets_end_to_end_then_a_rerun_trains_nothing(data, tmp_path
     graph = json.loads((out / "graph" / "graph.json").read_text())
     sources = {n["id"] for n in graph["nodes"] if n["role"] == "source"}
     for record, name in zip(saved["targets"], TARGETS, strict=True):
-        assert record["target"] == name and record["path"][-1] == name and record["path"][0] == record["landmark"] in sources
+        assert (
+            record["target"] == name
+            and record["path"][-1] == name
+            and record["path"][0] == record["landmark"] in sources
+        )
         assert record["labelled_cases"] == ["case_000", "case_001", "case_002"]
         assert record["step_models"][-1]["train_cases"] == record["labelled_cases"]  # all labelled cases, no draws
         assert Path(record["final_model"], "checkpoint_final.pth").exists()
@@ -120,9 +139,16 @@ def test_adapt_two_targets_end_to_end_then_a_rerun_trains_nothing(data, tmp_path
     assert CONFIG.score == "leep" and saved["config"]["score"] == "leep" and selection["score"] == "leep"
     rows = selection["landmark_scores"]
     assert rows and all(r["T"] is not None and 0.0 < r["T"] <= 1.0 for r in rows)
-    assert all(r["score"] is None or math.isclose(r["score"], r["w"] / (r["zeta"] * r["rho"] * r["T"]), rel_tol=1e-12) for r in rows)
+    assert all(
+        r["score"] is None or math.isclose(r["score"], r["w"] / (r["zeta"] * r["rho"] * r["T"]), rel_tol=1e-12)
+        for r in rows
+    )
     candidates = [r for r in rows if not r["excluded"] and r["score"] is not None]
-    assert selection["landmark"] == min(candidates, key=lambda r: (r["score"], r["source"]))["source"] == saved["targets"][0]["landmark"]
+    assert (
+        selection["landmark"]
+        == min(candidates, key=lambda r: (r["score"], r["source"]))["source"]
+        == saved["targets"][0]["landmark"]
+    )
     assert saved["targets"][0]["score"] == "leep" and "exp(LEEP)" in (out / "report.html").read_text()
     with pytest.raises(ConfigError, match="score must be one of"):
         replace(CONFIG, score="best")
@@ -139,7 +165,12 @@ def test_adapt_two_targets_end_to_end_then_a_rerun_trains_nothing(data, tmp_path
     monkeypatch.setattr("seqtransfer.pipeline.transfer.train", refuse)
     monkeypatch.setattr("seqtransfer.pipeline.zoo.train", refuse)
     monkeypatch.setattr("seqtransfer.adapt.run.merge_labels", refuse)
-    again = adapt(plan_adapt([data["src"]], data["new"], TARGETS, estimate=True), out, replace(CONFIG, estimate=True), cache_dir=data["cache"])
+    again = adapt(
+        plan_adapt([data["src"]], data["new"], TARGETS, estimate=True),
+        out,
+        replace(CONFIG, estimate=True),
+        cache_dir=data["cache"],
+    )
     assert again["targets"][0]["path"] == saved["targets"][0]["path"]
     assert {p.name: p.stat().st_mtime_ns for p in (out / "predictions").iterdir()} == before
 
@@ -179,8 +210,18 @@ TINY = ["--zoo-steps", "1", "--steps", "1", "--size", "16", "--volumes", "3"]
 
 def test_cli_one_labelled_case_and_target_all(tmp_path: Path, run_cli) -> None:
     sites = {f"case_{i:03d}": ("A" if i < 3 else "B") for i in range(6)}
-    src = write_dataset(tmp_path / "Dataset001_Src", n_cases=6, channels=("FLAIR",), labels=("lesion",), shape=SHAPE, sites=sites, seed=1)
-    new = write_dataset(tmp_path / "Dataset002_One", n_cases=1, channels=("flair",), labels=("lesion",), shape=SHAPE, seed=3)
+    src = write_dataset(
+        tmp_path / "Dataset001_Src",
+        n_cases=6,
+        channels=("FLAIR",),
+        labels=("lesion",),
+        shape=SHAPE,
+        sites=sites,
+        seed=1,
+    )
+    new = write_dataset(
+        tmp_path / "Dataset002_One", n_cases=1, channels=("flair",), labels=("lesion",), shape=SHAPE, seed=3
+    )
     cases = _unlabelled(new, 2, 1, seed=4)
     out = tmp_path / "out"
     code, stdout, err = run_cli("adapt", src, new, "--target", "all", "--out", out, *TINY)
@@ -196,7 +237,9 @@ def test_few_label_target_through_graph_build_select_transfer_predict(data, tmp_
     """Every command that takes a target accepts one with 3 labelled cases (19 are the protocol's)."""
     graph = tmp_path / "g"
     target = "New-T2w-edema"
-    code, _, err = run_cli("graph", "build", data["src"], data["new"], "--out", graph, "--target", target, "--size", "16", "--volumes", "3")
+    code, _, err = run_cli(
+        "graph", "build", data["src"], data["new"], "--out", graph, "--target", target, "--size", "16", "--volumes", "3"
+    )
     assert code == 0, err
     node = next(n for n in json.loads((graph / "graph.json").read_text())["nodes"] if n["id"] == target)
     assert node["affinity_cases"] == ["case_000", "case_001", "case_002"] and node["modality_key"] == "t2"
@@ -204,17 +247,39 @@ def test_few_label_target_through_graph_build_select_transfer_predict(data, tmp_
     assert code == 0, err
     code, stdout, err = run_cli("select", "--graph", graph, "--target", target, "--uniform-performance")
     assert code == 0, err
-    code, stdout, err = run_cli("transfer", "--graph", graph, "--target", target, "--path", f"A-T2-edema,{target}", "--steps", "1", "--zoo-steps", "1")
+    code, stdout, err = run_cli(
+        "transfer",
+        "--graph",
+        graph,
+        "--target",
+        target,
+        "--path",
+        f"A-T2-edema,{target}",
+        "--steps",
+        "1",
+        "--zoo-steps",
+        "1",
+    )
     assert code == 0, err
     assert "all 3 labelled case(s)" in stdout and "n/a" in stdout
     run = next((graph / "transfers" / target).iterdir())
     metrics = json.loads((run / "metrics.json").read_text())
-    assert metrics["target_train_cases"] == ["case_000", "case_001", "case_002"] and metrics["test_sets"] == [] and metrics["final_dice"] is None
-    code, _, err = run_cli("predict", "--model", run, "--input", data["new"] / "imagesTs" / "ts_000_0001.nii.gz", "--out", tmp_path / "p")
+    assert (
+        metrics["target_train_cases"] == ["case_000", "case_001", "case_002"]
+        and metrics["test_sets"] == []
+        and metrics["final_dice"] is None
+    )
+    code, _, err = run_cli(
+        "predict", "--model", run, "--input", data["new"] / "imagesTs" / "ts_000_0001.nii.gz", "--out", tmp_path / "p"
+    )
     assert code == 0, err
     # graph build --add with another few-label target (2 labelled cases, another site)
-    third = write_dataset(tmp_path / "Dataset004_Third", n_cases=2, channels=("T2",), labels=("edema",), shape=SHAPE, seed=8)
-    code, _, err = run_cli("graph", "build", data["src"], data["new"], third, "--out", graph, "--add", "--target", "Third-T2-edema")
+    third = write_dataset(
+        tmp_path / "Dataset004_Third", n_cases=2, channels=("T2",), labels=("edema",), shape=SHAPE, seed=8
+    )
+    code, _, err = run_cli(
+        "graph", "build", data["src"], data["new"], third, "--out", graph, "--add", "--target", "Third-T2-edema"
+    )
     assert code == 0, err
     params = json.loads((graph / "params.json").read_text())
     assert params["targets"]["Third-T2-edema"] == {"labelled_cases": 2, "affinity_cases": 2}
@@ -225,7 +290,9 @@ def _bad(kind: str, data: dict[str, object], tmp_path: Path) -> tuple[list[objec
     out = tmp_path / "out"
     base = ["adapt", src, new, "--target", "New-T2w-edema", "--out", out, *TINY]
     if kind == "no labelled case":
-        empty = write_dataset(tmp_path / "Dataset009_Empty", n_cases=1, channels=("T2",), labels=("edema",), shape=SHAPE)
+        empty = write_dataset(
+            tmp_path / "Dataset009_Empty", n_cases=1, channels=("T2",), labels=("edema",), shape=SHAPE
+        )
         (empty / "labelsTr" / "case_000.nii.gz").unlink()
         for f in (empty / "imagesTr").iterdir():
             f.unlink()
@@ -245,20 +312,40 @@ def _bad(kind: str, data: dict[str, object], tmp_path: Path) -> tuple[list[objec
         (tmp_path / "nothing").mkdir()
         return [*base, "--input", tmp_path / "nothing"], "no image to predict"
     if kind == "graph of other datasets":
-        other = write_dataset(tmp_path / "Dataset003_Other", n_cases=6, channels=("T2",), labels=("edema",), shape=SHAPE, sites={f"case_{i:03d}": "C" if i < 3 else "D" for i in range(6)})
+        other = write_dataset(
+            tmp_path / "Dataset003_Other",
+            n_cases=6,
+            channels=("T2",),
+            labels=("edema",),
+            shape=SHAPE,
+            sites={f"case_{i:03d}": "C" if i < 3 else "D" for i in range(6)},
+        )
         graph = tmp_path / "other_graph"
         (graph).mkdir()
         from seqtransfer.data.dataset import parse_dataset
         from seqtransfer.data.tasks import split_tasks
         from seqtransfer.graph import build_graph
 
-        build_graph(split_tasks([parse_dataset(other)[0]]), graph, GraphConfig(size=16, volumes_per_task=2, max_pairs=2, n_components=2, max_slices=50))
+        build_graph(
+            split_tasks([parse_dataset(other)[0]]),
+            graph,
+            GraphConfig(size=16, volumes_per_task=2, max_pairs=2, n_components=2, max_slices=50),
+        )
         return [*base, "--graph", graph], "the graph was built from"
     if kind == "target of a source dataset":
         return ["adapt", src, new, "--target", "A-T2-edema", "--out", out, *TINY], "a task of the source dataset"
     if kind == "unwritable out":
         (tmp_path / "afile").write_text("x")
-        return ["adapt", src, new, "--target", "New-T2w-edema", "--out", tmp_path / "afile" / "sub", *TINY], "cannot write"
+        return [
+            "adapt",
+            src,
+            new,
+            "--target",
+            "New-T2w-edema",
+            "--out",
+            tmp_path / "afile" / "sub",
+            *TINY,
+        ], "cannot write"
     if kind == "unreachable":
         pet = write_dataset(tmp_path / "Dataset005_Pet", n_cases=2, channels=("PET",), labels=("uptake",), shape=SHAPE)
         return ["adapt", src, pet, "--target", "Pet-PET-uptake", "--out", out, *TINY], "--modalities FILE"
@@ -327,18 +414,26 @@ KILL_SCRIPT = textwrap.dedent(
 @pytest.mark.slow
 def test_sigkill_inside_fine_tuning_then_rerun_gives_identical_predictions(data, tmp_path: Path) -> None:
     script = tmp_path / "kill.py"
-    script.write_text(KILL_SCRIPT.format(targets=TARGETS, src=str(data["src"]), new=str(data["new"]), cache=str(data["cache"])))
+    script.write_text(
+        KILL_SCRIPT.format(targets=TARGETS, src=str(data["src"]), new=str(data["new"]), cache=str(data["cache"]))
+    )
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
     killed = tmp_path / "killed"
-    first = subprocess.run([sys.executable, str(script), str(killed), "2"], env=env, capture_output=True, text=True, timeout=600)
+    first = subprocess.run(
+        [sys.executable, str(script), str(killed), "2"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert first.returncode == -signal.SIGKILL, first.stderr
     assert not (killed / "adapt.json").exists()
     checkpoints = list((killed / "graph" / "finetune").glob("*/checkpoint_latest.pth"))
     assert checkpoints, "the kill came inside the target's fine-tuning, after a checkpoint"
-    second = subprocess.run([sys.executable, str(script), str(killed), "0"], env=env, capture_output=True, text=True, timeout=600)
+    second = subprocess.run(
+        [sys.executable, str(script), str(killed), "0"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert second.returncode == 0, second.stderr
     whole = tmp_path / "whole"
-    third = subprocess.run([sys.executable, str(script), str(whole), "0"], env=env, capture_output=True, text=True, timeout=600)
+    third = subprocess.run(
+        [sys.executable, str(script), str(whole), "0"], env=env, capture_output=True, text=True, timeout=600
+    )
     assert third.returncode == 0, third.stderr
     for case in data["unlabelled"]:
         a = np.asarray(nib.load(str(killed / "predictions" / f"{case}.nii.gz")).dataobj)

@@ -22,7 +22,11 @@ def _plain_reference(probabilities: list[np.ndarray], values: list[int]) -> np.n
 
 
 @settings(max_examples=40, deadline=None)
-@given(st.integers(1, 4).flatmap(lambda k: st.tuples(st.just(k), arrays(np.float32, (k, 3, 4, 2), elements=st.floats(0, 1, width=32)))))
+@given(
+    st.integers(1, 4).flatmap(
+        lambda k: st.tuples(st.just(k), arrays(np.float32, (k, 3, 4, 2), elements=st.floats(0, 1, width=32)))
+    )
+)
 def test_plain_labels_take_the_most_probable_class_above_half(case) -> None:
     k, stack = case
     values = [3, 1, 7, 2][:k]

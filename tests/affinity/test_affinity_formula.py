@@ -10,9 +10,7 @@ from seqtransfer.affinity import affinity, robust_h_scale
 
 def test_formula_scalar() -> None:
     assert affinity(2.0, 0.25) == pytest.approx(0.5 * 2.0 + 0.5 * 0.75)
-    assert affinity(3.0, 0.5, alpha=0.2, beta=0.8, h_scale=1.5) == pytest.approx(
-        0.2 * 2.0 + 0.8 * 0.5
-    )
+    assert affinity(3.0, 0.5, alpha=0.2, beta=0.8, h_scale=1.5) == pytest.approx(0.2 * 2.0 + 0.8 * 0.5)
     assert isinstance(affinity(1.0, 1.0), float)
 
 

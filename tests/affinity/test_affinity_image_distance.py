@@ -131,9 +131,7 @@ def test_pca_shares_one_space_and_is_deterministic(make_zscored_volumes: Factory
     # Slice k of a volume embeds to (slice - mean) @ components.T.
     expected = (task_b[1][:, :, 5].ravel() - pca.mean) @ pca.components.T
     np.testing.assert_allclose(embeddings[4][5], expected, rtol=1e-10, atol=1e-10)
-    assert image_distance(embeddings[:3], embeddings[3:]) > image_distance(
-        embeddings[:2], embeddings[2:3]
-    )
+    assert image_distance(embeddings[:3], embeddings[3:]) > image_distance(embeddings[:2], embeddings[2:3])
 
 
 def test_pca_components_capped_by_the_number_of_slices(make_zscored_volumes: Factory) -> None:

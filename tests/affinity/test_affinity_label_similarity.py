@@ -35,9 +35,7 @@ def test_subset_is_seeded_and_the_mean_over_the_drawn_pairs(make_ball_labels: Fa
     assert r == pytest.approx(expected)
     stats_i = [ssim_volume_stats(x) for x in labels_i]
     stats_j = [ssim_volume_stats(x) for x in labels_j]
-    cached = label_similarity_from_stats(
-        stats_i, stats_j, max_pairs=7, rng=np.random.default_rng(3)
-    )
+    cached = label_similarity_from_stats(stats_i, stats_j, max_pairs=7, rng=np.random.default_rng(3))
     assert cached == pytest.approx(r, abs=1e-14)
 
 

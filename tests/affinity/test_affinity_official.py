@@ -64,9 +64,7 @@ def test_image_distance_pair_runs_and_is_zero_on_itself(make_zscored_volumes: Fa
     d = official_image_distance_pair(a, b, resize_to=16)
     assert d > 0
     assert d == pytest.approx(
-        wasserstein_distance(
-            official_volume_scores(a, resize_to=16), official_volume_scores(b, resize_to=16)
-        )
+        wasserstein_distance(official_volume_scores(a, resize_to=16), official_volume_scores(b, resize_to=16))
     )
     assert official_image_distance_pair(a, a, resize_to=16) == 0.0
 
@@ -78,22 +76,16 @@ def test_pairs_redraw_side_j_for_each_volume_of_side_i() -> None:
     blocks = pairs[:, 1].reshape(10, 10)
     assert all(len(set(block)) == 10 for block in blocks)
     assert len({tuple(sorted(block)) for block in blocks}) > 1
-    np.testing.assert_array_equal(
-        pairs, official_pairs(12, 15, n_pairs=10, rng=np.random.default_rng(4))
-    )
+    np.testing.assert_array_equal(pairs, official_pairs(12, 15, n_pairs=10, rng=np.random.default_rng(4)))
     assert official_pairs(3, 4, n_pairs=10).shape == (12, 2)
 
 
-def test_task_level_means_over_the_pairs(
-    make_ball_labels: Factory, make_zscored_volumes: Factory
-) -> None:
+def test_task_level_means_over_the_pairs(make_ball_labels: Factory, make_zscored_volumes: Factory) -> None:
     rng = np.random.default_rng(5)
     vols_i = make_zscored_volumes(rng, 3, (16, 16, 16))
     vols_j = make_zscored_volumes(rng, 4, (16, 16, 16), shift=1.0)
     pairs = official_pairs(3, 4, n_pairs=2, rng=np.random.default_rng(6))
-    expected = np.mean(
-        [official_image_distance_pair(vols_i[k], vols_j[l], resize_to=16) for k, l in pairs]
-    )
+    expected = np.mean([official_image_distance_pair(vols_i[k], vols_j[l], resize_to=16) for k, l in pairs])
     got = official_image_distance(vols_i, vols_j, 2, np.random.default_rng(6), resize_to=16)
     assert got == pytest.approx(expected)
     labels_i = make_ball_labels(rng, 3, (12, 12, 12))
@@ -106,6 +98,4 @@ def test_task_level_means_over_the_pairs(
 def test_affinity_constants() -> None:
     assert (OFFICIAL_ALPHA, OFFICIAL_BETA) == (0.0044, 2.4756)
     assert official_affinity(10.0, 0.6) == pytest.approx(0.044 + 2.4756 * 0.4)
-    np.testing.assert_allclose(
-        official_affinity(np.array([0.0, 1.0]), np.array([1.0, 0.0])), [0.0, 0.0044 + 2.4756]
-    )
+    np.testing.assert_allclose(official_affinity(np.array([0.0, 1.0]), np.array([1.0, 0.0])), [0.0, 0.0044 + 2.4756])

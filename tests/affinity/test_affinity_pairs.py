@@ -28,9 +28,7 @@ def test_subset_is_distinct_in_range_and_seeded() -> None:
 
 
 def test_default_rng_is_fixed() -> None:
-    np.testing.assert_array_equal(
-        sample_pairs(20, 30, max_pairs=10), sample_pairs(20, 30, max_pairs=10)
-    )
+    np.testing.assert_array_equal(sample_pairs(20, 30, max_pairs=10), sample_pairs(20, 30, max_pairs=10))
     np.testing.assert_array_equal(
         sample_pairs(20, 30, max_pairs=10),
         sample_pairs(20, 30, max_pairs=10, rng=np.random.default_rng(0)),

@@ -148,9 +148,7 @@ def test_pairs_shape_mismatch_raises() -> None:
     density=st.floats(0.0, 1.0),
     binary=st.booleans(),
 )
-def test_property_equals_skimage(
-    shape: tuple[int, int, int], seed: int, density: float, binary: bool
-) -> None:
+def test_property_equals_skimage(shape: tuple[int, int, int], seed: int, density: float, binary: bool) -> None:
     rng = np.random.default_rng(seed)
     if binary:
         x = (rng.random(shape) < density).astype(np.float64)

@@ -19,7 +19,9 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return shifted / shifted.sum(axis=1, keepdims=True)
 
 
-def _class_features(rng: np.random.Generator, n: int, d: int, classes: int, noise: float, flip: float) -> tuple[np.ndarray, np.ndarray]:
+def _class_features(
+    rng: np.random.Generator, n: int, d: int, classes: int, noise: float, flip: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Features around one centre per class; a fraction ``flip`` of the labels redrawn."""
     truth = np.arange(n) % classes
     features = rng.normal(size=(classes, d))[truth] + noise * rng.normal(size=(n, d))
@@ -140,7 +142,9 @@ def _leep_by_loops(probs: np.ndarray, labels: np.ndarray) -> float:
     return total / n
 
 
-@pytest.mark.parametrize(("seed", "n", "source_classes", "target_classes"), [(0, 25, 4, 3), (1, 40, 2, 5), (2, 7, 6, 2)])
+@pytest.mark.parametrize(
+    ("seed", "n", "source_classes", "target_classes"), [(0, 25, 4, 3), (1, 40, 2, 5), (2, 7, 6, 2)]
+)
 def test_leep_matches_loops(seed: int, n: int, source_classes: int, target_classes: int) -> None:
     rng = np.random.default_rng(seed)
     probs = _softmax(2.0 * rng.normal(size=(n, source_classes)))
@@ -185,7 +189,9 @@ def _nce_by_loops(source_labels: np.ndarray, labels: np.ndarray) -> float:
     return value
 
 
-@pytest.mark.parametrize(("seed", "n", "source_classes", "target_classes"), [(0, 30, 4, 3), (1, 50, 2, 6), (2, 9, 7, 2)])
+@pytest.mark.parametrize(
+    ("seed", "n", "source_classes", "target_classes"), [(0, 30, 4, 3), (1, 50, 2, 6), (2, 9, 7, 2)]
+)
 def test_nce_matches_loops(seed: int, n: int, source_classes: int, target_classes: int) -> None:
     rng = np.random.default_rng(seed)
     source_labels = rng.integers(0, source_classes, n)

@@ -479,7 +479,15 @@ def test_new_target_groups_aliases_and_readme(new_target: tuple[Path, list[tuple
     groups = json.loads((out / "objective_groups.json").read_text())
     assert groups == OBJECTIVE_GROUPS
     assert {groups[k] for k in ("necrosis", "edema", "enhancing")} == {"lesion"}
-    original = {"NCR": "lesion", "ED": "lesion", "ET": "lesion", "WMH": "lesion", "CSF": "tissue", "GM": "tissue", "WM": "tissue"}
+    original = {
+        "NCR": "lesion",
+        "ED": "lesion",
+        "ET": "lesion",
+        "WMH": "lesion",
+        "CSF": "tissue",
+        "GM": "tissue",
+        "WM": "tissue",
+    }
     assert {k: groups[k] for k in original} == original
     aliases = json.loads((out / "modality_aliases.json").read_text())
     assert aliases == MODALITY_ALIASES == {"T1w": "T1", "T1Gd": "T1ce", "T2w": "T2"}
@@ -500,13 +508,19 @@ def test_new_target_is_deterministic(new_target: tuple[Path, list[tuple[str, int
         assert again[key].dtype == reference[key].dtype and again[key].tobytes() == reference[key].tobytes(), key
     # a case's arrays depend on the seed and its number only, not on the split
     split = _all_arrays(make_new_target(tmp_path / "b", TINY, 1, 1))
-    assert len(split) == 10 and all(a.tobytes() == reference[k.replace("Ts/", "Tr/")].tobytes() for k, a in split.items())
-    other = _all_arrays(make_new_target(tmp_path / "c", BenchmarkConfig(seed=4, size=16, cases=4, tumour_sites=2), 1, 1))
+    assert len(split) == 10 and all(
+        a.tobytes() == reference[k.replace("Ts/", "Tr/")].tobytes() for k, a in split.items()
+    )
+    other = _all_arrays(
+        make_new_target(tmp_path / "c", BenchmarkConfig(seed=4, size=16, cases=4, tumour_sites=2), 1, 1)
+    )
     for key, array in other.items():
         assert not np.array_equal(array, reference[key.replace("Ts/", "Tr/")]), key
 
 
-def test_sources_do_not_depend_on_the_new_target(new_target: tuple[Path, list[tuple[str, int, int]]], tmp_path: Path) -> None:
+def test_sources_do_not_depend_on_the_new_target(
+    new_target: tuple[Path, list[tuple[str, int, int]]], tmp_path: Path
+) -> None:
     make_benchmark(tmp_path / "alone", TINY)
     make_new_target(tmp_path / "both", TINY, NEW_LABELLED, NEW_UNLABELLED)  # first: streams must not shift
     make_benchmark(tmp_path / "both", TINY)
@@ -515,10 +529,14 @@ def test_sources_do_not_depend_on_the_new_target(new_target: tuple[Path, list[tu
         assert alone.keys() == both.keys() and alone
         for key in alone:
             assert alone[key].tobytes() == both[key].tobytes(), (name, key)
-        assert (tmp_path / "alone" / name / "dataset.json").read_bytes() == (tmp_path / "both" / name / "dataset.json").read_bytes()
+        assert (tmp_path / "alone" / name / "dataset.json").read_bytes() == (
+            tmp_path / "both" / name / "dataset.json"
+        ).read_bytes()
     # nor the new target on the sources, and the shared files keep the new names
     reference = _all_arrays(new_target[0])
-    assert all(a.tobytes() == reference[k].tobytes() for k, a in _all_arrays(tmp_path / "both" / NEW_TARGET_DATASET).items())
+    assert all(
+        a.tobytes() == reference[k].tobytes() for k, a in _all_arrays(tmp_path / "both" / NEW_TARGET_DATASET).items()
+    )
     assert json.loads((tmp_path / "both" / "objective_groups.json").read_text())["enhancing"] == "lesion"
     # its own scanner and subjects: no image equals a tumour-collection image
     tumour = _all_arrays(tmp_path / "both" / TUMOUR_DATASET)
@@ -550,11 +568,25 @@ def test_cli_benchmark_make_writes_the_new_target(tmp_path: Path, capsys: pytest
         return int(info.value.code or 0), captured.out, captured.err
 
     small = ["--size", "16", "--cases", "4", "--sites", "2"]
-    code, stdout, err = run(["benchmark", "make", "--out", str(tmp_path / "a"), *small, "--new-target-labelled", "2", "--new-target-unlabelled", "1"])
+    code, stdout, err = run(
+        [
+            "benchmark",
+            "make",
+            "--out",
+            str(tmp_path / "a"),
+            *small,
+            "--new-target-labelled",
+            "2",
+            "--new-target-unlabelled",
+            "1",
+        ]
+    )
     assert code == 0, err
     assert [Path(line).name for line in stdout.split()] == [*DATASETS, NEW_TARGET_DATASET]
     root = tmp_path / "a" / NEW_TARGET_DATASET
-    assert _ids(root / "labelsTr") == ["newclinic_001", "newclinic_002"] and _ids(root / "labelsTs") == ["newclinic_003"]
+    assert _ids(root / "labelsTr") == ["newclinic_001", "newclinic_002"] and _ids(root / "labelsTs") == [
+        "newclinic_003"
+    ]
     assert json.loads((tmp_path / "a" / "modality_aliases.json").read_text()) == MODALITY_ALIASES
     code, stdout, err = run(["benchmark", "make", "--out", str(tmp_path / "b"), *small, "--no-new-target"])
     assert code == 0, err
@@ -593,12 +625,20 @@ def test_deep_grey_passes_verification_with_its_names(deep_grey: Path) -> None:
 
     root = deep_grey / DEEP_GREY_DATASET
     (dataset,), warnings = require_valid([root])
-    assert warnings == [] and dataset.sites == DEEP_GREY_SITES and len(dataset.cases) == len(DEEP_GREY_SITES) * DEEP.cases
+    assert (
+        warnings == [] and dataset.sites == DEEP_GREY_SITES and len(dataset.cases) == len(DEEP_GREY_SITES) * DEEP.cases
+    )
     assert 2 <= len(DEEP_GREY_SITES) <= 3
     meta = json.loads((root / "dataset.json").read_text())
     assert meta["channel_names"] == {"0": "T1", "1": "T2"}
     assert meta["labels"] == {
-        "background": 0, "hippocampus": 1, "thalamus": 2, "caudate": 3, "putamen": 4, "pallidum": 5, "amygdala": 6,
+        "background": 0,
+        "hippocampus": 1,
+        "thalamus": 2,
+        "caudate": 3,
+        "putamen": 4,
+        "pallidum": 5,
+        "amygdala": 6,
     }
     assert meta["numTraining"] == len(DEEP_GREY_SITES) * DEEP.cases and meta["benchmark_config"] == DEEP.to_dict()
     assert "synthetic" in meta["description"].lower()
@@ -632,7 +672,10 @@ def test_deep_grey_leaves_the_other_datasets_byte_identical(deep_grey: Path, ben
         without, with_ = _all_arrays(bench / name), _all_arrays(deep_grey / name)
         assert without.keys() == with_.keys() and without
         for key in without:
-            assert without[key].dtype == with_[key].dtype and without[key].tobytes() == with_[key].tobytes(), (name, key)
+            assert without[key].dtype == with_[key].dtype and without[key].tobytes() == with_[key].tobytes(), (
+                name,
+                key,
+            )
         for file in ("dataset.json", "sites.csv"):
             assert (bench / name / file).read_bytes() == (deep_grey / name / file).read_bytes(), (name, file)
     assert not (bench / DEEP_GREY_DATASET).exists()  # off by default
@@ -663,7 +706,22 @@ def test_cli_benchmark_make_deep_grey(tmp_path: Path, capsys: pytest.CaptureFixt
     from seqtransfer.cli import main
 
     with pytest.raises(SystemExit) as info:
-        main(["benchmark", "make", "--out", str(tmp_path), "--size", "16", "--cases", "4", "--sites", "2", "--deep-grey", "--no-new-target"])
+        main(
+            [
+                "benchmark",
+                "make",
+                "--out",
+                str(tmp_path),
+                "--size",
+                "16",
+                "--cases",
+                "4",
+                "--sites",
+                "2",
+                "--deep-grey",
+                "--no-new-target",
+            ]
+        )
         raise SystemExit(0)
     captured = capsys.readouterr()
     assert int(info.value.code or 0) == 0, captured.err
@@ -684,7 +742,9 @@ def test_experiment_key_and_existing_run_marker(tmp_path: Path) -> None:
     out = tmp_path / "benchmark"
     out.mkdir()
     names = list(DATASETS)
-    (out / "benchmark.json").write_text(json.dumps({"config": {"seed": 0, "size": 48, "cases": 24, "tumour_sites": 6}, "datasets": names}))
+    (out / "benchmark.json").write_text(
+        json.dumps({"config": {"seed": 0, "size": 48, "cases": 24, "tumour_sites": 6}, "datasets": names})
+    )
     messages: list[str] = []
     roots, groups = _datasets(ExperimentConfig(), tmp_path, messages.append, None)
     assert roots == [out / n for n in names] and groups == out / "objective_groups.json" and messages == []

@@ -40,7 +40,9 @@ def test_tasks_json(dataset_factory, capsys) -> None:
     code, out, err = run(["tasks", str(root), "--json"], capsys)
     assert code == 0, err
     rows = json.loads(out)
-    assert {r["task"] for r in rows} == {f"{s}-{m}-{o}" for s in ("s1", "s2") for m in ("T1", "T2") for o in ("tumour", "edema")}
+    assert {r["task"] for r in rows} == {
+        f"{s}-{m}-{o}" for s in ("s1", "s2") for m in ("T1", "T2") for o in ("tumour", "edema")
+    }
     assert all(r["cases"] == 2 for r in rows)
 
 
@@ -56,7 +58,9 @@ def test_tasks_refuses_bad_dataset_before_anything(dataset_factory, capsys) -> N
     (root / "dataset.json").write_text("{")
     code, out, err = run(["tasks", str(root)], capsys)
     assert code == 2
-    assert err.strip().splitlines() == [f"error: {root / 'dataset.json'}: invalid JSON at line 1 column 2: Expecting property name enclosed in double quotes"]
+    assert err.strip().splitlines() == [
+        f"error: {root / 'dataset.json'}: invalid JSON at line 1 column 2: Expecting property name enclosed in double quotes"
+    ]
 
 
 @pytest.mark.parametrize(
@@ -86,7 +90,9 @@ def test_groups_file_errors_are_one_line(dataset_factory, tmp_path: Path, capsys
 
 def test_benchmark_make_then_verify(tmp_path: Path, capsys) -> None:
     out = tmp_path / "bench"
-    code, stdout, err = run(["benchmark", "make", "--out", str(out), "--size", "16", "--cases", "4", "--sites", "2"], capsys)
+    code, stdout, err = run(
+        ["benchmark", "make", "--out", str(out), "--size", "16", "--cases", "4", "--sites", "2"], capsys
+    )
     assert code == 0, err
     roots = [Path(line) for line in stdout.split() if "Dataset" in line]
     assert len(roots) == 4  # the three sources and the new hospital (Dataset504_NewClinicLike)

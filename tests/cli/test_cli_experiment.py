@@ -58,10 +58,24 @@ def _datasets(dataset_factory, tumour_cases: int = 57, extra: str | None = None)
     if extra == "lonely_source":  # a fourth site with a single case: no zoo model possible
         sites = {**sites, f"case_{tumour_cases:03d}": "D"}
         tumour_cases += 1
-    tum = dataset_factory("Dataset001_Tum", n_cases=tumour_cases, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
+    tum = dataset_factory(
+        "Dataset001_Tum",
+        n_cases=tumour_cases,
+        channels=("T1",),
+        labels=("tumour",),
+        shape=(16, 16, 16),
+        sites=sites,
+        seed=1,
+    )
     roots = [str(tum)]
     if extra == "pet":  # a modality and objective no source shares
-        roots.append(str(dataset_factory("Dataset003_Pet", n_cases=19, channels=("PET",), labels=("uptake",), shape=(16, 16, 16), seed=3)))
+        roots.append(
+            str(
+                dataset_factory(
+                    "Dataset003_Pet", n_cases=19, channels=("PET",), labels=("uptake",), shape=(16, 16, 16), seed=3
+                )
+            )
+        )
     return roots
 
 
@@ -69,14 +83,24 @@ def _datasets(dataset_factory, tumour_cases: int = 57, extra: str | None = None)
     ("extra", "tumour_cases", "target", "message"),
     [
         ("pet", 57, "Pet-PET-uptake", "'Pet-PET-uptake' is unreachable"),
-        (None, 30, "C-T1-tumour", "evaluation protocol (3 draw(s) of 3 training case(s) and test sets of 10) needs at least 19"),  # 10 cases at site C
+        (
+            None,
+            30,
+            "C-T1-tumour",
+            "evaluation protocol (3 draw(s) of 3 training case(s) and test sets of 10) needs at least 19",
+        ),  # 10 cases at site C
         ("lonely_source", 57, "C-T1-tumour", "has 1 case(s)"),
     ],
 )
-def test_run_refuses_protocols_that_cannot_run_before_writing(dataset_factory, tmp_path: Path, capsys, extra, tumour_cases, target, message) -> None:
+def test_run_refuses_protocols_that_cannot_run_before_writing(
+    dataset_factory, tmp_path: Path, capsys, extra, tumour_cases, target, message
+) -> None:
     import tomli_w
 
-    config = {"data": {"datasets": _datasets(dataset_factory, tumour_cases, extra)}, "protocol": {"targets": [target], "draws": 1}}
+    config = {
+        "data": {"datasets": _datasets(dataset_factory, tumour_cases, extra)},
+        "protocol": {"targets": [target], "draws": 1},
+    }
     (tmp_path / "exp.toml").write_text(tomli_w.dumps(config))
     code, err = run(["run", str(tmp_path / "exp.toml"), "--out", str(tmp_path / "out"), "--workers", "1"], capsys)
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err

@@ -15,7 +15,7 @@ import pytest
 
 import tomli_w
 
-DRIVER = r'''
+DRIVER = r"""
 import hashlib, subprocess
 from pathlib import Path
 
@@ -54,14 +54,18 @@ records = RunStore(disk / "run" / "runs.sqlite").records()
 result["statuses"] = sorted({r.status for r in records})
 result["methods_done"] = len([r for r in records if r.kind == "method" and r.status == "done"])
 (out / "result.json").write_text(json.dumps(result))
-'''
+"""
 
 
 @pytest.mark.root
 def test_commands_on_a_full_disk(dataset_factory, cli_driver_prelude: str, tmp_path: Path) -> None:
     sites = {f"case_{i:03d}": "ABC"[i % 3] for i in range(57)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=57, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
-    les = dataset_factory("Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2)
+    tum = dataset_factory(
+        "Dataset001_Tum", n_cases=57, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
+    )
+    les = dataset_factory(
+        "Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
+    )
     config = {
         "data": {"datasets": [str(tum), str(les)]},
         "protocol": {"targets": ["C-T1-tumour"], "draws": 1, "methods": ["ours"], "quality_draws": 0},
@@ -75,7 +79,17 @@ def test_commands_on_a_full_disk(dataset_factory, cli_driver_prelude: str, tmp_p
     disk = tmp_path / "disk"
     disk.mkdir()
     proc = subprocess.run(
-        ["unshare", "-m", sys.executable, str(tmp_path / "driver.py"), str(disk), str(tmp_path / "cache"), str(tum), str(les), str(tmp_path)],
+        [
+            "unshare",
+            "-m",
+            sys.executable,
+            str(tmp_path / "driver.py"),
+            str(disk),
+            str(tmp_path / "cache"),
+            str(tum),
+            str(les),
+            str(tmp_path),
+        ],
         capture_output=True,
         text=True,
         timeout=280,

@@ -27,11 +27,34 @@ def _built_once(tmp_path_factory, dataset_writer):
 
     root = tmp_path_factory.mktemp("built")
     sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
-    tum = dataset_writer(root / "Dataset001_Tum", n_cases=12, channels=("T1", "T2"), labels=("tumour", "edema"), shape=SHAPE, sites=sites, seed=1)
+    tum = dataset_writer(
+        root / "Dataset001_Tum",
+        n_cases=12,
+        channels=("T1", "T2"),
+        labels=("tumour", "edema"),
+        shape=SHAPE,
+        sites=sites,
+        seed=1,
+    )
     les = dataset_writer(root / "Dataset002_Les", n_cases=20, channels=("T1",), labels=("lesion",), shape=SHAPE, seed=2)
     (root / "objective_groups.json").write_text(json.dumps({"tumour": "lesions", "lesion": "lesions"}))
     graph = root / "graph"
-    argv = ["graph", "build", tum, les, "--out", graph, "--target", "Les-T1-lesion", "--size", 16, "--volumes", 4, "--max-pairs", 6]
+    argv = [
+        "graph",
+        "build",
+        tum,
+        les,
+        "--out",
+        graph,
+        "--target",
+        "Les-T1-lesion",
+        "--size",
+        16,
+        "--volumes",
+        4,
+        "--max-pairs",
+        6,
+    ]
     stdout = io.StringIO()
     with pytest.MonkeyPatch.context() as mp, contextlib.redirect_stdout(stdout), pytest.raises(SystemExit) as info:
         mp.setenv("SEQTRANSFER_CACHE", str(root / "cache"))
@@ -93,7 +116,9 @@ def test_select_with_performance_file_and_without_o(built, tmp_path: Path, capsy
 )
 def test_select_rejects_bad_parameters(built, capsys, extra, message) -> None:
     _, _, graph = built
-    code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--uniform-performance", *extra], capsys)
+    code, _, err = run(
+        ["select", "--graph", graph, "--target", "Les-T1-lesion", "--uniform-performance", *extra], capsys
+    )
     assert code == 2 and len(err.strip().splitlines()) == 1 and err.startswith("error:")
 
 
@@ -130,14 +155,27 @@ def test_select_imports_no_heavy_library(built) -> None:
     src = str(Path(seqtransfer.__file__).resolve().parents[1])
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([src, os.environ.get("PYTHONPATH", "")])}
     argv = ["select", "--graph", str(graph), "--target", "Les-T1-lesion", "--uniform-performance"]
-    proc = subprocess.run([sys.executable, "-c", SELECT_DRIVER, json.dumps(HEAVY), *argv], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run(
+        [sys.executable, "-c", SELECT_DRIVER, json.dumps(HEAVY), *argv],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["code"] == 0, proc.stderr
-    assert (graph / "selections" / "Les-T1-lesion.json").exists()  # it really selected (on a paper-mode graph with its PCA)
+    assert (
+        graph / "selections" / "Les-T1-lesion.json"
+    ).exists()  # it really selected (on a paper-mode graph with its PCA)
     assert result["heavy"] == [], f"seqtransfer select imported {result['heavy']}"
     # the library path as well, and building a graph still finds everything it needs
     code = f"import sys, json; import seqtransfer.selection.run, seqtransfer.graph; print(json.dumps([n for n in {list(HEAVY)!r} if n in sys.modules]))"
-    assert json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout) == []
+    assert (
+        json.loads(
+            subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+        )
+        == []
+    )
     code = "from seqtransfer.graph import build_graph, add_targets, edge_allowed, candidate_sources; from seqtransfer.graph.build import candidate_sources as c; assert c is candidate_sources"
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
@@ -162,7 +200,9 @@ def test_calibrate_writes_alpha_beta(built, tmp_path: Path, capsys) -> None:
         for link in links:  # Dice that follows the label similarity alone: beta should win
             source = link["source"] if link["target"] == "Les-T1-lesion" else link["target"]
             writer.writerow([source, "Les-T1-lesion", link["R"]])
-    code, out, err = run(["calibrate", "--graph", graph, "--transfers", transfers, "--trials", 20, "--objective", "nonsense"], capsys)
+    code, out, err = run(
+        ["calibrate", "--graph", graph, "--transfers", transfers, "--trials", 20, "--objective", "nonsense"], capsys
+    )
     assert code == 2 and "objective" in err and len(err.strip().splitlines()) == 1, err
     code, out, err = run(["calibrate", "--graph", graph, "--transfers", transfers, "--trials", 20], capsys)
     assert code == 0, err
@@ -170,7 +210,9 @@ def test_calibrate_writes_alpha_beta(built, tmp_path: Path, capsys) -> None:
     assert params["config"]["beta"] > 0.9 and params["calibration"]["tau_after"] >= params["calibration"]["tau_before"]
     assert params["calibration"]["tau_after"] == pytest.approx(1.0)
     new = json.loads((graph / "graph.json").read_text())["links"][0]
-    assert new["weight"] == pytest.approx(params["config"]["alpha"] * new["H"] / params["h_scale"] + params["config"]["beta"] * (1 - new["R"]))
+    assert new["weight"] == pytest.approx(
+        params["config"]["alpha"] * new["H"] / params["h_scale"] + params["config"]["beta"] * (1 - new["R"])
+    )
 
 
 def test_calibrate_bad_csv(built, tmp_path: Path, capsys) -> None:
@@ -183,7 +225,9 @@ def test_calibrate_bad_csv(built, tmp_path: Path, capsys) -> None:
 
 def test_graph_build_unknown_target(built, capsys) -> None:
     tum, les, graph = built
-    code, _, err = run(["graph", "build", tum, les, "--out", graph.parent / "g2", "--target", "Nope-T1-x", "--size", 16], capsys)
+    code, _, err = run(
+        ["graph", "build", tum, les, "--out", graph.parent / "g2", "--target", "Nope-T1-x", "--size", 16], capsys
+    )
     assert code == 2 and "unknown target" in err
     assert not (graph.parent / "g2" / "graph.json").exists()
 
@@ -205,7 +249,9 @@ def test_graph_build_unknown_target(built, capsys) -> None:
 def test_training_commands_refuse_bad_arguments(built, capsys, argv, message) -> None:
     _, _, graph = built
     before = sorted(p.relative_to(graph) for p in graph.rglob("*"))
-    code, _, err = run([*argv[:2], "--graph", graph, *argv[2:]] if argv[0] == "zoo" else [argv[0], "--graph", graph, *argv[1:]], capsys)
+    code, _, err = run(
+        [*argv[:2], "--graph", graph, *argv[2:]] if argv[0] == "zoo" else [argv[0], "--graph", graph, *argv[1:]], capsys
+    )
     assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
     assert sorted(p.relative_to(graph) for p in graph.rglob("*")) == before  # nothing written
 
@@ -252,8 +298,12 @@ def test_calibration_maximises_the_mean_within_target_tau() -> None:
 
     assert result.tau_after == pytest.approx(independent(result.alpha))
     assert result.tau_after >= max(independent(0.0), independent(0.5), independent(1.0)) - 1e-12
-    weights = np.array([affinity(g.edges[x.source, x.target]["H"], g.edges[x.source, x.target]["R"], 0.3, 0.7, 1.0) for x in transfers])
-    assert within_target_tau(weights, np.array([x.dice for x in transfers]), [x.target for x in transfers]) == pytest.approx(independent(0.3))
+    weights = np.array(
+        [affinity(g.edges[x.source, x.target]["H"], g.edges[x.source, x.target]["R"], 0.3, 0.7, 1.0) for x in transfers]
+    )
+    assert within_target_tau(
+        weights, np.array([x.dice for x in transfers]), [x.target for x in transfers]
+    ) == pytest.approx(independent(0.3))
 
 
 def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, capsys) -> None:
@@ -266,7 +316,9 @@ def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, 
     code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "best"], capsys)
     assert code == 2 and "--score must be one of auto, paper, leep" in err and len(err.strip().splitlines()) == 1
     code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "leep"], capsys)
-    assert code == 2 and "needs the zoo model of every connected source" in err and len(err.strip().splitlines()) == 1, err
+    assert (
+        code == 2 and "needs the zoo model of every connected source" in err and len(err.strip().splitlines()) == 1
+    ), err
     assert not (graph / "selections").exists()
     code, _, err = run(["zoo", "train", "--graph", graph, "--steps", 2, "--max-train", 3], capsys)
     assert code == 0, err
@@ -274,13 +326,30 @@ def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, 
     # its own zoo settings (another key)
     before = sorted(p.name for p in (graph / "zoo" / "A-T1-tumour").iterdir())
     assert len(before) == 1
-    code, out, err = run(["transfer", "--graph", graph, "--target", "Les-T1-lesion", "--path", "A-T1-tumour,Les-T1-lesion", "--steps", 1, "--zoo-steps", 5], capsys)
+    code, out, err = run(
+        [
+            "transfer",
+            "--graph",
+            graph,
+            "--target",
+            "Les-T1-lesion",
+            "--path",
+            "A-T1-tumour,Les-T1-lesion",
+            "--steps",
+            1,
+            "--zoo-steps",
+            5,
+        ],
+        capsys,
+    )
     assert code == 0, err
     assert f"zoo model {before[0]}" in out
     assert sorted(p.name for p in (graph / "zoo" / "A-T1-tumour").iterdir()) == before  # nothing trained again
     code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "paper"], capsys)
     assert code == 0 and json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())["score"] == "paper"
-    code, out, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion"], capsys)  # auto: the zoo is complete, so leep
+    code, out, err = run(
+        ["select", "--graph", graph, "--target", "Les-T1-lesion"], capsys
+    )  # auto: the zoo is complete, so leep
     assert code == 0, err
     saved = json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())
     assert saved["score"] == "leep" and "exp(LEEP)" in out
@@ -294,7 +363,9 @@ def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, 
         assert saved["landmark"] == min(candidates, key=lambda r: (r["score"], r["source"]))["source"]
 
 
-def test_transfer_after_zoo_train_with_other_settings_trains_no_zoo_model(built, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_transfer_after_zoo_train_with_other_settings_trains_no_zoo_model(
+    built, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """`zoo train --max-train 3` then `transfer` (whose own zoo options are the defaults, max_train
     60): the landmark is the recorded model, no zoo model is trained, and the transfer runs under
     the configuration the zoo models were trained with (an intermediate step draws its cases from
@@ -313,17 +384,26 @@ def test_transfer_after_zoo_train_with_other_settings_trains_no_zoo_model(built,
 
     monkeypatch.setattr(transfer_module, "train_source", no_training)
     path = "A-T1-tumour,B-T1-tumour,Les-T1-lesion"
-    code, out, err = run(["transfer", "--graph", graph, "--target", "Les-T1-lesion", "--path", path, "--steps", 1], capsys)
+    code, out, err = run(
+        ["transfer", "--graph", graph, "--target", "Les-T1-lesion", "--path", path, "--steps", 1], capsys
+    )
     assert code == 0, err
     assert f"zoo model {nodes['A-T1-tumour']['zoo_key']}" in out
     assert sorted(str(p.relative_to(graph)) for p in (graph / "zoo").glob("*/*")) == before  # no new zoo model folder
     metrics = json.loads(Path(out.split("metrics: ")[-1].strip()).read_text())
     assert metrics["zoo"]["max_train"] == 3 and metrics["zoo"]["train"]["steps"] == 2
-    intermediate = json.loads((graph / "zoo" / "B-T1-tumour" / nodes["B-T1-tumour"]["zoo_key"] / "config.json").read_text())
-    assert set(metrics["steps"][0]["train_cases"]) <= set(intermediate["train_cases"]) and len(intermediate["train_cases"]) == 3
+    intermediate = json.loads(
+        (graph / "zoo" / "B-T1-tumour" / nodes["B-T1-tumour"]["zoo_key"] / "config.json").read_text()
+    )
+    assert (
+        set(metrics["steps"][0]["train_cases"]) <= set(intermediate["train_cases"])
+        and len(intermediate["train_cases"]) == 3
+    )
 
 
-def test_verbose_shows_the_library_info_and_quiet_hides_its_warnings(built, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_verbose_shows_the_library_info_and_quiet_hides_its_warnings(
+    built, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import logging
 
     import seqtransfer.selection.run as selection_run

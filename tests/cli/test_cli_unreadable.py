@@ -18,7 +18,7 @@ from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.tasks import split_tasks
 from seqtransfer.graph import GraphConfig, build_graph
 
-DRIVER = r'''
+DRIVER = r"""
 from pathlib import Path
 
 root = Path(sys.argv[1])
@@ -35,21 +35,39 @@ out = {
     "show_graph": cli("graph", "show", graph),
 }
 print(json.dumps(out))
-'''
+"""
 
 
 @pytest.mark.root
 def test_unreadable_inputs_and_unwritable_outputs(dataset_factory, cli_driver_prelude: str, tmp_path: Path) -> None:
     sites = {f"case_{i:03d}": "AB"[i % 2] for i in range(8)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=8, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
-    les = dataset_factory("Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2)
+    tum = dataset_factory(
+        "Dataset001_Tum", n_cases=8, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
+    )
+    les = dataset_factory(
+        "Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
+    )
     bad = dataset_factory("Dataset003_Bad", n_cases=4, channels=("T1",), labels=("x",), shape=(16, 16, 16), seed=3)
-    nojson = dataset_factory("Dataset004_NoJson", n_cases=4, channels=("T1",), labels=("x",), shape=(16, 16, 16), seed=4)
+    nojson = dataset_factory(
+        "Dataset004_NoJson", n_cases=4, channels=("T1",), labels=("x",), shape=(16, 16, 16), seed=4
+    )
     tasks = split_tasks([parse_dataset(tum)[0], parse_dataset(les)[0]])
     config = GraphConfig(size=16, volumes_per_task=3, max_pairs=4, n_components=3, max_slices=100)
-    build_graph(tasks, tmp_path / "graph", config, targets=["Les-T1-lesion"], cache=PreprocessCache(tmp_path / "cache", PreprocessConfig(16)))
+    build_graph(
+        tasks,
+        tmp_path / "graph",
+        config,
+        targets=["Les-T1-lesion"],
+        cache=PreprocessCache(tmp_path / "cache", PreprocessConfig(16)),
+    )
 
-    unreadable = [next((bad / "imagesTr").iterdir()), nojson / "dataset.json", tmp_path / "exp.toml", tmp_path / "groups.json", tmp_path / "graph" / "graph.json"]
+    unreadable = [
+        next((bad / "imagesTr").iterdir()),
+        nojson / "dataset.json",
+        tmp_path / "exp.toml",
+        tmp_path / "groups.json",
+        tmp_path / "graph" / "graph.json",
+    ]
     (tmp_path / "exp.toml").write_text("seed = 0\n")
     (tmp_path / "groups.json").write_text("{}")
     (tmp_path / "readonly").mkdir()
@@ -61,7 +79,15 @@ def test_unreadable_inputs_and_unwritable_outputs(dataset_factory, cli_driver_pr
     (tmp_path / "driver.py").write_text(cli_driver_prelude + DRIVER)
     try:
         proc = subprocess.run(
-            ["setpriv", "--bounding-set", "-dac_override,-dac_read_search", "--inh-caps=-all", sys.executable, str(tmp_path / "driver.py"), str(tmp_path)],
+            [
+                "setpriv",
+                "--bounding-set",
+                "-dac_override,-dac_read_search",
+                "--inh-caps=-all",
+                sys.executable,
+                str(tmp_path / "driver.py"),
+                str(tmp_path),
+            ],
             capture_output=True,
             text=True,
             timeout=200,
@@ -89,5 +115,9 @@ def test_unreadable_inputs_and_unwritable_outputs(dataset_factory, cli_driver_pr
         assert fragment in problems[0] and "Traceback" not in outcome["err"], (name, outcome)
     # the only thing allowed: verification records of the datasets that were valid (a cache of
     # checks in the user cache, keyed by file sizes and times), never a result
-    after = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*") if not str(p.relative_to(tmp_path)).startswith("cache/verified"))
+    after = sorted(
+        str(p.relative_to(tmp_path))
+        for p in tmp_path.rglob("*")
+        if not str(p.relative_to(tmp_path)).startswith("cache/verified")
+    )
     assert sorted(set(after) - set(before)) == ["driver.py"], sorted(set(after) - set(before))  # nothing else written

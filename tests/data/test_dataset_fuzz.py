@@ -11,15 +11,30 @@ from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.io import write_image
 
 json_values = st.recursive(
-    st.one_of(st.none(), st.booleans(), st.integers(-3, 300), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=6)),
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(-3, 300),
+        st.floats(allow_nan=False, allow_infinity=False),
+        st.text(max_size=6),
+    ),
     lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
     max_leaves=8,
 )
 meta = st.fixed_dictionaries(
     {},
     optional={
-        "channel_names": st.one_of(json_values, st.dictionaries(st.sampled_from(["0", "1", "x", "-1"]), st.text(max_size=4), max_size=2)),
-        "labels": st.one_of(json_values, st.dictionaries(st.sampled_from(["background", "a", "b"]), st.one_of(st.integers(-1, 3), st.lists(st.integers(0, 3), max_size=2), st.text(max_size=2)), max_size=3)),
+        "channel_names": st.one_of(
+            json_values, st.dictionaries(st.sampled_from(["0", "1", "x", "-1"]), st.text(max_size=4), max_size=2)
+        ),
+        "labels": st.one_of(
+            json_values,
+            st.dictionaries(
+                st.sampled_from(["background", "a", "b"]),
+                st.one_of(st.integers(-1, 3), st.lists(st.integers(0, 3), max_size=2), st.text(max_size=2)),
+                max_size=3,
+            ),
+        ),
         "numTraining": json_values,
         "file_ending": st.one_of(json_values, st.sampled_from([".nii.gz", ".nii", ".mha", "nii"])),
         "sites": json_values,

@@ -174,7 +174,9 @@ def test_concurrent_writers_never_remove_a_readable_entry(dataset_factory, tmp_p
     inode = (entry / "image.npy").stat().st_ino
     # a second writer of the same case finishes later: its copy is dropped, the entry stays
     late = PreprocessCache(tmp_path / "c", PreprocessConfig(size=8))
-    late._write(entry, reference, np.zeros((8, 8, 8), dtype=np.uint8), cases[0], {"shape": [12, 12, 12], "box": [[0, 12]] * 3})
+    late._write(
+        entry, reference, np.zeros((8, 8, 8), dtype=np.uint8), cases[0], {"shape": [12, 12, 12], "box": [[0, 12]] * 3}
+    )
     assert (entry / "image.npy").stat().st_ino == inode
     assert not [p for p in entry.parent.iterdir() if p.name != entry.name]  # no temporary left
     # an unreadable leftover is replaced

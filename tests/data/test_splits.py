@@ -53,16 +53,22 @@ def test_few_label_targets_use_up_to_target_cases_of_their_labelled_cases(datase
     assert protocol_cases_needed() == 19 and protocol_split_possible(19) and not protocol_split_possible(18)
     config = GraphConfig(target_cases=3)
     for n, expected in ((1, 1), (2, 2), (3, 3), (12, 3)):
-        task = split_tasks([parse_dataset(dataset_factory(f"Dataset0{n:02d}_T{n}", n_cases=n, channels=("T1",), labels=("x",)))[0]])[0]
+        task = split_tasks(
+            [parse_dataset(dataset_factory(f"Dataset0{n:02d}_T{n}", n_cases=n, channels=("T1",), labels=("x",)))[0]]
+        )[0]
         cases = affinity_cases(task, config, is_target=True)
         assert len(cases) == expected and len({c.case_id for c in cases}) == expected
         assert cases == affinity_cases(task, config, is_target=True)  # seeded
     with pytest.raises(ConfigError, match="target_draw must be 0"):
         affinity_cases(task, GraphConfig(target_draw=1), is_target=True)
-    big = split_tasks([parse_dataset(dataset_factory("Dataset099_Big", n_cases=20, channels=("T1",), labels=("x",)))[0]])[0]
+    big = split_tasks(
+        [parse_dataset(dataset_factory("Dataset099_Big", n_cases=20, channels=("T1",), labels=("x",)))[0]]
+    )[0]
     from seqtransfer.data.splits import target_split
 
-    assert [c.case_id for c in affinity_cases(big, config, is_target=True)] == list(target_split(big.split_key, [c.case_id for c in big.cases]).draws[0])
+    assert [c.case_id for c in affinity_cases(big, config, is_target=True)] == list(
+        target_split(big.split_key, [c.case_id for c in big.cases]).draws[0]
+    )
 
 
 def test_o_rests_on_at_least_five_held_out_cases_or_a_fifth() -> None:
@@ -98,11 +104,19 @@ def test_affinity_cases_never_meet_the_test_sets(dataset_factory) -> None:
     from seqtransfer.experiment.config import ExperimentConfig
     from seqtransfer.experiment.runner import check_target_splits
 
-    task = split_tasks([parse_dataset(dataset_factory("Dataset001_T", n_cases=20, channels=("T1",), labels=("x",)))[0]])[0]
+    task = split_tasks(
+        [parse_dataset(dataset_factory("Dataset001_T", n_cases=20, channels=("T1",), labels=("x",)))[0]]
+    )[0]
     split = target_split(task.split_key, [c.case_id for c in task.cases], seed=0)
     graph = nx.Graph()
     graph.add_node(task.name, affinity_cases=list(split.draws[1]))
-    ctx = SimpleNamespace(targets=[task.name], tasks={task.name: task}, config=ExperimentConfig(), workspaces={1: SimpleNamespace(graph=graph)}, sample_workspaces={})
+    ctx = SimpleNamespace(
+        targets=[task.name],
+        tasks={task.name: task},
+        config=ExperimentConfig(),
+        workspaces={1: SimpleNamespace(graph=graph)},
+        sample_workspaces={},
+    )
     check_target_splits(ctx)  # the draw's own training cases: fine
     graph.nodes[task.name]["affinity_cases"] = [*split.draws[1][:2], split.test_sets[0][0]]
     with pytest.raises(RuntimeError, match="test cases"):

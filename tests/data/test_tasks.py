@@ -18,7 +18,14 @@ def test_split_into_site_modality_objective_tasks(dataset_factory) -> None:
     assert len(tasks) == 2 * 2 * 3
     by_name = {t.name: t for t in tasks}
     t = by_name["16-FLAIR-NCR"]
-    assert (t.site, t.modality, t.objective, t.group, t.channel, t.label_values) == ("16", "FLAIR", "NCR", "lesion", 1, (1,))
+    assert (t.site, t.modality, t.objective, t.group, t.channel, t.label_values) == (
+        "16",
+        "FLAIR",
+        "NCR",
+        "lesion",
+        1,
+        (1,),
+    )
     assert [c.case_id for c in t.cases] == ["case_000", "case_001", "case_002"]
     assert by_name["20-T1-ET"].n_cases == 2 and by_name["20-T1-ET"].group == "ET"
 

@@ -64,11 +64,15 @@ def _four_d(root: Path) -> None:
 
 
 def _shape(root: Path) -> None:
-    write_image(root / "imagesTr" / "case_001_0001.nii.gz", np.ones((12, 14, 9), np.float32), np.diag([1.0, 1.2, 2.0, 1]))
+    write_image(
+        root / "imagesTr" / "case_001_0001.nii.gz", np.ones((12, 14, 9), np.float32), np.diag([1.0, 1.2, 2.0, 1])
+    )
 
 
 def _spacing(root: Path) -> None:
-    write_image(root / "imagesTr" / "case_001_0000.nii.gz", np.ones((12, 14, 10), np.float32), np.diag([1.0, 1.2, 2.5, 1]))
+    write_image(
+        root / "imagesTr" / "case_001_0000.nii.gz", np.ones((12, 14, 10), np.float32), np.diag([1.0, 1.2, 2.5, 1])
+    )
 
 
 def _undeclared(root: Path) -> None:
@@ -190,7 +194,14 @@ def test_empty_dataset_is_an_error(tmp_path: Path) -> None:
     (root / "imagesTr").mkdir(parents=True)
     (root / "labelsTr").mkdir()
     (root / "dataset.json").write_text(
-        json.dumps({"channel_names": {"0": "CT"}, "labels": {"background": 0, "x": 1}, "numTraining": 0, "file_ending": ".nii.gz"})
+        json.dumps(
+            {
+                "channel_names": {"0": "CT"},
+                "labels": {"background": 0, "x": 1},
+                "numTraining": 0,
+                "file_ending": ".nii.gz",
+            }
+        )
     )
     assert any("empty dataset" in e for e in _errors(root))
 

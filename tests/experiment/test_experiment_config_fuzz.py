@@ -19,14 +19,35 @@ scalars = st.one_of(
 )
 KEYS = {
     "data": ["datasets", "benchmark", "benchmark_size", "benchmark_cases", "benchmark_tumour_sites", "groups", "bogus"],
-    "protocol": ["targets", "draws", "methods", "lambdas", "random_landmarks", "top_k", "max_sources", "quality_draws", "score_voxels", "scratch_steps", "calibration_trials", "bogus"],
+    "protocol": [
+        "targets",
+        "draws",
+        "methods",
+        "lambdas",
+        "random_landmarks",
+        "top_k",
+        "max_sources",
+        "quality_draws",
+        "score_voxels",
+        "scratch_steps",
+        "calibration_trials",
+        "bogus",
+    ],
     "zoo": ["steps", "max_train", "augment"],
     "finetune": ["steps", "lr", "lambda_ewc", "augment"],
     "graph": ["size", "volumes_per_task", "alpha", "beta", "mode", "seed"],
     "network": ["preset", "patch_size", "filters", "architecture", "in_channels"],
 }
-sections = st.fixed_dictionaries({}, optional={name: st.one_of(scalars, st.dictionaries(st.sampled_from(keys), scalars, max_size=4)) for name, keys in KEYS.items()})
-configs = st.one_of(sections, st.dictionaries(st.text(max_size=6), scalars, max_size=3), sections.map(lambda d: {**d, "seed": 3}))
+sections = st.fixed_dictionaries(
+    {},
+    optional={
+        name: st.one_of(scalars, st.dictionaries(st.sampled_from(keys), scalars, max_size=4))
+        for name, keys in KEYS.items()
+    },
+)
+configs = st.one_of(
+    sections, st.dictionaries(st.text(max_size=6), scalars, max_size=3), sections.map(lambda d: {**d, "seed": 3})
+)
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])

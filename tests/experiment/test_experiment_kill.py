@@ -15,6 +15,7 @@ import tomli_w
 
 from seqtransfer.experiment.store import RunStore
 
+
 def _command(config: Path, out: Path) -> list[str]:
     code = "import sys; from seqtransfer.cli import main; sys.argv[0] = 'seqtransfer'; main()"
     return [sys.executable, "-c", code, "run", str(config), "--out", str(out), "--workers", "1"]
@@ -39,7 +40,9 @@ def _kill_when(config: Path, out: Path, kind: str, count: int) -> None:
     proc = subprocess.Popen(_command(config, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     deadline = time.time() + 240
     while _done(out, kind) < count:
-        assert proc.poll() is None, f"the run ended before {count} {kind} record(s): {proc.stderr.read().decode()[-500:] if proc.stderr else ''}"
+        assert proc.poll() is None, (
+            f"the run ended before {count} {kind} record(s): {proc.stderr.read().decode()[-500:] if proc.stderr else ''}"
+        )
         assert time.time() < deadline
         time.sleep(0.05)
     proc.send_signal(signal.SIGKILL)
@@ -53,7 +56,10 @@ def _run(config: Path, out: Path) -> None:
 
 def _results(out: Path) -> dict:
     store = RunStore(out / "runs.sqlite")
-    methods = {(m["method"], m["target"], m["draw"], m["variant"]): (m["dice"], m["test_set_dice"]) for m in (r.result for r in store.records("method", "done"))}
+    methods = {
+        (m["method"], m["target"], m["draw"], m["variant"]): (m["dice"], m["test_set_dice"])
+        for m in (r.result for r in store.records("method", "done"))
+    }
     zoo = {r.result["task"]: r.result["dice"] for r in store.records("zoo", "done")}
     return {"methods": methods, "zoo": zoo}
 
@@ -63,7 +69,9 @@ def _kill_when_files(config: Path, out: Path, folder: str, pattern: str, count: 
     proc = subprocess.Popen(_command(config, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
     deadline = time.time() + 240
     while len(list((out / folder).rglob(pattern))) < count if (out / folder).exists() else True:
-        assert proc.poll() is None, f"the run ended before {count} {pattern} in {folder}: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}"
+        assert proc.poll() is None, (
+            f"the run ended before {count} {pattern} in {folder}: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}"
+        )
         assert time.time() < deadline
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)

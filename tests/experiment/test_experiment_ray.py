@@ -16,12 +16,22 @@ def test_ray_executor_gives_the_results_of_the_local_one(dataset_factory, tmp_pa
     from seqtransfer.core.ray_executor import RayExecutor
 
     sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
-    les = dataset_factory("Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2)
+    tum = dataset_factory(
+        "Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
+    )
+    les = dataset_factory(
+        "Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
+    )
     config = config_from_dict(
         {
             "data": {"datasets": [str(tum), str(les)]},
-            "protocol": {"targets": ["C-T1-tumour", "Les-T1-lesion"], "draws": 1, "methods": ["ours", "scratch"], "quality_draws": 0, "scratch_steps": 2},
+            "protocol": {
+                "targets": ["C-T1-tumour", "Les-T1-lesion"],
+                "draws": 1,
+                "methods": ["ours", "scratch"],
+                "quality_draws": 0,
+                "scratch_steps": 2,
+            },
             "graph": {"size": 16, "volumes_per_task": 3, "max_pairs": 4, "n_components": 3, "max_slices": 100},
             "network": {"patch_size": [16, 16, 16], "filters": [4, 8, 16]},
             "zoo": {"steps": 2, "max_train": 4},
@@ -39,10 +49,15 @@ def test_ray_executor_gives_the_results_of_the_local_one(dataset_factory, tmp_pa
         ray.shutdown()
     # the graphs (features and pair shards ran as Ray tasks) are those of the local run
     for draw in ("draw0",):
-        assert (tmp_path / "ray" / "graphs" / draw / "graph.json").read_text() == (tmp_path / "local" / "graphs" / draw / "graph.json").read_text()
+        assert (tmp_path / "ray" / "graphs" / draw / "graph.json").read_text() == (
+            tmp_path / "local" / "graphs" / draw / "graph.json"
+        ).read_text()
 
     def results(ctx) -> dict:
-        return {(m["method"], m["target"], m["draw"]): (m["dice"], m["test_set_dice"]) for m in (r.result for r in ctx.store.records("method", "done"))}
+        return {
+            (m["method"], m["target"], m["draw"]): (m["dice"], m["test_set_dice"])
+            for m in (r.result for r in ctx.store.records("method", "done"))
+        }
 
     assert results(local) == results(remote) and len(results(local)) == 4
     # a second run finds everything done, whichever executor did it

@@ -39,8 +39,12 @@ def tiny_config(tum: Path, les: Path, **protocol) -> dict:
 @pytest.fixture
 def datasets(dataset_factory):
     sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
-    les = dataset_factory("Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2)
+    tum = dataset_factory(
+        "Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
+    )
+    les = dataset_factory(
+        "Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
+    )
     return tum, les
 
 
@@ -59,25 +63,51 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
             assert all(len(m["test_set_dice"]) == 3 for m in rows)
     # lambda = 0 is the landmark's direct transfer, the same stored run
     for target in TARGETS:
-        lam0 = next(m for m in methods if m["method"] == "lambda" and m["variant"] == "0" and m["target"] == target and m["draw"] == 0)
-        direct = next(m for m in methods if m["method"] == "landmark_direct" and m["target"] == target and m["draw"] == 0)
+        lam0 = next(
+            m
+            for m in methods
+            if m["method"] == "lambda" and m["variant"] == "0" and m["target"] == target and m["draw"] == 0
+        )
+        direct = next(
+            m for m in methods if m["method"] == "landmark_direct" and m["target"] == target and m["draw"] == 0
+        )
         assert lam0["path"] == direct["path"] and lam0["dice"] == direct["dice"]
     # LogME / LEEP + STPS start at the baseline's own landmark; MST's sources are LogME's top-k
     for target in TARGETS:
         for name in ("logme", "leep"):
             direct_run = next(m for m in methods if m["method"] == name and m["target"] == target and m["draw"] == 0)
-            stps = next(m for m in methods if m["method"] == f"{name}_stps" and m["target"] == target and m["draw"] == 0)
+            stps = next(
+                m for m in methods if m["method"] == f"{name}_stps" and m["target"] == target and m["draw"] == 0
+            )
             assert stps["path"][0] == direct_run["path"][0] and stps["path"][-1] == target
-        logme = {r.spec["source"]: r.result["logme"] for r in ctx.store.records("scores", "done") if r.spec["target"] == target and r.spec["draw"] == 0}
-        mst = next(r for r in ctx.store.records("method", "done") if r.spec["method"] == "mst" and r.spec["target"] == target and r.spec["draw"] == 0)
-        expected = sorted(logme, key=lambda s: (logme[s] if logme[s] is not None else float("-inf"), s), reverse=True)[: config.protocol.top_k]
+        logme = {
+            r.spec["source"]: r.result["logme"]
+            for r in ctx.store.records("scores", "done")
+            if r.spec["target"] == target and r.spec["draw"] == 0
+        }
+        mst = next(
+            r
+            for r in ctx.store.records("method", "done")
+            if r.spec["method"] == "mst" and r.spec["target"] == target and r.spec["draw"] == 0
+        )
+        expected = sorted(logme, key=lambda s: (logme[s] if logme[s] is not None else float("-inf"), s), reverse=True)[
+            : config.protocol.top_k
+        ]
         assert mst.spec["sources"] == expected
     # ours_leep: the landmark score with O -> exp(LEEP), by hand from the stored terms and LEEP
     import math
 
     for target in TARGETS:
-        sel = next(r.result for r in ctx.store.records("selection", "done") if r.result["target"] == target and r.result["draw"] == 0)
-        leep = {r.spec["source"]: r.result["leep"] for r in ctx.store.records("scores", "done") if r.spec["target"] == target and r.spec["draw"] == 0 and "n_train" not in r.spec}
+        sel = next(
+            r.result
+            for r in ctx.store.records("selection", "done")
+            if r.result["target"] == target and r.result["draw"] == 0
+        )
+        leep = {
+            r.spec["source"]: r.result["leep"]
+            for r in ctx.store.records("scores", "done")
+            if r.spec["target"] == target and r.spec["draw"] == 0 and "n_train" not in r.spec
+        }
         learned = [s for s in sel["weights"] if (sel["zoo_dice"][s] or 0.0) >= 0.05]
 
         def by_hand(s: str) -> float:
@@ -88,7 +118,9 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
         run = next(m for m in methods if m["method"] == "ours_leep" and m["target"] == target and m["draw"] == 0)
         assert run["path"][0] == expected and run["path"][-1] == target
     # selection quality: every connected source's direct transfer in draw 0, and its scores
-    transfers = [r.result for r in ctx.store.records("transfer", "done") if r.spec["draw"] == 0 and len(r.spec["path"]) == 2]
+    transfers = [
+        r.result for r in ctx.store.records("transfer", "done") if r.spec["draw"] == 0 and len(r.spec["path"]) == 2
+    ]
     for target in TARGETS:
         assert {t["path"][0] for t in transfers if t["target"] == target} == set(ctx.connected(target))
     assert len(ctx.store.records("scores", "done")) >= sum(len(ctx.connected(t)) for t in TARGETS)
@@ -104,7 +136,17 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
     written = write_report(tmp_path / "run")
     summary = written["summary"].read_text()
     assert f"seqtransfer {importlib.metadata.version('seqtransfer')}" in summary  # the header's package versions
-    for section in ("Table I", "Table II", "Table III", "Win rate", "Selection quality", "Dice per method", "Slice overlays", "Affinity heatmap", "Graph, landmark and path"):
+    for section in (
+        "Table I",
+        "Table II",
+        "Table III",
+        "Win rate",
+        "Selection quality",
+        "Dice per method",
+        "Slice overlays",
+        "Affinity heatmap",
+        "Graph, landmark and path",
+    ):
         assert section in summary, section
     page = written["report"].read_text()
     assert page.count("data:image/png;base64,") >= 4 and "<table>" in page  # self-contained
@@ -120,7 +162,9 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
     ]
     for item in header_items:
         assert item.replace("<code>", "`").replace("</code>", "`") in summary, item
-        assert html.escape(item, quote=False).replace("&lt;code&gt;", "<code>").replace("&lt;/code&gt;", "</code>") in page, item
+        assert (
+            html.escape(item, quote=False).replace("&lt;code&gt;", "<code>").replace("&lt;/code&gt;", "</code>") in page
+        ), item
     # and every table cell of summary.md, the means' counts included ("mean, X (2 targets)", "targets x draws")
     for line in summary.splitlines():
         if line.startswith("| ") and not line.startswith("|---"):
@@ -135,7 +179,9 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
 def test_a_process_pool_gives_the_same_results_as_one_process(datasets, tmp_path: Path) -> None:
     from seqtransfer.core.executor import ProcessExecutor
 
-    raw = tiny_config(*datasets, draws=1, methods=["ours", "landmark_direct", "scratch", "mst"], quality_draws=0, max_sources=2)
+    raw = tiny_config(
+        *datasets, draws=1, methods=["ours", "landmark_direct", "scratch", "mst"], quality_draws=0, max_sources=2
+    )
     config = config_from_dict(raw)
     seq = run_experiment(config, tmp_path / "seq", log=lambda _m: None)
     with ProcessExecutor(2) as pool:
@@ -144,14 +190,19 @@ def test_a_process_pool_gives_the_same_results_as_one_process(datasets, tmp_path
     assert pool._pool is None
 
     def results(ctx) -> dict:
-        return {(m["method"], m["target"], m["draw"], m["variant"]): (m["dice"], m["test_set_dice"]) for m in (r.result for r in ctx.store.records("method", "done"))}
+        return {
+            (m["method"], m["target"], m["draw"], m["variant"]): (m["dice"], m["test_set_dice"])
+            for m in (r.result for r in ctx.store.records("method", "done"))
+        }
 
     assert results(seq) == results(par) and len(results(seq)) == 2 * 4
     assert {n: m.dice for n, m in seq.zoo.items()} == {n: m.dice for n, m in par.zoo.items()}
     assert all(len(seq.connected(t)) == 2 for t in TARGETS) and len(seq.zoo) <= 4  # max_sources keeps the 2 nearest
 
 
-def test_run_and_report_raise_no_runtime_warning_even_with_an_empty_selection_quality_group(datasets, tmp_path: Path) -> None:
+def test_run_and_report_raise_no_runtime_warning_even_with_an_empty_selection_quality_group(
+    datasets, tmp_path: Path
+) -> None:
     """`-W error::RuntimeWarning` semantics for a tiny protocol and its report, then the report of
     the same run where no source has a held-out Dice (zoo models whose held-out masks are all
     empty): that ranking's selection-quality group has no finite value at all."""
@@ -160,7 +211,11 @@ def test_run_and_report_raise_no_runtime_warning_even_with_an_empty_selection_qu
     from seqtransfer.experiment.store import RunStore
     from seqtransfer.report import write_report
 
-    config = config_from_dict(tiny_config(*datasets, targets=["Les-T1-lesion"], draws=1, methods=["ours", "logme"], quality_draws=1, max_sources=3))
+    config = config_from_dict(
+        tiny_config(
+            *datasets, targets=["Les-T1-lesion"], draws=1, methods=["ours", "logme"], quality_draws=1, max_sources=3
+        )
+    )
     run_dir = tmp_path / "run"
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
@@ -195,13 +250,22 @@ def test_a_target_whose_pool_learned_nothing_runs_what_needs_no_landmark(dataset
 
     monkeypatch.setattr(runner, "selection", selection)
     lines: list[str] = []
-    config = config_from_dict(tiny_config(*datasets, draws=1, methods=["ours", "scratch", "random_landmark", "logme", "leep", "mst", "logme_stps"]))
+    config = config_from_dict(
+        tiny_config(
+            *datasets, draws=1, methods=["ours", "scratch", "random_landmark", "logme", "leep", "mst", "logme_stps"]
+        )
+    )
     ctx = run_experiment(config, tmp_path / "run", log=lines.append)
     done = {(r.result["method"], r.result["target"]) for r in ctx.store.records("method", "done")}
     for method in ("scratch", "random_landmark", "logme", "leep", "mst", "logme_stps"):
         assert (method, "Les-T1-lesion") in done
     assert ("ours", "Les-T1-lesion") not in done and ("ours", "C-T1-tumour") in done
-    assert any(line.endswith("Les-T1-lesion draw 0: target 'Les-T1-lesion': none of its connected source models learned its task; skipped: ours") for line in lines), lines
+    assert any(
+        line.endswith(
+            "Les-T1-lesion draw 0: target 'Les-T1-lesion': none of its connected source models learned its task; skipped: ours"
+        )
+        for line in lines
+    ), lines
 
 
 def test_the_sample_size_study_trains_and_scores_each_number_of_labelled_cases(datasets, tmp_path: Path) -> None:
@@ -212,14 +276,25 @@ def test_the_sample_size_study_trains_and_scores_each_number_of_labelled_cases(d
     from seqtransfer.report import write_report
 
     methods = ["ours", "logme", "scratch"]
-    raw = tiny_config(*datasets, draws=1, methods=methods, quality_draws=0, max_sources=2, n_train=[2, 3, 5], sample_size_methods=methods)
+    raw = tiny_config(
+        *datasets,
+        draws=1,
+        methods=methods,
+        quality_draws=0,
+        max_sources=2,
+        n_train=[2, 3, 5],
+        sample_size_methods=methods,
+    )
     config = config_from_dict(raw)
     ctx = run_experiment(config, tmp_path / "run", log=lambda _m: None)
     sample = [r for r in ctx.store.records("sample_size", "done")]
     assert {(r.result["method"], r.result["target"], r.result["draw"], r.result["n_train"]) for r in sample} == {
         (m, t, d, n) for m in methods for t in TARGETS for d in (0,) for n in (2, 5)
     }
-    transfers = {tuple(r.result["path"]) + (r.spec["draw"], r.spec.get("n_train", 3)): r.result for r in ctx.store.records("transfer", "done")}
+    transfers = {
+        tuple(r.result["path"]) + (r.spec["draw"], r.spec.get("n_train", 3)): r.result
+        for r in ctx.store.records("transfer", "done")
+    }
     for target in TARGETS:
         task = ctx.tasks[target]
         ids = [c.case_id for c in task.cases]
@@ -229,21 +304,44 @@ def test_the_sample_size_study_trains_and_scores_each_number_of_labelled_cases(d
             for draw in (0,):
                 graph = ctx.sample_workspaces[(n, draw)].graph
                 assert sorted(graph.nodes[target]["affinity_cases"]) == sorted(split.draws[draw])
-                ours = next(r.result for r in sample if r.result["method"] == "ours" and r.result["target"] == target and r.result["draw"] == draw and r.result["n_train"] == n)
+                ours = next(
+                    r.result
+                    for r in sample
+                    if r.result["method"] == "ours"
+                    and r.result["target"] == target
+                    and r.result["draw"] == draw
+                    and r.result["n_train"] == n
+                )
                 run = transfers[tuple(ours["path"]) + (draw, n)]
                 assert run["target_train_cases"] == list(split.draws[draw]) and run["test_sets"] == [list(first_test)]
                 assert ours["dice"] == run["final_dice"] and len(ours["test_set_dice"]) == 1
-                scratch = next(r.result for r in sample if r.result["method"] == "scratch" and r.result["target"] == target and r.result["draw"] == draw and r.result["n_train"] == n)
+                scratch = next(
+                    r.result
+                    for r in sample
+                    if r.result["method"] == "scratch"
+                    and r.result["target"] == target
+                    and r.result["draw"] == draw
+                    and r.result["n_train"] == n
+                )
                 assert scratch["train_cases"] == list(split.draws[draw]) and len(scratch["test_set_dice"]) == 1
-                n_scores = [r for r in ctx.store.records("scores", "done") if r.spec["target"] == target and r.spec["draw"] == draw and r.spec.get("n_train") == n]
+                n_scores = [
+                    r
+                    for r in ctx.store.records("scores", "done")
+                    if r.spec["target"] == target and r.spec["draw"] == draw and r.spec.get("n_train") == n
+                ]
                 assert {r.spec["source"] for r in n_scores} == set(ctx.connected(target))
     before = {r.key: r.attempts for r in ctx.store.records()}
     again = run_experiment(config, tmp_path / "run", log=lambda _m: None)
     assert {r.key: r.attempts for r in again.store.records()} == before
     written = write_report(tmp_path / "run")
     summary = written["summary"].read_text()
-    assert "## Sample size" in summary and "Sample size: Dice against labelled target cases" in written["report"].read_text()
-    assert written["sample_size_table"].exists() and (tmp_path / "run" / "report" / "figures" / "sample_size.png").exists()
+    assert (
+        "## Sample size" in summary
+        and "Sample size: Dice against labelled target cases" in written["report"].read_text()
+    )
+    assert (
+        written["sample_size_table"].exists() and (tmp_path / "run" / "report" / "figures" / "sample_size.png").exists()
+    )
     rows = written["sample_size_table"].read_text().splitlines()[1:]
     assert {(r.split(",")[0], int(r.split(",")[1])) for r in rows} == {(m, n) for m in methods for n in (2, 3, 5)}
     # the n = 3 point: the protocol's own runs on the first test set, mean over targets of the mean over draws

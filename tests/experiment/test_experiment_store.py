@@ -18,7 +18,9 @@ def test_finished_runs_are_skipped_and_keys_follow_the_spec(tmp_path: Path) -> N
         return {"dice": 0.5, "nan": math.nan}
 
     first = store.run("transfer", {"path": ["a", "b"], "draw": 0}, work)
-    again = RunStore(tmp_path / "runs.sqlite").run("transfer", {"draw": 0, "path": ["a", "b"]}, work)  # key order irrelevant
+    again = RunStore(tmp_path / "runs.sqlite").run(
+        "transfer", {"draw": 0, "path": ["a", "b"]}, work
+    )  # key order irrelevant
     assert first == again == {"dice": 0.5, "nan": None} and len(calls) == 1
     store.run("transfer", {"path": ["a", "b"], "draw": 1}, work)
     assert len(calls) == 2
@@ -50,7 +52,9 @@ def test_a_file_that_is_not_a_store_is_refused(tmp_path: Path) -> None:
     assert bad.read_bytes() == b"this is not sqlite" * 100  # refused, and left as it was
 
 
-def test_the_protocol_transfers_and_scores_leave_out_the_sample_size_study_and_the_unfrozen_ablation(tmp_path: Path) -> None:
+def test_the_protocol_transfers_and_scores_leave_out_the_sample_size_study_and_the_unfrozen_ablation(
+    tmp_path: Path,
+) -> None:
     """The selection-quality truth and the calibration's data are the protocol's direct transfers
     only: a sample-size run (n_train) or a whole-network one (freeze_encoder) of the same pair and
     draw must not replace them, whatever order they were stored in."""
@@ -67,6 +71,9 @@ def test_the_protocol_transfers_and_scores_leave_out_the_sample_size_study_and_t
     ):
         store.run("transfer", spec, lambda spec=spec, dice=dice: {"path": spec["path"], "final_dice": dice})
     assert protocol_direct_transfers(store) == {("a", "t", 0): 0.4, ("a", "t", 1): 0.5}
-    for spec, value in (({"target": "t", "draw": 0, "source": "a", "n_train": 10}, -0.1), ({"target": "t", "draw": 0, "source": "a"}, -0.5)):
+    for spec, value in (
+        ({"target": "t", "draw": 0, "source": "a", "n_train": 10}, -0.1),
+        ({"target": "t", "draw": 0, "source": "a"}, -0.5),
+    ):
         store.run("scores", spec, lambda value=value: {"source": "a", "leep": value})
     assert protocol_scores(store) == [{"source": "a", "leep": -0.5, "target": "t", "draw": 0}]

@@ -105,15 +105,29 @@ def test_graph_store_and_figures(umask: int, tmp_path: Path) -> None:
         graph.add_node(name, site=site, modality="T1", objective="x", group="x", role=role, collection="c")
     graph.add_edge("A-T1-x", "B-T1-x", weight=0.5, H=1.0, R=0.5)
     graph.add_edge("A-T1-x", "C-T1-x", weight=0.4, H=0.8, R=0.6)
-    pca = SlicePCA(slice_shape=(2, 2), mean=np.zeros(4), components=np.eye(2, 4), explained_variance_ratio=np.array([0.6, 0.4]))
+    pca = SlicePCA(
+        slice_shape=(2, 2), mean=np.zeros(4), components=np.eye(2, 4), explained_variance_ratio=np.array([0.6, 0.4])
+    )
     store = GraphStore(tmp_path / "graph")
     store.save(graph, GraphConfig(size=16), h_scale=1.0, pca=pca)
     store.save_feature("ab" + "0" * 62, np.zeros(3))
     store.save_features("cd" + "0" * 62, a=np.zeros(2), b=np.ones(2))
     store.update_params(note=1)
-    plot_graph(graph, tmp_path / "graph" / "figures" / "graph.png", target="C-T1-x", landmark="A-T1-x", transfer_path=["A-T1-x", "C-T1-x"])
+    plot_graph(
+        graph,
+        tmp_path / "graph" / "figures" / "graph.png",
+        target="C-T1-x",
+        landmark="A-T1-x",
+        transfer_path=["A-T1-x", "C-T1-x"],
+    )
     plot_heatmap(graph, tmp_path / "graph" / "figures" / "heatmap.png")
-    assert {p.name for p in (tmp_path / "graph").iterdir()} == {"graph.json", "params.json", "pca.npz", "features", "figures"}
+    assert {p.name for p in (tmp_path / "graph").iterdir()} == {
+        "graph.json",
+        "params.json",
+        "pca.npz",
+        "features",
+        "figures",
+    }
     assert wrong_modes(tmp_path / "graph", umask) == []
 
 
@@ -126,11 +140,19 @@ def test_run_report_and_predict_write_with_the_umask(umask: int, dataset_factory
     from seqtransfer.pipeline.predict import predict_files
 
     sites = {f"case_{i:03d}": "ABC"[i % 3] for i in range(57)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=57, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
+    tum = dataset_factory(
+        "Dataset001_Tum", n_cases=57, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
+    )
     config = config_from_dict(
         {
             "data": {"datasets": [str(tum)]},
-            "protocol": {"targets": ["C-T1-tumour"], "draws": 1, "methods": ["ours", "scratch"], "quality_draws": 0, "scratch_steps": 1},
+            "protocol": {
+                "targets": ["C-T1-tumour"],
+                "draws": 1,
+                "methods": ["ours", "scratch"],
+                "quality_draws": 0,
+                "scratch_steps": 1,
+            },
             "graph": {"size": 16, "volumes_per_task": 3, "max_pairs": 4, "n_components": 3, "max_slices": 100},
             "network": {"patch_size": [16, 16, 16], "filters": [4, 8, 16]},
             "zoo": {"steps": 1, "max_train": 4},
@@ -142,7 +164,11 @@ def test_run_report_and_predict_write_with_the_umask(umask: int, dataset_factory
     written = write_report(run)
     models = sorted(p.parent for p in (run / "models").rglob("checkpoint_final.pth"))
     assert models and written["report"].exists() and (run / "runs.sqlite").exists()
-    assert any(run.rglob("*.nii.gz")) and any((run / "cache").rglob("image.npy")) and any((run / "graphs").rglob("features/*/*"))
+    assert (
+        any(run.rglob("*.nii.gz"))
+        and any((run / "cache").rglob("image.npy"))
+        and any((run / "graphs").rglob("features/*/*"))
+    )
     predictions = predict_files(models[0], [tum / "imagesTr" / "case_000_0000.nii.gz"], tmp_path / "predictions")
     assert len(predictions) == 1
     assert wrong_modes(run, umask) == []

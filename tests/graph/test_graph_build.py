@@ -80,7 +80,9 @@ def test_target_added_later_gives_identical_weights(tasks, tmp_path: Path) -> No
     assert 0 < calls["R"] <= later.degree(target)
     # only the target's 3 few-shot volumes are embedded; the sources' come from the cache
     assert calls["embed"] == CONFIG.target_cases
-    assert set(together.edges) == set(later.edges) or {frozenset(e) for e in together.edges} == {frozenset(e) for e in later.edges}
+    assert set(together.edges) == set(later.edges) or {frozenset(e) for e in together.edges} == {
+        frozenset(e) for e in later.edges
+    }
     for a, b, d in together.edges(data=True):
         for key in ("H", "R", "weight"):
             assert later.edges[a, b][key] == d[key], (a, b, key)
@@ -96,7 +98,16 @@ def test_selection_on_built_graph_is_brute_force_optimal(tasks, tmp_path: Path) 
     selection = select_for_target(tmp_path / "g", target, lam=0.6, c_search=0.01, uniform_performance=True)
     saved = json.loads((tmp_path / "g" / "selections" / f"{target}.json").read_text())
     assert saved["path"] == selection.path and saved["landmark"] == selection.landmark == selection.path[0]
-    assert set(saved) >= {"target", "landmark", "path", "objective", "lambda", "c_search", "max_length", "landmark_scores"}
+    assert set(saved) >= {
+        "target",
+        "landmark",
+        "path",
+        "objective",
+        "lambda",
+        "c_search",
+        "max_length",
+        "landmark_scores",
+    }
     # brute force over every feasible path from the landmark
     direct = graph.edges[selection.landmark, target]["weight"]
     best = path_objective(graph, [selection.landmark, target], 0.6, 0.01)

@@ -37,13 +37,28 @@ def test_edges_equal_a_direct_computation_from_the_volumes(tasks, tmp_path: Path
         labels = [np.isin(np.asarray(cache.load(c).label), task.label_values).astype(np.uint8) for c in cases]
         keys = [cache.key(c) for c in cases]
         values = ",".join(str(v) for v in task.label_values)
-        return images, labels, eng.digest(*[f"{k}:c{task.channel}" for k in keys]), eng.digest(*[f"{k}:l{values}" for k in keys])
+        return (
+            images,
+            labels,
+            eng.digest(*[f"{k}:c{task.channel}" for k in keys]),
+            eng.digest(*[f"{k}:l{values}" for k in keys]),
+        )
 
     checked = 0
-    for a, b in [("A-T1-tumour", "B-T1-tumour"), ("A-T1-tumour", "B-T1-edema"), (target, "A-T1-tumour"), ("A-T2-edema", "B-T2-edema")]:
+    for a, b in [
+        ("A-T1-tumour", "B-T1-tumour"),
+        ("A-T1-tumour", "B-T1-edema"),
+        (target, "A-T1-tumour"),
+        ("A-T2-edema", "B-T2-edema"),
+    ]:
         (ia, la, isa, lsa), (ib, lb, isb, lsb) = volumes(a), volumes(b)
         (x_img, y_img), (x_set, y_set) = ((ia, ib), (isa, isb)) if isa <= isb else ((ib, ia), (isb, isa))
-        h = image_distance([embed_volume(pca, v) for v in x_img], [embed_volume(pca, v) for v in y_img], CONFIG.max_pairs, eng.pair_rng(CONFIG.seed, "H", x_set, y_set))
+        h = image_distance(
+            [embed_volume(pca, v) for v in x_img],
+            [embed_volume(pca, v) for v in y_img],
+            CONFIG.max_pairs,
+            eng.pair_rng(CONFIG.seed, "H", x_set, y_set),
+        )
         (x_lab, y_lab), (x_lset, y_lset) = ((la, lb), (lsa, lsb)) if lsa <= lsb else ((lb, la), (lsb, lsa))
         # dense SSIM (no box reduction) over the same seeded pairs
         drawn = sample_pairs(len(x_lab), len(y_lab), CONFIG.max_pairs, eng.pair_rng(CONFIG.seed, "R", x_lset, y_lset))
@@ -58,7 +73,9 @@ def test_pool_tiny_budget_and_damaged_cache_give_the_same_graph(tasks, tmp_path:
     cache = PreprocessCache(tmp_path / "c", PreprocessConfig(16))
     reference = _edges(build_graph(tasks, tmp_path / "seq", CONFIG, targets=["Les-FLAIR-lesion"], cache=cache))
     with ProcessExecutor(2) as pool:
-        pooled = _edges(build_graph(tasks, tmp_path / "pool", CONFIG, targets=["Les-FLAIR-lesion"], cache=cache, executor=pool))
+        pooled = _edges(
+            build_graph(tasks, tmp_path / "pool", CONFIG, targets=["Les-FLAIR-lesion"], cache=cache, executor=pool)
+        )
     assert pooled == reference  # bit for bit
 
     # budget 0: a shard keeps only the features of the set pair at hand
@@ -72,7 +89,9 @@ def test_pool_tiny_budget_and_damaged_cache_give_the_same_graph(tasks, tmp_path:
 
     monkeypatch.setattr(eng, "FEATURE_BUDGET", 0)
     monkeypatch.setattr(eng, "_pair_value", recording)
-    assert _edges(build_graph(tasks, tmp_path / "tight", CONFIG, targets=["Les-FLAIR-lesion"], cache=cache)) == reference
+    assert (
+        _edges(build_graph(tasks, tmp_path / "tight", CONFIG, targets=["Les-FLAIR-lesion"], cache=cache)) == reference
+    )
     assert held and all(n <= limit for n, limit in held)
     assert any(n < total for n, total in zip([h for h, _ in held], np.cumsum([lim for _, lim in held])))
 
@@ -86,7 +105,9 @@ def test_pool_tiny_budget_and_damaged_cache_give_the_same_graph(tasks, tmp_path:
             path.unlink()
     (tmp_path / "tight" / "graph.json").unlink()
     monkeypatch.setattr(eng, "_pair_value", original)
-    assert _edges(build_graph(tasks, tmp_path / "tight", CONFIG, targets=["Les-FLAIR-lesion"], cache=cache)) == reference
+    assert (
+        _edges(build_graph(tasks, tmp_path / "tight", CONFIG, targets=["Les-FLAIR-lesion"], cache=cache)) == reference
+    )
 
 
 def test_box_stats_pairs_equal_dense_ssim_and_are_small_for_sparse_labels(make_ball_labels) -> None:
@@ -120,11 +141,22 @@ def test_box_stats_round_trip_through_the_feature_cache(make_ball_labels, tmp_pa
         stats = ssim_volume_box_stats(label)
         eng.save_box_stats(store, f"k{i}", stats)
         loaded = eng.load_box_stats(store, f"k{i}")
-        assert loaded is not None and loaded.window_box == stats.window_box and loaded.background_sum == stats.background_sum
+        assert (
+            loaded is not None
+            and loaded.window_box == stats.window_box
+            and loaded.background_sum == stats.background_sum
+        )
         for name in ("mean", "variance", "background", "image"):
             assert torch.equal(getattr(loaded, name), getattr(stats, name))
     assert eng.load_box_stats(store, "absent") is None
-    store.save_features("bad", shape=np.array([1, 2]), box=np.zeros(6), background_sum=np.zeros(1), maps=np.zeros((3, 1, 1, 1)), image=np.zeros((1, 1, 1)))
+    store.save_features(
+        "bad",
+        shape=np.array([1, 2]),
+        box=np.zeros(6),
+        background_sum=np.zeros(1),
+        maps=np.zeros((3, 1, 1, 1)),
+        image=np.zeros((1, 1, 1)),
+    )
     assert eng.load_box_stats(store, "bad") is None  # malformed: recomputed by the caller
 
 

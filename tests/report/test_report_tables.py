@@ -5,7 +5,15 @@ from __future__ import annotations
 import math
 import warnings
 
-from seqtransfer.report.tables import QUALITY_METRICS, cells, finite_mean, method_table, selection_quality, selection_quality_means, win_rates
+from seqtransfer.report.tables import (
+    QUALITY_METRICS,
+    cells,
+    finite_mean,
+    method_table,
+    selection_quality,
+    selection_quality_means,
+    win_rates,
+)
 
 NAN = float("nan")
 
@@ -33,12 +41,26 @@ def test_selection_quality_means_of_an_empty_group_warn_nothing() -> None:
         means = selection_quality_means(quality)
     assert [m["ranking"] for m in means] == ["-w (affinity)", "source held-out Dice (O)"]
     w, o = means
-    assert w["n"] == 2 and w["kendall_tau"] == 0.4 and w["pearson"] == 0.8 and w["pearson_n"] == 1 and w["kendall_tau_n"] == 2
+    assert (
+        w["n"] == 2
+        and w["kendall_tau"] == 0.4
+        and w["pearson"] == 0.8
+        and w["pearson_n"] == 1
+        and w["kendall_tau_n"] == 2
+    )
     assert o["n"] == 2 and all(math.isnan(o[m]) and o[f"{m}_n"] == 0 for m in QUALITY_METRICS)
 
 
 def test_selection_quality_with_an_undefined_ranking_warns_nothing() -> None:
-    selections = [{"target": "t", "draw": 0, "weights": {"a": 0.2, "b": 0.4, "c": 0.3}, "landmark_scores": {"a": None, "b": None, "c": None}, "zoo_dice": {}}]
+    selections = [
+        {
+            "target": "t",
+            "draw": 0,
+            "weights": {"a": 0.2, "b": 0.4, "c": 0.3},
+            "landmark_scores": {"a": None, "b": None, "c": None},
+            "zoo_dice": {},
+        }
+    ]
     direct = {("a", "t", 0): 0.5, ("b", "t", 0): 0.4, ("c", "t", 0): 0.45}
     with warnings.catch_warnings():
         warnings.simplefilter("error")
@@ -114,7 +136,11 @@ def _selection(weights: tuple[float, float, float], terms: dict[str, dict[str, f
 def test_each_term_of_the_landmark_score_is_ranked_alone() -> None:
     selection = _selection(
         (0.2, 0.5, 0.9),
-        {"a": {"H": 0.1, "R": 0.2, "zeta": 10, "rho": 1.0}, "b": {"H": 0.2, "R": 0.5, "zeta": 20, "rho": 2.0}, "c": {"H": 0.3, "R": 0.9, "zeta": 30, "rho": 3.0}},
+        {
+            "a": {"H": 0.1, "R": 0.2, "zeta": 10, "rho": 1.0},
+            "b": {"H": 0.2, "R": 0.5, "zeta": 20, "rho": 2.0},
+            "c": {"H": 0.3, "R": 0.9, "zeta": 30, "rho": 3.0},
+        },
     )
     rows = {r["ranking"]: r for r in selection_quality([selection], [], DIRECT)}
     assert rows["-H (image distance)"]["kendall_tau"] == 1.0  # small H, high Dice
@@ -127,7 +153,11 @@ def test_the_calibrated_affinity_is_ranked_from_the_recorded_terms() -> None:
     # beta >> alpha by R: the calibrated -w must follow whichever term its weights favour.
     selection = _selection(
         (0.5, 0.5, 0.5),
-        {"a": {"H": 1.0, "R": 0.1, "zeta": 1, "rho": 1.0}, "b": {"H": 2.0, "R": 0.5, "zeta": 1, "rho": 1.0}, "c": {"H": 3.0, "R": 0.9, "zeta": 1, "rho": 1.0}},
+        {
+            "a": {"H": 1.0, "R": 0.1, "zeta": 1, "rho": 1.0},
+            "b": {"H": 2.0, "R": 0.5, "zeta": 1, "rho": 1.0},
+            "c": {"H": 3.0, "R": 0.9, "zeta": 1, "rho": 1.0},
+        },
     )
     direct = DIRECT
     name = "calibrated -w (leave-one-site-out)"
@@ -146,7 +176,14 @@ def test_every_quality_measure_has_an_interval_over_targets() -> None:
     rng = np.random.default_rng(0)
     for t in range(6):
         for draw in range(2):
-            rows.append({"target": f"t{t}", "draw": draw, "ranking": "x", **{m: float(rng.uniform(-1, 1)) for m in QUALITY_METRICS}})
+            rows.append(
+                {
+                    "target": f"t{t}",
+                    "draw": draw,
+                    "ranking": "x",
+                    **{m: float(rng.uniform(-1, 1)) for m in QUALITY_METRICS},
+                }
+            )
     (entry,) = selection_quality_means(rows)
     for m in QUALITY_METRICS:
         per_target = [np.mean([r[m] for r in rows if r["target"] == f"t{t}"]) for t in range(6)]
@@ -162,12 +199,22 @@ def test_sample_size_curve_takes_three_from_the_protocol_first_test_set() -> Non
         for i, t in enumerate(("a", "b"))
         for d in (0, 1)
     ]
-    protocol.append({"method": "lambda", "target": "a", "draw": 0, "variant": "0.4", "test_set_dice": [0.9, 0.9, 0.9]})  # not studied
-    sample = [{"method": "ours", "target": t, "draw": d, "n_train": 5, "dice": 0.5 + 0.1 * i} for i, t in enumerate(("a", "b")) for d in (0, 1)]
+    protocol.append(
+        {"method": "lambda", "target": "a", "draw": 0, "variant": "0.4", "test_set_dice": [0.9, 0.9, 0.9]}
+    )  # not studied
+    sample = [
+        {"method": "ours", "target": t, "draw": d, "n_train": 5, "dice": 0.5 + 0.1 * i}
+        for i, t in enumerate(("a", "b"))
+        for d in (0, 1)
+    ]
     rows = {(r["method"], r["n_train"]): r for r in sample_size_curve(protocol, sample)}
     assert set(rows) == {("ours", 3), ("ours", 5)}
     # n = 3: a (0.10, 0.11) -> 0.105, b (0.20, 0.21) -> 0.205; mean 0.155 over 2 targets and 4 runs
-    assert abs(rows[("ours", 3)]["mean"] - 0.155) < 1e-12 and rows[("ours", 3)]["targets"] == 2 and rows[("ours", 3)]["runs"] == 4
+    assert (
+        abs(rows[("ours", 3)]["mean"] - 0.155) < 1e-12
+        and rows[("ours", 3)]["targets"] == 2
+        and rows[("ours", 3)]["runs"] == 4
+    )
     assert abs(rows[("ours", 5)]["mean"] - 0.55) < 1e-12
     assert rows[("ours", 5)]["low"] <= 0.55 <= rows[("ours", 5)]["high"]
 
@@ -186,6 +233,9 @@ def test_mean_rows_show_the_interval_over_targets() -> None:
     lo, hi = bootstrap_interval([0.205, 0.505, 0.605])
     assert by_name["mean, A (3 targets)"] == f"**{(0.205 + 0.505 + 0.605) / 3:.3f} [{lo:.3f}, {hi:.3f}]**"
     lo, hi = bootstrap_interval([0.205, 0.505, 0.605, 0.905])
-    assert by_name["mean, all targets (4 targets)"] == f"**{(0.205 + 0.505 + 0.605 + 0.905) / 4:.3f} [{lo:.3f}, {hi:.3f}]**"
+    assert (
+        by_name["mean, all targets (4 targets)"]
+        == f"**{(0.205 + 0.505 + 0.605 + 0.905) / 4:.3f} [{lo:.3f}, {hi:.3f}]**"
+    )
     assert by_name["mean, Z (1 target)"] == "**0.905**"  # one target: no interval, no spread
     assert by_name["a"] == "**0.205 ± 0.005**"  # a target: mean ± sd over draws and test sets

@@ -48,8 +48,13 @@ def test_scores_by_hand() -> None:
     rho_b = math.exp(-1.0) + math.exp(-4.0)  # A at 0.5, C at 1.0
     a, b = scores["A"], scores["B"]
     assert a == LandmarkScore(
-        source="A", w=0.4, zeta=10.0, rho=pytest.approx(rho_a), O=0.8,
-        gamma=pytest.approx(rho_a * 0.8), score=pytest.approx(0.4 / (10 * rho_a * 0.8)),
+        source="A",
+        w=0.4,
+        zeta=10.0,
+        rho=pytest.approx(rho_a),
+        O=0.8,
+        gamma=pytest.approx(rho_a * 0.8),
+        score=pytest.approx(0.4 / (10 * rho_a * 0.8)),
     )
     assert b.w == 0.8 and b.zeta == 20.0 and b.O == 0.5
     assert b.rho == pytest.approx(rho_b, rel=1e-15)

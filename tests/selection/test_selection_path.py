@@ -143,8 +143,13 @@ def check_result(problem: dict, result: PathResult) -> None:
 def test_optimal_path_matches_brute_force(problem: dict) -> None:
     graph = problem["graph"]
     result = optimal_path(
-        graph, problem["landmark"], problem["target"], problem["sources"],
-        lam=problem["lam"], c_search=problem["c_search"], max_length=problem["max_length"],
+        graph,
+        problem["landmark"],
+        problem["target"],
+        problem["sources"],
+        lam=problem["lam"],
+        c_search=problem["c_search"],
+        max_length=problem["max_length"],
     )
     check_result(problem, result)
     # is_feasible agrees with the reference on every candidate of the full search space.
@@ -161,8 +166,13 @@ def test_optimal_path_matches_brute_force(problem: dict) -> None:
 @given(path_problems(), st.floats(0.0, 0.5))
 def test_lambda_zero_is_direct(problem: dict, c_search: float) -> None:
     result = optimal_path(
-        problem["graph"], problem["landmark"], problem["target"], problem["sources"],
-        lam=0.0, c_search=c_search, max_length=problem["max_length"],
+        problem["graph"],
+        problem["landmark"],
+        problem["target"],
+        problem["sources"],
+        lam=0.0,
+        c_search=c_search,
+        max_length=problem["max_length"],
     )
     assert result.path == (problem["landmark"], problem["target"])
     assert result.length == 1
@@ -173,8 +183,13 @@ def test_lambda_zero_is_direct(problem: dict, c_search: float) -> None:
 def test_lambda_one_minimises_mean_step_weight(problem: dict) -> None:
     graph = problem["graph"]
     result = optimal_path(
-        graph, problem["landmark"], problem["target"], problem["sources"],
-        lam=1.0, c_search=0.0, max_length=problem["max_length"],
+        graph,
+        problem["landmark"],
+        problem["target"],
+        problem["sources"],
+        lam=1.0,
+        c_search=0.0,
+        max_length=problem["max_length"],
     )
     paths = brute_force_paths(graph, problem["landmark"], problem["target"], problem["sources"], problem["max_length"])
     least_mean = min(np.mean([graph[a][b]["weight"] for a, b in itertools.pairwise(p)]) for p in paths)
@@ -279,9 +294,15 @@ def test_is_feasible_cases() -> None:
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"lam": -0.1}, {"lam": 1.5}, {"lam": math.nan}, {"lam": True},
-        {"c_search": -0.01}, {"c_search": math.inf},
-        {"max_length": 0}, {"max_length": 2.5}, {"max_length": True},
+        {"lam": -0.1},
+        {"lam": 1.5},
+        {"lam": math.nan},
+        {"lam": True},
+        {"c_search": -0.01},
+        {"c_search": math.inf},
+        {"max_length": 0},
+        {"max_length": 2.5},
+        {"max_length": True},
     ],
 )
 def test_bad_parameters(kwargs: dict) -> None:

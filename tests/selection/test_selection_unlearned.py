@@ -16,7 +16,9 @@ from seqtransfer.selection.errors import SelectionError
 from seqtransfer.selection.landmark import MIN_LEARNED_DICE
 
 
-def _graph(weights: list[float], o: list[float], n_train: list[int], links: list[tuple[int, int, float]]) -> tuple[nx.Graph, list[str]]:
+def _graph(
+    weights: list[float], o: list[float], n_train: list[int], links: list[tuple[int, int, float]]
+) -> tuple[nx.Graph, list[str]]:
     g = nx.Graph()
     names = [f"s{i}" for i in range(len(weights))]
     for name, n in zip(names, n_train):
@@ -63,13 +65,22 @@ def test_a_source_that_learned_nothing_is_never_the_landmark_while_one_that_lear
 
 def test_the_issue_case_a_nearly_zero_o_no_longer_wins() -> None:
     """11 of 12 models at O = 0 and one at 0.0005: before, the 0.0005 model was the landmark."""
-    graph, names = _graph([0.5] * 4, [0.0, 0.0, 0.0005, 0.3], [20] * 4, [(0, 1, 0.4), (1, 2, 0.4), (2, 3, 0.4), (3, 0, 0.4)])
+    graph, names = _graph(
+        [0.5] * 4, [0.0, 0.0, 0.0005, 0.3], [20] * 4, [(0, 1, 0.4), (1, 2, 0.4), (2, 3, 0.4), (3, 0, 0.4)]
+    )
     landmark, scores = select_landmark(graph, "t", names, performance={"s0": 0.0, "s1": 0.0, "s2": 0.0005, "s3": 0.3})
     assert landmark == "s3" and scores["s2"].excluded and "0.0005" in scores["s2"].excluded
     with pytest.raises(SelectionError, match="none of its 3 connected source models learned"):
-        select_landmark(graph.subgraph(["s0", "s1", "s2", "t"]).copy(), "t", names[:3], performance={"s0": 0.0, "s1": 0.0, "s2": 0.0005})
+        select_landmark(
+            graph.subgraph(["s0", "s1", "s2", "t"]).copy(),
+            "t",
+            names[:3],
+            performance={"s0": 0.0, "s1": 0.0, "s2": 0.0005},
+        )
     # the threshold is an option: at 0 every model is a candidate again
-    landmark, _ = select_landmark(graph, "t", names, performance={"s0": 0.0, "s1": 0.0, "s2": 0.0005, "s3": 0.0}, min_dice=0.0)
+    landmark, _ = select_landmark(
+        graph, "t", names, performance={"s0": 0.0, "s1": 0.0, "s2": 0.0005, "s3": 0.0}, min_dice=0.0
+    )
     assert landmark == "s2"
 
 
@@ -98,7 +109,9 @@ def test_zoo_train_warns_about_a_model_that_learned_nothing(dataset_factory, tmp
     from seqtransfer.data.io import write_image
 
     sites = {f"case_{i:03d}": ("A" if i < 4 else "B") for i in range(8)}
-    root = dataset_factory("Dataset001_Tiny", n_cases=8, channels=("T1",), labels=("dot",), shape=(16, 16, 16), sites=sites, seed=3)
+    root = dataset_factory(
+        "Dataset001_Tiny", n_cases=8, channels=("T1",), labels=("dot",), shape=(16, 16, 16), sites=sites, seed=3
+    )
     for label_file in (root / "labelsTr").iterdir():  # one foreground voxel per case
         label = np.zeros((16, 16, 16), np.uint8)
         label[8, 8, 8] = 1
@@ -107,7 +120,9 @@ def test_zoo_train_warns_about_a_model_that_learned_nothing(dataset_factory, tmp
         write_image(image_file, np.random.default_rng(0).normal(100, 5, (16, 16, 16)).astype(np.float32), np.eye(4))
     run = run_cli
 
-    code, _, err = run("graph", "build", root, "--out", tmp_path / "g", "--target", "B-T1-dot", "--size", 16, "--volumes", 2)
+    code, _, err = run(
+        "graph", "build", root, "--out", tmp_path / "g", "--target", "B-T1-dot", "--size", 16, "--volumes", 2
+    )
     assert code == 0, err
     code, out, err = run("zoo", "train", "--graph", tmp_path / "g", "--steps", 1)
     assert code == 0, err

@@ -86,8 +86,12 @@ def _kill_at(graph: Path, cache: Path, node: str, step: int) -> list[str]:
 @pytest.mark.slow
 def test_kill_nine_at_three_points_then_resume_equals_uninterrupted(dataset_factory, tmp_path: Path) -> None:
     sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=12, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1)
-    les = dataset_factory("Dataset002_Les", n_cases=20, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2)
+    tum = dataset_factory(
+        "Dataset001_Tum", n_cases=12, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
+    )
+    les = dataset_factory(
+        "Dataset002_Les", n_cases=20, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
+    )
     tasks = split_tasks([parse_dataset(tum)[0], parse_dataset(les)[0]])
     config = GraphConfig(size=16, volumes_per_task=3, max_pairs=4, n_components=3, max_slices=100)
     cache = tmp_path / "c"

@@ -27,20 +27,43 @@ TARGET = "Les-T1-lesion"
 #: ``metrics.json`` of a transfer run, as every run before the typed result wrote it
 METRICS_KEYS = (
     *("target", "path", "draw", "landmark_model", "landmark_source_dice", "zero_shot_dice", "zero_shot_test_set_dice"),
-    *("final_dice", "final_test_set_dice", "final_model", "target_train_cases", "mode", "test_sets", "per_case", "steps"),
+    *(
+        "final_dice",
+        "final_test_set_dice",
+        "final_model",
+        "target_train_cases",
+        "mode",
+        "test_sets",
+        "per_case",
+        "steps",
+    ),
     *("finetune", "zoo", "device"),
 )
-STEP_KEYS = {"node", "train_cases", "dice_before", "dice_after", "test_set_dice_after", "encoder_unchanged", "seconds", "cached", "folder"}
+STEP_KEYS = {
+    "node",
+    "train_cases",
+    "dice_before",
+    "dice_after",
+    "test_set_dice_after",
+    "encoder_unchanged",
+    "seconds",
+    "cached",
+    "folder",
+}
 
 
 @pytest.fixture
 def workspace(dataset_factory, tmp_path: Path):
     sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=12, channels=("T1",), labels=("tumour",), shape=SHAPE, sites=sites, seed=1)
+    tum = dataset_factory(
+        "Dataset001_Tum", n_cases=12, channels=("T1",), labels=("tumour",), shape=SHAPE, sites=sites, seed=1
+    )
     les = dataset_factory("Dataset002_Les", n_cases=20, channels=("T1",), labels=("lesion",), shape=SHAPE, seed=2)
     tasks = split_tasks([parse_dataset(tum)[0], parse_dataset(les)[0]])
     config = GraphConfig(size=16, volumes_per_task=3, max_pairs=4, n_components=3, max_slices=100)
-    build_graph(tasks, tmp_path / "g", config, targets=[TARGET], cache=PreprocessCache(tmp_path / "c", PreprocessConfig(16)))
+    build_graph(
+        tasks, tmp_path / "g", config, targets=[TARGET], cache=PreprocessCache(tmp_path / "c", PreprocessConfig(16))
+    )
     return open_workspace(tmp_path / "g", size=16, cache_dir=tmp_path / "c")
 
 
@@ -60,13 +83,27 @@ def test_zoo_records_o_and_never_trains_twice(workspace) -> None:
 def test_a_zoo_model_is_stored_in_the_layout_of_the_run_store_and_read_back(tmp_path: Path) -> None:
     folder = tmp_path / "zoo" / "A"
     model = ZooModel(task="A-T1-tumour", folder=folder, key="k1", dice=0.5, train_cases=("a", "b"), test_cases=("c",))
-    stored = {"task": "A-T1-tumour", "folder": str(folder), "key": "k1", "dice": 0.5, "train_cases": ["a", "b"], "test_cases": ["c"]}
+    stored = {
+        "task": "A-T1-tumour",
+        "folder": str(folder),
+        "key": "k1",
+        "dice": 0.5,
+        "train_cases": ["a", "b"],
+        "test_cases": ["c"],
+    }
     assert model.to_dict() == stored  # the store's ``zoo`` records before the typed model
     assert ZooModel.from_dict(json.loads(json.dumps(stored))) == model
     # an undefined held-out Dice (stored as null, or NaN in metrics.json) counts as 0
     assert ZooModel.from_dict({**stored, "dice": None}).dice == 0.0
     assert ZooModel.from_dict({**stored, "dice": float("nan")}).dice == 0.0
-    metrics = {"task": "A-T1-tumour", "key": "k1", "dice": 0.5, "learned": True, "train_cases": ["a", "b"], "test_cases": ["c"]}
+    metrics = {
+        "task": "A-T1-tumour",
+        "key": "k1",
+        "dice": 0.5,
+        "learned": True,
+        "train_cases": ["a", "b"],
+        "test_cases": ["c"],
+    }
     assert zoo_model(folder, metrics) == model
 
 
@@ -129,15 +166,21 @@ def test_predict_cli_writes_labels_with_input_affine(workspace, tmp_path: Path, 
     assert info.value.code == 2 and "not a model folder" in capsys.readouterr().err
 
 
-def test_full_size_volumes_train_on_patches_and_predict_at_their_spacing(dataset_factory, tmp_path: Path, capsys) -> None:
+def test_full_size_volumes_train_on_patches_and_predict_at_their_spacing(
+    dataset_factory, tmp_path: Path, capsys
+) -> None:
     """Spacing mode: cases keep their physical extent (larger than the patch on some axes)."""
     shape = (24, 16, 12)  # spacing (1, 1.2, 2) -> cropped to 22 x 17 x 20 voxels at 1 mm
     sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
-    tum = dataset_factory("Dataset001_Tum", n_cases=12, channels=("T1",), labels=("tumour",), shape=shape, sites=sites, seed=1)
+    tum = dataset_factory(
+        "Dataset001_Tum", n_cases=12, channels=("T1",), labels=("tumour",), shape=shape, sites=sites, seed=1
+    )
     les = dataset_factory("Dataset002_Les", n_cases=20, channels=("T1",), labels=("lesion",), shape=shape, seed=2)
     tasks = split_tasks([parse_dataset(tum)[0], parse_dataset(les)[0]])
     config = GraphConfig(size=16, volumes_per_task=3, max_pairs=4, n_components=3, max_slices=100)
-    build_graph(tasks, tmp_path / "g", config, targets=[TARGET], cache=PreprocessCache(tmp_path / "c", PreprocessConfig(16)))
+    build_graph(
+        tasks, tmp_path / "g", config, targets=[TARGET], cache=PreprocessCache(tmp_path / "c", PreprocessConfig(16))
+    )
     ws = open_workspace(tmp_path / "g", size=16, cache_dir=tmp_path / "c", spacing="median")
     assert ws.cache.config.spacing == pytest.approx((1.0, 1.2, 2.0))
     ws = open_workspace(tmp_path / "g", size=16, cache_dir=tmp_path / "c", spacing=(1.0, 1.0, 1.0))
@@ -170,7 +213,23 @@ def test_bad_spacing_option_is_one_line_exit_2(workspace, capsys) -> None:
 def test_transfer_refuses_another_seed_than_the_graph_drew_the_target_with(workspace, capsys) -> None:
     """Another seed would train and test on other cases than the graph's affinity used."""
     try:
-        main(["transfer", "--graph", str(workspace.root), "--target", TARGET, "--path", f"A-T1-tumour,{TARGET}", "--seed", "1", "--steps", "1", "--zoo-steps", "1"])
+        main(
+            [
+                "transfer",
+                "--graph",
+                str(workspace.root),
+                "--target",
+                TARGET,
+                "--path",
+                f"A-T1-tumour,{TARGET}",
+                "--seed",
+                "1",
+                "--steps",
+                "1",
+                "--zoo-steps",
+                "1",
+            ]
+        )
         code = 0
     except SystemExit as exc:
         code = int(exc.code or 0)
@@ -185,7 +244,9 @@ def test_without_frozen_encoder_the_whole_network_is_fine_tuned_under_ewc_on_eve
     whole = run_transfer(workspace, TARGET, ["A-T1-tumour", TARGET], ZOO, replace(FT, freeze_encoder=False))
     assert frozen.steps[0].encoder_unchanged and not whole.steps[0].encoder_unchanged
     assert frozen.steps[0].folder != whole.steps[0].folder  # another recipe, another step key
-    assert "freeze_encoder" not in FT.to_dict() and replace(FT, freeze_encoder=False).to_dict()["freeze_encoder"] is False
+    assert (
+        "freeze_encoder" not in FT.to_dict() and replace(FT, freeze_encoder=False).to_dict()["freeze_encoder"] is False
+    )
     landmark = Path(json.loads((Path(whole.run_dir) / "metrics.json").read_text())["landmark_model"])
     import torch
 

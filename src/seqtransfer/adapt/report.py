@@ -79,7 +79,13 @@ def _overlays(out: Path, result: dict[str, Any], plan: Any, path: Path, limit: i
         label, _ = read_image(out / "predictions" / f"{case_id}{ending}")
         z = int(np.argmax((label > 0).reshape(-1, label.shape[2]).sum(0))) if (label > 0).any() else label.shape[2] // 2
         ax.imshow(np.rot90(image[:, :, z]), cmap="gray")
-        ax.imshow(np.rot90(np.ma.masked_where(label[:, :, z] == 0, label[:, :, z])), cmap="autumn", alpha=0.6, vmin=0, vmax=max(1, top))
+        ax.imshow(
+            np.rot90(np.ma.masked_where(label[:, :, z] == 0, label[:, :, z])),
+            cmap="autumn",
+            alpha=0.6,
+            vmin=0,
+            vmax=max(1, top),
+        )
         ax.set_title(f"{case_id} (slice {z})", fontsize=8)
         ax.axis("off")
     fig.suptitle(f"Predictions on {plan.target_dataset.channel_names[channel]}", fontsize=9)
@@ -104,7 +110,10 @@ def write_adapt_report(out: Path, result: dict[str, Any], plan: Any, graph: Any)
                 ["source datasets", ", ".join(Path(s).name for s in result["sources"])],
                 ["graph", result["graph"]],
                 ["network", _fmt((result.get("network") or {}).get("filters"))],
-                ["zoo / fine-tuning steps", f"{result['config']['zoo']['train']['steps']} / {result['config']['finetune']['steps']}"],
+                [
+                    "zoo / fine-tuning steps",
+                    f"{result['config']['zoo']['train']['steps']} / {result['config']['finetune']['steps']}",
+                ],
                 ["unlabelled cases predicted", str(len(result["predictions"]["cases"]))],
                 ["merge rule", result["predictions"]["merge"]],
                 ["seqtransfer", result["versions"].get("seqtransfer", "n/a")],
@@ -127,7 +136,9 @@ def write_adapt_report(out: Path, result: dict[str, Any], plan: Any, graph: Any)
             else "Landmark score = w / (zeta &middot; rho &middot; O), lowest wins (eq. 7)."
         )
         parts.append(f"<h3>Why this landmark</h3><p>{formula}</p>")
-        shown = [r for r in record["landmark_scores"] if not r.get("excluded")][:10] + [r for r in record["landmark_scores"] if r.get("excluded")]
+        shown = [r for r in record["landmark_scores"] if not r.get("excluded")][:10] + [
+            r for r in record["landmark_scores"] if r.get("excluded")
+        ]
         numbers = ("w", "zeta", "rho", "O", *(("T",) if leep else ()), "score")
         rows = [[r["source"], *(_fmt(r.get(k)) for k in numbers), r.get("excluded") or ""] for r in shown]
         parts.append(_table(["source", *numbers, "note"], rows))
@@ -138,7 +149,9 @@ def write_adapt_report(out: Path, result: dict[str, Any], plan: Any, graph: Any)
             "Every intermediate step is lighter than the direct edge (eq. 8-9).</p>"
         )
         parts.append(_table(["from", "to", "w"], [[a, b, f"{w:.4f}"] for a, b, w in steps]))
-        figure = plot_graph(graph, figures / f"graph_{name}.png", target=name, landmark=record["landmark"], transfer_path=record["path"])
+        figure = plot_graph(
+            graph, figures / f"graph_{name}.png", target=name, landmark=record["landmark"], transfer_path=record["path"]
+        )
         parts.append(_img(figure, f"Source graph, landmark and path to {name}"))
         curve = _curves(record, figures / f"training_{name}.png")
         if curve is not None:

@@ -34,6 +34,7 @@ import numpy as np
 from seqtransfer.adapt.inputs import UnlabelledCase, check_unlabelled, find_unlabelled
 from seqtransfer.adapt.merge import merge_labels
 from seqtransfer.core.atomic import write_json
+from seqtransfer.core.errors import ConfigError, DatasetError
 from seqtransfer.data.dataset import Dataset
 from seqtransfer.data.tasks import (
     Task,
@@ -44,11 +45,10 @@ from seqtransfer.data.tasks import (
     modality_key,
     split_tasks,
 )
-from seqtransfer.core.errors import ConfigError, DatasetError
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.sources import candidate_sources, source_pool
-from seqtransfer.selection.path import DEFAULT_C_SEARCH, DEFAULT_LAMBDA, DEFAULT_MAX_LENGTH
 from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
+from seqtransfer.selection.path import DEFAULT_C_SEARCH, DEFAULT_LAMBDA, DEFAULT_MAX_LENGTH
 
 #: ``(stage, done, total)``: stages are "verify", "graph: ...", "zoo", "training NAME", "estimate", "predict".
 Progress = Callable[[str, int, int], None]
@@ -130,7 +130,13 @@ def _noop(_message: str) -> None:
     pass
 
 
-def _resolve_targets(target_dataset: Dataset, tasks: Sequence[Task], requested: Sequence[str], modality: str | None, aliases: dict[str, str] | None) -> list[Task]:
+def _resolve_targets(
+    target_dataset: Dataset,
+    tasks: Sequence[Task],
+    requested: Sequence[str],
+    modality: str | None,
+    aliases: dict[str, str] | None,
+) -> list[Task]:
     own = [t for t in tasks if t.dataset.root.resolve() == target_dataset.root.resolve()]
     others = {t.name: t for t in tasks if t not in own}
     by_name = {t.name: t for t in own}
@@ -141,7 +147,9 @@ def _resolve_targets(target_dataset: Dataset, tasks: Sequence[Task], requested: 
             raise ConfigError("--target all takes every label of one channel; give it alone")
         sites = sorted({t.site for t in own})
         if len(sites) > 1:
-            raise ConfigError(f"{target_dataset.root}: --target all needs a target dataset of one site, it has {', '.join(sites)}; name the tasks")
+            raise ConfigError(
+                f"{target_dataset.root}: --target all needs a target dataset of one site, it has {', '.join(sites)}; name the tasks"
+            )
         if modality is None:
             if len(target_dataset.channel_names) > 1:
                 raise ConfigError(
@@ -151,16 +159,22 @@ def _resolve_targets(target_dataset: Dataset, tasks: Sequence[Task], requested: 
         wanted = modality_key(modality, aliases)
         chosen = [t for t in own if t.modality_key == wanted or t.modality.casefold() == modality.casefold()]
         if not chosen:
-            raise ConfigError(f"{target_dataset.root}: no channel {modality!r} (channels: {', '.join(target_dataset.channel_names)})")
+            raise ConfigError(
+                f"{target_dataset.root}: no channel {modality!r} (channels: {', '.join(target_dataset.channel_names)})"
+            )
         return sorted(chosen, key=lambda t: list(target_dataset.labels).index(t.objective))
     chosen = []
     for name in dict.fromkeys(requested):
         if name in by_name:
             chosen.append(by_name[name])
         elif name in others:
-            raise ConfigError(f"--target {name}: a task of the source dataset {others[name].dataset.root}, not of the target dataset {target_dataset.root}")
+            raise ConfigError(
+                f"--target {name}: a task of the source dataset {others[name].dataset.root}, not of the target dataset {target_dataset.root}"
+            )
         else:
-            raise ConfigError(f"--target {name}: not a task of the target dataset {target_dataset.root} (its tasks: {', '.join(sorted(by_name))})")
+            raise ConfigError(
+                f"--target {name}: not a task of the target dataset {target_dataset.root} (its tasks: {', '.join(sorted(by_name))})"
+            )
     if len({t.site for t in chosen}) > 1:
         raise ConfigError("the --target tasks must be of one site (their predictions are merged into one label map)")
     return chosen
@@ -174,8 +188,14 @@ def _regions_class_order(dataset: Dataset) -> list[int] | None:
     order = meta.get("regions_class_order")
     if order is None:
         return None
-    if not isinstance(order, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in order) or len(order) != len(dataset.labels):
-        raise DatasetError(f"{dataset.root / 'dataset.json'}: regions_class_order must list one integer per foreground label")
+    if (
+        not isinstance(order, list)
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in order)
+        or len(order) != len(dataset.labels)
+    ):
+        raise DatasetError(
+            f"{dataset.root / 'dataset.json'}: regions_class_order must list one integer per foreground label"
+        )
     return [int(v) for v in order]
 
 
@@ -232,7 +252,9 @@ def plan_adapt(
         images = []
         log(f"{target_root / 'imagesTs'}: not found and no --input given; nothing will be predicted")
     unlabelled = find_unlabelled(images, len(target_ds.channel_names), target_ds.file_ending) if images else []
-    check_unlabelled(unlabelled, None if progress is None else (lambda d, t: progress("verify unlabelled images", d, t)))
+    check_unlabelled(
+        unlabelled, None if progress is None else (lambda d, t: progress("verify unlabelled images", d, t))
+    )
     return AdaptPlan(
         sources=list(parsed[:-1]),
         target_dataset=target_ds,
@@ -258,7 +280,9 @@ def _graph_sources_match(graph: Any, graph_dir: Path, plan: AdaptPlan) -> None:
     known = {t.name for t in plan.source_tasks}
     missing = sorted(n for n, d in graph.nodes(data=True) if d.get("role") == "source" and n not in known)
     if missing:
-        raise ConfigError(f"{graph_dir}: source task(s) {', '.join(missing[:3])} of the graph are not in the given datasets")
+        raise ConfigError(
+            f"{graph_dir}: source task(s) {', '.join(missing[:3])} of the graph are not in the given datasets"
+        )
 
 
 def _targets_to_add(graph: Any, plan: AdaptPlan, config: GraphConfig) -> list[str]:
@@ -288,7 +312,13 @@ def _zoo_job(args: tuple[str, int, Any, str | None, str | None, str, ZooConfig])
     graph_dir, size, spacing, cache_dir, models_root, name, zoo = args
     workspace = open_workspace(graph_dir, size=size, cache_dir=cache_dir, spacing=spacing, models_root=models_root)
     model = train_source(workspace, name, zoo)
-    return {"task": model.task, "key": model.key, "dice": model.dice, "n_train": len(model.train_cases), "o_cases": len(model.test_cases)}
+    return {
+        "task": model.task,
+        "key": model.key,
+        "dice": model.dice,
+        "n_train": len(model.train_cases),
+        "o_cases": len(model.test_cases),
+    }
 
 
 def existing_zoo_model(workspace: Any, name: str) -> Any:
@@ -299,7 +329,12 @@ def existing_zoo_model(workspace: Any, name: str) -> Any:
 
 
 def zoo_transferability(
-    workspace: Any, task: Task, sources: Sequence[str], cases: Sequence[str], seed: int = 0, progress: Callable[[int, int], None] | None = None
+    workspace: Any,
+    task: Task,
+    sources: Sequence[str],
+    cases: Sequence[str],
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, float]:
     """T = exp(LEEP) of each source's zoo model (the one the graph records) on ``cases`` of
     ``task``: the transferability term of the ``leep`` landmark score.
@@ -315,10 +350,14 @@ def zoo_transferability(
         raise ConfigError(
             f"{workspace.root}: the leep score needs the zoo model of every connected source; missing: {', '.join(missing[:5])} (run `seqtransfer zoo train`)"
         )
-    return leep_transferability(workspace, task, cases, {s: m.folder for s, m in models.items()}, seed=seed, progress=progress)
+    return leep_transferability(
+        workspace, task, cases, {s: m.folder for s, m in models.items()}, seed=seed, progress=progress
+    )
 
 
-def target_transferability(graph_dir: str | Path, target: str, preset: str = "cpu", spacing: str = "auto") -> dict[str, float]:
+def target_transferability(
+    graph_dir: str | Path, target: str, preset: str = "cpu", spacing: str = "auto"
+) -> dict[str, float]:
     """T = exp(LEEP) of every connected source's recorded zoo model on a graph target's affinity
     cases (what ``seqtransfer select --score leep`` ranks by), the models run at ``preset``'s grid.
 
@@ -333,7 +372,9 @@ def target_transferability(graph_dir: str | Path, target: str, preset: str = "cp
     if target not in graph or graph.nodes[target].get("role") != "target":
         raise ConfigError(f"{graph_dir}: {target!r} is not a target of the graph")
     connected = [s for s in candidate_sources(graph, target) if graph.has_edge(s, target)]
-    return zoo_transferability(workspace, workspace.task(target), connected, list(graph.nodes[target].get("affinity_cases", [])))
+    return zoo_transferability(
+        workspace, workspace.task(target), connected, list(graph.nodes[target].get("affinity_cases", []))
+    )
 
 
 def _prediction_digest(finals: dict[str, str]) -> str:
@@ -361,13 +402,13 @@ def predict_unlabelled(
     Returns:
         The predicted case ids.
     """
+    from seqtransfer.core.threads import single_threaded
     from seqtransfer.data.io import read_image, write_label_like
     from seqtransfer.data.preprocess import preprocess_arrays, restore_probability
     from seqtransfer.evaluation.inference import predict_probabilities
-    from seqtransfer.core.threads import single_threaded
-    from seqtransfer.training.network import select_device
     from seqtransfer.pipeline.predict import model_preprocess
     from seqtransfer.pipeline.zoo import load_model
+    from seqtransfer.training.network import select_device
 
     folder = out / "predictions"
     state_file = out / "state" / "predictions.json"
@@ -401,7 +442,9 @@ def predict_unlabelled(
             key = tm.preprocess.fingerprint()
             if key not in grids:
                 with single_threaded():
-                    grid, _, box = preprocess_arrays(images, np.zeros(shape, np.int64), tm.preprocess, read[0][1].spacing[:3])
+                    grid, _, box = preprocess_arrays(
+                        images, np.zeros(shape, np.int64), tm.preprocess, read[0][1].spacing[:3]
+                    )
                 grids[key] = (grid, box)
             grid, box = grids[key]
             foreground = predict_probabilities(tm.model, np.asarray(grid[tm.task.channel][None]), tm.patch, device)[1]
@@ -436,7 +479,10 @@ def held_back_dice(plan: AdaptPlan, out: Path, predicted: Sequence[str]) -> dict
         if reference.shape != prediction.shape:
             continue
         for task in plan.targets:
-            value = dice_score(np.isin(prediction, task.label_values).astype(np.uint8), np.isin(reference, task.label_values).astype(np.uint8))
+            value = dice_score(
+                np.isin(prediction, task.label_values).astype(np.uint8),
+                np.isin(reference, task.label_values).astype(np.uint8),
+            )
             scores[task.name][case] = None if value != value else float(value)
     result = {}
     for name, per_case in scores.items():
@@ -445,21 +491,44 @@ def held_back_dice(plan: AdaptPlan, out: Path, predicted: Sequence[str]) -> dict
     return result
 
 
-def _estimate(workspace: Any, task: Task, path: list[str], zoo: ZooConfig, finetune: FinetuneConfig, landmark: Any, out: Path, progress: Progress | None) -> dict[str, Any]:
+def _estimate(
+    workspace: Any,
+    task: Task,
+    path: list[str],
+    zoo: ZooConfig,
+    finetune: FinetuneConfig,
+    landmark: Any,
+    out: Path,
+    progress: Progress | None,
+) -> dict[str, Any]:
     """Leave-one-out along ``path``: train on n - 1 labelled cases, score the case left out."""
     from seqtransfer.evaluation.dice import mean_dice
     from seqtransfer.pipeline.score import cached_scores
-    from seqtransfer.training.network import select_device
     from seqtransfer.pipeline.transfer import run_transfer
     from seqtransfer.pipeline.zoo import load_model
+    from seqtransfer.training.network import select_device
 
     ids = [c.case_id for c in task.cases]
     per_case: dict[str, float | None] = {}
     device = select_device()
     for done, left_out in enumerate(ids, start=1):
         train_ids = [c for c in ids if c != left_out]
-        report = None if progress is None else (lambda n, s, t, _loss, c=left_out: progress(f"estimate without {c}: {n}", s, t))
-        metrics = run_transfer(workspace, task.name, path, zoo, finetune, out_dir=out / "estimate" / task.name / left_out, progress=report, target_cases=train_ids, landmark=landmark)
+        report = (
+            None
+            if progress is None
+            else (lambda n, s, t, _loss, c=left_out: progress(f"estimate without {c}: {n}", s, t))
+        )
+        metrics = run_transfer(
+            workspace,
+            task.name,
+            path,
+            zoo,
+            finetune,
+            out_dir=out / "estimate" / task.name / left_out,
+            progress=report,
+            target_cases=train_ids,
+            landmark=landmark,
+        )
         folder = Path(metrics.final_model)
         model, network = load_model(folder, device)
         scores = cached_scores(folder, model, workspace, task, [left_out], tuple(network.patch_size or ()), device)
@@ -503,10 +572,10 @@ def adapt(
     """
     from seqtransfer.graph.build import add_targets, build_graph
     from seqtransfer.graph.store import GraphStore, package_versions
-    from seqtransfer.selection.run import select_in_graph
     from seqtransfer.pipeline.transfer import run_transfer
     from seqtransfer.pipeline.workspace import open_workspace
     from seqtransfer.pipeline.zoo import record_zoo_node, train_source
+    from seqtransfer.selection.run import select_in_graph
 
     config = config or AdaptConfig()
     out = Path(out)
@@ -537,19 +606,42 @@ def adapt(
         if todo:
             log(f"graph: adding {', '.join(todo)} to {graph_root}")
             cache = PreprocessCache(cache_dir, PreprocessConfig(size=stored_config.size))
-            add_targets(graph_root, [*plan.source_tasks, *plan.targets], todo, cache=cache, progress=graph_report, executor=executor)
+            add_targets(
+                graph_root,
+                [*plan.source_tasks, *plan.targets],
+                todo,
+                cache=cache,
+                progress=graph_report,
+                executor=executor,
+            )
     else:
         log(f"graph: building {graph_root} ({len(plan.source_tasks)} sources)")
         cache = PreprocessCache(cache_dir, PreprocessConfig(size=config.graph.size))
-        build_graph([*plan.source_tasks, *plan.targets], graph_root, config.graph, targets=target_names, cache=cache, progress=graph_report, executor=executor)
+        build_graph(
+            [*plan.source_tasks, *plan.targets],
+            graph_root,
+            config.graph,
+            targets=target_names,
+            cache=cache,
+            progress=graph_report,
+            executor=executor,
+        )
     t0 = stage_done("graph", t0)
     # 3. zoo: O of every connected source
     edge = int((config.zoo.network.patch_size or (32,))[0])
-    workspace = open_workspace(graph_root, size=edge, cache_dir=cache_dir, spacing=config.spacing, models_root=models_root)
+    workspace = open_workspace(
+        graph_root, size=edge, cache_dir=cache_dir, spacing=config.spacing, models_root=models_root
+    )
     graph = workspace.graph
     grid = workspace.cache.config.spacing
     if grid is not None:  # the network knows the grid it trains on
-        config = replace(config, zoo=replace(config.zoo, network=replace(config.zoo.network, spacing=(float(grid[0]), float(grid[1]), float(grid[2])))))
+        config = replace(
+            config,
+            zoo=replace(
+                config.zoo,
+                network=replace(config.zoo.network, spacing=(float(grid[0]), float(grid[1]), float(grid[2]))),
+            ),
+        )
     pools = {t: source_pool(graph, t, config.max_sources) for t in target_names}
     connected = sorted({s for pool in pools.values() for s in pool})
     missing = [s for s in connected if "dice" not in graph.nodes[s]]
@@ -557,15 +649,27 @@ def adapt(
         log(f"zoo: training {len(missing)} source model(s) for the landmark score's O")
         if executor is not None and len(missing) > 1:
             jobs = [
-                (str(graph_root), edge, config.spacing, None if cache_dir is None else str(cache_dir), None if models_root is None else str(models_root), name, config.zoo)
+                (
+                    str(graph_root),
+                    edge,
+                    config.spacing,
+                    None if cache_dir is None else str(cache_dir),
+                    None if models_root is None else str(models_root),
+                    name,
+                    config.zoo,
+                )
                 for name in missing
             ]
-            results = executor.map(_zoo_job, jobs, None if progress is None else (lambda d, t: progress("zoo", d, t)), gpu=True)
+            results = executor.map(
+                _zoo_job, jobs, None if progress is None else (lambda d, t: progress("zoo", d, t)), gpu=True
+            )
             for r in results:
                 record_zoo_node(graph, r["task"], r["dice"], r["key"], r["n_train"], r["o_cases"])
         else:
             for i, name in enumerate(missing, start=1):
-                zoo_report = None if progress is None else (lambda s, t, _loss, n=name: progress(f"training {n} (zoo)", s, t))
+                zoo_report = (
+                    None if progress is None else (lambda s, t, _loss, n=name: progress(f"training {n} (zoo)", s, t))
+                )
                 train_source(workspace, name, config.zoo, progress=zoo_report)
                 if progress is not None:
                     progress("zoo", i, len(missing))
@@ -582,23 +686,45 @@ def adapt(
             linked = [s for s in pools[task.name] if seen.has_edge(s, task.name)]
             log(f"select: LEEP of {len(linked)} source model(s) on {task.name}'s {task.n_cases} labelled case(s)")
             leep_report = None if progress is None else (lambda d, t: progress("LEEP", d, t))
-            transferability = zoo_transferability(workspace, task, linked, [c.case_id for c in task.cases], seed=config.zoo.seed, progress=leep_report)
+            transferability = zoo_transferability(
+                workspace, task, linked, [c.case_id for c in task.cases], seed=config.zoo.seed, progress=leep_report
+            )
         selection = select_in_graph(
-            seen, task.name, lam=config.lam, max_length=config.max_length, c_search=config.c_search, where=str(graph_root), transferability=transferability
+            seen,
+            task.name,
+            lam=config.lam,
+            max_length=config.max_length,
+            c_search=config.c_search,
+            where=str(graph_root),
+            transferability=transferability,
         )
         write_json(workspace.store.selection_path(task.name), selection.to_dict())
-        log(f"select: {task.name} starts from {selection.landmark} ({len(selection.path) - 1} step(s)); fine-tuning on {task.n_cases} labelled case(s)")
+        log(
+            f"select: {task.name} starts from {selection.landmark} ({len(selection.path) - 1} step(s)); fine-tuning on {task.n_cases} labelled case(s)"
+        )
         t1 = time.perf_counter()
         # 5. fine-tune on every labelled case
         landmark = existing_zoo_model(workspace, selection.landmark)
         if landmark is None:
-            landmark_report = None if progress is None else (lambda s, t, _loss, n=selection.landmark: progress(f"training {n} (landmark)", s, t))
+            landmark_report = (
+                None
+                if progress is None
+                else (lambda s, t, _loss, n=selection.landmark: progress(f"training {n} (landmark)", s, t))
+            )
             landmark = train_source(workspace, selection.landmark, config.zoo, progress=landmark_report)
             workspace.store.save_graph(graph)
         labelled = [c.case_id for c in task.cases]
         report = None if progress is None else (lambda n, s, t, _loss: progress(f"training {n}", s, t))
         metrics = run_transfer(
-            workspace, task.name, selection.path, config.zoo, config.finetune, out_dir=out / "transfers" / task.name, progress=report, target_cases=labelled, landmark=landmark
+            workspace,
+            task.name,
+            selection.path,
+            config.zoo,
+            config.finetune,
+            out_dir=out / "transfers" / task.name,
+            progress=report,
+            target_cases=labelled,
+            landmark=landmark,
         )
         timings[f"fine-tune {task.name}"] = round(time.perf_counter() - t1, 3)
         finals[task.name] = metrics.final_model
@@ -617,14 +743,19 @@ def adapt(
             "affinity_cases": list(graph.nodes[task.name].get("affinity_cases", [])),
             "landmark_model": str(landmark.folder),
             "landmark_source_dice": landmark.dice,
-            "step_models": [{"node": s.node, "folder": s.folder, "train_cases": s.train_cases, "cached": s.cached} for s in metrics.steps],
+            "step_models": [
+                {"node": s.node, "folder": s.folder, "train_cases": s.train_cases, "cached": s.cached}
+                for s in metrics.steps
+            ],
             "final_model": metrics.final_model,
             "landmark_scores": selection.to_dict()["landmark_scores"],
             "score": selection.score,
         }
         if config.estimate:
             t2 = time.perf_counter()
-            record["estimate"] = _estimate(workspace, task, selection.path, config.zoo, config.finetune, landmark, out, progress)
+            record["estimate"] = _estimate(
+                workspace, task, selection.path, config.zoo, config.finetune, landmark, out, progress
+            )
             timings[f"estimate {task.name}"] = round(time.perf_counter() - t2, 3)
         records.append(record)
     t0 = time.perf_counter()
@@ -648,7 +779,9 @@ def adapt(
             "file_ending": plan.target_dataset.file_ending,
             "cases": predicted,
             "labels": {name: list(values) for name, values in plan.target_dataset.labels.items()},
-            "merge": "most probable class above 0.5, else background" if all(len(t.label_values) == 1 for t in plan.targets) else "regions painted largest first (nnU-Net regions_class_order)",
+            "merge": "most probable class above 0.5, else background"
+            if all(len(t.label_values) == 1 for t in plan.targets)
+            else "regions painted largest first (nnU-Net regions_class_order)",
         },
         "config": config.to_dict(),
         "network": config.zoo.network.to_dict(),

@@ -49,9 +49,7 @@ def affinity(
             raise ValueError(f"{name} must be a finite number >= 0, got {value}")
     if not math.isfinite(h_scale) or h_scale <= 0:
         raise ValueError(f"h_scale must be a finite number > 0, got {h_scale}")
-    w = alpha * np.asarray(H, dtype=np.float64) / h_scale + beta * (
-        1.0 - np.asarray(R, dtype=np.float64)
-    )
+    w = alpha * np.asarray(H, dtype=np.float64) / h_scale + beta * (1.0 - np.asarray(R, dtype=np.float64))
     return float(w) if w.ndim == 0 else w
 
 

@@ -55,17 +55,13 @@ def official_volume_scores(volume: np.ndarray, resize_to: int = OFFICIAL_RESIZE)
 
     if volume.ndim != 3:
         raise ValueError(f"expected a 3-D volume, got shape {volume.shape}")
-    resized = resize(
-        np.asarray(volume, dtype=np.float64), (resize_to,) * 3, anti_aliasing=True
-    )
+    resized = resize(np.asarray(volume, dtype=np.float64), (resize_to,) * 3, anti_aliasing=True)
     matrix = resized.reshape(resize_to * resize_to, resize_to)
     scores = PCA(n_components=OFFICIAL_PCA_VARIANCE).fit_transform(matrix)
     return np.asarray(scores, dtype=np.float64).ravel()
 
 
-def official_image_distance_pair(
-    vol_a: np.ndarray, vol_b: np.ndarray, resize_to: int = OFFICIAL_RESIZE
-) -> float:
+def official_image_distance_pair(vol_a: np.ndarray, vol_b: np.ndarray, resize_to: int = OFFICIAL_RESIZE) -> float:
     """The published image distance of two volumes: 1-D W1 between flattened PCA scores.
 
     Args:
@@ -79,9 +75,7 @@ def official_image_distance_pair(
     from scipy.stats import wasserstein_distance
 
     return float(
-        wasserstein_distance(
-            official_volume_scores(vol_a, resize_to), official_volume_scores(vol_b, resize_to)
-        )
+        wasserstein_distance(official_volume_scores(vol_a, resize_to), official_volume_scores(vol_b, resize_to))
     )
 
 
@@ -213,9 +207,7 @@ def official_label_similarity(
     Returns:
         Mean global SSIM over :func:`official_pairs`.
     """
-    return _mean_over_pairs(
-        labels_i, labels_j, lambda v: np.asarray(v), official_ssim, n_pairs, rng
-    )
+    return _mean_over_pairs(labels_i, labels_j, lambda v: np.asarray(v), official_ssim, n_pairs, rng)
 
 
 def official_affinity(W: float | np.ndarray, S: float | np.ndarray) -> float | np.ndarray:
@@ -231,7 +223,5 @@ def official_affinity(W: float | np.ndarray, S: float | np.ndarray) -> float | n
     Returns:
         A float for scalars, else a float64 array.
     """
-    w = OFFICIAL_ALPHA * np.asarray(W, dtype=np.float64) + OFFICIAL_BETA * (
-        1.0 - np.asarray(S, dtype=np.float64)
-    )
+    w = OFFICIAL_ALPHA * np.asarray(W, dtype=np.float64) + OFFICIAL_BETA * (1.0 - np.asarray(S, dtype=np.float64))
     return float(w) if w.ndim == 0 else w

@@ -162,9 +162,6 @@ def embed_volume(pca: SlicePCA, volume: np.ndarray) -> np.ndarray:
         ValueError: if the volume is not 3-D or its slices do not match the PCA.
     """
     if volume.ndim != 3 or tuple(volume.shape[:2]) != pca.slice_shape:
-        raise ValueError(
-            f"volume of shape {volume.shape} does not match the PCA's slices "
-            f"{pca.slice_shape}"
-        )
+        raise ValueError(f"volume of shape {volume.shape} does not match the PCA's slices {pca.slice_shape}")
     slices = volume_slices(volume).astype(np.float64, copy=False)
     return (slices - pca.mean) @ pca.components.T

@@ -84,7 +84,9 @@ def source_outputs(
         for image, label in cases:
             x = torch.from_numpy(np.array(image, dtype=np.float32))[None].to(device)
             with torch.inference_mode(), autocast_context(device):
-                out = sliding_window_inference(x, tuple(int(p) for p in patch_size), 2, predictor, overlap=0.5, mode="gaussian")
+                out = sliding_window_inference(
+                    x, tuple(int(p) for p in patch_size), 2, predictor, overlap=0.5, mode="gaussian"
+                )
             assert isinstance(out, torch.Tensor)
             out = out.float()[0]
             n_feat = int(net.filters[0])  # type: ignore[index]

@@ -21,7 +21,14 @@ from seqtransfer.pipeline.workspace import Workspace
 DEFAULT_VOXELS = 500
 
 
-def measure_scores(workspace: Workspace, task: Task, case_ids: Sequence[str], model_folder: Path, per_class: int, rng: np.random.Generator) -> dict[str, Any]:
+def measure_scores(
+    workspace: Workspace,
+    task: Task,
+    case_ids: Sequence[str],
+    model_folder: Path,
+    per_class: int,
+    rng: np.random.Generator,
+) -> dict[str, Any]:
     """LogME, LEEP and NCE of the source model in ``model_folder`` on ``case_ids`` of ``task``.
 
     Returns:
@@ -29,12 +36,14 @@ def measure_scores(workspace: Workspace, task: Task, case_ids: Sequence[str], mo
     """
     from seqtransfer.baselines.features import source_outputs
     from seqtransfer.baselines.scores import leep, logme, nce
-    from seqtransfer.training.network import select_device
     from seqtransfer.pipeline.zoo import load_model
+    from seqtransfer.training.network import select_device
 
     device = select_device()
     model, network = load_model(model_folder, device)
-    out = source_outputs(model, workspace.arrays(task, list(case_ids)), network.patch_size or (), per_class, rng, device)
+    out = source_outputs(
+        model, workspace.arrays(task, list(case_ids)), network.patch_size or (), per_class, rng, device
+    )
     return {
         "logme": logme(out.features, out.labels),
         "leep": leep(out.probs, out.labels),
@@ -61,7 +70,9 @@ def leep_transferability(
     out = {}
     for i, (source, folder) in enumerate(sorted(models.items()), start=1):
         rng = np.random.default_rng([seed, sum(map(ord, source + task.name))])
-        out[source] = transferability_from_leep(measure_scores(workspace, task, case_ids, folder, per_class, rng)["leep"])
+        out[source] = transferability_from_leep(
+            measure_scores(workspace, task, case_ids, folder, per_class, rng)["leep"]
+        )
         if progress is not None:
             progress(i, len(models))
     return out

@@ -71,7 +71,13 @@ class MultiSourceNet(nn.Module):
             raise ConfigError("MST needs at least one source model")
         nets = [_require_dynunet(s, "MST") for s in sources]
         self.encoders = nn.ModuleList(
-            nn.ModuleDict({"input_block": copy.deepcopy(n.input_block), "downsamples": copy.deepcopy(n.downsamples), "bottleneck": copy.deepcopy(n.bottleneck)})
+            nn.ModuleDict(
+                {
+                    "input_block": copy.deepcopy(n.input_block),
+                    "downsamples": copy.deepcopy(n.downsamples),
+                    "bottleneck": copy.deepcopy(n.bottleneck),
+                }
+            )
             for n in nets
         )
         for p in self.encoders.parameters():

@@ -136,7 +136,9 @@ def _spectrum(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return singular[keep] ** 2, left[:, keep]
 
 
-def _class_evidence(sigma: np.ndarray, projection: np.ndarray, target_norm2: float, n: int, d: int) -> tuple[float, float, float]:
+def _class_evidence(
+    sigma: np.ndarray, projection: np.ndarray, target_norm2: float, n: int, d: int
+) -> tuple[float, float, float]:
     """The fixed point of one class: (evidence / N, alpha, beta).
 
     ``projection`` is ``U^T y``; the part of ``||y||^2`` outside the span of U is a residual
@@ -200,7 +202,9 @@ def leep(source_probs: np.ndarray, labels: np.ndarray) -> float:
     row_sums = probs.sum(axis=1)
     worst = int(np.argmax(np.abs(row_sums - 1.0)))
     if abs(row_sums[worst] - 1.0) > _PROBABILITY_TOLERANCE:
-        raise ConfigError(f"source_probs row {worst} sums to {row_sums[worst]:.6g}, not 1 (tolerance 1e-3); pass a softmax")
+        raise ConfigError(
+            f"source_probs row {worst} sums to {row_sums[worst]:.6g}, not 1 (tolerance 1e-3); pass a softmax"
+        )
     num_classes = int(targets.max()) + 1
     # The 1/N of P(y, z) cancels in P(y | z), so plain sums suffice.
     joint = np.stack([probs[targets == c].sum(axis=0) for c in range(num_classes)])

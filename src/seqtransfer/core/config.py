@@ -49,7 +49,9 @@ def reject_unknown_keys(cls: type, data: Mapping[str, Any], what: str, allowed: 
     unknown = sorted(set(map(str, data)) - names)
     if unknown:
         # repr keeps a key with control characters on one line
-        raise ConfigError(f"unknown {what} parameter(s): {', '.join(k if k.isidentifier() else repr(k) for k in unknown)}")
+        raise ConfigError(
+            f"unknown {what} parameter(s): {', '.join(k if k.isidentifier() else repr(k) for k in unknown)}"
+        )
 
 
 def _coerce(value: Any, annotation: Any, where: str) -> Any:

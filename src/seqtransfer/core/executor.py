@@ -34,7 +34,9 @@ class Executor(Protocol):
 
     def close(self) -> None: ...
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False) -> list[R]: ...
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False
+    ) -> list[R]: ...
 
 
 class SequentialExecutor:
@@ -49,7 +51,9 @@ class SequentialExecutor:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False) -> list[R]:
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False
+    ) -> list[R]:
         out = []
         for i, item in enumerate(items, start=1):
             out.append(fn(item))
@@ -84,10 +88,14 @@ class ProcessExecutor:
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=get_context("spawn"), initializer=_init_worker)
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=get_context("spawn"), initializer=_init_worker
+            )
         return self._pool
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False) -> list[R]:
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False
+    ) -> list[R]:
         if not items:
             return []
         results: list[Any] = [None] * len(items)

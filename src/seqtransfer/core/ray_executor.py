@@ -33,7 +33,9 @@ class RayExecutor:
             if not ray.is_initialized():
                 ray.init(address=address, ignore_reinit_error=True, log_to_driver=False)
         except Exception as exc:  # Ray raises several types for an unreachable cluster
-            raise ConfigError(f"cannot reach the Ray cluster at {address or 'local'} ({type(exc).__name__}: {exc})") from exc
+            raise ConfigError(
+                f"cannot reach the Ray cluster at {address or 'local'} ({type(exc).__name__}: {exc})"
+            ) from exc
 
     def close(self) -> None:
         """Nothing to stop: the cluster outlives the run (``ray.init`` of a local one is ended at exit)."""
@@ -43,7 +45,13 @@ class RayExecutor:
         has_gpus = self._ray.cluster_resources().get("GPU", 0) > 0
         return {"num_cpus": 1, "num_gpus": 1 if gpu and has_gpus else 0}
 
-    def map(self, fn: Callable[[T], R], items: Sequence[T], progress: Callable[[int, int], None] | None = None, gpu: bool = False) -> list[R]:
+    def map(
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        progress: Callable[[int, int], None] | None = None,
+        gpu: bool = False,
+    ) -> list[R]:
         ray = self._ray
         if not items:
             return []

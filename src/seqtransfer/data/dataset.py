@@ -154,12 +154,12 @@ def _parse_channels(meta: dict[str, Any], path: Path, problems: list[Problem]) -
     if channels is None:
         return None
     if not isinstance(channels, dict) or not channels:
-        _err(problems, path, "channel_names: expected a non-empty object like {\"0\": \"T1\"}")
+        _err(problems, path, 'channel_names: expected a non-empty object like {"0": "T1"}')
         return None
     try:
         indices = sorted(int(k) for k in channels)
     except (TypeError, ValueError):
-        _err(problems, path, f"channel_names: keys must be channel indices \"0\", \"1\", ..., found {sorted(channels)}")
+        _err(problems, path, f'channel_names: keys must be channel indices "0", "1", ..., found {sorted(channels)}')
         return None
     if indices != list(range(len(indices))):
         _err(problems, path, f"channel_names: indices must be 0..{len(indices) - 1}, found {indices}")
@@ -179,14 +179,18 @@ def _parse_labels(meta: dict[str, Any], path: Path, problems: list[Problem]) -> 
     if labels is None:
         return None
     if not isinstance(labels, dict) or not labels:
-        _err(problems, path, "labels: expected a non-empty object like {\"background\": 0, \"tumour\": 1}")
+        _err(problems, path, 'labels: expected a non-empty object like {"background": 0, "tumour": 1}')
         return None
     parsed: dict[str, tuple[int, ...]] = {}
     plain: list[int] = []
     for name, value in labels.items():
         vals = value if isinstance(value, list) else [value]
         if not vals or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in vals):
-            _err(problems, path, f"labels: value of {name!r} must be a non-negative integer or a list of them, found {value!r}")
+            _err(
+                problems,
+                path,
+                f"labels: value of {name!r} must be a non-negative integer or a list of them, found {value!r}",
+            )
             return None
         if not isinstance(value, list):
             plain.append(int(value))
@@ -194,7 +198,7 @@ def _parse_labels(meta: dict[str, Any], path: Path, problems: list[Problem]) -> 
             continue
         parsed[str(name)] = tuple(int(v) for v in vals)
     if labels.get("background") != 0:
-        _err(problems, path, "labels: \"background\" must be 0")
+        _err(problems, path, 'labels: "background" must be 0')
         return None
     plain_sorted = sorted(plain)
     if plain_sorted != list(range(len(plain_sorted))):
@@ -206,7 +210,9 @@ def _parse_labels(meta: dict[str, Any], path: Path, problems: list[Problem]) -> 
     return parsed
 
 
-def _parse_sites(root: Path, meta: dict[str, Any], default: str, case_ids: list[str], problems: list[Problem]) -> tuple[dict[str, str], str]:
+def _parse_sites(
+    root: Path, meta: dict[str, Any], default: str, case_ids: list[str], problems: list[Problem]
+) -> tuple[dict[str, str], str]:
     csv_path = root / "sites.csv"
     sites: dict[str, str] = {}
     source = "single"
@@ -217,7 +223,11 @@ def _parse_sites(root: Path, meta: dict[str, Any], default: str, case_ids: list[
                 reader = csv.reader(handle)
                 header = next(reader, None)
                 if header is None or [h.strip().lower() for h in header[:2]] != ["case", "site"]:
-                    _err(problems, csv_path, f"expected header 'case,site', found {','.join(header) if header else 'an empty file'}")
+                    _err(
+                        problems,
+                        csv_path,
+                        f"expected header 'case,site', found {','.join(header) if header else 'an empty file'}",
+                    )
                     return {}, source
                 for lineno, row in enumerate(reader, start=2):
                     if not row or all(not c.strip() for c in row):
@@ -227,7 +237,11 @@ def _parse_sites(root: Path, meta: dict[str, Any], default: str, case_ids: list[
                         continue
                     case, site = row[0].strip(), row[1].strip()
                     if case in sites and sites[case] != site:
-                        _err(problems, csv_path, f"line {lineno}: case {case!r} given two sites ({sites[case]!r}, {site!r})")
+                        _err(
+                            problems,
+                            csv_path,
+                            f"line {lineno}: case {case!r} given two sites ({sites[case]!r}, {site!r})",
+                        )
                     sites[case] = site
         except (OSError, UnicodeDecodeError, csv.Error) as exc:
             _err(problems, csv_path, f"unreadable ({exc})")
@@ -237,7 +251,9 @@ def _parse_sites(root: Path, meta: dict[str, Any], default: str, case_ids: list[
         source = "dataset.json"
         where = root / "dataset.json"
         raw = meta["sites"]
-        if not isinstance(raw, dict) or not all(isinstance(k, str) and isinstance(v, (str, int)) for k, v in raw.items()):
+        if not isinstance(raw, dict) or not all(
+            isinstance(k, str) and isinstance(v, (str, int)) for k, v in raw.items()
+        ):
             _err(problems, where, "sites: expected an object mapping case to site")
             return {}, source
         sites = {k: str(v) for k, v in raw.items()}
@@ -266,13 +282,25 @@ def _discover_cases(
             return []
         found = []
         for case_id, entry in entries.items():
-            if not isinstance(entry, dict) or not isinstance(entry.get("images"), list) or not isinstance(entry.get("label"), str):
-                _err(problems, root / "dataset.json", f"dataset: entry {case_id!r} needs 'images' (list) and 'label' (path)")
+            if (
+                not isinstance(entry, dict)
+                or not isinstance(entry.get("images"), list)
+                or not isinstance(entry.get("label"), str)
+            ):
+                _err(
+                    problems,
+                    root / "dataset.json",
+                    f"dataset: entry {case_id!r} needs 'images' (list) and 'label' (path)",
+                )
                 continue
             images = tuple((root / p) if not Path(p).is_absolute() else Path(p) for p in entry["images"])
             label = (root / entry["label"]) if not Path(entry["label"]).is_absolute() else Path(entry["label"])
             if len(images) != n_channels:
-                _err(problems, root / "dataset.json", f"dataset: case {case_id!r} lists {len(images)} image(s), expected {n_channels} channel(s)")
+                _err(
+                    problems,
+                    root / "dataset.json",
+                    f"dataset: case {case_id!r} lists {len(images)} image(s), expected {n_channels} channel(s)",
+                )
                 continue
             found.append((str(case_id), images, label))
         return found
@@ -297,7 +325,11 @@ def _discover_cases(
             continue
         match = re.match(rf"^(.+)_(\d{{4}}){re.escape(ending)}$", image.name)
         if match and (labels_dir / f"{match.group(1)}{ending}").exists():
-            _err(problems, image, f"channel {int(match.group(2))} not declared (dataset.json has {n_channels} channel(s))")
+            _err(
+                problems,
+                image,
+                f"channel {int(match.group(2))} not declared (dataset.json has {n_channels} channel(s))",
+            )
         elif match:
             _err(problems, image, f"image without a label (labelsTr/{match.group(1)}{ending} missing)")
         else:
@@ -332,7 +364,9 @@ def parse_dataset(root: str | Path) -> tuple[Dataset | None, list[Problem]]:
         _err(problems, json_path, f"file_ending: {ending!r} is not NIfTI (supported: .nii.gz, .nii)")
         ending = None
     num_training = meta.get("numTraining")
-    if "numTraining" in meta and (not isinstance(num_training, int) or isinstance(num_training, bool) or num_training < 0):
+    if "numTraining" in meta and (
+        not isinstance(num_training, int) or isinstance(num_training, bool) or num_training < 0
+    ):
         _err(problems, json_path, f"numTraining: expected a non-negative integer, found {num_training!r}")
         num_training = None
     if channels is None or labels is None or ending is None or num_training is None or problems:

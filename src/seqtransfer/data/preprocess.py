@@ -38,10 +38,10 @@ from monai.transforms.utils import generate_spatial_bounding_box
 
 from seqtransfer.core.atomic import publish_dir_mode
 from seqtransfer.core.config import default_cache_dir
-from seqtransfer.data.dataset import Case
-from seqtransfer.data.io import read_header, read_image
 from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.core.threads import single_threaded
+from seqtransfer.data.dataset import Case
+from seqtransfer.data.io import read_header, read_image
 
 #: bump when the preprocessing itself changes, so old cache entries are not reused.
 PREPROCESS_VERSION = 3
@@ -172,7 +172,9 @@ def zscore_foreground(images: np.ndarray) -> np.ndarray:
     return np.asarray(out, dtype=np.float32)
 
 
-def resample_to_grid(images: np.ndarray, label: np.ndarray, shape: int | Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+def resample_to_grid(
+    images: np.ndarray, label: np.ndarray, shape: int | Sequence[int]
+) -> tuple[np.ndarray, np.ndarray]:
     """Resample channels (trilinear, anti-aliased) and label (nearest) to ``shape`` (an int: a cube)."""
     shape = (shape, shape, shape) if isinstance(shape, int) else tuple(int(n) for n in shape)
     img = Resize(shape, mode="trilinear", anti_aliasing=True)(torch.from_numpy(np.ascontiguousarray(images)))
@@ -220,7 +222,9 @@ def restore_label(label: np.ndarray, shape: tuple[int, ...], box: Box) -> np.nda
         uint8 labels in the original image's voxel grid (zero outside the box).
     """
     box_shape = tuple(e - s for s, e in box)
-    resized = Resize(box_shape, mode="nearest-exact")(torch.from_numpy(np.ascontiguousarray(label[None].astype(np.float32))))
+    resized = Resize(box_shape, mode="nearest-exact")(
+        torch.from_numpy(np.ascontiguousarray(label[None].astype(np.float32)))
+    )
     out = np.zeros(shape, dtype=np.uint8)
     out[tuple(slice(s, e) for s, e in box)] = np.asarray(resized[0]).round().astype(np.uint8)
     return out
@@ -241,7 +245,9 @@ def restore_probability(probability: np.ndarray, shape: tuple[int, ...], box: Bo
         float32 ``shape`` array in the original voxel grid.
     """
     box_shape = tuple(e - s for s, e in box)
-    resized = Resize(box_shape, mode="trilinear")(torch.from_numpy(np.ascontiguousarray(probability[None], dtype=np.float32)))
+    resized = Resize(box_shape, mode="trilinear")(
+        torch.from_numpy(np.ascontiguousarray(probability[None], dtype=np.float32))
+    )
     out = np.zeros(shape, dtype=np.float32)
     out[tuple(slice(s, e) for s, e in box)] = np.clip(np.asarray(resized[0]), 0.0, 1.0)
     return out
@@ -297,7 +303,9 @@ class PreprocessCache:
             return None
         return PreprocessedCase(image=image, label=label)
 
-    def _write(self, entry: Path, image: np.ndarray, label: np.ndarray, case: Case, geometry: dict[str, object]) -> None:
+    def _write(
+        self, entry: Path, image: np.ndarray, label: np.ndarray, case: Case, geometry: dict[str, object]
+    ) -> None:
         tmp: Path | None = None
         try:
             entry.parent.mkdir(parents=True, exist_ok=True)

@@ -98,7 +98,9 @@ def target_split(
     return TargetSplit(draws=draws, test_sets=test_sets)
 
 
-def sample_size_split(name: str, case_ids: Sequence[str], n: int, seed: int = 0, n_draws: int = 3, test_size: int = 10) -> TargetSplit:
+def sample_size_split(
+    name: str, case_ids: Sequence[str], n: int, seed: int = 0, n_draws: int = 3, test_size: int = 10
+) -> TargetSplit:
     """The split of the sample-size study: ``n`` labelled training cases per draw.
 
     Every draw and every ``n`` is scored on one test set, the protocol's first
@@ -114,7 +116,9 @@ def sample_size_split(name: str, case_ids: Sequence[str], n: int, seed: int = 0,
     test = protocol.test_sets[0]
     pool = [c for c in sorted(case_ids) if c not in set(test)]
     if n < 1 or n > len(pool):
-        raise ConfigError(f"target {name!r}: {n} training case(s) asked; {len(pool)} lie outside its test set of {test_size} (need 1..{len(pool)})")
+        raise ConfigError(
+            f"target {name!r}: {n} training case(s) asked; {len(pool)} lie outside its test set of {test_size} (need 1..{len(pool)})"
+        )
     draws = []
     for d, own in enumerate(protocol.draws):
         rest = [c for c in pool if c not in set(own)]
@@ -136,7 +140,9 @@ def held_out_count(n_cases: int) -> int:
     return max(1, math.ceil(HELD_OUT_SHARE * n_cases), min(MIN_HELD_OUT, n_cases // 2))
 
 
-def source_split(name: str, case_ids: Sequence[str], seed: int = 0, max_train: int = 60, min_test: int | None = None) -> tuple[tuple[str, ...], tuple[str, ...]]:
+def source_split(
+    name: str, case_ids: Sequence[str], seed: int = 0, max_train: int = 60, min_test: int | None = None
+) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """Training and held-out cases of a source task (its zoo model and its O).
 
     Up to ``max_train`` cases train, keeping at least ``min_test`` held out (default
@@ -148,7 +154,9 @@ def source_split(name: str, case_ids: Sequence[str], seed: int = 0, max_train: i
     ids = sorted(case_ids)
     if min_test is None:
         if len(ids) < 2:
-            raise ConfigError(f"source {name!r} has {len(ids)} case(s); need at least 2 (one to train, one to measure O)")
+            raise ConfigError(
+                f"source {name!r} has {len(ids)} case(s); need at least 2 (one to train, one to measure O)"
+            )
         min_test = held_out_count(len(ids))
     if len(ids) < min_test + 1:
         raise ConfigError(f"source {name!r} has {len(ids)} case(s); need at least {min_test + 1}")
@@ -158,7 +166,9 @@ def source_split(name: str, case_ids: Sequence[str], seed: int = 0, max_train: i
     return tuple(sorted(order[:n_train])), tuple(sorted(order[n_train:]))
 
 
-def sample_cases(name: str, case_ids: Sequence[str], k: int, seed: int = 0, purpose: str = "affinity") -> tuple[str, ...]:
+def sample_cases(
+    name: str, case_ids: Sequence[str], k: int, seed: int = 0, purpose: str = "affinity"
+) -> tuple[str, ...]:
     """A seeded sample of up to ``k`` cases (all when there are fewer), sorted."""
     ids = sorted(case_ids)
     if len(ids) <= k:

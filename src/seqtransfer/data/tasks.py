@@ -24,8 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from seqtransfer.data.dataset import Case, Dataset
 from seqtransfer.core.errors import DatasetError
+from seqtransfer.data.dataset import Case, Dataset
 
 _UNSAFE = re.compile(r"[\s\-/\\]+")
 
@@ -103,7 +103,9 @@ def _load_string_map(path: str | Path, what: str, expected: str) -> dict[str, st
         raise DatasetError(f"{p}: unreadable ({exc})") from exc
     except json.JSONDecodeError as exc:
         raise DatasetError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-    if not isinstance(data, dict) or not all(isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in data.items()):
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) and v.strip() for k, v in data.items()
+    ):
         raise DatasetError(f"{p}: expected a JSON object mapping {expected}")
     return dict(data)
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from seqtransfer.core.errors import DatasetError
 from seqtransfer.data.dataset import Case, Dataset, Problem, parse_dataset
 from seqtransfer.data.io import read_image
 from seqtransfer.data.tasks import (
@@ -30,7 +31,6 @@ from seqtransfer.data.tasks import (
     load_objective_groups,
     split_tasks,
 )
-from seqtransfer.core.errors import DatasetError
 
 SPACING_RTOL = 1e-3
 AFFINE_ATOL = 1e-3
@@ -122,7 +122,9 @@ def _write_record(key: tuple[object, ...], problems: list[Problem]) -> None:
     from seqtransfer.core.atomic import write_json
 
     try:
-        write_json(_record_file(key), [{"severity": p.severity, "path": str(p.path), "message": p.message} for p in problems])
+        write_json(
+            _record_file(key), [{"severity": p.severity, "path": str(p.path), "message": p.message} for p in problems]
+        )
     except Exception:  # noqa: BLE001 - a record is an optimisation; a read-only cache only costs time
         pass
 

@@ -100,7 +100,10 @@ class DataConfig:
                 (bool(self.datasets) != bool(self.benchmark), "data: give either datasets or benchmark = true"),
                 (all(isinstance(d, str) and d for d in self.datasets), "data.datasets must be a list of folder paths"),
                 (self.benchmark_size >= 16, "data.benchmark_size must be >= 16"),
-                (self.benchmark_cases >= 19, "data.benchmark_cases must be >= 19 (3 draws of 3 training cases + 10 test cases per target)"),
+                (
+                    self.benchmark_cases >= 19,
+                    "data.benchmark_cases must be >= 19 (3 draws of 3 training cases + 10 test cases per target)",
+                ),
                 (self.benchmark_tumour_sites >= 2, "data.benchmark_tumour_sites must be >= 2"),
             ]
         )
@@ -130,11 +133,17 @@ class ProtocolConfig:
         sizes_ok = all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in self.n_train)
         require(
             [
-                (not unknown, f"protocol.methods: unknown method(s) {', '.join(map(str, unknown))}; known: {', '.join(METHODS)}"),
+                (
+                    not unknown,
+                    f"protocol.methods: unknown method(s) {', '.join(map(str, unknown))}; known: {', '.join(METHODS)}",
+                ),
                 (len(set(self.methods)) == len(self.methods), "protocol.methods lists a method twice"),
                 (self.targets_per_collection >= 0, "protocol.targets_per_collection must be >= 0"),
                 (1 <= self.draws <= 3, "protocol.draws must be in 1..3 (the target split has 3 draws)"),
-                (all(isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v <= 1.0 for v in self.lambdas), "protocol.lambdas must be in [0, 1]"),
+                (
+                    all(isinstance(v, (int, float)) and math.isfinite(v) and 0.0 <= v <= 1.0 for v in self.lambdas),
+                    "protocol.lambdas must be in [0, 1]",
+                ),
                 (self.random_landmarks >= 1, "protocol.random_landmarks must be >= 1"),
                 (self.top_k >= 1, "protocol.top_k must be >= 1"),
                 (self.max_sources == 0 or self.max_sources >= 2, "protocol.max_sources must be 0 (all) or >= 2"),
@@ -142,8 +151,14 @@ class ProtocolConfig:
                 (self.score_voxels >= 1, "protocol.score_voxels must be >= 1"),
                 (self.scratch_steps >= 1, "protocol.scratch_steps must be >= 1"),
                 (self.calibration_trials >= 1, "protocol.calibration_trials must be >= 1"),
-                ("calibrated" not in self.methods or self.quality_draws >= 1, "protocol: the calibrated method needs quality_draws >= 1 (measured transfers)"),
-                (sizes_ok and len(set(self.n_train)) == len(self.n_train), "protocol.n_train must list distinct integers >= 1"),
+                (
+                    "calibrated" not in self.methods or self.quality_draws >= 1,
+                    "protocol: the calibrated method needs quality_draws >= 1 (measured transfers)",
+                ),
+                (
+                    sizes_ok and len(set(self.n_train)) == len(self.n_train),
+                    "protocol.n_train must list distinct integers >= 1",
+                ),
                 (3 in self.n_train, "protocol.n_train must include 3, the protocol's own training cases"),
                 (
                     all(m in SAMPLE_SIZE_METHODS for m in self.sample_size_methods),
@@ -153,7 +168,10 @@ class ProtocolConfig:
                     all(m in self.methods for m in self.sample_size_methods) or self.n_train == (3,),
                     "protocol.sample_size_methods must also be in protocol.methods (their 3-case runs are the study's n = 3)",
                 ),
-                (len(set(self.sample_size_methods)) == len(self.sample_size_methods), "protocol.sample_size_methods lists a method twice"),
+                (
+                    len(set(self.sample_size_methods)) == len(self.sample_size_methods),
+                    "protocol.sample_size_methods lists a method twice",
+                ),
             ]
         )
 
@@ -178,7 +196,9 @@ class ZooSection:
 
     def zoo_config(self, network: NetworkConfig, seed: int) -> ZooConfig:
         """How the experiment trains its source models."""
-        return _ZOO.with_recipe(network=network, steps=self.steps, max_train=self.max_train, augment=self.augment, seed=seed)
+        return _ZOO.with_recipe(
+            network=network, steps=self.steps, max_train=self.max_train, augment=self.augment, seed=seed
+        )
 
 
 #: what ``[finetune]`` may set: the recipe (the seed is the experiment's, the draw the protocol's)
@@ -203,7 +223,14 @@ class ExperimentConfig:
     selection: SelectionConfig = field(default_factory=SelectionConfig)
 
     def __post_init__(self) -> None:
-        require([(isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0, "seed must be a non-negative integer")])
+        require(
+            [
+                (
+                    isinstance(self.seed, int) and not isinstance(self.seed, bool) and self.seed >= 0,
+                    "seed must be a non-negative integer",
+                )
+            ]
+        )
         # one split of each target: the graph's affinity cases are draw d's training cases of
         # the split the transfers and the test sets use, never a test case
         require(
@@ -293,7 +320,9 @@ def load_config(path: str | Path) -> ExperimentConfig:
         raise ConfigError(f"{p}: invalid TOML ({exc})") from exc
     config = config_from_dict(data, str(p))
     if config.data.datasets:  # relative dataset paths are relative to the config file
-        resolved = tuple(str((p.parent / d).resolve()) if not Path(d).is_absolute() else d for d in config.data.datasets)
+        resolved = tuple(
+            str((p.parent / d).resolve()) if not Path(d).is_absolute() else d for d in config.data.datasets
+        )
         groups, modalities = config.data.groups, config.data.modalities
         if groups is not None and not Path(groups).is_absolute():
             groups = str((p.parent / groups).resolve())

@@ -35,28 +35,35 @@ import networkx as nx
 import numpy as np
 
 from seqtransfer.core.atomic import write_json
+from seqtransfer.core.errors import ConfigError
+from seqtransfer.core.executor import Executor, SequentialExecutor
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import TargetSplit, sample_size_split, source_split, target_split
-from seqtransfer.data.tasks import Task, find_modality_aliases, find_objective_groups, load_modality_aliases, load_objective_groups, split_tasks
+from seqtransfer.data.tasks import (
+    Task,
+    find_modality_aliases,
+    find_objective_groups,
+    load_modality_aliases,
+    load_objective_groups,
+    split_tasks,
+)
 from seqtransfer.data.verify import require_valid
-from seqtransfer.core.errors import ConfigError
 from seqtransfer.experiment.config import PROTOCOL_TRAIN_CASES, ExperimentConfig
-from seqtransfer.experiment.methods import LANDMARK_METHODS, Method, methods_in
-from seqtransfer.experiment.records import PathResult, TransferRecord
 from seqtransfer.experiment.layout import RunLayout
-from seqtransfer.core.executor import Executor, SequentialExecutor
+from seqtransfer.experiment.methods import LANDMARK_METHODS, Method, methods_in
 from seqtransfer.experiment.protocol import derived_graph, draw_graph, protocol_targets
+from seqtransfer.experiment.records import PathResult, TransferRecord
 from seqtransfer.experiment.store import RunStore, protocol_direct_transfers
-from seqtransfer.selection.errors import SelectionError
 from seqtransfer.graph.build import candidate_sources, reachable_sources, set_weights
-from seqtransfer.graph.sources import source_pool
 from seqtransfer.graph.engine import release_features
+from seqtransfer.graph.sources import source_pool
 from seqtransfer.graph.store import GraphStore, package_versions
-from seqtransfer.selection.path import optimal_path
-from seqtransfer.selection.run import Selection, select_in_graph
 from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
 from seqtransfer.pipeline.workspace import Workspace, open_workspace
 from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, record_zoo_node, train_source
+from seqtransfer.selection.errors import SelectionError
+from seqtransfer.selection.path import optimal_path
+from seqtransfer.selection.run import Selection, select_in_graph
 
 if TYPE_CHECKING:
     from seqtransfer.benchmark import BenchmarkConfig
@@ -142,7 +149,9 @@ class Context:
         return g.subgraph([*self.connected(target), target])
 
 
-def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progress | None) -> tuple[list[Path], Path | None]:
+def _datasets(
+    config: ExperimentConfig, run_dir: Path, log: Log, progress: Progress | None
+) -> tuple[list[Path], Path | None]:
     if not config.data.benchmark:
         return [Path(d) for d in config.data.datasets], Path(config.data.groups) if config.data.groups else None
     from seqtransfer.benchmark import make_benchmark
@@ -158,12 +167,20 @@ def _datasets(config: ExperimentConfig, run_dir: Path, log: Log, progress: Progr
         except (OSError, json.JSONDecodeError, KeyError):
             pass
     log(f"generating the embedded benchmark in {out}")
-    roots = make_benchmark(out, bench, None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)))
+    roots = make_benchmark(
+        out, bench, None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t))
+    )
     write_json(marker, {"config": bench.to_dict(), "datasets": [r.name for r in roots]})
     return roots, layout.benchmark_groups
 
 
-def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, progress: Progress | None = None, executor: Executor | None = None) -> Context:
+def open_context(
+    config: ExperimentConfig,
+    run_dir: Path,
+    log: Log = print,
+    progress: Progress | None = None,
+    executor: Executor | None = None,
+) -> Context:
     """Stages 1-2: datasets, targets and the graphs of every draw (built once, then reused).
 
     Also loads the zoo models the store already holds. Worker processes call this to get
@@ -171,14 +188,18 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
     graphs' feature and pair shards.
     """
     roots, groups_file = _datasets(config, run_dir, log, progress)
-    datasets, _ = require_valid(roots, None if progress is None else (lambda name, d, t: progress(f"verify {name}", d, t)))
+    datasets, _ = require_valid(
+        roots, None if progress is None else (lambda name, d, t: progress(f"verify {name}", d, t))
+    )
     if groups_file is None or not groups_file.exists():
         groups_file = find_objective_groups(roots)
     groups = load_objective_groups(groups_file) if groups_file is not None else None
     aliases_file = Path(config.data.modalities) if config.data.modalities else find_modality_aliases(roots)
     aliases = load_modality_aliases(aliases_file) if aliases_file is not None else None
     tasks = {t.name: t for t in split_tasks(datasets, groups, aliases)}
-    targets = list(config.protocol.targets) or protocol_targets(list(tasks.values()), config.protocol.targets_per_collection)
+    targets = list(config.protocol.targets) or protocol_targets(
+        list(tasks.values()), config.protocol.targets_per_collection
+    )
     unknown = [t for t in targets if t not in tasks]
     if unknown:
         raise ConfigError(f"protocol.targets: unknown task(s) {', '.join(unknown)}")
@@ -192,16 +213,40 @@ def open_context(config: ExperimentConfig, run_dir: Path, log: Log = print, prog
     base = layout.graph_dir(0)
     edge = (config.network.patch_size or (32,))[0]
     for draw in range(config.protocol.draws):
-        report = None if progress is None else (lambda stage, d, t, draw=draw: progress(f"graph draw {draw}: {stage}", d, t))
-        folder = draw_graph(base, layout.graph_dir(draw), list(tasks.values()), targets, config.graph, draw, graph_cache, executor, report)
+        report = (
+            None if progress is None else (lambda stage, d, t, draw=draw: progress(f"graph draw {draw}: {stage}", d, t))
+        )
+        folder = draw_graph(
+            base,
+            layout.graph_dir(draw),
+            list(tasks.values()),
+            targets,
+            config.graph,
+            draw,
+            graph_cache,
+            executor,
+            report,
+        )
         ctx.workspaces[draw] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=layout.models_dir)
     for n in ctx.sample_sizes():  # the sample-size study: each target stands for its n labelled cases
         splits = {t: ctx.sample_split(t, n) for t in targets}
         for draw in range(config.protocol.draws):
             report_n = None if progress is None else _stage_progress(progress, f"graph n={n} draw {draw}")
             cases = {t: list(split.draws[draw]) for t, split in splits.items()}
-            folder = derived_graph(base, layout.sample_size_graph_dir(n, draw), list(tasks.values()), targets, replace(config.graph, target_draw=draw), graph_cache, cases, executor, report_n)
-            ctx.sample_workspaces[(n, draw)] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=layout.models_dir)
+            folder = derived_graph(
+                base,
+                layout.sample_size_graph_dir(n, draw),
+                list(tasks.values()),
+                targets,
+                replace(config.graph, target_draw=draw),
+                graph_cache,
+                cases,
+                executor,
+                report_n,
+            )
+            ctx.sample_workspaces[(n, draw)] = open_workspace(
+                folder, size=edge, cache_dir=cache_dir, models_root=layout.models_dir
+            )
     check_target_splits(ctx)
     for name in needed_sources(ctx):
         done = store.done("zoo", _zoo_spec(ctx, name))
@@ -230,7 +275,12 @@ def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[st
         raise ConfigError("protocol: every task is a target, no source is left")
     for name in targets:
         target = tasks[name]
-        target_split(target.split_key, [c.case_id for c in target.cases], seed=config.graph.seed, n_train=config.graph.target_cases)
+        target_split(
+            target.split_key,
+            [c.case_id for c in target.cases],
+            seed=config.graph.seed,
+            n_train=config.graph.target_cases,
+        )
         for n in config.protocol.n_train:  # enough cases outside the test set for every sample size
             sample_size_split(target.split_key, [c.case_id for c in target.cases], n, seed=config.seed)
         reachable = reachable_sources(target, sources)
@@ -240,7 +290,9 @@ def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[st
                 f"({target.modality}) or objective group ({target.group})"
             )
         for source in reachable:
-            source_split(source.split_key, [c.case_id for c in source.cases], seed=config.seed, max_train=config.zoo.max_train)
+            source_split(
+                source.split_key, [c.case_id for c in source.cases], seed=config.seed, max_train=config.zoo.max_train
+            )
 
 
 def check_target_splits(ctx: Context) -> None:
@@ -255,7 +307,9 @@ def check_target_splits(ctx: Context) -> None:
     """
     for target in ctx.targets:
         task = ctx.tasks[target]
-        split = target_split(task.split_key, [c.case_id for c in task.cases], seed=ctx.config.seed, n_train=PROTOCOL_TRAIN_CASES)
+        split = target_split(
+            task.split_key, [c.case_id for c in task.cases], seed=ctx.config.seed, n_train=PROTOCOL_TRAIN_CASES
+        )
         tested = {c for test_set in split.test_sets for c in test_set}
         for draw, workspace in ctx.workspaces.items():
             used = set(workspace.graph.nodes[target].get("affinity_cases", []))
@@ -268,7 +322,9 @@ def check_target_splits(ctx: Context) -> None:
             sample = sample_size_split(task.split_key, [c.case_id for c in task.cases], n, seed=ctx.config.seed)
             used = set(workspace.graph.nodes[target].get("affinity_cases", []))
             if used != set(sample.draws[draw]) or used & set(sample.test_sets[0]):
-                raise RuntimeError(f"{target} n={n} draw {draw}: the graph used cases {sorted(used)}, the draw trains on {sorted(sample.draws[draw])}")
+                raise RuntimeError(
+                    f"{target} n={n} draw {draw}: the graph used cases {sorted(used)}, the draw trains on {sorted(sample.draws[draw])}"
+                )
 
 
 def needed_sources(ctx: Context) -> list[str]:
@@ -311,7 +367,12 @@ def _zoo_worker(args: tuple[ExperimentConfig, str, str]) -> dict[str, Any]:
 def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None) -> None:
     """Stage 3: train the missing zoo models (in parallel), write O into every draw's graph."""
     missing = [n for n in needed_sources(ctx) if n not in ctx.zoo]
-    records = executor.map(_zoo_worker, [(ctx.config, str(ctx.run_dir), n) for n in missing], None if progress is None else (lambda d, t: progress("zoo", d, t)), gpu=True)
+    records = executor.map(
+        _zoo_worker,
+        [(ctx.config, str(ctx.run_dir), n) for n in missing],
+        None if progress is None else (lambda d, t: progress("zoo", d, t)),
+        gpu=True,
+    )
     for r in records:
         ctx.zoo[r["task"]] = ZooModel.from_dict(r)
     for ws in [*ctx.workspaces.values(), *ctx.sample_workspaces.values()]:
@@ -330,7 +391,9 @@ def _zoo_model(ctx: Context, name: str) -> ZooModel:
     return ZooModel.from_dict(r)
 
 
-def transfer(ctx: Context, path: list[str], draw: int, frozen: bool = True, n: int = PROTOCOL_TRAIN_CASES) -> TransferRecord:
+def transfer(
+    ctx: Context, path: list[str], draw: int, frozen: bool = True, n: int = PROTOCOL_TRAIN_CASES
+) -> TransferRecord:
     """A (stored) transfer along ``path`` with the experiment's recipe (``frozen=False``: the
     whole network fine-tuned, EWC on every parameter; ``n``: the sample-size study's number
     of labelled target cases, scored on its one test set)."""
@@ -342,13 +405,22 @@ def transfer(ctx: Context, path: list[str], draw: int, frozen: bool = True, n: i
         split = ctx.sample_split(path[-1], n)
 
     def work() -> dict[str, Any]:
-        return TransferRecord.from_result(run_transfer(ctx.workspace(draw, n), path[-1], path, ctx.zoo_config, recipe, split=split)).to_dict()
+        return TransferRecord.from_result(
+            run_transfer(ctx.workspace(draw, n), path[-1], path, ctx.zoo_config, recipe, split=split)
+        ).to_dict()
 
     return TransferRecord.from_dict(ctx.store.run("transfer", spec, work))
 
 
 def _method(
-    ctx: Context, method: str, target: str, draw: int, variant: str, spec: dict[str, Any], work: Callable[[], dict[str, Any]], n: int = PROTOCOL_TRAIN_CASES
+    ctx: Context,
+    method: str,
+    target: str,
+    draw: int,
+    variant: str,
+    spec: dict[str, Any],
+    work: Callable[[], dict[str, Any]],
+    n: int = PROTOCOL_TRAIN_CASES,
 ) -> dict[str, Any]:
     """A stored method run: kind ``method`` (keyed by its variant), or ``sample_size`` for the
     sample-size study's ``n`` labelled cases (keyed by ``n_train``)."""
@@ -360,7 +432,12 @@ def _method(
 
 
 def selection(
-    ctx: Context, target: str, draw: int, lam: float | None = None, graph: nx.Graph | None = None, transferability: dict[str, float] | None = None
+    ctx: Context,
+    target: str,
+    draw: int,
+    lam: float | None = None,
+    graph: nx.Graph | None = None,
+    transferability: dict[str, float] | None = None,
 ) -> Selection:
     """Landmark and optimal path of ``target`` in draw ``draw``'s graph, O from the zoo.
 
@@ -393,7 +470,14 @@ def scores(ctx: Context, target: str, draw: int, source: str, n: int = PROTOCOL_
     from seqtransfer.baselines.train import split_of
 
     per_class = ctx.config.protocol.score_voxels
-    spec: dict[str, Any] = {"target": target, "draw": draw, "source": source, "per_class": per_class, "zoo": ctx.zoo_config.to_dict(), "seed": ctx.config.seed}
+    spec: dict[str, Any] = {
+        "target": target,
+        "draw": draw,
+        "source": source,
+        "per_class": per_class,
+        "zoo": ctx.zoo_config.to_dict(),
+        "seed": ctx.config.seed,
+    }
     if n != PROTOCOL_TRAIN_CASES:
         spec["n_train"] = n
 
@@ -401,7 +485,10 @@ def scores(ctx: Context, target: str, draw: int, source: str, n: int = PROTOCOL_
         ws = ctx.workspace(draw, n)
         split = split_of(ws, target, ctx.config.seed) if n == PROTOCOL_TRAIN_CASES else ctx.sample_split(target, n)
         rng = np.random.default_rng([ctx.config.seed, draw, sum(map(ord, source + target))])
-        return {"source": source, **measure_scores(ws, ws.task(target), list(split.draws[draw]), ctx.zoo[source].folder, per_class, rng)}
+        return {
+            "source": source,
+            **measure_scores(ws, ws.task(target), list(split.draws[draw]), ctx.zoo[source].folder, per_class, rng),
+        }
 
     return ctx.store.run("scores", spec, work)
 
@@ -444,7 +531,9 @@ class TargetDraw:
         return self.ctx.finetune(self.draw).to_dict()
 
     def select(self, lam: float | None = None, transferability: dict[str, float] | None = None) -> Selection:
-        return selection(self.ctx, self.target, self.draw, lam=lam, graph=self.workspace.graph, transferability=transferability)
+        return selection(
+            self.ctx, self.target, self.draw, lam=lam, graph=self.workspace.graph, transferability=transferability
+        )
 
     def path_from(self, landmark: str) -> list[str]:
         return _path_from(self.ctx, self.target, self.draw, landmark, self.n_train)
@@ -454,7 +543,16 @@ class TargetDraw:
 
     def transfer(self, method: str, path: list[str], variant: str = "", frozen: bool = True) -> None:
         ctx, draw, n = self.ctx, self.draw, self.n_train
-        _method(ctx, method, self.target, draw, variant, {"path": path}, lambda: _transfer_result(transfer(ctx, path, draw, frozen=frozen, n=n)), n)
+        _method(
+            ctx,
+            method,
+            self.target,
+            draw,
+            variant,
+            {"path": path},
+            lambda: _transfer_result(transfer(ctx, path, draw, frozen=frozen, n=n)),
+            n,
+        )
 
     def record(self, method: str, spec: dict[str, Any], work: Callable[[], dict[str, Any]]) -> None:
         _method(self.ctx, method, self.target, self.draw, "", spec, work, self.n_train)
@@ -490,7 +588,13 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
         chosen = sel
         ctx.store.run(
             "selection",
-            {"target": target, "draw": draw, "zoo": ctx.zoo_config.to_dict(), "graph": ctx.config.graph.to_dict(), "max_sources": ctx.config.protocol.max_sources},
+            {
+                "target": target,
+                "draw": draw,
+                "zoo": ctx.zoo_config.to_dict(),
+                "graph": ctx.config.graph.to_dict(),
+                "max_sources": ctx.config.protocol.max_sources,
+            },
             lambda: {
                 "target": target,
                 "draw": draw,
@@ -500,7 +604,12 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
                 "landmark_scores": {row["source"]: row["score"] for row in chosen.landmark_scores},
                 # each term of eq. 5-7, for the selection-quality table's per-term rankings
                 "terms": {
-                    row["source"]: {"H": float(graph.edges[row["source"], target]["H"]), "R": float(graph.edges[row["source"], target]["R"]), "zeta": row["zeta"], "rho": row["rho"]}
+                    row["source"]: {
+                        "H": float(graph.edges[row["source"], target]["H"]),
+                        "R": float(graph.edges[row["source"], target]["R"]),
+                        "zeta": row["zeta"],
+                        "rho": row["rho"],
+                    }
                     for row in chosen.landmark_scores
                 },
                 "zoo_dice": {s: ctx.zoo[s].dice for s in connected},
@@ -521,7 +630,17 @@ def _path_from(ctx: Context, target: str, draw: int, landmark: str, n: int = PRO
     """The optimal path (eq. 8-9, ``[selection]``'s lambda, L_max, C_search) from a given landmark."""
     graph = ctx.pool_graph(target, draw, ctx.workspace(draw, n).graph)
     chosen = ctx.config.selection
-    return list(optimal_path(graph, landmark, target, candidate_sources(graph, target), lam=chosen.lam, c_search=chosen.c_search, max_length=chosen.max_length).path)
+    return list(
+        optimal_path(
+            graph,
+            landmark,
+            target,
+            candidate_sources(graph, target),
+            lam=chosen.lam,
+            c_search=chosen.c_search,
+            max_length=chosen.max_length,
+        ).path
+    )
 
 
 def _target_split(ctx: Context, target: str, n: int) -> TargetSplit | None:
@@ -585,10 +704,24 @@ def run_calibrated(ctx: Context, targets: list[str] | None = None, log: Log = pr
         others = [m for m in measured if ctx.tasks[m.target].split_key != site]
         store0 = GraphStore(ctx.workspaces[0].root)
         graph0, gconfig, h_scale, _ = store0.load()
-        spec = {"target": target, "transfers": sorted((m.source, m.target, m.dice) for m in others), "trials": p.calibration_trials, "alpha": gconfig.alpha, "beta": gconfig.beta}
+        spec = {
+            "target": target,
+            "transfers": sorted((m.source, m.target, m.dice) for m in others),
+            "trials": p.calibration_trials,
+            "alpha": gconfig.alpha,
+            "beta": gconfig.beta,
+        }
 
         def fit(others=others, graph0=graph0, gconfig=gconfig, h_scale=h_scale) -> dict[str, Any]:
-            result = calibrate(graph0, others, h_scale=h_scale, alpha=gconfig.alpha, beta=gconfig.beta, n_trials=p.calibration_trials, seed=ctx.config.seed)
+            result = calibrate(
+                graph0,
+                others,
+                h_scale=h_scale,
+                alpha=gconfig.alpha,
+                beta=gconfig.beta,
+                n_trials=p.calibration_trials,
+                seed=ctx.config.seed,
+            )
             return asdict(result)
 
         try:
@@ -611,7 +744,11 @@ def run_calibrated(ctx: Context, targets: list[str] | None = None, log: Log = pr
                 draw,
                 "",
                 {"path": sel.path, "alpha": fitted["alpha"]},
-                lambda sel=sel, draw=draw, fitted=fitted: {**_transfer_result(transfer(ctx, sel.path, draw)), "alpha": fitted["alpha"], "beta": fitted["beta"]},
+                lambda sel=sel, draw=draw, fitted=fitted: {
+                    **_transfer_result(transfer(ctx, sel.path, draw)),
+                    "alpha": fitted["alpha"],
+                    "beta": fitted["beta"],
+                },
             )
 
 
@@ -657,12 +794,17 @@ def run_experiment(
     run_dir = Path(run_dir)
     executor = executor or SequentialExecutor()
     ctx = open_context(config, run_dir, log, progress, executor)  # verifies everything before writing anything
-    write_json(RunLayout(run_dir).config_path, {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")})
+    write_json(
+        RunLayout(run_dir).config_path,
+        {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")},
+    )
     log(f"graphs: {config.protocol.draws} draw(s), {len(ctx.targets)} target(s): {', '.join(ctx.targets)}")
     zoo_stage(ctx, executor, progress)
     # draw-major order: the draws of one target (which share path prefixes) rarely run at once
     units = [(config, str(run_dir), t, d) for d in range(config.protocol.draws) for t in ctx.targets]
-    executor.map(_target_draw_worker, units, None if progress is None else (lambda d, t: progress("methods", d, t)), gpu=True)
+    executor.map(
+        _target_draw_worker, units, None if progress is None else (lambda d, t: progress("methods", d, t)), gpu=True
+    )
     landmark_methods = sorted(set(config.protocol.methods) & LANDMARK_METHODS)
     for target in ctx.targets:  # the workers ran quietly: say here which targets had no landmark
         for draw in range(config.protocol.draws):
@@ -672,9 +814,21 @@ def run_experiment(
                 log(f"{target} draw {draw}: {exc}; skipped: {', '.join(landmark_methods)}")
     sizes = ctx.sample_sizes()
     if sizes:  # the sample-size study: every target and draw at each other number of labelled cases
-        units_n = [(config, str(run_dir), t, n, d) for n in sizes for d in range(config.protocol.draws) for t in ctx.targets]
-        executor.map(_sample_size_worker, units_n, None if progress is None else (lambda d, t: progress("sample size", d, t)), gpu=True)
+        units_n = [
+            (config, str(run_dir), t, n, d) for n in sizes for d in range(config.protocol.draws) for t in ctx.targets
+        ]
+        executor.map(
+            _sample_size_worker,
+            units_n,
+            None if progress is None else (lambda d, t: progress("sample size", d, t)),
+            gpu=True,
+        )
     if "calibrated" in config.protocol.methods:
-        executor.map(_calibrated_worker, [(config, str(run_dir), t) for t in ctx.targets], None if progress is None else (lambda d, t: progress("calibrated", d, t)), gpu=True)
+        executor.map(
+            _calibrated_worker,
+            [(config, str(run_dir), t) for t in ctx.targets],
+            None if progress is None else (lambda d, t: progress("calibrated", d, t)),
+            gpu=True,
+        )
     log(f"done: {len(ctx.store.records(status='done'))} run(s) in {ctx.store.path}")
     return ctx

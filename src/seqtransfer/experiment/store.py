@@ -118,7 +118,9 @@ class RunStore:
         """The record of a key, or None."""
         try:
             with self._connect() as db:
-                row = db.execute("SELECT key, kind, spec, status, result, attempts, seconds FROM runs WHERE key = ?", (key,)).fetchone()
+                row = db.execute(
+                    "SELECT key, kind, spec, status, result, attempts, seconds FROM runs WHERE key = ?", (key,)
+                ).fetchone()
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: unreadable run store ({exc})") from exc
         return None if row is None else self._record(row)
@@ -220,9 +222,17 @@ def protocol_direct_transfers(store: RunStore) -> dict[tuple[str, str, int], flo
 
 def protocol_scores(store: RunStore) -> list[dict[str, Any]]:
     """The protocol's LogME / LEEP / NCE records (the draw's 3 cases), each with its target and draw."""
-    return [{**r.result, "target": r.spec["target"], "draw": r.spec["draw"]} for r in store.records("scores", "done") if r.result and _protocol_run(r.spec)]
+    return [
+        {**r.result, "target": r.spec["target"], "draw": r.spec["draw"]}
+        for r in store.records("scores", "done")
+        if r.result and _protocol_run(r.spec)
+    ]
 
 
 def calibrations(store: RunStore) -> dict[str, tuple[float, float]]:
     """Per target, the (alpha, beta) of its leave-one-site-out calibration (the newest stored)."""
-    return {str(r.spec["target"]): (float(r.result["alpha"]), float(r.result["beta"])) for r in store.records("calibration", "done") if r.result}
+    return {
+        str(r.spec["target"]): (float(r.result["alpha"]), float(r.result["beta"]))
+        for r in store.records("calibration", "done")
+        if r.result
+    }

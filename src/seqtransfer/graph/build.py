@@ -40,11 +40,11 @@ import networkx as nx
 import numpy as np
 
 from seqtransfer.affinity import SlicePCA, affinity, robust_h_scale
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import protocol_split_possible, sample_cases, source_split, target_split
 from seqtransfer.data.tasks import MODALITY_ALIASES_FILE, Task
-from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph import engine as eng
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.sources import candidate_sources  # noqa: F401 - re-exported (moved to a light module)
@@ -83,9 +83,9 @@ def require_reachable(tasks: Sequence[Task], targets: Sequence[str]) -> None:
         if not reachable_sources(target, sources):
             raise ConfigError(
                 f"target {name!r} shares no modality and no objective group with any source of another site: "
-                f"connect it with a modality alias map (--modalities FILE, JSON {{{json.dumps(target.modality)}: \"<a source channel>\"}}, "
+                f'connect it with a modality alias map (--modalities FILE, JSON {{{json.dumps(target.modality)}: "<a source channel>"}}, '
                 f"or {MODALITY_ALIASES_FILE} beside the datasets) or an objective-group map (--groups FILE, "
-                f"JSON {{{json.dumps(target.objective)}: \"<a source objective or its group>\"}}, or objective_groups.json beside the datasets)"
+                f'JSON {{{json.dumps(target.objective)}: "<a source objective or its group>"}}, or objective_groups.json beside the datasets)'
             )
 
 
@@ -134,7 +134,9 @@ def affinity_cases(task: Task, config: GraphConfig, is_target: bool) -> tuple[Ca
             raise ConfigError(
                 f"target {task.name!r} has {len(by_id)} labelled case(s): too few for the protocol's draws, so target_draw must be 0"
             )
-        ids = sample_cases(task.split_key, list(by_id), config.target_cases, seed=config.seed, purpose="target-affinity")
+        ids = sample_cases(
+            task.split_key, list(by_id), config.target_cases, seed=config.seed, purpose="target-affinity"
+        )
     elif is_target:
         split = target_split(task.split_key, list(by_id), seed=config.seed, n_train=config.target_cases)
         if config.target_draw >= len(split.draws):
@@ -235,7 +237,11 @@ class AffinityEngine:
                     entry[1][image_key] = image_ref.channel  # type: ignore[union-attr]
                 if not self.store.has_features(eng.stats_key(label_key)):
                     entry[2][label_key] = label_ref.values  # type: ignore[union-attr]
-        work = [(case, tuple(sorted(images.items())), tuple(sorted(labels.items()))) for _, (case, images, labels) in sorted(per_case.items()) if images or labels]
+        work = [
+            (case, tuple(sorted(images.items())), tuple(sorted(labels.items())))
+            for _, (case, images, labels) in sorted(per_case.items())
+            if images or labels
+        ]
         jobs = [
             eng.FeatureJob(str(self.store.root), eng.cache_root(self.cache), self.cache.config, self.pca, tuple(chunk))
             for chunk in eng.shards(work)
@@ -298,7 +304,9 @@ class AffinityEngine:
 def _node_attributes(task: Task, role: str, volumes: TaskVolumes) -> dict[str, object]:
     if role == "source":
         # zeta of eq. 6: the samples the source model trains on (METHOD section 4)
-        n_train = len(source_split(task.split_key, [c.case_id for c in task.cases])[0]) if task.n_cases > 1 else task.n_cases
+        n_train = (
+            len(source_split(task.split_key, [c.case_id for c in task.cases])[0]) if task.n_cases > 1 else task.n_cases
+        )
     else:
         n_train = len(volumes.cases)
     return {
@@ -319,7 +327,11 @@ def _node_attributes(task: Task, role: str, volumes: TaskVolumes) -> dict[str, o
 def _pairs_to_compute(
     sources: Sequence[TaskVolumes], targets: Sequence[TaskVolumes], with_source_pairs: bool = True
 ) -> list[tuple[TaskVolumes, TaskVolumes]]:
-    pairs = [(a, b) for a, b in itertools.combinations(sources, 2) if edge_allowed(a.task, b.task)] if with_source_pairs else []
+    pairs = (
+        [(a, b) for a, b in itertools.combinations(sources, 2) if edge_allowed(a.task, b.task)]
+        if with_source_pairs
+        else []
+    )
     pairs += [(t, s) for t in targets for s in sources if edge_allowed(t.task, s.task) and t.task.site != s.task.site]
     return pairs
 
@@ -333,7 +345,9 @@ def _load_all(engine: AffinityEngine, tasks: Sequence[Task], role: str, progress
     return loaded
 
 
-def _compute_edges(engine: AffinityEngine, pairs: list[tuple[TaskVolumes, TaskVolumes]], progress: Progress | None) -> list[tuple[str, str, float, float]]:
+def _compute_edges(
+    engine: AffinityEngine, pairs: list[tuple[TaskVolumes, TaskVolumes]], progress: Progress | None
+) -> list[tuple[str, str, float, float]]:
     involved = {id(tv): tv for pair in pairs for tv in pair}
     engine.compute_features(list(involved.values()), progress)
     engine.compute_pairs(pairs, progress)
@@ -447,7 +461,9 @@ def add_targets(
             graph.remove_node(tv.task.name)
         graph.add_node(tv.task.name, **_node_attributes(tv.task, "target", tv))
     # only the targets' edges: the source-source edges are in the graph already (METHOD section 3)
-    for a, b, h, r in _compute_edges(engine, _pairs_to_compute(sources, target_vols, with_source_pairs=False), progress):
+    for a, b, h, r in _compute_edges(
+        engine, _pairs_to_compute(sources, target_vols, with_source_pairs=False), progress
+    ):
         graph.add_edge(a, b, H=h, R=r)
     set_weights(graph, config, h_scale)
     store.save(graph, config, h_scale=h_scale, pca=pca)

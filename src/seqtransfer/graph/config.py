@@ -53,7 +53,10 @@ class GraphConfig:
             (self.max_pairs >= 1, "max_pairs must be at least 1"),
             (self.n_components >= 1, "n_components must be at least 1"),
             (self.max_slices >= 2, "max_slices must be at least 2"),
-            (self.alpha >= 0 and self.beta >= 0 and self.alpha + self.beta > 0, "alpha and beta must be >= 0, not both 0"),
+            (
+                self.alpha >= 0 and self.beta >= 0 and self.alpha + self.beta > 0,
+                "alpha and beta must be >= 0, not both 0",
+            ),
             (self.mode in MODES, f"mode must be one of {', '.join(MODES)}"),
             (self.official_resize >= 8, "official_resize must be at least 8"),
         ]

@@ -46,11 +46,11 @@ from seqtransfer.affinity import (
 )
 from seqtransfer.affinity.pairs import sample_pairs
 from seqtransfer.affinity.ssim import BoxStats, ssim_pairs, ssim_volume_box_stats
+from seqtransfer.core.threads import single_threaded
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.store import GraphStore
-from seqtransfer.core.threads import single_threaded
 
 Progress = Callable[[str, int, int], None]
 STATS_VERSION = "ssim-box-v2"
@@ -103,7 +103,9 @@ def save_box_stats(store: GraphStore, key: str, stats: BoxStats) -> None:
         shape=np.array(stats.shape, dtype=np.int64),
         box=np.array(box, dtype=np.int64),
         background_sum=np.array([stats.background_sum], dtype=np.float64),
-        maps=torch.stack([stats.mean, stats.variance, stats.background]).numpy() if stats.window_box is not None else np.zeros((3, 0, 0, 0)),
+        maps=torch.stack([stats.mean, stats.variance, stats.background]).numpy()
+        if stats.window_box is not None
+        else np.zeros((3, 0, 0, 0)),
         image=stats.image.numpy(),
     )
 
@@ -114,7 +116,14 @@ def load_box_stats(store: GraphStore, key: str) -> BoxStats | None:
     if data is None:
         return None
     shape, box, total, maps, image = (data[k] for k in ("shape", "box", "background_sum", "maps", "image"))
-    if shape.shape != (3,) or box.shape != (6,) or total.shape != (1,) or maps.ndim != 4 or maps.shape[0] != 3 or image.ndim != 3:
+    if (
+        shape.shape != (3,)
+        or box.shape != (6,)
+        or total.shape != (1,)
+        or maps.ndim != 4
+        or maps.shape[0] != 3
+        or image.ndim != 3
+    ):
         return None
     window_box = None if box[0] < 0 else tuple((int(box[i]), int(box[i + 1])) for i in (0, 2, 4))
     if window_box is not None:
@@ -288,9 +297,17 @@ class _Features:
         if isinstance(ref, ImageRef):
             assert job.pca is not None
             value = self.store.load_feature(embedding_key(key, job.pca))
-            return value if value is not None else _embed(self.store, job.pca, key, self.cache.load(ref.case, keep=False).image[ref.channel])
+            return (
+                value
+                if value is not None
+                else _embed(self.store, job.pca, key, self.cache.load(ref.case, keep=False).image[ref.channel])
+            )
         stats = load_box_stats(self.store, stats_key(key))
-        return stats if stats is not None else _summarise(self.store, key, self.cache.load(ref.case, keep=False).foreground(ref.values))
+        return (
+            stats
+            if stats is not None
+            else _summarise(self.store, key, self.cache.load(ref.case, keep=False).foreground(ref.values))
+        )
 
 
 _FEATURES = _Features(FEATURE_BUDGET)
@@ -311,7 +328,12 @@ def _pair_value(features: _Features, item: PairItem) -> float:
             return official_image_distance(volumes_a, volumes_b, rng=rng, resize_to=config.official_resize)
         return official_label_similarity(volumes_a, volumes_b, rng=rng)
     if item.kind == "H":
-        return image_distance([features.get(k) for k in item.keys_a], [features.get(k) for k in item.keys_b], max_pairs=config.max_pairs, rng=rng)
+        return image_distance(
+            [features.get(k) for k in item.keys_a],
+            [features.get(k) for k in item.keys_b],
+            max_pairs=config.max_pairs,
+            rng=rng,
+        )
     # R: only the volumes that occur in the drawn pairs are read
     pairs = sample_pairs(len(item.keys_a), len(item.keys_b), config.max_pairs, rng)
     stats_a = {int(k): features.get(item.keys_a[int(k)]) for k in np.unique(pairs[:, 0])}

@@ -24,9 +24,16 @@ def _save(fig: plt.Figure, path: Path) -> Path:
 
 def node_order(graph: nx.Graph) -> list[str]:
     """Nodes sorted by role, collection, site, modality, objective (blocks in the heatmap)."""
+
     def key(n: str) -> tuple[str, ...]:
         d = graph.nodes[n]
-        return (d.get("role", ""), d.get("collection", ""), d.get("site", ""), d.get("modality", ""), d.get("objective", ""))
+        return (
+            d.get("role", ""),
+            d.get("collection", ""),
+            d.get("site", ""),
+            d.get("modality", ""),
+            d.get("objective", ""),
+        )
 
     return sorted(graph.nodes, key=key)
 
@@ -63,22 +70,56 @@ def plot_graph(
     modalities = sorted({d.get("modality", "") for _, d in shown.nodes(data=True)})
     cmap = plt.get_cmap("tab10")
     colour = {m: cmap(i % 10) for i, m in enumerate(modalities)}
-    weights = np.array([d["weight"] for _, _, d in shown.edges(data=True)]) if shown.number_of_edges() else np.array([1.0])
+    weights = (
+        np.array([d["weight"] for _, _, d in shown.edges(data=True)]) if shown.number_of_edges() else np.array([1.0])
+    )
     w_lo, w_hi = float(weights.min()), float(weights.max())
     alphas = [0.05 + 0.25 * (1 - (d["weight"] - w_lo) / (w_hi - w_lo + 1e-12)) for _, _, d in shown.edges(data=True)]
     nx.draw_networkx_edges(shown, pos, ax=ax, edge_color="grey", alpha=alphas, width=0.6)
     sizes = [30 + 4 * float(d.get("n_train", 1)) for _, d in shown.nodes(data=True)]
     nx.draw_networkx_nodes(
-        shown, pos, ax=ax, node_color=[colour[d.get("modality", "")] for _, d in shown.nodes(data=True)], node_size=sizes, linewidths=0.5, edgecolors="black"
+        shown,
+        pos,
+        ax=ax,
+        node_color=[colour[d.get("modality", "")] for _, d in shown.nodes(data=True)],
+        node_size=sizes,
+        linewidths=0.5,
+        edgecolors="black",
     )
     if transfer_path and len(transfer_path) > 1:
         path_edges = list(zip(transfer_path[:-1], transfer_path[1:]))
         nx.draw_networkx_edges(shown, pos, edgelist=path_edges, ax=ax, edge_color="crimson", width=3.0)
-        nx.draw_networkx_nodes(shown, pos, nodelist=list(transfer_path[1:-1]), ax=ax, node_color="orange", node_size=160, edgecolors="black")
+        nx.draw_networkx_nodes(
+            shown,
+            pos,
+            nodelist=list(transfer_path[1:-1]),
+            ax=ax,
+            node_color="orange",
+            node_size=160,
+            edgecolors="black",
+        )
     if landmark is not None and landmark in shown:
-        nx.draw_networkx_nodes(shown, pos, nodelist=[landmark], ax=ax, node_color="crimson", node_shape="*", node_size=600, edgecolors="black")
+        nx.draw_networkx_nodes(
+            shown,
+            pos,
+            nodelist=[landmark],
+            ax=ax,
+            node_color="crimson",
+            node_shape="*",
+            node_size=600,
+            edgecolors="black",
+        )
     if target is not None and target in shown:
-        nx.draw_networkx_nodes(shown, pos, nodelist=[target], ax=ax, node_color="limegreen", node_shape="s", node_size=300, edgecolors="black")
+        nx.draw_networkx_nodes(
+            shown,
+            pos,
+            nodelist=[target],
+            ax=ax,
+            node_color="limegreen",
+            node_shape="s",
+            node_size=300,
+            edgecolors="black",
+        )
     labelled = set(transfer_path or []) | {n for n in (target, landmark) if n}
     if shown.number_of_nodes() <= 30:
         labelled = set(shown.nodes)
@@ -106,7 +147,14 @@ def plot_heatmap(graph: nx.Graph, path: Path, attribute: str = "weight", title: 
     size = max(6.0, min(22.0, 0.16 * len(order) + 3))
     fig, ax = plt.subplots(figsize=(size, size * 0.85))
     image = ax.imshow(matrix, cmap="viridis_r" if attribute == "weight" else "viridis", interpolation="nearest")
-    fig.colorbar(image, ax=ax, shrink=0.7, label={"weight": "affinity w (distance)", "H": "image distance H", "R": "label similarity R"}.get(attribute, attribute))
+    fig.colorbar(
+        image,
+        ax=ax,
+        shrink=0.7,
+        label={"weight": "affinity w (distance)", "H": "image distance H", "R": "label similarity R"}.get(
+            attribute, attribute
+        ),
+    )
     if len(order) <= 160:
         font = 6 if len(order) <= 60 else 4
         ax.set_xticks(range(len(order)), order, rotation=90, fontsize=font)

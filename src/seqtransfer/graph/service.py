@@ -47,11 +47,22 @@ def build_graph_folder(
         return build_graph(tasks, out, config, targets=targets, progress=progress, executor=executor)
 
 
-def calibrate_graph(graph_dir: str | Path, transfers: Sequence[Transfer], n_trials: int = 50, seed: int = 0, objective: str = "within") -> CalibrationResult:
+def calibrate_graph(
+    graph_dir: str | Path, transfers: Sequence[Transfer], n_trials: int = 50, seed: int = 0, objective: str = "within"
+) -> CalibrationResult:
     """Calibrate alpha, beta on measured transfers and rewrite the graph's weights and parameters."""
     store = GraphStore(graph_dir)
     graph, config, h_scale, pca = store.load()
-    result = calibrate(graph, transfers, h_scale=h_scale, alpha=config.alpha, beta=config.beta, n_trials=n_trials, seed=seed, objective=objective)
+    result = calibrate(
+        graph,
+        transfers,
+        h_scale=h_scale,
+        alpha=config.alpha,
+        beta=config.beta,
+        n_trials=n_trials,
+        seed=seed,
+        objective=objective,
+    )
     new_config = replace(config, alpha=result.alpha, beta=result.beta)
     set_weights(graph, new_config, h_scale)
     store.save(graph, new_config, h_scale=h_scale, pca=pca, extra={"calibration": asdict(result)})

@@ -115,7 +115,14 @@ class GraphStore:
         """Whether a single-array feature is cached (not whether it is readable)."""
         return self._feature_path(key).exists()
 
-    def save(self, graph: nx.Graph, config: GraphConfig, h_scale: float, pca: SlicePCA | None, extra: dict[str, Any] | None = None) -> None:
+    def save(
+        self,
+        graph: nx.Graph,
+        config: GraphConfig,
+        h_scale: float,
+        pca: SlicePCA | None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         """Write graph, parameters and PCA (each atomically; the graph last)."""
         if pca is not None:
             with atomic_path(self.pca_path, suffix=".npz") as tmp:

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
+from seqtransfer.core.errors import ConfigError, DatasetError
+from seqtransfer.core.threads import single_threaded
 from seqtransfer.data.io import NIFTI_ENDINGS, read_image, write_image
 from seqtransfer.data.preprocess import PreprocessConfig, preprocess_arrays, restore_label
-from seqtransfer.core.errors import ConfigError, DatasetError
 from seqtransfer.evaluation.inference import predict_volume
-from seqtransfer.core.threads import single_threaded
-from seqtransfer.training.network import select_device
 from seqtransfer.pipeline.zoo import load_model
+from seqtransfer.training.network import select_device
 
 
 def resolve_model_folder(path: str | Path) -> Path:

@@ -86,7 +86,13 @@ def cached_scores(
     and the content of the cases. With ``save_dir``, predictions are written (recomputed when
     any is missing).
     """
-    blob = json.dumps({"task": task.name, "labels": list(task.label_values), "cases": [workspace.cache.key(c) for c in workspace.cases(task, case_ids)]})
+    blob = json.dumps(
+        {
+            "task": task.name,
+            "labels": list(task.label_values),
+            "cases": [workspace.cache.key(c) for c in workspace.cases(task, case_ids)],
+        }
+    )
     file = model_folder / "scores" / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.json"
     have_predictions = save_dir is None or all((save_dir / f"{c}.nii.gz").exists() for c in case_ids)
     if file.exists() and have_predictions:

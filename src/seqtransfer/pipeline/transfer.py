@@ -28,17 +28,17 @@ import torch
 from torch import nn
 
 from seqtransfer.core.atomic import write_json
-from seqtransfer.data.splits import TargetSplit, sample_cases, target_split
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.data.splits import TargetSplit, sample_cases, target_split
 from seqtransfer.pipeline.config import FinetuneConfig as FinetuneConfig
 from seqtransfer.pipeline.score import cached_scores, score_test_sets
+from seqtransfer.pipeline.workspace import Workspace
+from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, load_model, train_source, zoo_split
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights, save_checkpoint
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher
 from seqtransfer.training.loop import train
 from seqtransfer.training.loss import SegmentationLoss
 from seqtransfer.training.network import encoder_parameters, select_device
-from seqtransfer.pipeline.workspace import Workspace
-from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, load_model, train_source, zoo_split
 
 StepProgress = Callable[[str, int, int, float], None]
 
@@ -153,9 +153,21 @@ def validate_path(workspace: Workspace, path: Sequence[str], target: str) -> Non
         raise ConfigError(f"path node(s) {', '.join(not_sources)} are not sources of the graph")
 
 
-def _step_key(parent: str, node: str, cases: Sequence[str], case_keys: Sequence[str], config: FinetuneConfig, index: int) -> str:
+def _step_key(
+    parent: str, node: str, cases: Sequence[str], case_keys: Sequence[str], config: FinetuneConfig, index: int
+) -> str:
     recipe = {k: v for k, v in config.to_dict().items() if k != "checkpoint_every"}
-    blob = json.dumps({"parent": parent, "node": node, "cases": list(cases), "content": list(case_keys), "config": recipe, "index": index}, sort_keys=True)
+    blob = json.dumps(
+        {
+            "parent": parent,
+            "node": node,
+            "cases": list(cases),
+            "content": list(case_keys),
+            "config": recipe,
+            "index": index,
+        },
+        sort_keys=True,
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -188,7 +200,9 @@ def _cached_fisher(
         except Exception:  # noqa: BLE001 - a damaged cache file is recomputed
             pass
     names = dict(model.named_parameters()) if every_parameter else None
-    fisher = estimate_fisher(model, case_batches(workspace.arrays(task, case_ids), patch), loss_fn, device, parameters=names)
+    fisher = estimate_fisher(
+        model, case_batches(workspace.arrays(task, case_ids), patch), loss_fn, device, parameters=names
+    )
     save_checkpoint(file, {k: v.detach().cpu() for k, v in fisher.items()})
     return fisher
 
@@ -244,7 +258,9 @@ def run_transfer(
     target_task = workspace.task(target)
     if target_cases is None:
         if split is None:
-            split = target_split(target_task.split_key, [c.case_id for c in target_task.cases], seed=config.seed, n_train=config.n_train)
+            split = target_split(
+                target_task.split_key, [c.case_id for c in target_task.cases], seed=config.seed, n_train=config.n_train
+            )
         if config.draw >= len(split.draws):
             raise ConfigError(f"draw must be below {len(split.draws)}, got {config.draw}")
         target_train = list(split.draws[config.draw])
@@ -254,18 +270,29 @@ def run_transfer(
         target_train = sorted(dict.fromkeys(target_cases))
         unknown = [c for c in target_train if c not in known]
         if not target_train or unknown:
-            raise ConfigError(f"target {target!r}: no labelled case(s) {', '.join(unknown)}" if unknown else f"target {target!r}: no training case given")
+            raise ConfigError(
+                f"target {target!r}: no labelled case(s) {', '.join(unknown)}"
+                if unknown
+                else f"target {target!r}: no training case given"
+            )
         test_sets = ()
     test_ids = sorted({c for s in test_sets for c in s})
     device = select_device()
     if landmark is None:
-        landmark = train_source(workspace, path[0], zoo, progress=None if progress is None else (lambda s, t, loss: progress(path[0], s, t, loss)))
+        landmark = train_source(
+            workspace,
+            path[0],
+            zoo,
+            progress=None if progress is None else (lambda s, t, loss: progress(path[0], s, t, loss)),
+        )
     elif landmark.task != path[0]:
         raise ConfigError(f"the landmark model is of {landmark.task!r}, the path starts at {path[0]!r}")
     model, network = load_model(landmark.folder, device)
     patch = tuple(network.patch_size or ())
 
-    def evaluate(model_folder: Path, save_dir: Path | None = None) -> tuple[float | None, list[float], dict[str, float]]:
+    def evaluate(
+        model_folder: Path, save_dir: Path | None = None
+    ) -> tuple[float | None, list[float], dict[str, float]]:
         if not test_sets:
             return None, [], {}
         scores = cached_scores(model_folder, model, workspace, target_task, test_ids, patch, device, save_dir=save_dir)
@@ -289,7 +316,9 @@ def run_transfer(
         else:
             train_ids, _ = zoo_split(task, zoo)
             cases = list(sample_cases(task.split_key, train_ids, config.n_train, seed=config.seed, purpose="path-step"))
-        key = _step_key(parent, node, cases, [workspace.cache.key(c) for c in workspace.cases(task, cases)], config, index)
+        key = _step_key(
+            parent, node, cases, [workspace.cache.key(c) for c in workspace.cases(task, cases)], config, index
+        )
         folder = workspace.models / "finetune" / key
         before = _encoder_snapshot(model)
         start = time.perf_counter()
@@ -297,9 +326,29 @@ def run_transfer(
         if cached:
             load_weights(model, folder / CHECKPOINT_FINAL)
         else:
-            fisher = _cached_fisher(previous_folder, model, workspace, previous_task, previous_cases, patch, loss_fn, device, every_parameter=not config.freeze_encoder)
+            fisher = _cached_fisher(
+                previous_folder,
+                model,
+                workspace,
+                previous_task,
+                previous_cases,
+                patch,
+                loss_fn,
+                device,
+                every_parameter=not config.freeze_encoder,
+            )
             anchor = anchor_from(model)
-            write_json(folder / "config.json", {"node": node, "parent": parent, "train_cases": cases, "finetune": config.to_dict(), "network": network.to_dict(), "preprocess": workspace.preprocess_dict()})
+            write_json(
+                folder / "config.json",
+                {
+                    "node": node,
+                    "parent": parent,
+                    "train_cases": cases,
+                    "finetune": config.to_dict(),
+                    "network": network.to_dict(),
+                    "preprocess": workspace.preprocess_dict(),
+                },
+            )
             train(
                 model,
                 workspace.arrays(task, cases),
@@ -318,8 +367,14 @@ def run_transfer(
             raise RuntimeError(f"encoder weights changed during the fine-tuning step on {node}")
         is_last = node == target
         # the run folder is named by the last step's key; the final scoring writes its predictions
-        run_dir = (out_dir or workspace.models / "transfers" / target / hashlib.sha256(key.encode()).hexdigest()[:12]) if is_last else None
-        dice_after, sets_after, scores = evaluate(folder, save_dir=run_dir / "predictions" if run_dir is not None and test_sets else None)
+        run_dir = (
+            (out_dir or workspace.models / "transfers" / target / hashlib.sha256(key.encode()).hexdigest()[:12])
+            if is_last
+            else None
+        )
+        dice_after, sets_after, scores = evaluate(
+            folder, save_dir=run_dir / "predictions" if run_dir is not None and test_sets else None
+        )
         records.append(
             StepRecord(
                 node=node,

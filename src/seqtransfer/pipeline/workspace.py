@@ -14,12 +14,12 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.io import read_image
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig, median_spacing
 from seqtransfer.data.tasks import Task, split_tasks
 from seqtransfer.data.verify import require_valid
-from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph import GraphStore
 from seqtransfer.training.config import NetworkConfig
 
@@ -80,7 +80,9 @@ class Workspace:
         out = []
         for case in self.cases(task, case_ids):
             image, label = self.cache.task_volume(case, task.channel, task.label_values)
-            out.append((np.ascontiguousarray(image[None], dtype=np.float32), np.ascontiguousarray(label, dtype=np.uint8)))
+            out.append(
+                (np.ascontiguousarray(image[None], dtype=np.float32), np.ascontiguousarray(label, dtype=np.uint8))
+            )
         return out
 
     def original_label(self, task: Task, case: Case) -> tuple[np.ndarray, np.ndarray]:

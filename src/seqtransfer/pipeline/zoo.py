@@ -24,16 +24,16 @@ import torch
 from torch import nn
 
 from seqtransfer.core.atomic import write_json
+from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.data.splits import source_split
 from seqtransfer.data.tasks import Task
-from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.evaluation.dice import mean_dice
 from seqtransfer.pipeline.config import ZooConfig as ZooConfig
 from seqtransfer.pipeline.score import score_cases
+from seqtransfer.pipeline.workspace import Workspace
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights
 from seqtransfer.training.loop import train
 from seqtransfer.training.network import NetworkConfig, build_network, select_device
-from seqtransfer.pipeline.workspace import Workspace
 
 logger = logging.getLogger(__name__)
 
@@ -93,7 +93,9 @@ class ZooModel:
 def training_key(workspace: Workspace, task: Task, case_ids: Sequence[str], config: dict[str, Any]) -> str:
     """Hash of the training cases' content (files, channel, label values) and the configuration."""
     h = hashlib.sha256()
-    h.update(json.dumps({"channel": task.channel, "labels": task.label_values, "config": config}, sort_keys=True).encode())
+    h.update(
+        json.dumps({"channel": task.channel, "labels": task.label_values, "config": config}, sort_keys=True).encode()
+    )
     for case in workspace.cases(task, case_ids):
         h.update(workspace.cache.key(case).encode())
     return h.hexdigest()[:16]
@@ -168,7 +170,13 @@ def train_source(
         model = build_network(config.network, generator=generator)
         start = time.perf_counter()
         result = train(
-            model, workspace.arrays(task, train_ids), config.train, patch, out_dir=folder, resume=resume, progress=progress
+            model,
+            workspace.arrays(task, train_ids),
+            config.train,
+            patch,
+            out_dir=folder,
+            resume=resume,
+            progress=progress,
         )
         seconds = time.perf_counter() - start
         scores = score_cases(model, workspace, task, test_ids, patch)
@@ -233,7 +241,6 @@ def zoo_metrics(folder: Path) -> dict[str, Any]:
     return done
 
 
-
 def recorded_zoo_model(workspace: Workspace, name: str) -> ZooModel | None:
     """The finished zoo model the graph's node ``name`` records (its ``zoo_key``, written by
     :func:`train_source`); None when there is none, or it is missing or damaged (a caller
@@ -280,7 +287,19 @@ def landmark_zoo_model(workspace: Workspace, name: str, default: ZooConfig) -> t
     except StoreError:
         return None, default
     if config.network.preset != default.network.preset:
-        logger.info("%s: the recorded zoo model %s has preset %s, not %s", name, model.key, config.network.preset, default.network.preset)
+        logger.info(
+            "%s: the recorded zoo model %s has preset %s, not %s",
+            name,
+            model.key,
+            config.network.preset,
+            default.network.preset,
+        )
         return None, default
-    logger.info("%s: starting from the recorded zoo model %s (max_train %d, %d steps)", name, model.key, config.max_train, config.train.steps)
+    logger.info(
+        "%s: starting from the recorded zoo model %s (max_train %d, %d steps)",
+        name,
+        model.key,
+        config.max_train,
+        config.train.steps,
+    )
     return model, config

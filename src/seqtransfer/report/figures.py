@@ -24,7 +24,9 @@ def _save(fig: plt.Figure, path: Path) -> Path:
     return path
 
 
-def dice_chart(table: Mapping[tuple[str, str], Cell], targets: Sequence[str], methods: Sequence[str], path: Path) -> Path:
+def dice_chart(
+    table: Mapping[tuple[str, str], Cell], targets: Sequence[str], methods: Sequence[str], path: Path
+) -> Path:
     """Grouped bars: mean Dice (error bar: sd over draws and test sets) per target and method."""
     shown = [m for m in methods if any((t, m) in table for t in targets)]
     width = 0.8 / max(1, len(shown))
@@ -34,7 +36,15 @@ def dice_chart(table: Mapping[tuple[str, str], Cell], targets: Sequence[str], me
     for i, method in enumerate(shown):
         means = [table[(t, method)].mean if (t, method) in table else np.nan for t in targets]
         sds = [table[(t, method)].sd if (t, method) in table else 0.0 for t in targets]
-        ax.bar(x + (i - (len(shown) - 1) / 2) * width, means, width, yerr=sds, capsize=2, label=LABELS.get(method, method), color=colours(i % 10))
+        ax.bar(
+            x + (i - (len(shown) - 1) / 2) * width,
+            means,
+            width,
+            yerr=sds,
+            capsize=2,
+            label=LABELS.get(method, method),
+            color=colours(i % 10),
+        )
     ax.set_xticks(x)
     ax.set_xticklabels(targets, rotation=20, ha="right")
     ax.set_ylabel("Dice (mean over draws and test sets)")
@@ -64,7 +74,13 @@ def overlays(rows: Sequence[tuple[str, np.ndarray, np.ndarray, Mapping[str, np.n
             name, mask = panels[c]
             ax.imshow(np.rot90(image[:, :, z]), cmap="gray")
             if mask is not None:
-                ax.imshow(np.rot90(np.ma.masked_where(mask[:, :, z] == 0, mask[:, :, z])), cmap="autumn", alpha=0.6, vmin=0, vmax=1)
+                ax.imshow(
+                    np.rot90(np.ma.masked_where(mask[:, :, z] == 0, mask[:, :, z])),
+                    cmap="autumn",
+                    alpha=0.6,
+                    vmin=0,
+                    vmax=1,
+                )
             ax.set_title(LABELS.get(name, name) if c else f"{title}", fontsize=7)
     return _save(fig, path)
 

@@ -41,7 +41,16 @@ LABELS = {
     "ours_leep": "Ours, LEEP term (eq. 7, O -> exp LEEP)",
 }
 TABLE_I = ("ours", "logme", "leep", "mst", "mtl", "scratch")
-TABLE_II = ("ours", "landmark_direct", "random_landmark", "logme_stps", "leep_stps", "unfrozen", "calibrated", "ours_leep")
+TABLE_II = (
+    "ours",
+    "landmark_direct",
+    "random_landmark",
+    "logme_stps",
+    "leep_stps",
+    "unfrozen",
+    "calibrated",
+    "ours_leep",
+)
 
 
 @dataclass(frozen=True)
@@ -147,11 +156,20 @@ def method_table(
                 s = f"{v.mean:.3f} ± {v.sd:.3f}" if v.n > 1 and not per_target_row else f"{v.mean:.3f}"
             text.append(f"**{s}**" if m == best and best > -math.inf else s)
         rows.append([name, *text])
-        raw.append([name, *[(v.mean if v is not None else None) for v in values], *[(v.sd if v is not None else None) for v in values]])
+        raw.append(
+            [
+                name,
+                *[(v.mean if v is not None else None) for v in values],
+                *[(v.sd if v is not None else None) for v in values],
+            ]
+        )
 
     for target in targets:
         add(target, [table.get((target, c)) for c in present])
-    groups = [(collection, [t for t in targets if collections[t] == collection]) for collection in sorted(set(collections[t] for t in targets))]
+    groups = [
+        (collection, [t for t in targets if collections[t] == collection])
+        for collection in sorted(set(collections[t] for t in targets))
+    ]
     if len(groups) > 1:
         groups.append(("all targets", list(targets)))
     for collection, members in groups:
@@ -164,7 +182,9 @@ def method_table(
     return header, rows, raw
 
 
-def _paired_with(methods: Sequence[Mapping[str, Any]], ours: str) -> list[tuple[str, dict[tuple[str, int], float], dict[tuple[str, int], float]]]:
+def _paired_with(
+    methods: Sequence[Mapping[str, Any]], ours: str
+) -> list[tuple[str, dict[tuple[str, int], float], dict[tuple[str, int], float]]]:
     """Per method other than ``ours``: its Dice per (target, draw) and ours' per (target, draw)."""
     by_key: dict[str, dict[tuple[str, int], float]] = {}
     for (target, key), cell in cells(methods).items():
@@ -189,7 +209,9 @@ def win_rates(methods: Sequence[Mapping[str, Any]], ours: str = "ours") -> dict[
     return out
 
 
-def bootstrap_interval(values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0) -> tuple[float, float]:
+def bootstrap_interval(
+    values: Sequence[float], n_boot: int = 2000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
     """Percentile bootstrap interval of the mean of ``values`` (NaN, NaN with fewer than 2 finite values)."""
     x = np.asarray(_finite(values), dtype=float)
     if len(x) < 2:
@@ -219,7 +241,13 @@ def paired_differences(methods: Sequence[Mapping[str, Any]], ours: str = "ours")
         per_target = _per_target(diffs)
         if per_target:
             lo, hi = bootstrap_interval(per_target)
-            out[key] = {"mean": float(np.mean(per_target)), "low": lo, "high": hi, "targets": float(len(per_target)), "pairs": float(len(diffs))}
+            out[key] = {
+                "mean": float(np.mean(per_target)),
+                "low": lo,
+                "high": hi,
+                "targets": float(len(per_target)),
+                "pairs": float(len(diffs)),
+            }
     return out
 
 
@@ -241,12 +269,24 @@ def rank_scores(truth: Sequence[float], score: Sequence[float]) -> dict[str, flo
     ok = np.isfinite(y) & np.isfinite(s)
     y, s = y[ok], s[ok]
     if len(y) < MIN_RANKED or np.ptp(s) == 0:  # a constant score ranks nothing, not even a top-1
-        return {"kendall_tau": float("nan"), "weighted_tau": float("nan"), "pearson": float("nan"), "top1_regret": float("nan"), "n": float(len(y))}
+        return {
+            "kendall_tau": float("nan"),
+            "weighted_tau": float("nan"),
+            "pearson": float("nan"),
+            "top1_regret": float("nan"),
+            "n": float(len(y)),
+        }
     tau = stats.kendalltau(s, y).statistic
     wtau = stats.weightedtau(s, y).statistic
     pearson = stats.pearsonr(s, y).statistic if np.std(s) > 0 and np.std(y) > 0 else float("nan")
     regret = float(y.max() - y[int(np.argmax(s))])
-    return {"kendall_tau": float(tau), "weighted_tau": float(wtau), "pearson": float(pearson), "top1_regret": regret, "n": float(len(y))}
+    return {
+        "kendall_tau": float(tau),
+        "weighted_tau": float(wtau),
+        "pearson": float(pearson),
+        "top1_regret": regret,
+        "n": float(len(y)),
+    }
 
 
 def _leep_score(w: Any, terms: Mapping[str, Any], leep: Any) -> float:
@@ -299,15 +339,22 @@ def selection_quality(
             if calibrated and target in calibrated:
                 alpha, beta = calibrated[target]
                 rankings["calibrated -w (leave-one-site-out)"] = [
-                    -(alpha * _number(terms[s].get("H")) / h_scale + beta * (1.0 - _number(terms[s].get("R")))) for s in sources
+                    -(alpha * _number(terms[s].get("H")) / h_scale + beta * (1.0 - _number(terms[s].get("R"))))
+                    for s in sources
                 ]
         if all(s in terms for s in sources) and all(s in by_source for s in sources):
-            rankings["landmark score, LEEP term (-score)"] = [-_leep_score(sel["weights"][s], terms[s], by_source[s].get("leep")) for s in sources]
+            rankings["landmark score, LEEP term (-score)"] = [
+                -_leep_score(sel["weights"][s], terms[s], by_source[s].get("leep")) for s in sources
+            ]
         for name in ("logme", "leep", "nce"):
             if all(s in by_source for s in sources):
-                rankings[name.upper() if name != "logme" else "LogME"] = [_number(by_source[s].get(name)) for s in sources]
+                rankings[name.upper() if name != "logme" else "LogME"] = [
+                    _number(by_source[s].get(name)) for s in sources
+                ]
         for name, values in rankings.items():
-            rows.append({"target": target, "draw": draw, "ranking": name, **rank_scores(truth, values), "best_dice": max(truth)})
+            rows.append(
+                {"target": target, "draw": draw, "ranking": name, **rank_scores(truth, values), "best_dice": max(truth)}
+            )
     return rows
 
 
@@ -341,7 +388,9 @@ def selection_quality_means(quality: Sequence[Mapping[str, Any]]) -> list[dict[s
     return out
 
 
-def sample_size_curve(methods: Sequence[Mapping[str, Any]], sample: Sequence[Mapping[str, Any]], protocol_cases: int = 3) -> list[dict[str, Any]]:
+def sample_size_curve(
+    methods: Sequence[Mapping[str, Any]], sample: Sequence[Mapping[str, Any]], protocol_cases: int = 3
+) -> list[dict[str, Any]]:
     """The sample-size study: Dice against the number of labelled target cases, per method.
 
     Every point is scored on the target's first test set: the study's own runs (``sample``,
@@ -357,9 +406,13 @@ def sample_size_curve(methods: Sequence[Mapping[str, Any]], sample: Sequence[Map
     values: dict[tuple[str, int], dict[tuple[str, int], float]] = {}
     for r in methods:
         if r["method"] in studied and not r.get("variant") and r.get("test_set_dice"):
-            values.setdefault((str(r["method"]), protocol_cases), {})[(str(r["target"]), int(r["draw"]))] = _number(r["test_set_dice"][0])
+            values.setdefault((str(r["method"]), protocol_cases), {})[(str(r["target"]), int(r["draw"]))] = _number(
+                r["test_set_dice"][0]
+            )
     for r in sample:
-        values.setdefault((str(r["method"]), int(r["n_train"])), {})[(str(r["target"]), int(r["draw"]))] = _number(r.get("dice"))
+        values.setdefault((str(r["method"]), int(r["n_train"])), {})[(str(r["target"]), int(r["draw"]))] = _number(
+            r.get("dice")
+        )
     rows = []
     for (method, n), pairs in sorted(values.items()):
         per_target = _per_target(pairs)

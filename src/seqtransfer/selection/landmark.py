@@ -41,7 +41,6 @@ from seqtransfer.core.errors import ConfigError
 from seqtransfer.selection._graph import edge_weight, edge_weights_among, require_node, require_sources
 from seqtransfer.selection.errors import SelectionError
 
-
 #: the landmark scores: eq. 7 as in the paper, or with O replaced by the transferability exp(LEEP)
 SCORES = ("paper", "leep")
 
@@ -134,11 +133,7 @@ def density(graph: nx.Graph, node: str, w_c: float, among: Collection[str] | Non
     w_c = _check_w_c(w_c)
     require_node(graph, node, "task")
     keep = None if among is None else frozenset(among)
-    weights = [
-        edge_weight(graph, node, j)
-        for j in graph.neighbors(node)
-        if j != node and (keep is None or j in keep)
-    ]
+    weights = [edge_weight(graph, node, j) for j in graph.neighbors(node) if j != node and (keep is None or j in keep)]
     if not weights:
         return 0.0
     ratio = np.asarray(weights, dtype=float) / w_c
@@ -195,7 +190,12 @@ def _transferability(source: str, transferability: Mapping[str, float]) -> float
     if source not in transferability:
         raise SelectionError(f"no transferability T (exp LEEP) given for source {source!r}")
     value = transferability[source]
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value) or not 0.0 <= value <= 1.0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, numbers.Real)
+        or not math.isfinite(value)
+        or not 0.0 <= value <= 1.0
+    ):
         raise SelectionError(f"source {source!r} has transferability {value!r}; expected a number in [0, 1]")
     return float(value)
 
@@ -260,7 +260,9 @@ def landmark_scores(
         denominator = zeta * gamma
         score = w / denominator if denominator > 0 else math.inf
         excluded = None if learned(o, min_dice) else f"did not learn (held-out Dice {o:.3g} < {min_dice:g})"
-        scores[s] = LandmarkScore(source=s, w=w, zeta=zeta, rho=rho, O=o, gamma=gamma, score=score, excluded=excluded, T=t)
+        scores[s] = LandmarkScore(
+            source=s, w=w, zeta=zeta, rho=rho, O=o, gamma=gamma, score=score, excluded=excluded, T=t
+        )
     return scores
 
 
@@ -297,7 +299,15 @@ def select_landmark(
     """
     if isinstance(min_dice, bool) or not isinstance(min_dice, numbers.Real) or not 0.0 <= min_dice <= 1.0:
         raise ConfigError(f"min_dice must be in [0, 1], got {min_dice!r}")
-    scores = landmark_scores(graph, target, sources, performance=performance, w_c=w_c, min_dice=float(min_dice), transferability=transferability)
+    scores = landmark_scores(
+        graph,
+        target,
+        sources,
+        performance=performance,
+        w_c=w_c,
+        min_dice=float(min_dice),
+        transferability=transferability,
+    )
     if not scores:
         raise SelectionError(f"target {target!r} has no edge to any of the {len(frozenset(sources))} sources")
     candidates = [s for s in scores.values() if s.excluded is None]

@@ -47,7 +47,9 @@ def load_performance(path: str | Path) -> dict[str, float]:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"{p}: invalid JSON at line {exc.lineno}: {exc.msg}") from exc
-        if not isinstance(data, dict) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()):
+        if not isinstance(data, dict) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in data.values()
+        ):
             raise ConfigError(f"{p}: expected a JSON object mapping task names to Dice")
         values = {str(k): float(v) for k, v in data.items()}
     else:
@@ -231,12 +233,18 @@ def select_in_graph(
     """
     if target not in graph:
         targets = sorted(n for n, d in graph.nodes(data=True) if d.get("role") == "target")
-        hint = f" (targets of this graph: {', '.join(targets)})" if targets else " (add it with `seqtransfer graph build --target`)"
+        hint = (
+            f" (targets of this graph: {', '.join(targets)})"
+            if targets
+            else " (add it with `seqtransfer graph build --target`)"
+        )
         raise SelectionError(f"target {target!r} is not in the graph {where}{hint}")
     sources = candidate_sources(graph, target)
     connected = sorted(s for s in sources if graph.has_edge(s, target))
     if not connected:
-        raise SelectionError(f"target {target!r} has no edge to any source: it shares neither modality nor objective group with them")
+        raise SelectionError(
+            f"target {target!r} has no edge to any source: it shares neither modality nor objective group with them"
+        )
     if performance is not None:
         source_label = performance_label or "user file"
         missing = [s for s in connected if s not in performance]
@@ -258,7 +266,9 @@ def select_in_graph(
     logger.info("%s: O of %d connected source(s) from %s", target, len(connected), source_label)
     has_source_edges = any(graph.has_edge(a, b) for a in sources for b in graph.neighbors(a) if b in sources)
     w_c_used = w_c if w_c is not None else (default_w_c(graph, sources) if has_source_edges else None)
-    landmark, scores = select_landmark(graph, target, sources, performance=perf, w_c=w_c_used, min_dice=min_dice, transferability=transferability)
+    landmark, scores = select_landmark(
+        graph, target, sources, performance=perf, w_c=w_c_used, min_dice=min_dice, transferability=transferability
+    )
     result = optimal_path(graph, landmark, target, sources, lam=lam, c_search=c_search, max_length=max_length)
     ranked = sorted(scores.values(), key=lambda s: (s.excluded is not None, s.score, s.source))
     selection = Selection(

@@ -291,7 +291,9 @@ class PatchSampler:
             label_np[i, 0] = lbl
         return PreparedBatch(images=images, labels=labels, transform_seed=seed)
 
-    def to_device(self, prepared: PreparedBatch, device: torch.device | str | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def to_device(
+        self, prepared: PreparedBatch, device: torch.device | str | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Copy a drawn batch to ``device`` and augment it there.
 
         On a GPU, augmenting 128^3 patches on the CPU would take several times longer than
@@ -312,7 +314,9 @@ class PatchSampler:
         for img_t, lbl_t in zip(images, labels, strict=True):
             out = self.transform({"image": img_t, "label": lbl_t.to(torch.float32)})
             out_images.append(convert_to_tensor(out["image"], dtype=torch.float32, track_meta=False))
-            out_labels.append(torch.round(convert_to_tensor(out["label"], dtype=torch.float32, track_meta=False)).to(torch.uint8))
+            out_labels.append(
+                torch.round(convert_to_tensor(out["label"], dtype=torch.float32, track_meta=False)).to(torch.uint8)
+            )
         return torch.stack(out_images), torch.stack(out_labels)
 
     def batch(
