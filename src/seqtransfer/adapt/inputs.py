@@ -82,9 +82,8 @@ def find_unlabelled(inputs: Sequence[str | Path], n_channels: int, file_ending: 
         missing = [c for c in range(n_channels) if c not in channels]
         if missing:
             where = next(iter(channels.values())).parent
-            raise DatasetError(
-                f"{where / f'{case}_{missing[0]:04d}{file_ending}'}: missing (case {case!r} needs {n_channels} channel(s))"
-            )
+            path = where / f"{case}_{missing[0]:04d}{file_ending}"
+            raise DatasetError(f"{path}: missing (case {case!r} needs {n_channels} channel(s))")
         cases.append(UnlabelledCase(case, tuple(channels[c] for c in range(n_channels))))
     return cases
 

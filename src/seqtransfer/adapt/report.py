@@ -16,7 +16,11 @@ from seqtransfer.core.atomic import write_text
 
 def _img(path: Path, title: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode()
-    return f"<figure><img src='data:image/png;base64,{data}' style='max-width:100%' alt='{html.escape(title)}'><figcaption>{html.escape(title)}</figcaption></figure>"
+    title = html.escape(title)
+    return (
+        f"<figure><img src='data:image/png;base64,{data}' style='max-width:100%' alt='{title}'>"
+        f"<figcaption>{title}</figcaption></figure>"
+    )
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -125,13 +129,15 @@ def write_adapt_report(out: Path, result: dict[str, Any], plan: Any, graph: Any)
         parts.append(f"<h2>{html.escape(name)}</h2>")
         parts.append(
             f"<p>{len(record['labelled_cases'])} labelled case(s) trained the target step "
-            f"({', '.join(map(html.escape, record['labelled_cases']))}); {len(record['affinity_cases'])} stood for the target in the affinity. "
+            f"({', '.join(map(html.escape, record['labelled_cases']))}); "
+            f"{len(record['affinity_cases'])} stood for the target in the affinity. "
             f"O came from: {html.escape(record['performance_source'])}.</p>"
         )
         leep = record.get("score") == "leep"
         formula = (
-            "Landmark score = w / (zeta &middot; rho &middot; T), T = exp(LEEP) of the source model on this target's labelled cases, "
-            "lowest wins (the <code>leep</code> score: eq. 7 with O replaced by T; O only decides whether a source model learned)."
+            "Landmark score = w / (zeta &middot; rho &middot; T), T = exp(LEEP) of the source model on this target's "
+            "labelled cases, lowest wins (the <code>leep</code> score: eq. 7 with O replaced by T; O only decides "
+            "whether a source model learned)."
             if leep
             else "Landmark score = w / (zeta &middot; rho &middot; O), lowest wins (eq. 7)."
         )
@@ -145,7 +151,8 @@ def write_adapt_report(out: Path, result: dict[str, Any], plan: Any, graph: Any)
         steps = list(zip(record["path"][:-1], record["path"][1:], record["step_weights"], strict=True))
         parts.append(
             f"<h3>Why this path</h3><p>Path: {html.escape(' → '.join(record['path']))} "
-            f"({len(steps)} step(s), objective {record['objective_value']:.4f}); direct landmark → target edge w = {record['direct_weight']:.4f}. "
+            f"({len(steps)} step(s), objective {record['objective_value']:.4f}); "
+            f"direct landmark → target edge w = {record['direct_weight']:.4f}. "
             "Every intermediate step is lighter than the direct edge (eq. 8-9).</p>"
         )
         parts.append(_table(["from", "to", "w"], [[a, b, f"{w:.4f}"] for a, b, w in steps]))
@@ -159,14 +166,17 @@ def write_adapt_report(out: Path, result: dict[str, Any], plan: Any, graph: Any)
         held = record.get("labelsTs_dice")
         if held:
             parts.append(
-                f"<h3>Against the dataset's labelsTs</h3><p>Mean Dice {_fmt(held['mean_dice'])} over {held['n']} unlabelled case(s) whose labels "
+                f"<h3>Against the dataset's labelsTs</h3><p>Mean Dice {_fmt(held['mean_dice'])} "
+                f"over {held['n']} unlabelled case(s) whose labels "
                 "the dataset holds back in labelsTs (never used for training or selection).</p>"
             )
         estimate = record.get("estimate")
         if estimate:
             parts.append(
-                f"<h3>Leave-one-out estimate (small sample, n = {estimate['n']})</h3><p>Mean Dice {_fmt(estimate['mean_dice'])} "
-                f"over {sum(v is not None for v in estimate['per_case'].values())} case(s): a rough guide with {estimate['n']} labelled cases, not a test-set result.</p>"
+                f"<h3>Leave-one-out estimate (small sample, n = {estimate['n']})</h3>"
+                f"<p>Mean Dice {_fmt(estimate['mean_dice'])} "
+                f"over {sum(v is not None for v in estimate['per_case'].values())} case(s): "
+                f"a rough guide with {estimate['n']} labelled cases, not a test-set result.</p>"
             )
             parts.append(_table(["left-out case", "Dice"], [[c, _fmt(v)] for c, v in estimate["per_case"].items()]))
     overlay = _overlays(out, result, plan, figures / "predictions.png")

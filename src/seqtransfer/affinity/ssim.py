@@ -318,13 +318,14 @@ def _pair_ssim(a: BoxStats, b: BoxStats) -> float:
     total = a.background_sum + b.background_sum - n_valid
     if a.window_box is None or b.window_box is None:
         return total / n_valid
-    box = [(max(p[0], q[0]), min(p[1], q[1])) for p, q in zip(a.window_box, b.window_box)]
+    box = [(max(p[0], q[0]), min(p[1], q[1])) for p, q in zip(a.window_box, b.window_box, strict=True)]
     if any(lo > hi for lo, hi in box):
         return total / n_valid
 
     def crop(stats: BoxStats, extra: int) -> tuple[slice, ...]:
         assert stats.window_box is not None
-        return tuple(slice(lo - own[0], hi + 1 + extra - own[0]) for (lo, hi), own in zip(box, stats.window_box))
+        pairs = zip(box, stats.window_box, strict=True)
+        return tuple(slice(lo - own[0], hi + 1 + extra - own[0]) for (lo, hi), own in pairs)
 
     out_a, out_b = crop(a, 0), crop(b, 0)
     in_a, in_b = crop(a, 2 * SSIM_RADIUS), crop(b, 2 * SSIM_RADIUS)

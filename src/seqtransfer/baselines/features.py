@@ -12,10 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
 from monai.inferers import sliding_window_inference
+from monai.networks.nets import DynUNet
 from torch import nn
 
 from seqtransfer.baselines.models import decode, encode
@@ -73,10 +75,10 @@ def source_outputs(
     """
     was_training = model.training
     model.to(device).eval()
-    net = model
+    net = cast(DynUNet, model)  # source models are DynUNets (encode/decode refuse others)
 
     def predictor(x: torch.Tensor) -> torch.Tensor:
-        feats = decode(net, encode(net, x))  # type: ignore[arg-type]
+        feats = decode(net, encode(net, x))
         return torch.cat([feats, net.output_block(feats)], dim=1)
 
     all_f, all_p, all_y = [], [], []
@@ -89,7 +91,7 @@ def source_outputs(
                 )
             assert isinstance(out, torch.Tensor)
             out = out.float()[0]
-            n_feat = int(net.filters[0])  # type: ignore[index]
+            n_feat = int(net.filters[0])
             feats = out[:n_feat].reshape(n_feat, -1).cpu().numpy()
             probs = torch.softmax(out[n_feat:], dim=0).reshape(out.shape[0] - n_feat, -1).cpu().numpy()
             idx = balanced_voxels(np.asarray(label), per_class, rng)

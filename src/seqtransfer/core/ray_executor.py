@@ -1,8 +1,9 @@
 """The Ray executor: independent runs as Ray tasks on an existing cluster (or a local one).
 
 Each call of ``fn`` becomes a Ray task asking for one CPU, and for trainings (``gpu=True``)
-one GPU too where the cluster has GPUs; affinity shards never ask for a GPU; results are written by the task through the run store, which must be on a
-filesystem every node sees (the run folder).
+one GPU too where the cluster has GPUs; affinity shards never ask for a GPU; results are
+written by the task through the run store, which must be on a filesystem every node sees
+(the run folder).
 """
 
 from __future__ import annotations

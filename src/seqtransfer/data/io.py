@@ -77,7 +77,7 @@ def read_image(path: str | os.PathLike[str], dtype: type = np.float32) -> tuple[
     p = Path(path)
     img = _load(p)
     try:
-        data = np.asarray(img.dataobj, dtype=dtype)
+        data: np.ndarray = np.asarray(img.dataobj, dtype=dtype)  # type of a proxy's read: unknown to nibabel's stubs
     except Exception as exc:  # truncated gzip, short file, ...
         raise DatasetError(f"{p}: unreadable voxel data ({type(exc).__name__}: {exc})".splitlines()[0]) from exc
     shape = tuple(int(s) for s in img.shape[:3])

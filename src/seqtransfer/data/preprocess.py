@@ -152,9 +152,9 @@ def nonzero_box(images: np.ndarray) -> Box:
         The box; the whole volume when every voxel is zero.
     """
     start, end = generate_spatial_bounding_box(images, select_fn=lambda x: x != 0)
-    if any(e <= s for s, e in zip(start, end)):
+    if any(e <= s for s, e in zip(start, end, strict=True)):
         return tuple((0, int(n)) for n in images.shape[1:])
-    return tuple((int(s), int(e)) for s, e in zip(start, end))
+    return tuple((int(s), int(e)) for s, e in zip(start, end, strict=True))
 
 
 def crop_to_nonzero(images: np.ndarray, label: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

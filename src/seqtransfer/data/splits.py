@@ -117,7 +117,8 @@ def sample_size_split(
     pool = [c for c in sorted(case_ids) if c not in set(test)]
     if n < 1 or n > len(pool):
         raise ConfigError(
-            f"target {name!r}: {n} training case(s) asked; {len(pool)} lie outside its test set of {test_size} (need 1..{len(pool)})"
+            f"target {name!r}: {n} training case(s) asked; {len(pool)} lie outside its test set of {test_size} "
+            f"(need 1..{len(pool)})"
         )
     draws = []
     for d, own in enumerate(protocol.draws):

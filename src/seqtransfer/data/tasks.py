@@ -192,7 +192,8 @@ def split_tasks(
                     if name in tasks:
                         other = tasks[name].dataset.root
                         raise DatasetError(
-                            f"{dataset.root}: task {name!r} also comes from {other}; give the sites distinct names in sites.csv"
+                            f"{dataset.root}: task {name!r} also comes from {other}; "
+                            "give the sites distinct names in sites.csv"
                         )
                     tasks[name] = Task(
                         name=name,

@@ -63,7 +63,8 @@ def _check_case(dataset: Dataset, case: Case) -> list[Problem]:
                 Problem(
                     "error",
                     case.label,
-                    f"label values {undeclared} not declared in dataset.json (declared: {sorted(dataset.declared_values)})",
+                    f"label values {undeclared} not declared in dataset.json "
+                    f"(declared: {sorted(dataset.declared_values)})",
                 )
             )
         if values.size == 1 and values[0] == 0:
@@ -174,6 +175,15 @@ def verify_dataset(root: str | Path, progress: Callable[[int, int], None] | None
     return problems
 
 
+def _named_progress(progress: Callable[[str, int, int], None], name: str) -> Callable[[int, int], None]:
+    """``progress`` with the dataset's name put first."""
+
+    def report(done: int, total: int) -> None:
+        progress(name, done, total)
+
+    return report
+
+
 def verify_datasets(
     roots: Sequence[str | Path], progress: Callable[[str, int, int], None] | None = None
 ) -> list[Problem]:
@@ -181,7 +191,7 @@ def verify_datasets(
     problems: list[Problem] = []
     for root in roots:
         name = Path(root).name
-        problems.extend(verify_dataset(root, None if progress is None else lambda d, t, n=name: progress(n, d, t)))
+        problems.extend(verify_dataset(root, None if progress is None else _named_progress(progress, name)))
     if not any(p.severity == "error" for p in problems):
         for key, recorded in list(_PENDING.items()):
             _write_record(key, recorded)

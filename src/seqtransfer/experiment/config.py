@@ -74,7 +74,8 @@ from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
 from seqtransfer.selection.config import SelectionConfig
 from seqtransfer.training.config import NetworkConfig
 
-#: every method of the protocol (:data:`~seqtransfer.experiment.methods.METHOD_REGISTRY`), the default of ``protocol.methods``
+#: every method of the protocol (:data:`~seqtransfer.experiment.methods.METHOD_REGISTRY`),
+#: the default of ``protocol.methods``
 METHODS = tuple(METHOD_REGISTRY)
 
 #: the methods the sample-size study can run at another number of labelled target cases
@@ -166,7 +167,8 @@ class ProtocolConfig:
                 ),
                 (
                     all(m in self.methods for m in self.sample_size_methods) or self.n_train == (3,),
-                    "protocol.sample_size_methods must also be in protocol.methods (their 3-case runs are the study's n = 3)",
+                    "protocol.sample_size_methods must also be in protocol.methods "
+                    "(their 3-case runs are the study's n = 3)",
                 ),
                 (
                     len(set(self.sample_size_methods)) == len(self.sample_size_methods),
@@ -237,7 +239,8 @@ class ExperimentConfig:
             [
                 (
                     self.graph.seed == self.seed,
-                    f"graph.seed ({self.graph.seed}) must equal seed ({self.seed}): the graph draws each target's cases from the split of the transfers and test sets",
+                    f"graph.seed ({self.graph.seed}) must equal seed ({self.seed}): the graph draws each "
+                    "target's cases from the split of the transfers and test sets",
                 ),
                 (
                     self.finetune.seed == self.seed,
@@ -246,7 +249,8 @@ class ExperimentConfig:
                 ),
                 (
                     self.graph.target_cases == PROTOCOL_TRAIN_CASES,
-                    f"graph.target_cases ({self.graph.target_cases}) must be {PROTOCOL_TRAIN_CASES}, the training cases of a protocol draw",
+                    f"graph.target_cases ({self.graph.target_cases}) must be {PROTOCOL_TRAIN_CASES}, "
+                    "the training cases of a protocol draw",
                 ),
             ]
         )

@@ -169,7 +169,8 @@ class RunStore:
         with self._connect() as db:
             db.execute(
                 "INSERT INTO runs (key, kind, spec, status, attempts, started) VALUES (?, ?, ?, 'running', 1, ?) "
-                "ON CONFLICT(key) DO UPDATE SET status = 'running', attempts = attempts + 1, started = excluded.started",
+                "ON CONFLICT(key) DO UPDATE SET "
+                "status = 'running', attempts = attempts + 1, started = excluded.started",
                 (key, kind, canonical_json(spec), time.time()),
             )
         return key

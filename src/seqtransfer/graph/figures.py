@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from itertools import pairwise
 from pathlib import Path
 
 import matplotlib
@@ -87,7 +88,7 @@ def plot_graph(
         edgecolors="black",
     )
     if transfer_path and len(transfer_path) > 1:
-        path_edges = list(zip(transfer_path[:-1], transfer_path[1:]))
+        path_edges = list(pairwise(transfer_path))
         nx.draw_networkx_edges(shown, pos, edgelist=path_edges, ax=ax, edge_color="crimson", width=3.0)
         nx.draw_networkx_nodes(
             shown,

@@ -109,7 +109,7 @@ class GraphStore:
     def save_features(self, key: str, **arrays: np.ndarray) -> None:
         """Cache a multi-array feature atomically (one ``.npz``)."""
         with atomic_path(self._features_path(key), suffix=".npz") as tmp:
-            np.savez(tmp, **arrays)
+            np.savez(tmp, allow_pickle=False, **arrays)
 
     def has_feature(self, key: str) -> bool:
         """Whether a single-array feature is cached (not whether it is readable)."""

@@ -1,8 +1,9 @@
 """``seqtransfer predict``: segment NIfTI images with a trained model.
 
 Each image goes through the same preprocessing as training (crop to nonzero, z-score,
-resample to the model's grid: the cube, or the target spacing saved with the model), sliding-window inference, and the inverse of the
-preprocessing; the label is written with the input's own affine (uint8, atomically).
+resample to the model's grid: the cube, or the target spacing saved with the model),
+sliding-window inference, and the inverse of the preprocessing; the label is written with the
+input's own affine (uint8, atomically).
 """
 
 from __future__ import annotations

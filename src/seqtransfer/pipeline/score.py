@@ -51,7 +51,7 @@ def score_cases(
         Dice per case (NaN when prediction and ground truth are both empty).
     """
     scores: dict[str, float] = {}
-    for case, (image, _) in zip(workspace.cases(task, case_ids), workspace.arrays(task, case_ids)):
+    for case, (image, _) in zip(workspace.cases(task, case_ids), workspace.arrays(task, case_ids), strict=True):
         grid_prediction = predict_volume(model, image, patch_size, device)
         shape, box = workspace.cache.geometry(case)
         prediction = restore_label(grid_prediction, shape, box)

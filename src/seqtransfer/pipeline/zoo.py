@@ -165,12 +165,13 @@ def train_source(
                 "test_cases": list(test_ids),
             },
         )
-        patch = tuple(config.network.patch_size)  # resolved by NetworkConfig
+        assert config.network.patch_size is not None  # resolved by NetworkConfig
+        patch = tuple(config.network.patch_size)
         generator = torch.Generator().manual_seed(config.train.seed)
-        model = build_network(config.network, generator=generator)
+        network = build_network(config.network, generator=generator)
         start = time.perf_counter()
         result = train(
-            model,
+            network,
             workspace.arrays(task, train_ids),
             config.train,
             patch,
@@ -179,7 +180,7 @@ def train_source(
             progress=progress,
         )
         seconds = time.perf_counter() - start
-        scores = score_cases(model, workspace, task, test_ids, patch)
+        scores = score_cases(network, workspace, task, test_ids, patch)
         from seqtransfer.selection.landmark import learned
 
         dice_value = mean_dice(scores.values())

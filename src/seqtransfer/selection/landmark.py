@@ -75,11 +75,11 @@ class LandmarkScore:
     w: float
     zeta: float
     rho: float
-    O: float  # noqa: N815 - the paper's symbol
+    O: float  # the paper's symbol
     gamma: float
     score: float
     excluded: str | None = None
-    T: float | None = None  # noqa: N815 - as O
+    T: float | None = None  # as O
 
 
 def informativeness(graph: nx.Graph, node: str) -> float:
@@ -314,8 +314,9 @@ def select_landmark(
     if not candidates:
         best_o = max(scores.values(), key=lambda s: (s.O, s.source))
         raise SelectionError(
-            f"target {target!r}: none of its {len(scores)} connected source models learned its task (held-out Dice below {min_dice:g}; "
-            f"best {best_o.source} {best_o.O:.3g}): train the zoo longer or at a larger scale (zoo train --steps, --preset), or lower --min-source-dice"
+            f"target {target!r}: none of its {len(scores)} connected source models learned its task "
+            f"(held-out Dice below {min_dice:g}; best {best_o.source} {best_o.O:.3g}): train the zoo longer "
+            "or at a larger scale (zoo train --steps, --preset), or lower --min-source-dice"
         )
     best = min(candidates, key=lambda s: (s.score, s.source))
     return best.source, scores

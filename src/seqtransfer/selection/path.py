@@ -24,6 +24,7 @@ import math
 import numbers
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from itertools import pairwise
 
 import networkx as nx
 import numpy as np
@@ -137,7 +138,7 @@ def path_objective(graph: nx.Graph, path: Sequence[str], lam: float, c_search: f
     nodes = tuple(path)
     if len(nodes) < 2:
         raise SelectionError(f"a transfer path needs at least two tasks, got {list(nodes)!r}")
-    steps = [edge_weight(graph, a, b) for a, b in zip(nodes[:-1], nodes[1:])]
+    steps = [edge_weight(graph, a, b) for a, b in pairwise(nodes)]
     return _objective(_path_sum(steps), len(steps), lam, c_search)
 
 
@@ -173,7 +174,7 @@ def is_feasible(graph: nx.Graph, path: Sequence[str], sources: Collection[str], 
     source_set = frozenset(sources)
     if any(n not in source_set for n in nodes[1:-1]):
         return False
-    pairs = list(zip(nodes[:-1], nodes[1:]))
+    pairs = list(pairwise(nodes))
     if not all(graph.has_edge(a, b) for a, b in pairs):
         return False
     if length == 1:
@@ -265,7 +266,7 @@ class _Search:
         bounds = self._objective_bound(cost + keys, length)
         keep = bounds < self._best
         order = np.argsort(keys[keep], kind="stable")
-        for child, w, key in zip(children[keep][order], child_weights[keep][order], keys[keep][order]):
+        for child, w, key in zip(children[keep][order], child_weights[keep][order], keys[keep][order], strict=True):
             if not self._objective_bound(cost + key, length) < self._best:
                 break
             if self._visited[child]:
@@ -308,7 +309,7 @@ class _Search:
         child_weights = weights[children]
         bounds = self._objective_bound(cost + child_weights + self.bound[remaining - 1][children], length)
         keep = bounds <= threshold
-        for child, w in zip(children[keep], child_weights[keep]):
+        for child, w in zip(children[keep], child_weights[keep], strict=True):
             if self._visited[child]:
                 continue
             new_cost = cost + w
@@ -396,7 +397,7 @@ def optimal_path(
             if middle is None:  # phase 1 found a path with objective `best`, so phase 2 must
                 raise AssertionError("optimal_path: the optimum of phase 1 was not found again")
             chosen = (landmark, *(search.names[i] for i in middle), target)
-    steps = tuple(edge_weight(graph, a, b) for a, b in zip(chosen[:-1], chosen[1:]))
+    steps = tuple(edge_weight(graph, a, b) for a, b in pairwise(chosen))
     return PathResult(
         path=chosen,
         objective=_objective(_path_sum(steps), len(steps), lam, c_search),

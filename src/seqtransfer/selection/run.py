@@ -261,7 +261,8 @@ def select_in_graph(
         missing = [s for s in connected if "dice" not in graph.nodes[s]]
         raise ConfigError(
             f"no objective performance O for source(s) {', '.join(missing[:3])}"
-            f"{' and more' if len(missing) > 3 else ''}: train the zoo, pass --performance FILE, or --uniform-performance"
+            f"{' and more' if len(missing) > 3 else ''}: "
+            "train the zoo, pass --performance FILE, or --uniform-performance"
         )
     logger.info("%s: O of %d connected source(s) from %s", target, len(connected), source_label)
     has_source_edges = any(graph.has_edge(a, b) for a in sources for b in graph.neighbors(a) if b in sources)

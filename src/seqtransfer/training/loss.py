@@ -49,5 +49,5 @@ class SegmentationLoss(nn.Module):
         if output.dim() == target.dim() + 1:
             outputs = torch.unbind(output, dim=1)
             weights = deep_supervision_weights(len(outputs))
-            return sum(w * self.dice_ce(o.float(), target) for w, o in zip(weights, outputs, strict=True))  # type: ignore[return-value]
-        return self.dice_ce(output.float(), target)  # type: ignore[no-any-return]
+            return sum(w * self.dice_ce(o.float(), target) for w, o in zip(weights, outputs, strict=True))
+        return self.dice_ce(output.float(), target)

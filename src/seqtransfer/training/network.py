@@ -48,7 +48,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from monai.networks.layers import SkipConnection
@@ -112,7 +112,8 @@ def build_network(config: NetworkConfig, generator: torch.Generator | None = Non
             in_channels=config.in_channels,
             out_channels=config.out_channels,
             channels=config.filters,
-            strides=strides[1:],
+            # MONAI's UNet takes a per-axis stride for each level too; its annotation says int
+            strides=cast(Sequence[int], strides[1:]),
             num_res_units=2,
             norm="instance",
         )
