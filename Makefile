@@ -58,7 +58,7 @@ EXTRAS ?=
 .PHONY: wheelhouse check-offline
 wheelhouse: install
 	rm -rf $(WHEELHOUSE)
-	$(PY) -m build --outdir $(WHEELHOUSE) .
+	$(PY) -m build -q --outdir $(WHEELHOUSE) .
 	$(PY) -m pip wheel -q --wheel-dir $(WHEELHOUSE) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
 		"$(TORCH_SPEC)" "setuptools>=77" "$$(ls $(WHEELHOUSE)/seqtransfer-*.whl)$(if $(EXTRAS),[$(EXTRAS)])"
 	@du -sh $(WHEELHOUSE); ls $(WHEELHOUSE) | wc -l
