@@ -41,3 +41,29 @@ docs: install
 clean:
 	rm -rf demo_run .pytest_cache
 	rm -rf site
+	rm -rf $(WHEELHOUSE)
+
+# Offline install (README, "Install on a cluster"): the project's wheel and sdist and a wheel of
+# every dependency in $(WHEELHOUSE)/, then on a machine without network
+#   pip install --no-index --find-links wheelhouse seqtransfer
+# TORCH_SPEC chooses the torch build (default: the CPU build that `install` uses, from this
+# machine's wheels); a CUDA build from PyTorch's index, for example:
+#   make wheelhouse TORCH_SPEC=torch==2.13.0+cu128 TORCH_INDEX=https://download.pytorch.org/whl/cu128
+# EXTRAS=ray (comma-separated) adds the wheels of those extras.
+WHEELHOUSE ?= wheelhouse
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+EXTRAS ?=
+
+.PHONY: wheelhouse check-offline
+wheelhouse: install
+	rm -rf $(WHEELHOUSE)
+	$(PY) -m build -q --outdir $(WHEELHOUSE) .
+	$(PY) -m pip wheel -q --wheel-dir $(WHEELHOUSE) $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) \
+		"$(TORCH_SPEC)" "setuptools>=77" "$$(ls $(WHEELHOUSE)/seqtransfer-*.whl)$(if $(EXTRAS),[$(EXTRAS)])"
+	@du -sh $(WHEELHOUSE); ls $(WHEELHOUSE) | wc -l
+
+# the wheelhouse installed into a fresh virtual environment inside a network namespace without
+# network (unshare -n; needs root), then `seqtransfer --help` and a tiny `adapt` run there
+check-offline: wheelhouse
+	SEQTRANSFER_WHEELHOUSE=$(abspath $(WHEELHOUSE)) $(PY) -m pytest -p no:cacheprovider -rs tests/release/test_install.py
