@@ -53,7 +53,7 @@ DATASETS = (TUMOUR_DATASET, TISSUE_DATASET, LESION_DATASET)
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, int, int]]]:
     out = tmp_path_factory.mktemp("bench")
     calls: list[tuple[str, int, int]] = []
-    roots = make_benchmark(out, SMALL, progress=lambda stage, done, total: calls.append((stage, done, total)))
+    roots = make_benchmark(out, SMALL, progress=lambda e: calls.append((e.stage, e.done, e.total)))
     assert roots == [out / name for name in DATASETS]
     return out, calls
 
@@ -425,7 +425,7 @@ def new_target(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tup
     out = tmp_path_factory.mktemp("newtarget")
     calls: list[tuple[str, int, int]] = []
     root = make_new_target(
-        out, TINY, NEW_LABELLED, NEW_UNLABELLED, progress=lambda stage, done, total: calls.append((stage, done, total))
+        out, TINY, NEW_LABELLED, NEW_UNLABELLED, progress=lambda e: calls.append((e.stage, e.done, e.total))
     )
     assert root == out / NEW_TARGET_DATASET
     return root, calls
