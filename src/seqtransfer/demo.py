@@ -102,9 +102,7 @@ def run_demo(
     n_workers = workers if workers is not None else max(1, min(2, os.cpu_count() or 1))
     executor = make_executor("local", workers=n_workers)
     try:
-        ctx = run_experiment(
-            config, out_dir, progress=progress, executor=executor
-        )
+        ctx = run_experiment(config, out_dir, progress=progress, executor=executor)
     finally:
         executor.close()
     console.print(_task_table(list(ctx.tasks.values()), ctx.targets))

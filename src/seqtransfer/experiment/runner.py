@@ -149,9 +149,7 @@ class Context:
         return g.subgraph([*self.connected(target), target])
 
 
-def _datasets(
-    config: ExperimentConfig, run_dir: Path, progress: Progress | None
-) -> tuple[list[Path], Path | None]:
+def _datasets(config: ExperimentConfig, run_dir: Path, progress: Progress | None) -> tuple[list[Path], Path | None]:
     if not config.data.benchmark:
         return [Path(d) for d in config.data.datasets], Path(config.data.groups) if config.data.groups else None
     from seqtransfer.benchmark import make_benchmark
@@ -786,9 +784,7 @@ def run_experiment(
         RunLayout(run_dir).config_path,
         {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")},
     )
-    logger.info(
-        "graphs: %d draw(s), %d target(s): %s", config.protocol.draws, len(ctx.targets), ", ".join(ctx.targets)
-    )
+    logger.info("graphs: %d draw(s), %d target(s): %s", config.protocol.draws, len(ctx.targets), ", ".join(ctx.targets))
     zoo_stage(ctx, executor, progress)
     # draw-major order: the draws of one target (which share path prefixes) rarely run at once
     units = [(config, str(run_dir), t, d) for d in range(config.protocol.draws) for t in ctx.targets]

@@ -55,7 +55,6 @@ if TYPE_CHECKING:
     from seqtransfer.core.executor import Executor
 
 
-
 def edge_allowed(a: Task, b: Task) -> bool:
     """METHOD section 3: an edge exists when two tasks share a modality or an objective group.
 
