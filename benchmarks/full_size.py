@@ -124,7 +124,7 @@ def main() -> None:
         TrainConfig(steps=args.steps),
         network.patch_size,
         device=dev,
-        progress=lambda s, n, loss: stamps.append(time.perf_counter()),
+        progress=lambda _event: stamps.append(time.perf_counter()),
     )  # type: ignore[arg-type]
     res["train_s"] = round(time.perf_counter() - t, 1)
     steady = np.diff(stamps[5:]) * 1000 if len(stamps) > 6 else np.diff([t, *stamps]) * 1000

@@ -245,7 +245,8 @@ class ProgressLog:
         self.t0 = time.perf_counter()
         self.stages: dict[str, dict[str, float]] = {}
 
-    def __call__(self, stage: str, done: int, total: int) -> None:
+    def __call__(self, event: Any) -> None:  # a seqtransfer.core.progress.ProgressEvent
+        stage, done, total = event.stage, event.done, event.total
         now = time.perf_counter() - self.t0
         entry = self.stages.setdefault(stage, {"first_callback_s": round(now, 3), "total": total})
         entry["last_callback_s"] = round(now, 3)

@@ -46,6 +46,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 RESULTS = HERE / "results"
@@ -161,7 +162,8 @@ def phase_graph(args: argparse.Namespace) -> dict:
     stages: dict[str, float] = {}
     last = [time.perf_counter(), None]
 
-    def progress(stage: str, done: int, total: int) -> None:
+    def progress(event: Any) -> None:  # a seqtransfer.core.progress.ProgressEvent
+        stage = event.stage
         now = time.perf_counter()
         if last[1] is not None:
             stages[last[1]] = stages.get(last[1], 0.0) + now - last[0]

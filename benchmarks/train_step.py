@@ -177,7 +177,7 @@ def run_ours(
     stamps: list[float] = []
     cpu_stamps: list[float] = []
 
-    def progress(step: int, total: int, loss: float) -> None:
+    def progress(_event: Any) -> None:  # a seqtransfer.core.progress.ProgressEvent
         stamps.append(time.perf_counter())
         cpu_stamps.append(time.process_time())
 

@@ -5,8 +5,10 @@ ends as one line on stderr and exit status 2; no traceback reaches the user for 
 
 Every default is read from the library's configuration dataclasses (:class:`GraphConfig`,
 :class:`SelectionConfig`, :class:`ZooConfig`, :class:`FinetuneConfig`), which import neither
-torch nor MONAI. The library logs through :mod:`logging` (loggers under ``seqtransfer``);
-``--verbose`` shows its debug and info messages, ``--quiet`` only its errors.
+torch nor MONAI. The library logs through :mod:`logging` (loggers under ``seqtransfer``) and
+reports progress through :mod:`seqtransfer.core.progress`, drawn here as rich bars on stderr;
+``--verbose`` shows its debug and info messages, ``--quiet`` only its errors; by default its
+warnings and the stage runners' info lines (:data:`NARRATORS`).
 """
 
 from __future__ import annotations
@@ -22,10 +24,12 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress as RichProgress
 from rich.table import Table
 
 from seqtransfer.core.errors import ConfigError, DatasetError, SeqTransferError
+from seqtransfer.core.progress import Progress, ProgressEvent
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
 from seqtransfer.selection.config import SelectionConfig
@@ -64,14 +68,26 @@ NETWORK = NetworkConfig()
 
 _LOG_HANDLER = RichHandler(console=err, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
 
+#: the loggers of the stage runners, whose info lines ("graphs: 3 draw(s), ...", "zoo: 13 source
+#: model(s) ...", "... skipped (...)") say what a long command is doing: shown by default
+NARRATORS = ("seqtransfer.experiment.runner", "seqtransfer.adapt.run")
+
 
 def configure_logging(verbose: bool = False, quiet: bool = False) -> None:
     """Show the library's log records on stderr: debug and up with ``verbose``, errors only
-    with ``quiet``, warnings and errors otherwise."""
+    with ``quiet``, warnings and errors otherwise, and the info lines of the stage runners
+    (:data:`NARRATORS`) too.
+
+    The rest of the library's info lines (a training resuming, a zoo model started) are too
+    many for a long run and wait for ``--verbose``. Worker processes (the process pool, Ray)
+    configure no logging: only their warnings reach stderr, through Python's last-resort handler.
+    """
     if verbose and quiet:
         raise ConfigError("--verbose and --quiet exclude each other")
     logger = logging.getLogger("seqtransfer")
     logger.setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.WARNING)
+    for name in NARRATORS:
+        logging.getLogger(name).setLevel(logging.DEBUG if verbose else logging.ERROR if quiet else logging.INFO)
     if _LOG_HANDLER not in logger.handlers:
         logger.addHandler(_LOG_HANDLER)
 
@@ -100,9 +116,9 @@ def _options(
     configure_logging(verbose, quiet)
 
 
-def _progress(*extra: TextColumn, transient: bool = True) -> Progress:
+def _progress(*extra: TextColumn, transient: bool = True) -> RichProgress:
     """The rich progress display of every command (on stderr, off when it is not a terminal)."""
-    return Progress(
+    return RichProgress(
         TextColumn("{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),
@@ -115,26 +131,21 @@ def _progress(*extra: TextColumn, transient: bool = True) -> Progress:
 
 
 @contextlib.contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int], None]]:
-    """A rich progress bar; yields a ``(done, total)`` callback."""
+def progress_bar(description: str) -> Iterator[Progress]:
+    """One rich progress bar named ``description``; yields the library's progress callback
+    (every event moves the same bar, whatever its stage)."""
     with _progress() as progress:
         task_id = progress.add_task(description, total=None)
 
-        def update(done: int, total: int) -> None:
-            progress.update(task_id, completed=done, total=total)
+        def update(event: ProgressEvent) -> None:
+            progress.update(task_id, completed=event.done, total=event.total)
 
         yield update
 
 
-@contextlib.contextmanager
-def staged_progress(description: str) -> Iterator[Callable[[str, int, int], None]]:
-    """Like :func:`progress_bar`, for callbacks that also name their stage."""
-    with progress_bar(description) as update:
-
-        def staged(stage: str, done: int, total: int) -> None:
-            update(done, total)
-
-        yield staged
+def _named(progress: Progress) -> Callable[[str, int, int], None]:
+    """``progress`` as the ``(name, done, total)`` callback of the dataset checks."""
+    return lambda name, done, total: progress(ProgressEvent(name, done, total))
 
 
 DatasetDirs = Annotated[list[Path], typer.Argument(help="nnU-Net v2 raw dataset folders.", show_default=False)]
@@ -148,8 +159,8 @@ def verify(datasets: DatasetDirs) -> None:
     """
     from seqtransfer.data.verify import verify_datasets
 
-    with staged_progress("verifying") as update:
-        problems = verify_datasets(datasets, update)
+    with progress_bar("verifying") as update:
+        problems = verify_datasets(datasets, _named(update))
     for problem in problems:
         (err if problem.severity == "error" else out).print(str(problem), markup=False)
     n_err = sum(p.severity == "error" for p in problems)
@@ -166,8 +177,8 @@ def _load_tasks(
     """The datasets' tasks (:func:`~seqtransfer.data.verify.verified_tasks`), warnings printed."""
     from seqtransfer.data.verify import verified_tasks
 
-    with staged_progress("verifying") as update:
-        found = verified_tasks(datasets, groups, modalities, update)
+    with progress_bar("verifying") as update:
+        found = verified_tasks(datasets, groups, modalities, _named(update))
     for warning in found.warnings:
         err.print(str(warning), markup=False)
     return found.tasks, found.groups_file
@@ -247,7 +258,7 @@ def benchmark_make(
     from seqtransfer.benchmark import BenchmarkConfig, make_benchmark, make_new_target
 
     config = BenchmarkConfig(seed=seed, size=size, cases=cases, tumour_sites=sites, deep_grey=deep_grey)
-    with staged_progress("generating") as update:
+    with progress_bar("generating") as update:
         roots = make_benchmark(out_dir, config, update)
         if new_target:
             roots.append(make_new_target(out_dir, config, new_target_labelled, new_target_unlabelled, update))
@@ -293,7 +304,7 @@ def graph_build(
     task_list, _ = _load_tasks(datasets, groups, modalities)
     pool = make_executor(executor, workers=workers, address=address)
     try:
-        with staged_progress("graph") as update:
+        with progress_bar("graph") as update:
             graph = build_graph_folder(
                 task_list, out_dir, config, targets=targets, add=add, progress=update, executor=pool
             )
@@ -453,14 +464,16 @@ def _zoo_config(
 
 
 @contextlib.contextmanager
-def _training_progress() -> Iterator[Callable[[str, int, int, float], None]]:
+def _training_progress() -> Iterator[Progress]:
+    """One bar per trained node (the events' stage), with the last step's loss."""
     with _progress(TextColumn("loss {task.fields[loss]:.4f}")) as progress:
         bars: dict[str, Any] = {}
 
-        def update(name: str, step: int, total: int, loss: float) -> None:
-            if name not in bars:
-                bars[name] = progress.add_task(f"training {name}", total=total, loss=float("nan"))
-            progress.update(bars[name], completed=step, total=total, loss=loss)
+        def update(event: ProgressEvent) -> None:
+            if event.stage not in bars:
+                bars[event.stage] = progress.add_task(f"training {event.stage}", total=event.total, loss=float("nan"))
+            loss = float("nan") if event.loss is None else event.loss
+            progress.update(bars[event.stage], completed=event.done, total=event.total, loss=loss)
 
         yield update
 
@@ -655,7 +668,7 @@ def run_command(
     pool = make_executor(executor, workers=workers, address=address)
     try:
         with _staged_bars() as update:
-            run_experiment(config, out_dir, log=lambda m: out.print(m, markup=False), progress=update, executor=pool)
+            run_experiment(config, out_dir, progress=update, executor=pool)
     finally:
         pool.close()
     written = write_report(out_dir)
@@ -676,15 +689,15 @@ def report_command(
 
 
 @contextlib.contextmanager
-def _staged_bars() -> Iterator[Callable[[str, int, int], None]]:
-    """One progress bar per stage name, updated with ``(stage, done, total)``."""
+def _staged_bars() -> Iterator[Progress]:
+    """One progress bar per stage name of the events."""
     with _progress(transient=False) as progress:
         bars: dict[str, Any] = {}
 
-        def update(stage: str, done: int, total: int) -> None:
-            if stage not in bars:
-                bars[stage] = progress.add_task(stage, total=total)
-            progress.update(bars[stage], completed=done, total=total)
+        def update(event: ProgressEvent) -> None:
+            if event.stage not in bars:
+                bars[event.stage] = progress.add_task(event.stage, total=event.total)
+            progress.update(bars[event.stage], completed=event.done, total=event.total)
 
         yield update
 
@@ -793,7 +806,6 @@ def adapt(
             modality=modality,
             estimate=estimate,
             progress=update,
-            log=lambda m: err.print(m, markup=False),
         )
     if graph is not None:
         from seqtransfer.graph.store import GraphStore
@@ -820,7 +832,6 @@ def adapt(
                 graph_dir=graph,
                 executor=pool if workers > 1 else None,
                 progress=update,
-                log=lambda m: out.print(m, markup=False),
             )
     finally:
         pool.close()
@@ -858,7 +869,7 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the console script: one-line errors and exit status 2 for bad input."""
     command = typer.main.get_command(app)
     logger = logging.getLogger("seqtransfer")
-    level = logger.level
+    levels = {name: logging.getLogger(name).level for name in ("seqtransfer", *NARRATORS)}
     try:
         # without standalone mode, click returns the code of typer.Exit instead of raising it
         code = command.main(args=argv, prog_name="seqtransfer", standalone_mode=False)
@@ -887,7 +898,8 @@ def main(argv: list[str] | None = None) -> None:
         err.print("error: interrupted", markup=False)
         sys.exit(130)
     finally:  # a caller that runs main in its own process (tests, scripts) gets its logging back
-        logger.setLevel(level)
+        for name, level in levels.items():
+            logging.getLogger(name).setLevel(level)
         logger.removeHandler(_LOG_HANDLER)
 
 

@@ -22,13 +22,13 @@ held-back ``labelsTs`` give the Dice of those predictions.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+from seqtransfer.core.progress import Progress, prefixed
 from seqtransfer.data.tasks import Task
 from seqtransfer.experiment.config import DataConfig, ExperimentConfig, ProtocolConfig, ZooSection
 from seqtransfer.experiment.layout import RunLayout
@@ -36,8 +36,6 @@ from seqtransfer.experiment.protocol import protocol_targets
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.pipeline.config import FinetuneConfig
 from seqtransfer.training.config import NetworkConfig
-
-Progress = Callable[[str, int, int], None]
 
 __all__ = ["demo_config", "protocol_targets", "run_demo"]
 
@@ -104,9 +102,7 @@ def run_demo(
     n_workers = workers if workers is not None else max(1, min(2, os.cpu_count() or 1))
     executor = make_executor("local", workers=n_workers)
     try:
-        ctx = run_experiment(
-            config, out_dir, log=lambda m: console.print(m, markup=False), progress=progress, executor=executor
-        )
+        ctx = run_experiment(config, out_dir, progress=progress, executor=executor)
     finally:
         executor.close()
     console.print(_task_table(list(ctx.tasks.values()), ctx.targets))
@@ -158,7 +154,7 @@ def demo_adapt(
             benchmark_config_of(config),
             labelled=3,
             unlabelled=10,
-            progress=None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t)),
+            progress=prefixed(progress, "benchmark "),
         )
     target = task_name(NEW_TARGET_SITE, *DEMO_ADAPT_TARGET)
     console.print(

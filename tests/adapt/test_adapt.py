@@ -399,8 +399,8 @@ KILL_SCRIPT = textwrap.dedent(
 
     kill_at = int(sys.argv[2])
 
-    def progress(stage, done, total):
-        if kill_at and stage == "training " + TARGETS[0] and done == kill_at:
+    def progress(event):
+        if kill_at and event.stage == "training " + TARGETS[0] and event.done == kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
 
     with single_threaded():

@@ -11,6 +11,7 @@ import torch
 from seqtransfer.baselines.models import MultiTaskNet
 from seqtransfer.baselines.train import MultiTaskTrainer, mtl_config, train_mtl
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.core.progress import ProgressEvent
 from seqtransfer.training.augment import AugmentConfig, PatchSampler
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, CHECKPOINT_LATEST, load_checkpoint
 from seqtransfer.training.loop import TrainConfig
@@ -106,8 +107,8 @@ def test_stopped_and_resumed_run_is_bit_identical(tmp_path: Path, config: TrainC
     straight = _model(seed=1)
     full = train_mtl(straight, _tasks(), config, PATCH, out_dir=tmp_path / "a", device="cpu")
 
-    def stop_at_3(step: int, total: int, loss: float) -> None:
-        if step == 3:
+    def stop_at_3(event: ProgressEvent) -> None:
+        if event.done == 3:
             raise Stop
 
     with pytest.raises(Stop):

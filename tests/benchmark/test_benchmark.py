@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -53,7 +54,7 @@ DATASETS = (TUMOUR_DATASET, TISSUE_DATASET, LESION_DATASET)
 def generated(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[str, int, int]]]:
     out = tmp_path_factory.mktemp("bench")
     calls: list[tuple[str, int, int]] = []
-    roots = make_benchmark(out, SMALL, progress=lambda stage, done, total: calls.append((stage, done, total)))
+    roots = make_benchmark(out, SMALL, progress=lambda e: calls.append((e.stage, e.done, e.total)))
     assert roots == [out / name for name in DATASETS]
     return out, calls
 
@@ -425,7 +426,7 @@ def new_target(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tup
     out = tmp_path_factory.mktemp("newtarget")
     calls: list[tuple[str, int, int]] = []
     root = make_new_target(
-        out, TINY, NEW_LABELLED, NEW_UNLABELLED, progress=lambda stage, done, total: calls.append((stage, done, total))
+        out, TINY, NEW_LABELLED, NEW_UNLABELLED, progress=lambda e: calls.append((e.stage, e.done, e.total))
     )
     assert root == out / NEW_TARGET_DATASET
     return root, calls
@@ -730,7 +731,7 @@ def test_cli_benchmark_make_deep_grey(tmp_path: Path, capsys: pytest.CaptureFixt
     assert meta["numTraining"] == 4 * len(DEEP_GREY_SITES) and meta["benchmark_config"]["deep_grey"] is True
 
 
-def test_experiment_key_and_existing_run_marker(tmp_path: Path) -> None:
+def test_experiment_key_and_existing_run_marker(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     from seqtransfer.experiment.config import ExperimentConfig, config_from_dict
     from seqtransfer.experiment.runner import _datasets
 
@@ -745,6 +746,7 @@ def test_experiment_key_and_existing_run_marker(tmp_path: Path) -> None:
     (out / "benchmark.json").write_text(
         json.dumps({"config": {"seed": 0, "size": 48, "cases": 24, "tumour_sites": 6}, "datasets": names})
     )
-    messages: list[str] = []
-    roots, groups = _datasets(ExperimentConfig(), tmp_path, messages.append, None)
-    assert roots == [out / n for n in names] and groups == out / "objective_groups.json" and messages == []
+    with caplog.at_level(logging.INFO, logger="seqtransfer.experiment.runner"):
+        roots, groups = _datasets(ExperimentConfig(), tmp_path, None)
+    assert roots == [out / n for n in names] and groups == out / "objective_groups.json"
+    assert not [r for r in caplog.records if "generating" in r.getMessage()], caplog.text

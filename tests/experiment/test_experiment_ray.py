@@ -38,13 +38,13 @@ def test_ray_executor_gives_the_results_of_the_local_one(dataset_factory, tmp_pa
             "finetune": {"steps": 2, "augment": False},
         }
     )
-    local = run_experiment(config, tmp_path / "local", log=lambda _m: None)
+    local = run_experiment(config, tmp_path / "local")
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         executor = RayExecutor()
         # on a CPU cluster nothing asks for a GPU; affinity shards never do
         assert executor.resources(gpu=True) == executor.resources(gpu=False) == {"num_cpus": 1, "num_gpus": 0}
-        remote = run_experiment(config, tmp_path / "ray", log=lambda _m: None, executor=executor)
+        remote = run_experiment(config, tmp_path / "ray", executor=executor)
     finally:
         ray.shutdown()
     # the graphs (features and pair shards ran as Ray tasks) are those of the local run
@@ -62,7 +62,7 @@ def test_ray_executor_gives_the_results_of_the_local_one(dataset_factory, tmp_pa
     assert results(local) == results(remote) and len(results(local)) == 4
     # a second run finds everything done, whichever executor did it
     before = {r.key: r.attempts for r in remote.store.records()}
-    again = run_experiment(config, tmp_path / "ray", log=lambda _m: None)
+    again = run_experiment(config, tmp_path / "ray")
     assert {r.key: r.attempts for r in again.store.records()} == before
 
 

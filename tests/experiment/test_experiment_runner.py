@@ -3,6 +3,7 @@
 import html
 import importlib.metadata
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -50,7 +51,7 @@ def datasets(dataset_factory):
 
 def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets, tmp_path: Path) -> None:
     config = config_from_dict(tiny_config(*datasets))
-    ctx = run_experiment(config, tmp_path / "run", log=lambda _m: None)
+    ctx = run_experiment(config, tmp_path / "run")
     methods = [r.result for r in ctx.store.records("method", "done")]
     names = {m["method"] for m in methods}
     assert names == set(config.protocol.methods)
@@ -125,7 +126,7 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
         assert {t["path"][0] for t in transfers if t["target"] == target} == set(ctx.connected(target))
     assert len(ctx.store.records("scores", "done")) >= sum(len(ctx.connected(t)) for t in TARGETS)
     before = {r.key: r.attempts for r in ctx.store.records()}
-    again = run_experiment(config, tmp_path / "run", log=lambda _m: None)
+    again = run_experiment(config, tmp_path / "run")
     assert {r.key: r.attempts for r in again.store.records()} == before  # nothing redone
     resolved = json.loads((tmp_path / "run" / "config.resolved.json").read_text())
     assert resolved["versions"]["seqtransfer"] == importlib.metadata.version("seqtransfer")
@@ -183,9 +184,9 @@ def test_a_process_pool_gives_the_same_results_as_one_process(datasets, tmp_path
         *datasets, draws=1, methods=["ours", "landmark_direct", "scratch", "mst"], quality_draws=0, max_sources=2
     )
     config = config_from_dict(raw)
-    seq = run_experiment(config, tmp_path / "seq", log=lambda _m: None)
+    seq = run_experiment(config, tmp_path / "seq")
     with ProcessExecutor(2) as pool:
-        par = run_experiment(config, tmp_path / "par", log=lambda _m: None, executor=pool)
+        par = run_experiment(config, tmp_path / "par", executor=pool)
         assert pool._pool is not None  # one pool served the graph, zoo and methods stages
     assert pool._pool is None
 
@@ -219,7 +220,7 @@ def test_run_and_report_raise_no_runtime_warning_even_with_an_empty_selection_qu
     run_dir = tmp_path / "run"
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
-        run_experiment(config, run_dir, log=lambda _m: None)
+        run_experiment(config, run_dir)
         write_report(run_dir)
     store = RunStore(run_dir / "runs.sqlite")
     for record in store.records("selection", "done"):
@@ -234,7 +235,9 @@ def test_run_and_report_raise_no_runtime_warning_even_with_an_empty_selection_qu
     assert "Les-T1-lesion,0,source held-out Dice (O),nan,nan,nan,nan,0" in rows, rows
 
 
-def test_a_target_whose_pool_learned_nothing_runs_what_needs_no_landmark(datasets, tmp_path: Path, monkeypatch) -> None:
+def test_a_target_whose_pool_learned_nothing_runs_what_needs_no_landmark(
+    datasets, tmp_path: Path, monkeypatch, caplog: pytest.LogCaptureFixture
+) -> None:
     """No landmark can be chosen (every pool model learned nothing): the run goes on, logs the
     skipped methods (ours and its ablations), and runs every baseline for that target: scratch,
     random landmarks, LogME and LEEP with and without STPS, MST (top-k by LogME)."""
@@ -249,13 +252,14 @@ def test_a_target_whose_pool_learned_nothing_runs_what_needs_no_landmark(dataset
         return real(ctx, target, draw, **kwargs)
 
     monkeypatch.setattr(runner, "selection", selection)
-    lines: list[str] = []
     config = config_from_dict(
         tiny_config(
             *datasets, draws=1, methods=["ours", "scratch", "random_landmark", "logme", "leep", "mst", "logme_stps"]
         )
     )
-    ctx = run_experiment(config, tmp_path / "run", log=lines.append)
+    with caplog.at_level(logging.INFO, logger="seqtransfer.experiment.runner"):
+        ctx = run_experiment(config, tmp_path / "run")
+    lines = [r.getMessage() for r in caplog.records if r.name == "seqtransfer.experiment.runner"]
     done = {(r.result["method"], r.result["target"]) for r in ctx.store.records("method", "done")}
     for method in ("scratch", "random_landmark", "logme", "leep", "mst", "logme_stps"):
         assert (method, "Les-T1-lesion") in done
@@ -286,7 +290,7 @@ def test_the_sample_size_study_trains_and_scores_each_number_of_labelled_cases(d
         sample_size_methods=methods,
     )
     config = config_from_dict(raw)
-    ctx = run_experiment(config, tmp_path / "run", log=lambda _m: None)
+    ctx = run_experiment(config, tmp_path / "run")
     sample = [r for r in ctx.store.records("sample_size", "done")]
     assert {(r.result["method"], r.result["target"], r.result["draw"], r.result["n_train"]) for r in sample} == {
         (m, t, d, n) for m in methods for t in TARGETS for d in (0,) for n in (2, 5)
@@ -331,7 +335,7 @@ def test_the_sample_size_study_trains_and_scores_each_number_of_labelled_cases(d
                 ]
                 assert {r.spec["source"] for r in n_scores} == set(ctx.connected(target))
     before = {r.key: r.attempts for r in ctx.store.records()}
-    again = run_experiment(config, tmp_path / "run", log=lambda _m: None)
+    again = run_experiment(config, tmp_path / "run")
     assert {r.key: r.attempts for r in again.store.records()} == before
     written = write_report(tmp_path / "run")
     summary = written["summary"].read_text()

@@ -84,7 +84,7 @@ def test_a_run_writes_its_store_config_and_graphs_where_the_layout_says(tmp_path
         "finetune": {"steps": 1, "augment": False},
     }
     layout = RunLayout(tmp_path / "run")
-    run_experiment(config_from_dict(raw), layout.root, log=lambda _m: None)
+    run_experiment(config_from_dict(raw), layout.root)
     assert layout.store_path.is_file() and layout.config_path.is_file()
     assert (layout.graph_dir(0) / "graph.json").is_file()
     assert layout.cache_dir.is_dir()

@@ -160,7 +160,7 @@ def test_run_report_and_predict_write_with_the_umask(umask: int, dataset_factory
         }
     )
     run = tmp_path / "run"
-    run_experiment(config, run, log=lambda _m: None)
+    run_experiment(config, run)
     written = write_report(run)
     models = sorted(p.parent for p in (run / "models").rglob("checkpoint_final.pth"))
     assert models and written["report"].exists() and (run / "runs.sqlite").exists()

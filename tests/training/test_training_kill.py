@@ -40,7 +40,8 @@ ft = FinetuneConfig(steps=6, augment=True, checkpoint_every=2)
 
 KILL_AT = os.environ.get("KILL_AT")
 
-def progress(node, step, total, loss):
+def progress(event):
+    node, step = event.stage, event.done
     print(f"STEP {node} {step}", flush=True)
     if KILL_AT == f"{node} {step}":
         os.kill(os.getpid(), signal.SIGKILL)

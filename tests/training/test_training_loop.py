@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from seqtransfer.core.errors import ConfigError, StoreError
+from seqtransfer.core.progress import ProgressEvent
 from seqtransfer.evaluation import dice_on_cases, mean_dice
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, CHECKPOINT_LATEST, load_checkpoint, load_weights
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher
@@ -40,11 +41,13 @@ def test_training_learns_the_bright_cube(cubes) -> None:
         TrainConfig(steps=60, lr=0.01, augment=False),
         PATCH,
         device="cpu",
-        progress=lambda step, total, loss: calls.append((step, total, loss)),
+        progress=calls.append,
     )
     assert len(result.losses) == len(result.lrs) == 60
-    assert [c[0] for c in calls] == list(range(1, 61)) and {c[1] for c in calls} == {60}
-    assert [c[2] for c in calls] == list(result.losses)
+    # one ProgressEvent per step: no stage name (the caller gives it), the step, the total, its loss
+    assert all(isinstance(c, ProgressEvent) and c.stage == "" for c in calls)
+    assert [c.done for c in calls] == list(range(1, 61)) and {c.total for c in calls} == {60}
+    assert [c.loss for c in calls] == list(result.losses)
     assert np.mean(result.losses[-10:]) < 0.5 * np.mean(result.losses[:5])
     assert mean_dice(dice_on_cases(model, cubes(3, size=20, seed=9), PATCH, "cpu")) > 0.8
 
@@ -102,8 +105,8 @@ def test_resume_after_a_kill_is_bit_identical(cubes, tmp_path: Path, variant: st
     straight = fresh()
     full = train(straight, cases, config, PATCH, out_dir=tmp_path / "a", device="cpu", **kwargs)
 
-    def stop_at_5(step: int, total: int, loss: float) -> None:
-        if step == 5:
+    def stop_at_5(event: ProgressEvent) -> None:
+        if event.done == 5:
             raise Stop
 
     killed = fresh()
@@ -204,8 +207,8 @@ def test_resume_restores_the_scheduler(tmp_path: Path) -> None:
     def flat_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         return output.mean() * 0.0 + 1.0
 
-    def stop_at_5(step: int, total: int, loss: float) -> None:
-        if step == 5:
+    def stop_at_5(event: ProgressEvent) -> None:
+        if event.done == 5:
             raise Stop
 
     with pytest.raises(Stop):

@@ -23,8 +23,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -35,6 +36,7 @@ from seqtransfer.adapt.inputs import UnlabelledCase, check_unlabelled, find_unla
 from seqtransfer.adapt.merge import merge_labels
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError, DatasetError
+from seqtransfer.core.progress import Progress, prefixed, relabel, report
 from seqtransfer.data.dataset import Dataset
 from seqtransfer.data.tasks import (
     Task,
@@ -50,9 +52,7 @@ from seqtransfer.graph.sources import candidate_sources, source_pool
 from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
 from seqtransfer.selection.path import DEFAULT_C_SEARCH, DEFAULT_LAMBDA, DEFAULT_MAX_LENGTH
 
-#: ``(stage, done, total)``: stages are "verify", "graph: ...", "zoo", "training NAME", "estimate", "predict".
-Progress = Callable[[str, int, int], None]
-Log = Callable[[str], None]
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -124,10 +124,6 @@ class AdaptPlan:
     groups_file: Path | None
     aliases_file: Path | None
     regions_class_order: list[int] | None
-
-
-def _noop(_message: str) -> None:
-    pass
 
 
 def _resolve_targets(
@@ -209,9 +205,10 @@ def plan_adapt(
     modality: str | None = None,
     estimate: bool = False,
     progress: Progress | None = None,
-    log: Log = _noop,
 ) -> AdaptPlan:
     """Check everything an adaptation needs, writing nothing.
+
+    The datasets' warnings, and a target without images to predict, are logged as warnings.
 
     Raises:
         DatasetError: a bad dataset or unlabelled image (one line naming the file).
@@ -226,10 +223,10 @@ def plan_adapt(
         raise ConfigError("give at least one source dataset before the target dataset")
     if target_root.resolve() in {r.resolve() for r in source_roots}:
         raise ConfigError(f"{target_root}: the target dataset is also given as a source")
-    report = None if progress is None else (lambda name, d, t: progress(f"verify {name}", d, t))
-    parsed, warnings = require_valid([*source_roots, target_root], report)
+    verify_report = None if progress is None else (lambda name, d, t: report(progress, f"verify {name}", d, t))
+    parsed, warnings = require_valid([*source_roots, target_root], verify_report)
     for warning in warnings:
-        log(str(warning))
+        logger.warning("%s", warning)
     target_ds = parsed[-1]
     roots = [*source_roots, target_root]
     groups_file = Path(groups) if groups is not None else find_objective_groups(roots)
@@ -250,10 +247,10 @@ def plan_adapt(
         images = [target_root / "imagesTs"]
     else:
         images = []
-        log(f"{target_root / 'imagesTs'}: not found and no --input given; nothing will be predicted")
+        logger.warning("%s: not found and no --input given; nothing will be predicted", target_root / "imagesTs")
     unlabelled = find_unlabelled(images, len(target_ds.channel_names), target_ds.file_ending) if images else []
     check_unlabelled(
-        unlabelled, None if progress is None else (lambda d, t: progress("verify unlabelled images", d, t))
+        unlabelled, None if progress is None else (lambda d, t: report(progress, "verify unlabelled images", d, t))
     )
     return AdaptPlan(
         sources=list(parsed[:-1]),
@@ -334,7 +331,7 @@ def zoo_transferability(
     sources: Sequence[str],
     cases: Sequence[str],
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, float]:
     """T = exp(LEEP) of each source's zoo model (the one the graph records) on ``cases`` of
     ``task``: the transferability term of the ``leep`` landmark score.
@@ -421,8 +418,7 @@ def predict_unlabelled(
     except (OSError, json.JSONDecodeError, AttributeError):
         pass
     todo = [c for c in plan.unlabelled if c.case_id not in set(done)]
-    if progress is not None:
-        progress("predict", len(plan.unlabelled) - len(todo), len(plan.unlabelled))
+    report(progress, "predict", len(plan.unlabelled) - len(todo), len(plan.unlabelled))
     if not todo:
         return [c.case_id for c in plan.unlabelled]
     device = select_device()
@@ -453,8 +449,7 @@ def predict_unlabelled(
         write_label_like(folder / f"{case.case_id}{plan.target_dataset.file_ending}", label, case.images[0])
         done.append(case.case_id)
         write_json(state_file, {"models": digest, "done": done})
-        if progress is not None:
-            progress("predict", len(done), len(plan.unlabelled))
+        report(progress, "predict", len(done), len(plan.unlabelled))
     return [c.case_id for c in plan.unlabelled]
 
 
@@ -513,11 +508,6 @@ def _estimate(
     device = select_device()
     for done, left_out in enumerate(ids, start=1):
         train_ids = [c for c in ids if c != left_out]
-        report = (
-            None
-            if progress is None
-            else (lambda n, s, t, _loss, c=left_out: progress(f"estimate without {c}: {n}", s, t))
-        )
         metrics = run_transfer(
             workspace,
             task.name,
@@ -525,7 +515,7 @@ def _estimate(
             zoo,
             finetune,
             out_dir=out / "estimate" / task.name / left_out,
-            progress=report,
+            progress=prefixed(progress, f"estimate without {left_out}: "),
             target_cases=train_ids,
             landmark=landmark,
         )
@@ -534,8 +524,7 @@ def _estimate(
         scores = cached_scores(folder, model, workspace, task, [left_out], tuple(network.patch_size or ()), device)
         value = scores[left_out]
         per_case[left_out] = None if value != value else float(value)
-        if progress is not None:
-            progress(f"estimate {task.name}", done, len(ids))
+        report(progress, f"estimate {task.name}", done, len(ids))
     finite = [v for v in per_case.values() if v is not None]
     return {
         "kind": "leave-one-out over the labelled cases (a small-sample estimate)",
@@ -554,7 +543,6 @@ def adapt(
     cache_dir: str | Path | None = None,
     models_root: str | Path | None = None,
     progress: Progress | None = None,
-    log: Log = _noop,
 ) -> dict[str, Any]:
     """Run a checked plan (:func:`plan_adapt`) into ``out``; returns what ``adapt.json`` holds.
 
@@ -567,8 +555,10 @@ def adapt(
         executor: where graph shards and missing zoo models run (default: this process).
         cache_dir: preprocessed-case cache (default: the user cache).
         models_root: where zoo models and fine-tuning steps live (default: the graph folder).
-        progress: ``(stage, done, total)``.
-        log: one line per stage.
+        progress: the stages' progress events: "graph: ...", "zoo", "training NAME (zoo)",
+            "LEEP", "training NAME", "estimate ...", "predict".
+
+    One line per stage is logged at info level.
     """
     from seqtransfer.graph.build import add_targets, build_graph
     from seqtransfer.graph.store import GraphStore, package_versions
@@ -587,9 +577,7 @@ def adapt(
         timings[name] = round(now - since, 3)
         return now
 
-    def graph_report(stage: str, d: int, t: int) -> None:
-        if progress is not None:
-            progress(f"graph: {stage}", d, t)
+    graph_report = prefixed(progress, "graph: ")
 
     out.mkdir(parents=True, exist_ok=True)
     target_names = [t.name for t in plan.targets]
@@ -604,7 +592,7 @@ def adapt(
         _graph_sources_match(stored, graph_root, plan)
         todo = _targets_to_add(stored, plan, stored_config)
         if todo:
-            log(f"graph: adding {', '.join(todo)} to {graph_root}")
+            logger.info("graph: adding %s to %s", ", ".join(todo), graph_root)
             cache = PreprocessCache(cache_dir, PreprocessConfig(size=stored_config.size))
             add_targets(
                 graph_root,
@@ -615,7 +603,7 @@ def adapt(
                 executor=executor,
             )
     else:
-        log(f"graph: building {graph_root} ({len(plan.source_tasks)} sources)")
+        logger.info("graph: building %s (%d sources)", graph_root, len(plan.source_tasks))
         cache = PreprocessCache(cache_dir, PreprocessConfig(size=config.graph.size))
         build_graph(
             [*plan.source_tasks, *plan.targets],
@@ -646,7 +634,7 @@ def adapt(
     connected = sorted({s for pool in pools.values() for s in pool})
     missing = [s for s in connected if "dice" not in graph.nodes[s]]
     if missing:
-        log(f"zoo: training {len(missing)} source model(s) for the landmark score's O")
+        logger.info("zoo: training %d source model(s) for the landmark score's O", len(missing))
         if executor is not None and len(missing) > 1:
             jobs = [
                 (
@@ -660,19 +648,13 @@ def adapt(
                 )
                 for name in missing
             ]
-            results = executor.map(
-                _zoo_job, jobs, None if progress is None else (lambda d, t: progress("zoo", d, t)), gpu=True
-            )
+            results = executor.map(_zoo_job, jobs, relabel(progress, "zoo"), gpu=True)
             for r in results:
                 record_zoo_node(graph, r["task"], r["dice"], r["key"], r["n_train"], r["o_cases"])
         else:
             for i, name in enumerate(missing, start=1):
-                zoo_report = (
-                    None if progress is None else (lambda s, t, _loss, n=name: progress(f"training {n} (zoo)", s, t))
-                )
-                train_source(workspace, name, config.zoo, progress=zoo_report)
-                if progress is not None:
-                    progress("zoo", i, len(missing))
+                train_source(workspace, name, config.zoo, progress=relabel(progress, f"training {name} (zoo)"))
+                report(progress, "zoo", i, len(missing))
                 workspace.store.save_graph(graph)
         workspace.store.save_graph(graph)
     t0 = stage_done("zoo", t0)
@@ -684,10 +666,16 @@ def adapt(
         transferability = None
         if config.score == "leep":  # exp(LEEP) of every connected source model on the labelled cases
             linked = [s for s in pools[task.name] if seen.has_edge(s, task.name)]
-            log(f"select: LEEP of {len(linked)} source model(s) on {task.name}'s {task.n_cases} labelled case(s)")
-            leep_report = None if progress is None else (lambda d, t: progress("LEEP", d, t))
+            logger.info(
+                "select: LEEP of %d source model(s) on %s's %d labelled case(s)", len(linked), task.name, task.n_cases
+            )
             transferability = zoo_transferability(
-                workspace, task, linked, [c.case_id for c in task.cases], seed=config.zoo.seed, progress=leep_report
+                workspace,
+                task,
+                linked,
+                [c.case_id for c in task.cases],
+                seed=config.zoo.seed,
+                progress=relabel(progress, "LEEP"),
             )
         selection = select_in_graph(
             seen,
@@ -699,22 +687,25 @@ def adapt(
             transferability=transferability,
         )
         write_json(workspace.store.selection_path(task.name), selection.to_dict())
-        log(
-            f"select: {task.name} starts from {selection.landmark} ({len(selection.path) - 1} step(s)); fine-tuning on {task.n_cases} labelled case(s)"
+        logger.info(
+            "select: %s starts from %s (%d step(s)); fine-tuning on %d labelled case(s)",
+            task.name,
+            selection.landmark,
+            len(selection.path) - 1,
+            task.n_cases,
         )
         t1 = time.perf_counter()
         # 5. fine-tune on every labelled case
         landmark = existing_zoo_model(workspace, selection.landmark)
         if landmark is None:
-            landmark_report = (
-                None
-                if progress is None
-                else (lambda s, t, _loss, n=selection.landmark: progress(f"training {n} (landmark)", s, t))
+            landmark = train_source(
+                workspace,
+                selection.landmark,
+                config.zoo,
+                progress=relabel(progress, f"training {selection.landmark} (landmark)"),
             )
-            landmark = train_source(workspace, selection.landmark, config.zoo, progress=landmark_report)
             workspace.store.save_graph(graph)
         labelled = [c.case_id for c in task.cases]
-        report = None if progress is None else (lambda n, s, t, _loss: progress(f"training {n}", s, t))
         metrics = run_transfer(
             workspace,
             task.name,
@@ -722,7 +713,7 @@ def adapt(
             config.zoo,
             config.finetune,
             out_dir=out / "transfers" / task.name,
-            progress=report,
+            progress=prefixed(progress, "training "),
             target_cases=labelled,
             landmark=landmark,
         )

@@ -8,12 +8,13 @@ the ``leep`` landmark score (:mod:`seqtransfer.selection.landmark`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from seqtransfer.core.progress import Progress, report
 from seqtransfer.data.tasks import Task
 from seqtransfer.pipeline.workspace import Workspace
 
@@ -64,7 +65,7 @@ def leep_transferability(
     models: Mapping[str, Path],
     per_class: int = DEFAULT_VOXELS,
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, float]:
     """T = exp(LEEP) of each source model (name -> model folder) on the target's labelled cases."""
     out = {}
@@ -73,6 +74,5 @@ def leep_transferability(
         out[source] = transferability_from_leep(
             measure_scores(workspace, task, case_ids, folder, per_class, rng)["leep"]
         )
-        if progress is not None:
-            progress(i, len(models))
+        report(progress, "", i, len(models))
     return out

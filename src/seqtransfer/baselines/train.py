@@ -29,12 +29,13 @@ import torch
 
 from seqtransfer.baselines.models import MultiSourceNet, MultiTaskNet
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.core.progress import Progress
 from seqtransfer.data.splits import TargetSplit, target_split
 from seqtransfer.pipeline.score import score_cases, score_test_sets
 from seqtransfer.pipeline.workspace import Workspace
 from seqtransfer.pipeline.zoo import ZooModel, load_model
 from seqtransfer.training.augment import PatchSampler, PreparedBatch
-from seqtransfer.training.loop import ProgressCallback, StepLoss, TrainConfig, Trainer, TrainResult, train
+from seqtransfer.training.loop import StepLoss, TrainConfig, Trainer, TrainResult, train
 from seqtransfer.training.network import NetworkConfig, autocast_context, build_network, select_device
 
 
@@ -187,7 +188,7 @@ class MultiTaskTrainer(Trainer):
         out_dir: folder of the checkpoints; none when None.
         resume: continue from ``out_dir``'s checkpoint (as :class:`~seqtransfer.training.loop.Trainer`).
         device: where to train; :func:`~seqtransfer.training.network.select_device` when None.
-        progress: called after every step with ``(step, total, loss)``.
+        progress: gets a :class:`~seqtransfer.core.progress.ProgressEvent` (step, total, loss) after every step.
 
     Raises:
         ConfigError: not one head per task, an odd batch size, EWC requested, or a task
@@ -204,7 +205,7 @@ class MultiTaskTrainer(Trainer):
         out_dir: str | os.PathLike[str] | None = None,
         resume: bool = False,
         device: torch.device | str | None = None,
-        progress: ProgressCallback | None = None,
+        progress: Progress | None = None,
     ) -> None:
         if len(task_cases) != len(model.heads):
             raise ConfigError(f"MTL: {len(task_cases)} tasks for a network of {len(model.heads)} heads")
@@ -261,7 +262,7 @@ def train_mtl(
     out_dir: str | os.PathLike[str] | None = None,
     resume: bool = False,
     device: torch.device | str | None = None,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Mixed-batch multi-task training (:class:`MultiTaskTrainer`; its arguments).
 

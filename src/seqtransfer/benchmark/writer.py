@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from pathlib import Path
@@ -34,9 +34,8 @@ from seqtransfer.benchmark.names import (
 from seqtransfer.benchmark.scanner import draw_site_appearance
 from seqtransfer.core.atomic import write_json, write_text
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.core.progress import Progress, report
 from seqtransfer.data.io import write_image
-
-Progress = Callable[[str, int, int], None]
 
 #: ``README.txt`` beside the datasets. It names the generator as it was recorded when the
 #: benchmark was first written (``seqtransfer.data.benchmark``): kept, so that the files stay
@@ -159,7 +158,7 @@ def make_benchmark(out: Path, config: BenchmarkConfig, progress: Progress | None
     Args:
         out: destination folder (created if missing).
         config: what to generate.
-        progress: called as ``progress(dataset_name, cases_done, cases_total)``.
+        progress: one event per case written, the dataset's name as the stage.
 
     Returns:
         The dataset folders, in the order above.
@@ -184,8 +183,7 @@ def make_benchmark(out: Path, config: BenchmarkConfig, progress: Progress | None
         for collection in collections:
             root = out / collection.name
             total = len(collection.sites) * config.cases
-            if progress is not None:
-                progress(collection.name, 0, total)
+            report(progress, collection.name, 0, total)
             rows = ["case,site"]
             done = 0
             for site_index, site in enumerate(collection.sites):
@@ -207,8 +205,7 @@ def make_benchmark(out: Path, config: BenchmarkConfig, progress: Progress | None
                         writer.submit(root / "imagesTr" / f"{case}_{channel:04d}.nii.gz", image, affine)
                     rows.append(f"{case},{site}")
                     done += 1
-                    if progress is not None:
-                        progress(collection.name, done, total)
+                    report(progress, collection.name, done, total)
             writer.flush()  # dataset.json last: a dataset with one is complete
             write_text(root / "sites.csv", "\n".join(rows) + "\n")
             # A collection records the options it depends on: the datasets that do not depend
@@ -276,7 +273,7 @@ def make_new_target(
         config: the benchmark's configuration (``seed`` and ``size`` are used).
         labelled: labelled (training) cases, at least 1.
         unlabelled: unlabelled cases in ``imagesTs``, at least 0.
-        progress: called as ``progress(dataset_name, cases_done, cases_total)``.
+        progress: one event per case written, the dataset's name as the stage.
 
     Returns:
         The dataset folder.
@@ -307,8 +304,7 @@ def make_new_target(
     tables = template_tables(anatomy, rendering_grid(grid)[0].spacing, collection.head_scale, collection.csf_shell_mm)
     appearance = draw_site_appearance(random_stream(config.seed, collection.index, 0, SITE_STREAM), n_channels)
     total = len(split)
-    if progress is not None:
-        progress(collection.name, 0, total)
+    report(progress, collection.name, 0, total)
     writer = _Writer()
     try:
         for case_index, (part, case) in enumerate(split):
@@ -316,8 +312,7 @@ def make_new_target(
             writer.submit(root / f"labels{part}" / f"{case}.nii.gz", labels, grid.affine)
             for channel, image in enumerate(images):
                 writer.submit(root / f"images{part}" / f"{case}_{channel:04d}.nii.gz", image, grid.affine)
-            if progress is not None:
-                progress(collection.name, case_index + 1, total)
+            report(progress, collection.name, case_index + 1, total)
         writer.flush()
     finally:
         writer.close()

@@ -1,7 +1,9 @@
 """Executors: where the independent runs of an experiment are done.
 
 Every executor has one method, ``map(fn, items, progress, gpu)``: ``fn`` is a module-level
-function (picklable) called once per item; results come back in item order. ``gpu`` says the
+function (picklable) called once per item; results come back in item order; ``progress``
+gets a :class:`~seqtransfer.core.progress.ProgressEvent` with an empty stage name (the caller
+names it, :func:`~seqtransfer.core.progress.relabel`) after every item. ``gpu`` says the
 items are trainings, which take one GPU each where the executor has GPUs (Ray); affinity
 shards and other numpy work ask for one CPU. Runs write their results
 through the run store (SQLite, safe across processes), so whichever executor did a run, a
@@ -23,10 +25,10 @@ from multiprocessing import get_context
 from typing import Any, Protocol, TypeVar
 
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.core.progress import Progress, report
 
 T = TypeVar("T")
 R = TypeVar("R")
-Progress = Callable[[int, int], None]
 
 
 class Executor(Protocol):
@@ -57,8 +59,7 @@ class SequentialExecutor:
         out = []
         for i, item in enumerate(items, start=1):
             out.append(fn(item))
-            if progress is not None:
-                progress(i, len(items))
+            report(progress, "", i, len(items))
         return out
 
 
@@ -104,8 +105,7 @@ class ProcessExecutor:
         try:
             for done, future in enumerate(as_completed(futures), start=1):
                 results[futures[future]] = future.result()  # a worker's exception is raised here
-                if progress is not None:
-                    progress(done, len(items))
+                report(progress, "", done, len(items))
         except BaseException:
             for future in futures:
                 future.cancel()

@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from seqtransfer.core.errors import ConfigError, SeqTransferError
+from seqtransfer.core.progress import Progress, report
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -50,7 +51,7 @@ class RayExecutor:
         self,
         fn: Callable[[T], R],
         items: Sequence[T],
-        progress: Callable[[int, int], None] | None = None,
+        progress: Progress | None = None,
         gpu: bool = False,
     ) -> list[R]:
         ray = self._ray
@@ -75,6 +76,5 @@ class RayExecutor:
                         raise cause from None
                     raise
                 done += 1
-                if progress is not None:
-                    progress(done, len(refs))
+                report(progress, "", done, len(refs))
         return results

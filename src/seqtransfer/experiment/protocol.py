@@ -18,10 +18,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seqtransfer.core.progress import Progress
 from seqtransfer.data.preprocess import PreprocessCache
 from seqtransfer.data.tasks import Task
 from seqtransfer.graph import GraphConfig, GraphStore, add_targets, build_graph
-from seqtransfer.graph.build import Progress
 
 if TYPE_CHECKING:
     from seqtransfer.core.executor import Executor
@@ -85,7 +85,7 @@ def draw_graph(
         draw: the draw.
         cache: preprocessing cache.
         executor: where the feature and pair shards run (default: in this process).
-        progress: ``(stage, done, total)``.
+        progress: the graph build's progress events.
 
     Returns:
         The graph folder.

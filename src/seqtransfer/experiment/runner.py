@@ -24,6 +24,7 @@ configuration, seeds and package versions are written to ``RUN_DIR/config.resolv
 from __future__ import annotations
 
 import json
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ import numpy as np
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.core.executor import Executor, SequentialExecutor
+from seqtransfer.core.progress import Progress, prefixed, relabel, report
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import TargetSplit, sample_size_split, source_split, target_split
 from seqtransfer.data.tasks import (
@@ -68,8 +70,7 @@ from seqtransfer.selection.run import Selection, select_in_graph
 if TYPE_CHECKING:
     from seqtransfer.benchmark import BenchmarkConfig
 
-Log = Callable[[str], None]
-Progress = Callable[[str, int, int], None]
+logger = logging.getLogger(__name__)
 
 
 def zoo_config_of(config: ExperimentConfig) -> ZooConfig:
@@ -108,7 +109,6 @@ class Context:
     #: the sample-size study's graphs, by (labelled target cases, draw)
     sample_workspaces: dict[tuple[int, int], Workspace] = field(default_factory=dict)
     zoo: dict[str, ZooModel] = field(default_factory=dict)
-    log: Log = print
 
     @property
     def zoo_config(self) -> ZooConfig:
@@ -149,9 +149,7 @@ class Context:
         return g.subgraph([*self.connected(target), target])
 
 
-def _datasets(
-    config: ExperimentConfig, run_dir: Path, log: Log, progress: Progress | None
-) -> tuple[list[Path], Path | None]:
+def _datasets(config: ExperimentConfig, run_dir: Path, progress: Progress | None) -> tuple[list[Path], Path | None]:
     if not config.data.benchmark:
         return [Path(d) for d in config.data.datasets], Path(config.data.groups) if config.data.groups else None
     from seqtransfer.benchmark import make_benchmark
@@ -166,10 +164,8 @@ def _datasets(
                 return [out / name for name in saved["datasets"]], layout.benchmark_groups
         except (OSError, json.JSONDecodeError, KeyError):
             pass
-    log(f"generating the embedded benchmark in {out}")
-    roots = make_benchmark(
-        out, bench, None if progress is None else (lambda stage, d, t: progress(f"benchmark {stage}", d, t))
-    )
+    logger.info("generating the embedded benchmark in %s", out)
+    roots = make_benchmark(out, bench, prefixed(progress, "benchmark "))
     write_json(marker, {"config": bench.to_dict(), "datasets": [r.name for r in roots]})
     return roots, layout.benchmark_groups
 
@@ -177,7 +173,6 @@ def _datasets(
 def open_context(
     config: ExperimentConfig,
     run_dir: Path,
-    log: Log = print,
     progress: Progress | None = None,
     executor: Executor | None = None,
 ) -> Context:
@@ -187,9 +182,9 @@ def open_context(
     the same context as the main process (the graphs exist by then). ``executor`` runs the
     graphs' feature and pair shards.
     """
-    roots, groups_file = _datasets(config, run_dir, log, progress)
+    roots, groups_file = _datasets(config, run_dir, progress)
     datasets, _ = require_valid(
-        roots, None if progress is None else (lambda name, d, t: progress(f"verify {name}", d, t))
+        roots, None if progress is None else (lambda name, d, t: report(progress, f"verify {name}", d, t))
     )
     if groups_file is None or not groups_file.exists():
         groups_file = find_objective_groups(roots)
@@ -207,15 +202,13 @@ def open_context(
     run_dir.mkdir(parents=True, exist_ok=True)
     layout = RunLayout(run_dir)
     store = RunStore(layout.store_path)
-    ctx = Context(config=config, run_dir=run_dir, store=store, tasks=tasks, targets=targets, log=log)
+    ctx = Context(config=config, run_dir=run_dir, store=store, tasks=tasks, targets=targets)
     cache_dir = layout.cache_dir
     graph_cache = PreprocessCache(cache_dir, PreprocessConfig(size=config.graph.size))
     base = layout.graph_dir(0)
     edge = (config.network.patch_size or (32,))[0]
     for draw in range(config.protocol.draws):
-        report = (
-            None if progress is None else (lambda stage, d, t, draw=draw: progress(f"graph draw {draw}: {stage}", d, t))
-        )
+        report_draw = prefixed(progress, f"graph draw {draw}: ")
         folder = draw_graph(
             base,
             layout.graph_dir(draw),
@@ -225,13 +218,13 @@ def open_context(
             draw,
             graph_cache,
             executor,
-            report,
+            report_draw,
         )
         ctx.workspaces[draw] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=layout.models_dir)
     for n in ctx.sample_sizes():  # the sample-size study: each target stands for its n labelled cases
         splits = {t: ctx.sample_split(t, n) for t in targets}
         for draw in range(config.protocol.draws):
-            report_n = None if progress is None else _stage_progress(progress, f"graph n={n} draw {draw}")
+            report_n = prefixed(progress, f"graph n={n} draw {draw}: ")
             cases = {t: list(split.draws[draw]) for t, split in splits.items()}
             folder = derived_graph(
                 base,
@@ -253,11 +246,6 @@ def open_context(
         if done is not None and (Path(done["folder"]) / "checkpoint_final.pth").exists():
             ctx.zoo[name] = ZooModel.from_dict(done)
     return ctx
-
-
-def _stage_progress(progress: Progress, prefix: str) -> Progress:
-    """``progress`` with every stage name prefixed."""
-    return lambda stage, done, total: progress(f"{prefix}: {stage}", done, total)
 
 
 def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[str]) -> None:
@@ -336,10 +324,6 @@ def _zoo_spec(ctx: Context, name: str) -> dict[str, Any]:
     return {"task": name, "zoo": ctx.zoo_config.to_dict()}
 
 
-def _quiet(_message: str) -> None:
-    return None
-
-
 _WORKER_CONTEXTS: dict[tuple[str, str, ExperimentConfig], Context] = {}
 
 
@@ -354,7 +338,7 @@ def _worker_context(stage: str, config: ExperimentConfig, run_dir: str) -> Conte
     if key not in _WORKER_CONTEXTS:
         _WORKER_CONTEXTS.clear()  # one stage at a time
         release_features()  # what this worker read for affinity shards
-        _WORKER_CONTEXTS[key] = open_context(config, Path(run_dir), _quiet)
+        _WORKER_CONTEXTS[key] = open_context(config, Path(run_dir))
     return _WORKER_CONTEXTS[key]
 
 
@@ -370,7 +354,7 @@ def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None
     records = executor.map(
         _zoo_worker,
         [(ctx.config, str(ctx.run_dir), n) for n in missing],
-        None if progress is None else (lambda d, t: progress("zoo", d, t)),
+        relabel(progress, "zoo"),
         gpu=True,
     )
     for r in records:
@@ -379,7 +363,7 @@ def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None
         for name, model in ctx.zoo.items():
             record_zoo_node(ws.graph, name, model.dice, model.key, len(model.train_cases), len(model.test_cases))
         ws.store.save_graph(ws.graph)
-    ctx.log(f"zoo: {len(ctx.zoo)} source model(s) ({len(missing)} trained now)")
+    logger.info("zoo: %d source model(s) (%d trained now)", len(ctx.zoo), len(missing))
 
 
 def _zoo_model(ctx: Context, name: str) -> ZooModel:
@@ -558,20 +542,22 @@ class TargetDraw:
         _method(self.ctx, method, self.target, self.draw, "", spec, work, self.n_train)
 
 
-def _run_methods(unit: TargetDraw, methods: list[Method], log: Log) -> None:
-    """Each method for one target and draw; one whose landmark cannot be chosen is skipped and said."""
+def _run_methods(unit: TargetDraw, methods: list[Method]) -> None:
+    """Each method for one target and draw; one whose landmark cannot be chosen is skipped and
+    said (at debug level: this runs in the workers)."""
     for method in methods:
         try:
             method.run(unit)
         except SelectionError as exc:
-            log(f"{unit.target} draw {unit.draw}: {method.name} skipped ({exc})")
+            logger.debug("%s draw %d: %s skipped (%s)", unit.target, unit.draw, method.name, exc)
 
 
-def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> None:
+def run_target_draw(ctx: Context, target: str, draw: int) -> None:
     """Every method of the protocol for one target and draw (stage 4).
 
     A target whose landmark cannot be chosen (no source model of its pool learned anything)
-    runs every method but ours and its ablations (:data:`~seqtransfer.experiment.methods.LANDMARK_METHODS`).
+    runs every method but ours and its ablations (:data:`~seqtransfer.experiment.methods.LANDMARK_METHODS`);
+    that is logged at debug level (this runs in the workers; :func:`run_experiment` says it once).
     """
     p = ctx.config.protocol
     methods = [m for m in methods_in(p.methods) if not m.own_stage]
@@ -581,7 +567,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
         sel: Selection | None = selection(ctx, target, draw)
     except SelectionError as exc:  # e.g. no source model in the pool learned anything
         needs = sorted(m.name for m in methods if m.needs_landmark)
-        log(f"{target} draw {draw}: {exc}; skipped: {', '.join(needs)}")
+        logger.debug("%s draw %d: %s; skipped: %s", target, draw, exc, ", ".join(needs))
         methods = [m for m in methods if not m.needs_landmark]
         sel = None
     if sel is not None:
@@ -620,7 +606,7 @@ def run_target_draw(ctx: Context, target: str, draw: int, log: Log = print) -> N
     unit = TargetDraw(ctx, target, draw, selection=sel, connected=connected)
     if any(m.needs_scores for m in methods) or draw < p.quality_draws:
         unit.scores = {s: scores(ctx, target, draw, s) for s in connected}
-    _run_methods(unit, methods, log)
+    _run_methods(unit, methods)
     if draw < p.quality_draws:
         for source in connected:
             transfer(ctx, [source, target], draw)
@@ -663,7 +649,7 @@ def _ranked_by(all_scores: dict[str, dict[str, Any]], connected: list[str], name
     return sorted(connected, key=rank, reverse=True)
 
 
-def run_sample_size(ctx: Context, target: str, n: int, draw: int, log: Log = print) -> None:
+def run_sample_size(ctx: Context, target: str, n: int, draw: int) -> None:
     """The sample-size study for one target, number ``n`` of labelled cases and draw.
 
     Each method of ``protocol.sample_size_methods`` as in the protocol, but with the draw's
@@ -682,7 +668,7 @@ def run_sample_size(ctx: Context, target: str, n: int, draw: int, log: Log = pri
     unit = TargetDraw(ctx, target, draw, n, selection=sel, connected=connected)
     if any(m.needs_scores for m in methods):
         unit.scores = {s: scores(ctx, target, draw, s, n=n) for s in connected}
-    _run_methods(unit, methods, log)
+    _run_methods(unit, methods)
 
 
 def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]]:
@@ -691,8 +677,9 @@ def direct_transfers(ctx: Context, draw: int = 0) -> list[tuple[str, str, float]
     return [(s, t, dice) for (s, t, d), dice in protocol_direct_transfers(ctx.store).items() if d == draw]
 
 
-def run_calibrated(ctx: Context, targets: list[str] | None = None, log: Log = print) -> None:
-    """Stage 5: leave-one-site-out calibration, then selection and transfer per draw."""
+def run_calibrated(ctx: Context, targets: list[str] | None = None) -> None:
+    """Stage 5: leave-one-site-out calibration, then selection and transfer per draw (a target
+    or draw skipped is logged at debug level: this runs in the workers)."""
     from seqtransfer.graph.calibrate import Transfer, calibrate
 
     p = ctx.config.protocol
@@ -727,7 +714,7 @@ def run_calibrated(ctx: Context, targets: list[str] | None = None, log: Log = pr
         try:
             fitted = ctx.store.run("calibration", spec, fit)
         except ConfigError as exc:
-            log(f"calibrated: skipped for {target} ({exc})")
+            logger.debug("calibrated: skipped for %s (%s)", target, exc)
             continue
         for draw in range(p.draws):
             graph, gconf, hs, _ = GraphStore(ctx.workspaces[draw].root).load()
@@ -735,7 +722,7 @@ def run_calibrated(ctx: Context, targets: list[str] | None = None, log: Log = pr
             try:
                 sel = selection(ctx, target, draw, graph=graph)
             except SelectionError as exc:  # no source model of the pool learned anything
-                log(f"calibrated: skipped for {target} draw {draw} ({exc})")
+                logger.debug("calibrated: skipped for %s draw %d (%s)", target, draw, exc)
                 continue
             _method(
                 ctx,
@@ -755,25 +742,24 @@ def run_calibrated(ctx: Context, targets: list[str] | None = None, log: Log = pr
 def _target_draw_worker(args: tuple[ExperimentConfig, str, str, int]) -> None:
     config, run_dir, target, draw = args
     ctx = _worker_context("methods", config, run_dir)
-    run_target_draw(ctx, target, draw, _quiet)
+    run_target_draw(ctx, target, draw)
 
 
 def _sample_size_worker(args: tuple[ExperimentConfig, str, str, int, int]) -> None:
     config, run_dir, target, n, draw = args
     ctx = _worker_context("sample_size", config, run_dir)
-    run_sample_size(ctx, target, n, draw, _quiet)
+    run_sample_size(ctx, target, n, draw)
 
 
 def _calibrated_worker(args: tuple[ExperimentConfig, str, str]) -> None:
     config, run_dir, target = args
     ctx = _worker_context("calibrated", config, run_dir)
-    run_calibrated(ctx, [target], _quiet)
+    run_calibrated(ctx, [target])
 
 
 def run_experiment(
     config: ExperimentConfig,
     run_dir: str | Path,
-    log: Log = print,
     progress: Progress | None = None,
     executor: Executor | None = None,
 ) -> Context:
@@ -782,8 +768,8 @@ def run_experiment(
     Args:
         config: the experiment.
         run_dir: the run folder (store, graphs, models, predictions, report).
-        log: one-line messages.
-        progress: ``(stage, done, total)``.
+        progress: every stage's :class:`~seqtransfer.core.progress.ProgressEvent` s (one stage
+            name per bar: ``graph draw 0: affinity``, ``zoo``, ``methods``, ...).
         executor: where independent runs go (default: in this process).
 
     Raises:
@@ -793,25 +779,23 @@ def run_experiment(
     """
     run_dir = Path(run_dir)
     executor = executor or SequentialExecutor()
-    ctx = open_context(config, run_dir, log, progress, executor)  # verifies everything before writing anything
+    ctx = open_context(config, run_dir, progress, executor)  # verifies everything before writing anything
     write_json(
         RunLayout(run_dir).config_path,
         {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")},
     )
-    log(f"graphs: {config.protocol.draws} draw(s), {len(ctx.targets)} target(s): {', '.join(ctx.targets)}")
+    logger.info("graphs: %d draw(s), %d target(s): %s", config.protocol.draws, len(ctx.targets), ", ".join(ctx.targets))
     zoo_stage(ctx, executor, progress)
     # draw-major order: the draws of one target (which share path prefixes) rarely run at once
     units = [(config, str(run_dir), t, d) for d in range(config.protocol.draws) for t in ctx.targets]
-    executor.map(
-        _target_draw_worker, units, None if progress is None else (lambda d, t: progress("methods", d, t)), gpu=True
-    )
+    executor.map(_target_draw_worker, units, relabel(progress, "methods"), gpu=True)
     landmark_methods = sorted(set(config.protocol.methods) & LANDMARK_METHODS)
     for target in ctx.targets:  # the workers ran quietly: say here which targets had no landmark
         for draw in range(config.protocol.draws):
             try:
                 selection(ctx, target, draw)
             except SelectionError as exc:
-                log(f"{target} draw {draw}: {exc}; skipped: {', '.join(landmark_methods)}")
+                logger.info("%s draw %d: %s; skipped: %s", target, draw, exc, ", ".join(landmark_methods))
     sizes = ctx.sample_sizes()
     if sizes:  # the sample-size study: every target and draw at each other number of labelled cases
         units_n = [
@@ -820,15 +804,15 @@ def run_experiment(
         executor.map(
             _sample_size_worker,
             units_n,
-            None if progress is None else (lambda d, t: progress("sample size", d, t)),
+            relabel(progress, "sample size"),
             gpu=True,
         )
     if "calibrated" in config.protocol.methods:
         executor.map(
             _calibrated_worker,
             [(config, str(run_dir), t) for t in ctx.targets],
-            None if progress is None else (lambda d, t: progress("calibrated", d, t)),
+            relabel(progress, "calibrated"),
             gpu=True,
         )
-    log(f"done: {len(ctx.store.records(status='done'))} run(s) in {ctx.store.path}")
+    logger.info("done: %d run(s) in %s", len(ctx.store.records(status="done")), ctx.store.path)
     return ctx

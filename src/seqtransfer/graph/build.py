@@ -41,6 +41,7 @@ import numpy as np
 
 from seqtransfer.affinity import SlicePCA, affinity, robust_h_scale
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.core.progress import Progress, relabel, report
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import protocol_split_possible, sample_cases, source_split, target_split
@@ -52,8 +53,6 @@ from seqtransfer.graph.store import GraphStore
 
 if TYPE_CHECKING:
     from seqtransfer.core.executor import Executor
-
-Progress = Callable[[str, int, int], None]
 
 
 def edge_allowed(a: Task, b: Task) -> bool:
@@ -189,8 +188,7 @@ class AffinityEngine:
             executor: Executor = SequentialExecutor()
         else:
             executor = self.executor
-        report = None if progress is None else (lambda d, t: progress(stage, d, t))
-        return executor.map(fn, jobs, report)
+        return executor.map(fn, jobs, relabel(progress, stage))
 
     def volumes(self, task: Task, is_target: bool) -> TaskVolumes:
         """Register a task's volumes by content key (preprocessing each case on demand)."""
@@ -340,8 +338,7 @@ def _load_all(engine: AffinityEngine, tasks: Sequence[Task], role: str, progress
     loaded = []
     for done, task in enumerate(tasks, start=1):
         loaded.append(engine.volumes(task, is_target=role == "target"))
-        if progress:
-            progress(f"preprocessing {role}s", done, len(tasks))
+        report(progress, f"preprocessing {role}s", done, len(tasks))
     return loaded
 
 
@@ -377,7 +374,7 @@ def build_graph(
         config: graph parameters.
         targets: names of target tasks; every other task is a source.
         cache: preprocessed-case cache (default: the user cache at ``config.size``).
-        progress: ``(stage, done, total)`` callback.
+        progress: one :class:`~seqtransfer.core.progress.ProgressEvent` per unit of every stage.
         executor: where the feature and pair jobs run (default: in this process); every
             executor gives the same graph.
 

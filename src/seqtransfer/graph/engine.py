@@ -28,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,6 @@ from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.store import GraphStore
 
-Progress = Callable[[str, int, int], None]
 STATS_VERSION = "ssim-box-v2"
 SHARDS_PER_STAGE = 32
 FEATURE_BUDGET = 1 << 30  # bytes of features a process keeps between set pairs

@@ -11,8 +11,9 @@ import networkx as nx
 from seqtransfer.core.atomic import removed_on_failure
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.core.executor import Executor
+from seqtransfer.core.progress import Progress
 from seqtransfer.data.tasks import Task
-from seqtransfer.graph.build import Progress, add_targets, build_graph, set_weights
+from seqtransfer.graph.build import add_targets, build_graph, set_weights
 from seqtransfer.graph.calibrate import CalibrationResult, Transfer, calibrate
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.store import GraphStore

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from torch import nn
 
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.core.progress import Progress, relabel
 from seqtransfer.data.splits import TargetSplit, sample_cases, target_split
 from seqtransfer.pipeline.config import FinetuneConfig as FinetuneConfig
 from seqtransfer.pipeline.score import cached_scores, score_test_sets
@@ -39,8 +40,6 @@ from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher
 from seqtransfer.training.loop import train
 from seqtransfer.training.loss import SegmentationLoss
 from seqtransfer.training.network import encoder_parameters, select_device
-
-StepProgress = Callable[[str, int, int, float], None]
 
 
 @dataclass(frozen=True)
@@ -219,7 +218,7 @@ def run_transfer(
     config: FinetuneConfig,
     out_dir: Path | None = None,
     resume: bool = True,
-    progress: StepProgress | None = None,
+    progress: Progress | None = None,
     target_cases: Sequence[str] | None = None,
     landmark: ZooModel | None = None,
     split: TargetSplit | None = None,
@@ -246,7 +245,7 @@ def run_transfer(
         out_dir: run folder for ``metrics.json`` and the predictions; default
             ``GRAPH_DIR/transfers/TARGET/RUN_KEY``.
         resume: continue an interrupted step from its last checkpoint.
-        progress: ``(node, step, total, loss)`` callback.
+        progress: every training step, with the trained node's name as the stage and its loss.
 
     Returns:
         The run's result (its metrics also written to ``out_dir/metrics.json``).
@@ -283,7 +282,7 @@ def run_transfer(
             workspace,
             path[0],
             zoo,
-            progress=None if progress is None else (lambda s, t, loss: progress(path[0], s, t, loss)),
+            progress=relabel(progress, path[0]),
         )
     elif landmark.task != path[0]:
         raise ConfigError(f"the landmark model is of {landmark.task!r}, the path starts at {path[0]!r}")
@@ -359,7 +358,7 @@ def run_transfer(
                 fisher=fisher,
                 anchor=anchor,
                 device=device,
-                progress=None if progress is None else (lambda s, t, loss, n=node: progress(n, s, t, loss)),
+                progress=relabel(progress, node),
             )
         after = _encoder_snapshot(model)
         unchanged = all(torch.equal(before[k], after[k]) for k in before)

@@ -14,7 +14,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from torch import nn
 
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError, StoreError
+from seqtransfer.core.progress import Progress, relabel
 from seqtransfer.data.splits import source_split
 from seqtransfer.data.tasks import Task
 from seqtransfer.evaluation.dice import mean_dice
@@ -36,8 +37,6 @@ from seqtransfer.training.loop import train
 from seqtransfer.training.network import NetworkConfig, build_network, select_device
 
 logger = logging.getLogger(__name__)
-
-StepProgress = Callable[[int, int, float], None]
 
 
 @dataclass(frozen=True)
@@ -140,7 +139,7 @@ def train_source(
     name: str,
     config: ZooConfig,
     resume: bool = True,
-    progress: StepProgress | None = None,
+    progress: Progress | None = None,
 ) -> ZooModel:
     """Train (or find) the zoo model of one source and record its O on the graph node.
 
@@ -223,13 +222,15 @@ def train_zoo(
     workspace: Workspace,
     names: Sequence[str],
     config: ZooConfig,
-    progress: Callable[[str, int, int, float], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[ZooModel]:
-    """Train every listed source not yet in the zoo; write their O into ``graph.json``."""
+    """Train every listed source not yet in the zoo; write their O into ``graph.json``.
+
+    ``progress`` gets each training's steps with the source's name as the stage.
+    """
     models = []
     for name in names:
-        task_progress = None if progress is None else (lambda s, t, loss, n=name: progress(n, s, t, loss))
-        models.append(train_source(workspace, name, config, progress=task_progress))
+        models.append(train_source(workspace, name, config, progress=relabel(progress, name)))
         workspace.store.save_graph(workspace.graph)  # O of each finished model is kept even if a later one fails
     return models
 

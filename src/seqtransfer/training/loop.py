@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from seqtransfer.core.errors import ConfigError, StoreError
+from seqtransfer.core.progress import Progress, report
 from seqtransfer.training.augment import AugmentConfig, PatchSampler
 from seqtransfer.training.checkpoint import (
     CHECKPOINT_FINAL,
@@ -70,7 +71,6 @@ from seqtransfer.training.network import autocast_context, freeze_encoder, selec
 
 logger = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int, int, float], None]
 TORCH_SEED_MAX = 2**63 - 1
 
 
@@ -172,7 +172,8 @@ class Trainer:
         loss_fn: the segmentation loss; :class:`~seqtransfer.training.loss.SegmentationLoss`
             when None.
         device: where to train; :func:`~seqtransfer.training.network.select_device` when None.
-        progress: called after every step with ``(step, total, loss)``, step counted from 1.
+        progress: gets a :class:`~seqtransfer.core.progress.ProgressEvent` after every step
+            (``done`` the step, counted from 1; ``loss`` its loss; no stage name).
             An exception it raises stops training (the last checkpoint stays valid).
 
     Raises:
@@ -194,7 +195,7 @@ class Trainer:
         augment: AugmentConfig | None = None,
         loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
         device: torch.device | str | None = None,
-        progress: ProgressCallback | None = None,
+        progress: Progress | None = None,
     ) -> None:
         if config.lambda_ewc > 0 and (fisher is None or anchor is None):
             raise ConfigError("lambda_ewc > 0 needs the Fisher information and the anchor of the previous task")
@@ -351,8 +352,7 @@ class Trainer:
                 self.scheduler.step(float(np.mean(history.losses[-config.plateau_interval :])))
             if folder is not None and done % config.checkpoint_every == 0 and done < config.steps:
                 save_checkpoint(folder / CHECKPOINT_LATEST, self._state(done, rng_before_batch, history))
-            if self.progress is not None:
-                self.progress(done, config.steps, history.losses[-1])
+            report(self.progress, "", done, config.steps, history.losses[-1])
 
         final: Path | None = None
         if folder is not None:
@@ -383,7 +383,7 @@ def train(
     augment: AugmentConfig | None = None,
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     device: torch.device | str | None = None,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> TrainResult:
     """Train ``model`` in place on ``cases`` for ``config.steps`` steps: :class:`Trainer`'s
     :meth:`~Trainer.fit` with the default sampler and step (the arguments are the trainer's).
