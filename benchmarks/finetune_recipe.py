@@ -48,13 +48,14 @@ from typing import Any
 
 import numpy as np
 
+from seqtransfer.core.threads import single_threaded
 from seqtransfer.experiment.config import config_from_dict
 from seqtransfer.experiment.runner import zoo_config_of
-from seqtransfer.report.tables import bootstrap_interval
-from seqtransfer.core.threads import single_threaded
-from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
+from seqtransfer.pipeline.config import FinetuneConfig
+from seqtransfer.pipeline.transfer import run_transfer
 from seqtransfer.pipeline.workspace import Workspace, open_workspace
 from seqtransfer.pipeline.zoo import ZooModel
+from seqtransfer.report.tables import bootstrap_interval
 
 #: (lr, steps); the study's and demo's recipe first, the package default is the reference
 RECIPES = [

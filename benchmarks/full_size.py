@@ -36,8 +36,9 @@ from seqtransfer.data.io import read_image, write_image  # noqa: E402
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig, restore_label  # noqa: E402
 from seqtransfer.evaluation.dice import dice_score  # noqa: E402
 from seqtransfer.evaluation.inference import predict_volume  # noqa: E402
-from seqtransfer.training.loop import TrainConfig, train  # noqa: E402
-from seqtransfer.training.network import NetworkConfig, build_network, select_device  # noqa: E402
+from seqtransfer.training.config import NetworkConfig, TrainConfig
+from seqtransfer.training.loop import train  # noqa: E402
+from seqtransfer.training.network import build_network, select_device  # noqa: E402
 
 
 def write_cases(root: Path, n: int, shape: tuple[int, int, int], seed: int) -> Path:

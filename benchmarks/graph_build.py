@@ -296,8 +296,8 @@ def load_tasks(args: argparse.Namespace) -> tuple[list[Any], list[str], dict[str
 
 
 def phase_generate(args: argparse.Namespace) -> dict[str, Any]:
-    from seqtransfer.core.atomic import write_json
     from seqtransfer.benchmark import make_benchmark
+    from seqtransfer.core.atomic import write_json
 
     config = bench_config(args)
     out = bench_dir(args)

@@ -200,10 +200,11 @@ def phase_graph(args: argparse.Namespace) -> dict:
 def phase_transfer(args: argparse.Namespace) -> dict:
     from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
     from seqtransfer.graph import GraphConfig, build_graph
-    from seqtransfer.training.loop import TrainConfig
-    from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
+    from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
+    from seqtransfer.pipeline.transfer import run_transfer
     from seqtransfer.pipeline.workspace import open_workspace
-    from seqtransfer.pipeline.zoo import ZooConfig, train_source
+    from seqtransfer.pipeline.zoo import train_source
+    from seqtransfer.training.config import TrainConfig
 
     landmark, target = "inst1-T1-ET", "inst3-T1-ET"
     tasks = [t for t in _tasks(args.bench) if t.name in (landmark, target)]

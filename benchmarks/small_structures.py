@@ -35,15 +35,16 @@ import numpy as np
 import torch
 
 from seqtransfer.benchmark import DEEP_GREY_DATASET, BenchmarkConfig, make_benchmark
+from seqtransfer.core.threads import single_threaded
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.io import read_image
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import source_split
 from seqtransfer.data.tasks import split_tasks
 from seqtransfer.evaluation.inference import dice_on_cases
-from seqtransfer.core.threads import single_threaded
-from seqtransfer.training.loop import TrainConfig, train
-from seqtransfer.training.network import NetworkConfig, build_network
+from seqtransfer.training.config import NetworkConfig, TrainConfig
+from seqtransfer.training.loop import train
+from seqtransfer.training.network import build_network
 
 #: one source task per structure: (task, why this channel)
 STRUCTURES = [

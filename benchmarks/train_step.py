@@ -57,8 +57,9 @@ from monai.losses import DiceCELoss
 
 import seqtransfer.training.loop as loop_mod
 from seqtransfer.training.augment import PatchSampler
-from seqtransfer.training.loop import TrainConfig, train
-from seqtransfer.training.network import NetworkConfig, build_network, select_device
+from seqtransfer.training.config import NetworkConfig, TrainConfig
+from seqtransfer.training.loop import train
+from seqtransfer.training.network import build_network, select_device
 
 N_CASES = 4
 BATCH = 2

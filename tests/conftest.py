@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from seqtransfer.data.io import write_image
 from seqtransfer.core.threads import single_threaded
+from seqtransfer.data.io import write_image
 
 
 def write_dataset(

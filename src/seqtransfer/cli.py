@@ -17,7 +17,7 @@ import contextlib
 import json
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -143,11 +143,6 @@ def progress_bar(description: str) -> Iterator[Progress]:
         yield update
 
 
-def _named(progress: Progress) -> Callable[[str, int, int], None]:
-    """``progress`` as the ``(name, done, total)`` callback of the dataset checks."""
-    return lambda name, done, total: progress(ProgressEvent(name, done, total))
-
-
 DatasetDirs = Annotated[list[Path], typer.Argument(help="nnU-Net v2 raw dataset folders.", show_default=False)]
 
 
@@ -160,7 +155,7 @@ def verify(datasets: DatasetDirs) -> None:
     from seqtransfer.data.verify import verify_datasets
 
     with progress_bar("verifying") as update:
-        problems = verify_datasets(datasets, _named(update))
+        problems = verify_datasets(datasets, update)
     for problem in problems:
         (err if problem.severity == "error" else out).print(str(problem), markup=False)
     n_err = sum(p.severity == "error" for p in problems)
@@ -178,7 +173,7 @@ def _load_tasks(
     from seqtransfer.data.verify import verified_tasks
 
     with progress_bar("verifying") as update:
-        found = verified_tasks(datasets, groups, modalities, _named(update))
+        found = verified_tasks(datasets, groups, modalities, update)
     for warning in found.warnings:
         err.print(str(warning), markup=False)
     return found.tasks, found.groups_file
@@ -187,7 +182,8 @@ def _load_tasks(
 Modalities = Annotated[
     Path | None,
     typer.Option(
-        help='Modality alias map (JSON {channel name: modality}, e.g. {"T2w": "T2"}); default: modality_aliases.json beside the datasets.'
+        help='Modality alias map (JSON {channel name: modality}, e.g. {"T2w": "T2"}); default: modality_aliases.json '
+        "beside the datasets."
     ),
 ]
 
@@ -312,7 +308,8 @@ def graph_build(
         pool.close()
     n_src = sum(d["role"] == "source" for _, d in graph.nodes(data=True))
     out.print(
-        f"graph: {n_src} sources, {graph.number_of_nodes() - n_src} targets, {graph.number_of_edges()} edges -> {out_dir / 'graph.json'}",
+        f"graph: {n_src} sources, {graph.number_of_nodes() - n_src} targets, {graph.number_of_edges()} edges -> "
+        f"{out_dir / 'graph.json'}",
         markup=False,
     )
 
@@ -372,7 +369,8 @@ def select_cmd(
     score: Annotated[
         str,
         typer.Option(
-            help="Landmark score: leep (eq. 7 with O replaced by exp(LEEP) of each zoo model on the target's affinity cases; needs the zoo), "
+            help="Landmark score: leep (eq. 7 with O replaced by exp(LEEP) of each zoo model on the target's "
+            "affinity cases; needs the zoo), "
             "paper (eq. 7), or auto (leep when every connected source has its zoo model, else paper)."
         ),
     ] = "auto",
@@ -531,7 +529,8 @@ def zoo_train(
     failed = [m for m in models if not learned(m.dice)]
     for m in failed:
         err.print(
-            f"warning: {m.task}: the source model learned nothing (held-out Dice {m.dice:.3f} < {MIN_LEARNED_DICE}); it will never be a landmark",
+            f"warning: {m.task}: the source model learned nothing (held-out Dice {m.dice:.3f} < {MIN_LEARNED_DICE}); "
+            "it will never be a landmark",
             markup=False,
         )
 
@@ -557,7 +556,8 @@ def transfer(
     all_cases: Annotated[
         bool,
         typer.Option(
-            help="Train the target step on every labelled case (no test sets); automatic for a target too small for the protocol's draws."
+            help="Train the target step on every labelled case (no test sets); automatic for a target too small for "
+            "the protocol's draws."
         ),
     ] = False,
 ) -> None:
@@ -582,7 +582,8 @@ def transfer(
         graph_seed = workspace.store.params().get("config", {}).get("seed", seed)
         if graph_seed != seed:  # another seed would draw other training cases and test sets than the graph saw
             raise ConfigError(
-                f"the graph in {graph_dir} drew {target}'s cases with seed {graph_seed}; transfer with --seed {graph_seed} (one split per target)"
+                f"the graph in {graph_dir} drew {target}'s cases with seed {graph_seed}; transfer with --seed "
+                f"{graph_seed} (one split per target)"
             )
     if path:
         nodes = [n.strip() for n in path.split(",") if n.strip()]
@@ -747,7 +748,8 @@ def adapt(
         int,
         typer.Option(
             min=0,
-            help="0: every connected source competes; N: only the target's N nearest by w (fewer source models to train).",
+            help="0: every connected source competes; N: only the target's N nearest by w (fewer source models to "
+            "train).",
         ),
     ] = 0,
     size: Annotated[int, typer.Option(help="Grid edge of the affinity (a new graph only).")] = GRAPH.size,
@@ -772,7 +774,8 @@ def adapt(
     score: Annotated[
         str,
         typer.Option(
-            help="Landmark score: leep (eq. 7 with O replaced by exp(LEEP) of each source model on the labelled cases; chose better in the selection study) or paper (eq. 7)."
+            help="Landmark score: leep (eq. 7 with O replaced by exp(LEEP) of each source model on the labelled "
+            "cases; chose better in the selection study) or paper (eq. 7)."
         ),
     ] = "leep",
 ) -> None:
@@ -837,7 +840,8 @@ def adapt(
         pool.close()
     for record in result["targets"]:
         out.print(
-            f"{record['target']}: landmark {record['landmark']}, path {' -> '.join(record['path'])} ({len(record['labelled_cases'])} labelled case(s))",
+            f"{record['target']}: landmark {record['landmark']}, path {' -> '.join(record['path'])} "
+            f"({len(record['labelled_cases'])} labelled case(s))",
             markup=False,
         )
         if record.get("estimate"):

@@ -186,7 +186,8 @@ def demo_adapt(
     if held:
         mean = "n/a" if held["mean_dice"] is None else f"{held['mean_dice']:.3f}"
         console.print(
-            f"predictions: {len(result['predictions']['cases'])} unlabelled case(s); Dice against the held-back labelsTs: {mean} (mean of {held['n']})",
+            f"predictions: {len(result['predictions']['cases'])} unlabelled case(s); Dice against the held-back "
+            f"labelsTs: {mean} (mean of {held['n']})",
             markup=False,
         )
     console.print(f"adapt report: {out / 'report.html'}\npredictions: {out / 'predictions'}", markup=False)

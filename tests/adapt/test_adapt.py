@@ -16,13 +16,11 @@ import numpy as np
 import pytest
 
 from seqtransfer.adapt import AdaptConfig, adapt, plan_adapt
-from seqtransfer.data.io import write_image
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.data.io import write_image
 from seqtransfer.graph.config import GraphConfig
-from seqtransfer.training.loop import TrainConfig
-from seqtransfer.training.network import NetworkConfig
-from seqtransfer.pipeline.transfer import FinetuneConfig
-from seqtransfer.pipeline.zoo import ZooConfig
+from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
+from seqtransfer.training.config import NetworkConfig, TrainConfig
 
 
 def write_dataset(root: Path, **kwargs: object) -> Path:
@@ -383,10 +381,10 @@ KILL_SCRIPT = textwrap.dedent(
     from pathlib import Path
     from seqtransfer.adapt import AdaptConfig, adapt, plan_adapt
     from seqtransfer.graph.config import GraphConfig
-    from seqtransfer.training.loop import TrainConfig
-    from seqtransfer.training.network import NetworkConfig
-    from seqtransfer.pipeline.transfer import FinetuneConfig
-    from seqtransfer.pipeline.zoo import ZooConfig
+    from seqtransfer.training.config import TrainConfig
+    from seqtransfer.training.config import NetworkConfig
+    from seqtransfer.pipeline.config import FinetuneConfig
+    from seqtransfer.pipeline.config import ZooConfig
     from seqtransfer.core.threads import single_threaded
 
     NET = NetworkConfig(patch_size=(16, 16, 16), filters=(4, 8, 16))

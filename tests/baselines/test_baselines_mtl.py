@@ -14,9 +14,9 @@ from seqtransfer.core.errors import ConfigError
 from seqtransfer.core.progress import ProgressEvent
 from seqtransfer.training.augment import AugmentConfig, PatchSampler
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, CHECKPOINT_LATEST, load_checkpoint
-from seqtransfer.training.loop import TrainConfig
+from seqtransfer.training.config import NetworkConfig, TrainConfig
 from seqtransfer.training.loss import SegmentationLoss
-from seqtransfer.training.network import NetworkConfig, build_network
+from seqtransfer.training.network import build_network
 
 PATCH = (16, 16, 16)
 

@@ -12,7 +12,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import tomli_w
 
 DRIVER = r"""

@@ -176,7 +176,7 @@ def test_select_imports_no_heavy_library(built) -> None:
         )
         == []
     )
-    code = "from seqtransfer.graph import build_graph, add_targets, edge_allowed, candidate_sources; from seqtransfer.graph.build import candidate_sources as c; assert c is candidate_sources"
+    code = "from seqtransfer.graph import build_graph, add_targets, edge_allowed, candidate_sources; from seqtransfer.graph.sources import candidate_sources as c; assert c is candidate_sources"
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 

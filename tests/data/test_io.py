@@ -4,8 +4,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from seqtransfer.data.io import read_header, read_image, write_image
 from seqtransfer.core.errors import DatasetError
+from seqtransfer.data.io import read_header, read_image, write_image
 
 
 @pytest.mark.parametrize("ending", [".nii.gz", ".nii"])

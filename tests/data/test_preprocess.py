@@ -3,6 +3,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.io import write_image
 from seqtransfer.data.preprocess import (
@@ -12,7 +13,6 @@ from seqtransfer.data.preprocess import (
     preprocess_arrays,
     zscore_foreground,
 )
-from seqtransfer.core.errors import ConfigError
 
 
 def test_crop_to_nonzero_box_of_all_channels() -> None:

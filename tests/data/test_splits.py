@@ -1,7 +1,7 @@
 import pytest
 
-from seqtransfer.data.splits import sample_cases, sample_size_split, source_split, target_split
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.data.splits import sample_cases, sample_size_split, source_split, target_split
 
 IDS = [f"c{i:02d}" for i in range(24)]
 

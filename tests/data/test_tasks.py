@@ -4,10 +4,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seqtransfer.core.errors import DatasetError
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.tasks import find_objective_groups, load_objective_groups, split_tasks, task_name
-from seqtransfer.core.errors import DatasetError
 
 
 def test_split_into_site_modality_objective_tasks(dataset_factory) -> None:
@@ -81,9 +81,9 @@ def test_tasks_sharing_images_or_labels_share_cached_arrays(dataset_factory, tmp
 def test_modality_names_match_case_insensitively_and_through_aliases(dataset_factory, tmp_path) -> None:
     import json
 
+    from seqtransfer.core.errors import DatasetError
     from seqtransfer.data.dataset import parse_dataset
     from seqtransfer.data.tasks import find_modality_aliases, load_modality_aliases, modality_key, split_tasks
-    from seqtransfer.core.errors import DatasetError
     from seqtransfer.graph.build import edge_allowed
 
     a = parse_dataset(dataset_factory("Dataset001_A", n_cases=2, channels=("T2", "FLAIR"), labels=("x",)))[0]

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from seqtransfer.core.errors import DatasetError
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.io import read_header, write_image
 from seqtransfer.data.verify import require_valid, verify_dataset
-from seqtransfer.core.errors import DatasetError
 
 
 def _affine(root: Path) -> np.ndarray:

@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from seqtransfer.evaluation.inference import dice_on_cases, predict_volume
-from seqtransfer.training.network import NetworkConfig, build_network
+from seqtransfer.training.config import NetworkConfig
+from seqtransfer.training.network import build_network
 
 
 def _model(**kwargs) -> torch.nn.Module:

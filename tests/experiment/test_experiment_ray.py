@@ -3,7 +3,6 @@
 from pathlib import Path
 
 import pytest
-
 import ray  # a test dependency (pyproject [test]); the ray executor itself is the optional extra
 
 from seqtransfer.experiment.config import config_from_dict

@@ -136,8 +136,8 @@ def test_run_report_and_predict_write_with_the_umask(umask: int, dataset_factory
     `predict` on a tiny protocol: every file and folder they create."""
     from seqtransfer.experiment.config import config_from_dict
     from seqtransfer.experiment.runner import run_experiment
-    from seqtransfer.report import write_report
     from seqtransfer.pipeline.predict import predict_files
+    from seqtransfer.report import write_report
 
     sites = {f"case_{i:03d}": "ABC"[i % 3] for i in range(57)}
     tum = dataset_factory(

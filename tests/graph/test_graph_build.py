@@ -10,8 +10,8 @@ import pytest
 
 import seqtransfer.graph.engine as engine_module
 from seqtransfer.affinity import affinity
-from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.core.errors import ConfigError, StoreError
+from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.graph import GraphConfig, GraphStore, add_targets, build_graph, candidate_sources
 from seqtransfer.selection import path_objective
 from seqtransfer.selection.run import select_for_target

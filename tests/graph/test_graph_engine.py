@@ -10,8 +10,8 @@ import torch
 import seqtransfer.graph.engine as eng
 from seqtransfer.affinity import embed_volume, image_distance, sample_pairs, ssim3d
 from seqtransfer.affinity.ssim import box_stats, ssim_pairs, ssim_volume_box_stats, ssim_volume_stats
-from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.core.executor import ProcessExecutor
+from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.graph import GraphConfig, GraphStore, build_graph
 from seqtransfer.graph.build import affinity_cases
 

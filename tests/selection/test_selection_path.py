@@ -23,7 +23,6 @@ from seqtransfer.selection import (
     path_objective,
 )
 
-
 # ---------------------------------------------------------------------------------------------
 # Independent reference: enumerate every candidate path, check eq. 9 by hand, evaluate eq. 8.
 

@@ -85,8 +85,8 @@ def test_the_issue_case_a_nearly_zero_o_no_longer_wins() -> None:
 
 
 def test_select_cli_shows_the_models_that_learned_nothing(tmp_path, run_cli) -> None:
-    from seqtransfer.graph.store import GraphStore
     from seqtransfer.graph.config import GraphConfig
+    from seqtransfer.graph.store import GraphStore
 
     graph, names = _graph([0.5, 0.6, 0.7], [0, 0, 0], [20] * 3, [(0, 1, 0.4), (1, 2, 0.4)])
     store = GraphStore(tmp_path / "g")

@@ -6,9 +6,10 @@ import pytest
 import torch
 from torch import nn
 
+from seqtransfer.training.config import NetworkConfig
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher, ewc_penalty
 from seqtransfer.training.loss import SegmentationLoss
-from seqtransfer.training.network import NetworkConfig, build_network, decoder_parameters, freeze_encoder
+from seqtransfer.training.network import build_network, decoder_parameters, freeze_encoder
 
 
 def _model(seed: int = 0) -> nn.Module:

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-
 import torch
 
 from seqtransfer.data.dataset import parse_dataset
@@ -27,11 +26,12 @@ PATH = ["A-T1-tumour", "B-T1-tumour", TARGET]
 CHILD = r"""
 import json, os, signal, sys
 from seqtransfer.core.threads import single_threaded
-from seqtransfer.training.loop import TrainConfig
-from seqtransfer.training.network import NetworkConfig
-from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
+from seqtransfer.training.config import TrainConfig
+from seqtransfer.training.config import NetworkConfig
+from seqtransfer.pipeline.transfer import run_transfer
+from seqtransfer.pipeline.config import FinetuneConfig
 from seqtransfer.pipeline.workspace import open_workspace
-from seqtransfer.pipeline.zoo import ZooConfig
+from seqtransfer.pipeline.config import ZooConfig
 
 graph, cache, path = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
 net = NetworkConfig(patch_size=(16, 16, 16), filters=(4, 8, 16))

@@ -14,10 +14,11 @@ from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.core.progress import ProgressEvent
 from seqtransfer.evaluation import dice_on_cases, mean_dice
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, CHECKPOINT_LATEST, load_checkpoint, load_weights
+from seqtransfer.training.config import NetworkConfig, TrainConfig
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher
-from seqtransfer.training.loop import StepLoss, TrainConfig, Trainer, _fork_devices, train
+from seqtransfer.training.loop import StepLoss, Trainer, _fork_devices, train
 from seqtransfer.training.loss import SegmentationLoss
-from seqtransfer.training.network import NetworkConfig, build_network, decoder_parameters, encoder_parameters
+from seqtransfer.training.network import build_network, decoder_parameters, encoder_parameters
 
 PATCH = (16, 16, 16)
 

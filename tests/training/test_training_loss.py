@@ -45,7 +45,7 @@ def test_batch_dice_is_one_dice_over_the_batch_and_a_train_config_option() -> No
     """batch=True: one Dice over every patch of the batch (checked against a direct formula)."""
     import torch
 
-    from seqtransfer.training.loop import TrainConfig
+    from seqtransfer.training.config import TrainConfig
     from seqtransfer.training.loss import SegmentationLoss
 
     torch.manual_seed(0)

@@ -10,19 +10,18 @@ from monai.networks.nets import DynUNet, UNet
 from torch import nn
 
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.training.config import NetworkConfig
 from seqtransfer.training.network import (
-    NetworkConfig,
     autocast_context,
     build_network,
     decoder_parameters,
     encoder_parameters,
     encoder_prefixes,
     freeze_encoder,
-    plan_strides,
     select_device,
     set_train_mode,
-    total_stride,
 )
+from seqtransfer.training.plan import plan_strides, total_stride
 
 ISO = (1, 1, 1)
 

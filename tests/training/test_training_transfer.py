@@ -8,16 +8,16 @@ import numpy as np
 import pytest
 
 from seqtransfer.cli import main
+from seqtransfer.core.errors import ConfigError
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.tasks import split_tasks
-from seqtransfer.core.errors import ConfigError
 from seqtransfer.graph import GraphConfig, build_graph
-from seqtransfer.training.loop import TrainConfig
-from seqtransfer.training.network import NetworkConfig
-from seqtransfer.pipeline.transfer import FinetuneConfig, TransferResult, run_transfer
+from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
+from seqtransfer.pipeline.transfer import TransferResult, run_transfer
 from seqtransfer.pipeline.workspace import open_workspace
-from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, train_zoo, zoo_model
+from seqtransfer.pipeline.zoo import ZooModel, train_zoo, zoo_model
+from seqtransfer.training.config import NetworkConfig, TrainConfig
 
 SHAPE = (16, 16, 16)
 NET = NetworkConfig(patch_size=(16, 16, 16), filters=(4, 8, 16))

@@ -10,13 +10,14 @@ the labelled cases: it is resampled for the network and the prediction is mapped
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from seqtransfer.core.errors import ConfigError, DatasetError
+from seqtransfer.core.progress import Progress, report
 from seqtransfer.data.io import read_image
 
 
@@ -88,7 +89,7 @@ def find_unlabelled(inputs: Sequence[str | Path], n_channels: int, file_ending: 
     return cases
 
 
-def check_unlabelled(cases: Sequence[UnlabelledCase], progress: Callable[[int, int], None] | None = None) -> None:
+def check_unlabelled(cases: Sequence[UnlabelledCase], progress: Progress | None = None) -> None:
     """Read every image once: 3-D, finite, the channels of a case of one shape.
 
     Raises:
@@ -105,5 +106,4 @@ def check_unlabelled(cases: Sequence[UnlabelledCase], progress: Callable[[int, i
             if shape is not None and data.shape != shape:
                 raise DatasetError(f"{path}: shape {data.shape} differs from channel 0's {shape}")
             shape = data.shape
-        if progress is not None:
-            progress(done, len(cases))
+        report(progress, "", done, len(cases))

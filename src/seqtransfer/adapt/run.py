@@ -144,12 +144,14 @@ def _resolve_targets(
         sites = sorted({t.site for t in own})
         if len(sites) > 1:
             raise ConfigError(
-                f"{target_dataset.root}: --target all needs a target dataset of one site, it has {', '.join(sites)}; name the tasks"
+                f"{target_dataset.root}: --target all needs a target dataset of one site, it has {', '.join(sites)}; "
+                "name the tasks"
             )
         if modality is None:
             if len(target_dataset.channel_names) > 1:
                 raise ConfigError(
-                    f"{target_dataset.root}: --target all needs --modality, one of {', '.join(target_dataset.channel_names)}"
+                    f"{target_dataset.root}: --target all needs --modality, one of "
+                    f"{', '.join(target_dataset.channel_names)}"
                 )
             modality = target_dataset.channel_names[0]
         wanted = modality_key(modality, aliases)
@@ -165,11 +167,13 @@ def _resolve_targets(
             chosen.append(by_name[name])
         elif name in others:
             raise ConfigError(
-                f"--target {name}: a task of the source dataset {others[name].dataset.root}, not of the target dataset {target_dataset.root}"
+                f"--target {name}: a task of the source dataset {others[name].dataset.root}, not of the target "
+                f"dataset {target_dataset.root}"
             )
         else:
             raise ConfigError(
-                f"--target {name}: not a task of the target dataset {target_dataset.root} (its tasks: {', '.join(sorted(by_name))})"
+                f"--target {name}: not a task of the target dataset {target_dataset.root} (its tasks: "
+                f"{', '.join(sorted(by_name))})"
             )
     if len({t.site for t in chosen}) > 1:
         raise ConfigError("the --target tasks must be of one site (their predictions are merged into one label map)")
@@ -223,8 +227,7 @@ def plan_adapt(
         raise ConfigError("give at least one source dataset before the target dataset")
     if target_root.resolve() in {r.resolve() for r in source_roots}:
         raise ConfigError(f"{target_root}: the target dataset is also given as a source")
-    verify_report = None if progress is None else (lambda name, d, t: report(progress, f"verify {name}", d, t))
-    parsed, warnings = require_valid([*source_roots, target_root], verify_report)
+    parsed, warnings = require_valid([*source_roots, target_root], prefixed(progress, "verify "))
     for warning in warnings:
         logger.warning("%s", warning)
     target_ds = parsed[-1]
@@ -249,9 +252,7 @@ def plan_adapt(
         images = []
         logger.warning("%s: not found and no --input given; nothing will be predicted", target_root / "imagesTs")
     unlabelled = find_unlabelled(images, len(target_ds.channel_names), target_ds.file_ending) if images else []
-    check_unlabelled(
-        unlabelled, None if progress is None else (lambda d, t: report(progress, "verify unlabelled images", d, t))
-    )
+    check_unlabelled(unlabelled, relabel(progress, "verify unlabelled images"))
     return AdaptPlan(
         sources=list(parsed[:-1]),
         target_dataset=target_ds,
@@ -271,7 +272,8 @@ def _graph_sources_match(graph: Any, graph_dir: Path, plan: AdaptPlan) -> None:
     given = sorted({str(ds.root.resolve()) for ds in plan.sources})
     if built != given:
         raise ConfigError(
-            f"{graph_dir}: the graph was built from {len(built)} source dataset(s) ({', '.join(Path(b).name for b in built)}), "
+            f"{graph_dir}: the graph was built from {len(built)} source dataset(s) "
+            f"({', '.join(Path(b).name for b in built)}), "
             f"not the given {len(given)} ({', '.join(Path(g).name for g in given)})"
         )
     known = {t.name for t in plan.source_tasks}
@@ -345,7 +347,8 @@ def zoo_transferability(
     missing = sorted(s for s, m in models.items() if m is None)
     if missing:
         raise ConfigError(
-            f"{workspace.root}: the leep score needs the zoo model of every connected source; missing: {', '.join(missing[:5])} (run `seqtransfer zoo train`)"
+            f"{workspace.root}: the leep score needs the zoo model of every connected source; missing: "
+            f"{', '.join(missing[:5])} (run `seqtransfer zoo train`)"
         )
     return leep_transferability(
         workspace, task, cases, {s: m.folder for s, m in models.items()}, seed=seed, progress=progress

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -72,8 +73,20 @@ class SlicePCA:
         return value
 
 
+class Volume(Protocol):
+    """What :func:`fit_slice_pca` reads of a volume: an array, or one loaded on indexing."""
+
+    @property
+    def shape(self) -> tuple[int, ...]: ...
+
+    @property
+    def ndim(self) -> int: ...
+
+    def __getitem__(self, index: Any, /) -> Any: ...
+
+
 def fit_slice_pca(
-    volumes: Sequence[np.ndarray],
+    volumes: Sequence[Volume],
     n_components: int = 16,
     max_slices: int | None = 4096,
     rng: np.random.Generator | None = None,

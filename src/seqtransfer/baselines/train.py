@@ -35,8 +35,9 @@ from seqtransfer.pipeline.score import score_cases, score_test_sets
 from seqtransfer.pipeline.workspace import Workspace
 from seqtransfer.pipeline.zoo import ZooModel, load_model
 from seqtransfer.training.augment import PatchSampler, PreparedBatch
-from seqtransfer.training.loop import StepLoss, TrainConfig, Trainer, TrainResult, train
-from seqtransfer.training.network import NetworkConfig, autocast_context, build_network, select_device
+from seqtransfer.training.config import NetworkConfig, TrainConfig
+from seqtransfer.training.loop import StepLoss, Trainer, TrainResult, train
+from seqtransfer.training.network import autocast_context, build_network, select_device
 
 
 def split_of(workspace: Workspace, target: str, seed: int, n_train: int = 3) -> TargetSplit:

@@ -27,7 +27,7 @@ import json
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +39,7 @@ from monai.transforms.utils import generate_spatial_bounding_box
 from seqtransfer.core.atomic import publish_dir_mode
 from seqtransfer.core.config import default_cache_dir
 from seqtransfer.core.errors import ConfigError, StoreError
+from seqtransfer.core.progress import Progress, report
 from seqtransfer.core.threads import single_threaded
 from seqtransfer.data.dataset import Case
 from seqtransfer.data.io import read_header, read_image
@@ -397,13 +398,12 @@ class PreprocessCache:
         meta = json.loads((self._entry(self.key(case)) / "meta.json").read_text())
         return tuple(meta["shape"]), tuple((int(s), int(e)) for s, e in meta["box"])
 
-    def ensure(self, cases: Iterable[Case], progress: Callable[[int, int], None] | None = None) -> None:
+    def ensure(self, cases: Iterable[Case], progress: Progress | None = None) -> None:
         """Preprocess every case not yet cached (each distinct case once)."""
         unique = {c.label: c for c in cases}
         for done, case in enumerate(unique.values(), start=1):
             self.load(case)
-            if progress is not None:
-                progress(done, len(unique))
+            report(progress, "", done, len(unique))
 
     def task_volume(self, case: Case, channel: int, label_values: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
         """One case as a task sees it: its channel's image and its binary foreground."""

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from seqtransfer.core.errors import DatasetError
+from seqtransfer.core.progress import Progress, relabel, report
 from seqtransfer.data.dataset import Case, Dataset, Problem, parse_dataset
 from seqtransfer.data.io import read_image
 from seqtransfer.data.tasks import (
@@ -154,12 +155,12 @@ def _check_case_memo(dataset: Dataset, case: Case) -> list[Problem]:
     return list(_CASE_MEMO[key])
 
 
-def verify_dataset(root: str | Path, progress: Callable[[int, int], None] | None = None) -> list[Problem]:
+def verify_dataset(root: str | Path, progress: Progress | None = None) -> list[Problem]:
     """Check a dataset and return every problem found.
 
     Args:
         root: the dataset folder.
-        progress: called with (cases done, cases total) while voxels are checked.
+        progress: told the cases done and total while voxels are checked (an unnamed stage).
 
     Returns:
         Every problem, errors and warnings, each naming its file. Empty when clean.
@@ -170,28 +171,16 @@ def verify_dataset(root: str | Path, progress: Callable[[int, int], None] | None
     total = len(dataset.cases)
     for done, case in enumerate(dataset.cases, start=1):
         problems.extend(_check_case_memo(dataset, case))
-        if progress is not None:
-            progress(done, total)
+        report(progress, "", done, total)
     return problems
 
 
-def _named_progress(progress: Callable[[str, int, int], None], name: str) -> Callable[[int, int], None]:
-    """``progress`` with the dataset's name put first."""
-
-    def report(done: int, total: int) -> None:
-        progress(name, done, total)
-
-    return report
-
-
-def verify_datasets(
-    roots: Sequence[str | Path], progress: Callable[[str, int, int], None] | None = None
-) -> list[Problem]:
+def verify_datasets(roots: Sequence[str | Path], progress: Progress | None = None) -> list[Problem]:
     """Check several datasets; see :func:`verify_dataset`."""
     problems: list[Problem] = []
     for root in roots:
         name = Path(root).name
-        problems.extend(verify_dataset(root, None if progress is None else _named_progress(progress, name)))
+        problems.extend(verify_dataset(root, relabel(progress, name)))
     if not any(p.severity == "error" for p in problems):
         for key, recorded in list(_PENDING.items()):
             _write_record(key, recorded)
@@ -199,9 +188,7 @@ def verify_datasets(
     return problems
 
 
-def require_valid(
-    roots: Sequence[str | Path], progress: Callable[[str, int, int], None] | None = None
-) -> tuple[list[Dataset], list[Problem]]:
+def require_valid(roots: Sequence[str | Path], progress: Progress | None = None) -> tuple[list[Dataset], list[Problem]]:
     """Verify datasets and parse them, refusing any with an error.
 
     Args:
@@ -251,7 +238,7 @@ def verified_tasks(
     roots: Sequence[str | Path],
     groups: str | Path | None = None,
     modalities: str | Path | None = None,
-    progress: Callable[[str, int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> VerifiedTasks:
     """Verify datasets and split them into tasks (``seqtransfer tasks`` and ``graph build``).
 

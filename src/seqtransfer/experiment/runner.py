@@ -23,6 +23,7 @@ configuration, seeds and package versions are written to ``RUN_DIR/config.resolv
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -38,7 +39,7 @@ import numpy as np
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.core.executor import Executor, SequentialExecutor
-from seqtransfer.core.progress import Progress, prefixed, relabel, report
+from seqtransfer.core.progress import Progress, prefixed, relabel
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import TargetSplit, sample_size_split, source_split, target_split
 from seqtransfer.data.tasks import (
@@ -56,13 +57,14 @@ from seqtransfer.experiment.methods import LANDMARK_METHODS, Method, methods_in
 from seqtransfer.experiment.protocol import derived_graph, draw_graph, protocol_targets
 from seqtransfer.experiment.records import PathResult, TransferRecord
 from seqtransfer.experiment.store import RunStore, protocol_direct_transfers
-from seqtransfer.graph.build import candidate_sources, reachable_sources, set_weights
+from seqtransfer.graph.build import reachable_sources, set_weights
 from seqtransfer.graph.engine import release_features
-from seqtransfer.graph.sources import source_pool
+from seqtransfer.graph.sources import candidate_sources, source_pool
 from seqtransfer.graph.store import GraphStore, package_versions
-from seqtransfer.pipeline.transfer import FinetuneConfig, run_transfer
+from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
+from seqtransfer.pipeline.transfer import run_transfer
 from seqtransfer.pipeline.workspace import Workspace, open_workspace
-from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, record_zoo_node, train_source
+from seqtransfer.pipeline.zoo import ZooModel, record_zoo_node, train_source
 from seqtransfer.selection.errors import SelectionError
 from seqtransfer.selection.path import optimal_path
 from seqtransfer.selection.run import Selection, select_in_graph
@@ -183,9 +185,7 @@ def open_context(
     graphs' feature and pair shards.
     """
     roots, groups_file = _datasets(config, run_dir, progress)
-    datasets, _ = require_valid(
-        roots, None if progress is None else (lambda name, d, t: report(progress, f"verify {name}", d, t))
-    )
+    datasets, _ = require_valid(roots, prefixed(progress, "verify "))
     if groups_file is None or not groups_file.exists():
         groups_file = find_objective_groups(roots)
     groups = load_objective_groups(groups_file) if groups_file is not None else None
@@ -303,7 +303,8 @@ def check_target_splits(ctx: Context) -> None:
             used = set(workspace.graph.nodes[target].get("affinity_cases", []))
             if used != set(split.draws[draw]) or used & tested:
                 raise RuntimeError(
-                    f"{target} draw {draw}: the graph used cases {sorted(used)}, the draw trains on {sorted(split.draws[draw])}"
+                    f"{target} draw {draw}: the graph used cases {sorted(used)}, the draw trains on "
+                    f"{sorted(split.draws[draw])}"
                     f"{' and some are test cases' if used & tested else ''}"
                 )
         for (n, draw), workspace in ctx.sample_workspaces.items():
@@ -311,7 +312,8 @@ def check_target_splits(ctx: Context) -> None:
             used = set(workspace.graph.nodes[target].get("affinity_cases", []))
             if used != set(sample.draws[draw]) or used & set(sample.test_sets[0]):
                 raise RuntimeError(
-                    f"{target} n={n} draw {draw}: the graph used cases {sorted(used)}, the draw trains on {sorted(sample.draws[draw])}"
+                    f"{target} n={n} draw {draw}: the graph used cases {sorted(used)}, the draw trains on "
+                    f"{sorted(sample.draws[draw])}"
                 )
 
 
@@ -731,12 +733,13 @@ def run_calibrated(ctx: Context, targets: list[str] | None = None) -> None:
                 draw,
                 "",
                 {"path": sel.path, "alpha": fitted["alpha"]},
-                lambda sel=sel, draw=draw, fitted=fitted: {
-                    **_transfer_result(transfer(ctx, sel.path, draw)),
-                    "alpha": fitted["alpha"],
-                    "beta": fitted["beta"],
-                },
+                functools.partial(_calibrated_result, ctx, sel.path, draw, fitted),
             )
+
+
+def _calibrated_result(ctx: Context, path: list[str], draw: int, fitted: dict[str, Any]) -> dict[str, Any]:
+    """The calibrated method's record: ours' transfer under the fitted alpha, beta of eq. 5."""
+    return {**_transfer_result(transfer(ctx, path, draw)), "alpha": fitted["alpha"], "beta": fitted["beta"]}
 
 
 def _target_draw_worker(args: tuple[ExperimentConfig, str, str, int]) -> None:

@@ -48,7 +48,6 @@ from seqtransfer.data.splits import protocol_split_possible, sample_cases, sourc
 from seqtransfer.data.tasks import MODALITY_ALIASES_FILE, Task
 from seqtransfer.graph import engine as eng
 from seqtransfer.graph.config import GraphConfig
-from seqtransfer.graph.sources import candidate_sources  # noqa: F401 - re-exported (moved to a light module)
 from seqtransfer.graph.store import GraphStore
 
 if TYPE_CHECKING:
@@ -82,9 +81,11 @@ def require_reachable(tasks: Sequence[Task], targets: Sequence[str]) -> None:
         if not reachable_sources(target, sources):
             raise ConfigError(
                 f"target {name!r} shares no modality and no objective group with any source of another site: "
-                f'connect it with a modality alias map (--modalities FILE, JSON {{{json.dumps(target.modality)}: "<a source channel>"}}, '
+                "connect it with a modality alias map (--modalities FILE, JSON "
+                f'{{{json.dumps(target.modality)}: "<a source channel>"}}, '
                 f"or {MODALITY_ALIASES_FILE} beside the datasets) or an objective-group map (--groups FILE, "
-                f'JSON {{{json.dumps(target.objective)}: "<a source objective or its group>"}}, or objective_groups.json beside the datasets)'
+                f'JSON {{{json.dumps(target.objective)}: "<a source objective or its group>"}}, or '
+                "objective_groups.json beside the datasets)"
             )
 
 
@@ -131,7 +132,8 @@ def affinity_cases(task: Task, config: GraphConfig, is_target: bool) -> tuple[Ca
     if is_target and not protocol_split_possible(len(by_id), n_train=config.target_cases):
         if config.target_draw != 0:
             raise ConfigError(
-                f"target {task.name!r} has {len(by_id)} labelled case(s): too few for the protocol's draws, so target_draw must be 0"
+                f"target {task.name!r} has {len(by_id)} labelled case(s): too few for the protocol's draws, so "
+                "target_draw must be 0"
             )
         ids = sample_cases(
             task.split_key, list(by_id), config.target_cases, seed=config.seed, purpose="target-affinity"

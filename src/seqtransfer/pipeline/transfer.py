@@ -31,10 +31,10 @@ from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.core.progress import Progress, relabel
 from seqtransfer.data.splits import TargetSplit, sample_cases, target_split
-from seqtransfer.pipeline.config import FinetuneConfig as FinetuneConfig
+from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
 from seqtransfer.pipeline.score import cached_scores, score_test_sets
 from seqtransfer.pipeline.workspace import Workspace
-from seqtransfer.pipeline.zoo import ZooConfig, ZooModel, load_model, train_source, zoo_split
+from seqtransfer.pipeline.zoo import ZooModel, load_model, train_source, zoo_split
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights, save_checkpoint
 from seqtransfer.training.ewc import anchor_from, case_batches, estimate_fisher
 from seqtransfer.training.loop import train

@@ -29,12 +29,13 @@ from seqtransfer.core.progress import Progress, relabel
 from seqtransfer.data.splits import source_split
 from seqtransfer.data.tasks import Task
 from seqtransfer.evaluation.dice import mean_dice
-from seqtransfer.pipeline.config import ZooConfig as ZooConfig
+from seqtransfer.pipeline.config import ZooConfig
 from seqtransfer.pipeline.score import score_cases
 from seqtransfer.pipeline.workspace import Workspace
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, load_weights
+from seqtransfer.training.config import NetworkConfig
 from seqtransfer.training.loop import train
-from seqtransfer.training.network import NetworkConfig, build_network, select_device
+from seqtransfer.training.network import build_network, select_device
 
 logger = logging.getLogger(__name__)
 

@@ -62,9 +62,7 @@ from seqtransfer.training.checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from seqtransfer.training.config import _RECORDED_WHEN_SET
-from seqtransfer.training.config import LR_SCHEDULES as LR_SCHEDULES
-from seqtransfer.training.config import TrainConfig as TrainConfig
+from seqtransfer.training.config import _RECORDED_WHEN_SET, TrainConfig
 from seqtransfer.training.ewc import ewc_penalty
 from seqtransfer.training.loss import SegmentationLoss
 from seqtransfer.training.network import autocast_context, freeze_encoder, select_device, set_train_mode

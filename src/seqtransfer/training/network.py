@@ -55,12 +55,7 @@ from monai.networks.layers import SkipConnection
 from monai.networks.nets import DynUNet, UNet
 from torch import nn
 
-from seqtransfer.training.config import NetworkConfig as NetworkConfig
-from seqtransfer.training.plan import ARCHITECTURES as ARCHITECTURES
-from seqtransfer.training.plan import PRESETS as PRESETS
-from seqtransfer.training.plan import nnunet_filters as nnunet_filters
-from seqtransfer.training.plan import plan_strides as plan_strides
-from seqtransfer.training.plan import total_stride as total_stride
+from seqtransfer.training.config import NetworkConfig
 
 
 def deep_supervision_heads(levels: int) -> int:
