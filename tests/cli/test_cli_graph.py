@@ -306,10 +306,13 @@ def test_calibration_maximises_the_mean_within_target_tau() -> None:
     ) == pytest.approx(independent(0.3))
 
 
-def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, capsys) -> None:
+def test_leep_score_measures_every_zoo_model_and_transfer_after_zoo_train_trains_no_zoo_model(
+    built, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """--score leep: refused (one line, nothing written) without the zoo; with it, gamma = rho * T
     with T = exp(LEEP) of each connected source model, and the landmark is argmin w / (zeta rho T).
-    On the way: transfer reuses the zoo model `zoo train` recorded."""
+    On the way (sharing the zoo's training): transfer reuses the zoo models `zoo train` recorded
+    (:func:`_transfer_reuses_the_recorded_zoo`)."""
     import math
 
     _, _, graph = built
@@ -322,29 +325,7 @@ def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, 
     assert not (graph / "selections").exists()
     code, _, err = run(["zoo", "train", "--graph", graph, "--steps", 2, "--max-train", 3], capsys)
     assert code == 0, err
-    # transfer uses the zoo model `zoo train --max-train 3` made, not a second one trained under
-    # its own zoo settings (another key)
-    before = sorted(p.name for p in (graph / "zoo" / "A-T1-tumour").iterdir())
-    assert len(before) == 1
-    code, out, err = run(
-        [
-            "transfer",
-            "--graph",
-            graph,
-            "--target",
-            "Les-T1-lesion",
-            "--path",
-            "A-T1-tumour,Les-T1-lesion",
-            "--steps",
-            1,
-            "--zoo-steps",
-            5,
-        ],
-        capsys,
-    )
-    assert code == 0, err
-    assert f"zoo model {before[0]}" in out
-    assert sorted(p.name for p in (graph / "zoo" / "A-T1-tumour").iterdir()) == before  # nothing trained again
+    _transfer_reuses_the_recorded_zoo(graph, capsys, monkeypatch)
     code, _, err = run(["select", "--graph", graph, "--target", "Les-T1-lesion", "--score", "paper"], capsys)
     assert code == 0 and json.loads((graph / "selections" / "Les-T1-lesion.json").read_text())["score"] == "paper"
     code, out, err = run(
@@ -363,18 +344,13 @@ def test_select_by_the_leep_score_measures_every_zoo_model_on_the_target(built, 
         assert saved["landmark"] == min(candidates, key=lambda r: (r["score"], r["source"]))["source"]
 
 
-def test_transfer_after_zoo_train_with_other_settings_trains_no_zoo_model(
-    built, capsys, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """`zoo train --max-train 3` then `transfer` (whose own zoo options are the defaults, max_train
-    60): the landmark is the recorded model, no zoo model is trained, and the transfer runs under
-    the configuration the zoo models were trained with (an intermediate step draws its cases from
-    its model's zoo split, and metrics.json records max_train 3)."""
+def _transfer_reuses_the_recorded_zoo(graph: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After `zoo train --steps 2 --max-train 3`, `transfer` (whose own zoo options are other:
+    --zoo-steps 5, max_train 60): the landmark is the recorded model, no zoo model is trained, and
+    the transfer runs under the configuration the zoo models were trained with (an intermediate
+    step draws its cases from its model's zoo split, and metrics.json records max_train 3)."""
     import seqtransfer.pipeline.transfer as transfer_module
 
-    _, _, graph = built
-    code, _, err = run(["zoo", "train", "--graph", graph, "--steps", 2, "--max-train", 3], capsys)
-    assert code == 0, err
     before = sorted(str(p.relative_to(graph)) for p in (graph / "zoo").glob("*/*"))
     nodes = {n["id"]: n for n in json.loads((graph / "graph.json").read_text())["nodes"]}
     assert nodes["A-T1-tumour"]["zoo_key"] and nodes["B-T1-tumour"]["zoo_key"]
@@ -385,7 +361,8 @@ def test_transfer_after_zoo_train_with_other_settings_trains_no_zoo_model(
     monkeypatch.setattr(transfer_module, "train_source", no_training)
     path = "A-T1-tumour,B-T1-tumour,Les-T1-lesion"
     code, out, err = run(
-        ["transfer", "--graph", graph, "--target", "Les-T1-lesion", "--path", path, "--steps", 1], capsys
+        ["transfer", "--graph", graph, "--target", "Les-T1-lesion", "--path", path, "--steps", 1, "--zoo-steps", 5],
+        capsys,
     )
     assert code == 0, err
     assert f"zoo model {nodes['A-T1-tumour']['zoo_key']}" in out
