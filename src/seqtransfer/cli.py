@@ -66,7 +66,30 @@ ZOO = ZooConfig()
 FINETUNE = FinetuneConfig()
 NETWORK = NetworkConfig()
 
-_LOG_HANDLER = RichHandler(console=err, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
+
+class _LogHandler(logging.Handler):
+    """Log records on stderr: through rich on a terminal (so they do not break the progress
+    bars), else as plain lines ("message" for info, "warning: message" above) that a log file
+    keeps whole, without rich's wrapping at 80 columns."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._rich = RichHandler(console=err, show_time=False, show_path=False, markup=False, rich_tracebacks=False)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if err.is_terminal:
+            self._rich.emit(record)
+            return
+        message = record.getMessage()
+        if record.levelno != logging.INFO:
+            message = f"{record.levelname.lower()}: {message}"
+        try:
+            sys.stderr.write(message + "\n")
+        except (OSError, ValueError):  # a closed or broken stderr: nothing to tell
+            pass
+
+
+_LOG_HANDLER = _LogHandler()
 
 #: the loggers of the stage runners, whose info lines ("graphs: 3 draw(s), ...", "zoo: 13 source
 #: model(s) ...", "... skipped (...)") say what a long command is doing: shown by default
