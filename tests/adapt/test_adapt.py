@@ -121,6 +121,9 @@ def test_adapt_two_targets_end_to_end_then_a_rerun_trains_nothing(
         assert record["labelled_cases"] == ["case_000", "case_001", "case_002"]
         assert record["step_models"][-1]["train_cases"] == record["labelled_cases"]  # all labelled cases, no draws
         assert Path(record["final_model"], "checkpoint_final.pth").exists()
+        # the landmark's recorded model and the configuration it was trained with: adapt's own here
+        transfer_metrics = json.loads((out / "transfers" / name / "metrics.json").read_text())
+        assert transfer_metrics["zoo"] == CONFIG.zoo.to_dict()
         estimate = record["estimate"]
         assert sorted(estimate["per_case"]) == record["labelled_cases"] and estimate["n"] == 3
         finite = [v for v in estimate["per_case"].values() if v is not None]

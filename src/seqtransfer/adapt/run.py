@@ -567,7 +567,7 @@ def adapt(
     from seqtransfer.graph.store import GraphStore, package_versions
     from seqtransfer.pipeline.transfer import run_transfer
     from seqtransfer.pipeline.workspace import open_workspace
-    from seqtransfer.pipeline.zoo import record_zoo_node, train_source
+    from seqtransfer.pipeline.zoo import landmark_zoo_model, record_zoo_node, train_source
     from seqtransfer.selection.run import select_in_graph
 
     config = config or AdaptConfig()
@@ -699,7 +699,10 @@ def adapt(
         )
         t1 = time.perf_counter()
         # 5. fine-tune on every labelled case
-        landmark = existing_zoo_model(workspace, selection.landmark)
+        # a landmark model recorded on the graph (`zoo train`, or an earlier adapt) is used with the
+        # configuration it was really trained with, which the path's intermediate steps follow too
+        recorded, zoo_config = landmark_zoo_model(workspace, selection.landmark, config.zoo)
+        landmark = recorded
         if landmark is None:
             landmark = train_source(
                 workspace,
@@ -713,7 +716,7 @@ def adapt(
             workspace,
             task.name,
             selection.path,
-            config.zoo,
+            zoo_config,
             config.finetune,
             out_dir=out / "transfers" / task.name,
             progress=prefixed(progress, "training "),
@@ -748,7 +751,7 @@ def adapt(
         if config.estimate:
             t2 = time.perf_counter()
             record["estimate"] = _estimate(
-                workspace, task, selection.path, config.zoo, config.finetune, landmark, out, progress
+                workspace, task, selection.path, zoo_config, config.finetune, landmark, out, progress
             )
             timings[f"estimate {task.name}"] = round(time.perf_counter() - t2, 3)
         records.append(record)
