@@ -266,9 +266,11 @@ class WarmPython:
         self._children.append(child)
         return child
 
-    def run(self, *args: str | Path, timeout: float, env: dict[str, str] | None = None) -> WarmChild:
+    def run(
+        self, *args: str | Path, timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> WarmChild:
         """:meth:`start`, then wait for the child's end (killed after ``timeout`` seconds)."""
-        child = self.start(*args, env=env)
+        child = self.start(*args, env=env, cwd=cwd)
         try:
             child.wait(timeout)
         except subprocess.TimeoutExpired:
