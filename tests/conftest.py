@@ -252,6 +252,8 @@ class WarmPython:
         """
         self._count += 1
         stdout, stderr = self._folder / f"child{self._count}.out", self._folder / f"child{self._count}.err"
+        stdout.touch()  # readable at once, before the child opens them
+        stderr.touch()
         reply = self.request(
             {
                 "op": "start",
