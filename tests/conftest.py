@@ -5,6 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +153,149 @@ def run_cli(capsys):
         return code, captured.out, captured.err
 
     return run
+
+
+class WarmChild:
+    """A child forked by the zygote (tests/zygote.py): a process of its own, like a :class:`subprocess.Popen`."""
+
+    def __init__(self, zygote: WarmPython, pid: int, stdout: Path, stderr: Path) -> None:
+        self._zygote = zygote
+        self.pid = pid
+        self.stdout_path = stdout
+        self.stderr_path = stderr
+        self.returncode: int | None = None
+
+    def poll(self) -> int | None:
+        """The exit status once the child has ended (``-SIGNUM`` if a signal ended it), else None."""
+        if self.returncode is None:
+            self.returncode = self._zygote.request({"op": "poll", "pid": self.pid})["returncode"]
+        return self.returncode
+
+    def wait(self, timeout: float) -> int:
+        """Wait for the end of the child; its exit status.
+
+        Raises:
+            subprocess.TimeoutExpired: still running after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"warm child {self.pid}", timeout)
+            time.sleep(0.02)
+        return code
+
+    def kill(self) -> None:
+        """SIGKILL the child (if it still runs)."""
+        if self.poll() is None:
+            os.kill(self.pid, signal.SIGKILL)
+
+    @property
+    def stdout(self) -> str:
+        """What the child wrote to stdout so far."""
+        return self.stdout_path.read_text(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        """What the child wrote to stderr so far."""
+        return self.stderr_path.read_text(errors="replace")
+
+
+class WarmPython:
+    """Starts children as ``python ARGS...`` would, forked from one warm zygote that has imported
+    torch, MONAI and seqtransfer (no threads yet); the pytest process itself, whose torch has run
+    with threads, is never forked."""
+
+    def __init__(self, folder: Path) -> None:
+        self._folder = folder
+        self._count = 0
+        self._children: list[WarmChild] = []
+        src = str(Path(__file__).resolve().parents[1] / "src")
+        env = {
+            **os.environ,
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "PYTHONHASHSEED": "0",
+            "PYTHONPATH": os.pathsep.join([src, *filter(None, [os.environ.get("PYTHONPATH")])]),
+        }
+        self._log = open(folder / "zygote.log", "wb")
+        self._proc = subprocess.Popen(
+            [sys.executable, str(Path(__file__).with_name("zygote.py"))],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=self._log,
+            env=env,
+        )
+        self._ready = False
+
+    def request(self, message: dict) -> dict:
+        """Send one request to the zygote; its reply."""
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        if not self._ready:
+            hello = self._proc.stdout.readline()
+            assert hello, f"the zygote did not start: {(self._folder / 'zygote.log').read_text()[-2000:]}"
+            threads = json.loads(hello)["threads"]
+            assert threads == 1, f"the zygote runs {threads} threads after its imports: forking it is unsafe"
+            self._ready = True
+        self._proc.stdin.write(json.dumps(message).encode() + b"\n")
+        self._proc.stdin.flush()
+        line = self._proc.stdout.readline()
+        assert line, f"the zygote died: {(self._folder / 'zygote.log').read_text()[-2000:]}"
+        answer = json.loads(line)
+        assert "error" not in answer, answer["error"]
+        return answer
+
+    def start(self, *args: str | Path, env: dict[str, str] | None = None, cwd: Path | None = None) -> WarmChild:
+        """A child running ``python ARGS...`` (``"-c", CODE, *argv`` or ``SCRIPT, *argv``).
+
+        ``env`` (default: this process's environment) becomes the child's ``os.environ``; settings
+        read when Python starts (PYTHONPATH, PYTHONHASHSEED, OMP_NUM_THREADS) are the zygote's.
+        """
+        self._count += 1
+        stdout, stderr = self._folder / f"child{self._count}.out", self._folder / f"child{self._count}.err"
+        stdout.touch()  # readable at once, before the child opens them
+        stderr.touch()
+        reply = self.request(
+            {
+                "op": "start",
+                "args": [str(a) for a in args],
+                "env": dict(os.environ if env is None else env),
+                "cwd": str(cwd or Path.cwd()),
+                "stdout": str(stdout),
+                "stderr": str(stderr),
+            }
+        )
+        child = WarmChild(self, reply["pid"], stdout, stderr)
+        self._children.append(child)
+        return child
+
+    def run(
+        self, *args: str | Path, timeout: float, env: dict[str, str] | None = None, cwd: Path | None = None
+    ) -> WarmChild:
+        """:meth:`start`, then wait for the child's end (killed after ``timeout`` seconds)."""
+        child = self.start(*args, env=env, cwd=cwd)
+        try:
+            child.wait(timeout)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            raise
+        return child
+
+    def close(self) -> None:
+        """Kill the children still running, end the zygote."""
+        for child in self._children:
+            child.kill()
+        assert self._proc.stdin is not None
+        self._proc.stdin.close()
+        self._proc.wait(timeout=30)
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def warm_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarmPython]:
+    """Start ``python`` children (SIGKILL tests) without re-importing torch each time (:class:`WarmPython`)."""
+    zygote = WarmPython(tmp_path_factory.mktemp("zygote"))
+    yield zygote
+    zygote.close()
 
 
 def pytest_collection_modifyitems(config, items) -> None:  # noqa: ARG001 - pytest's hook signature

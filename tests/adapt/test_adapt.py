@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -413,28 +410,22 @@ KILL_SCRIPT = textwrap.dedent(
 
 @pytest.mark.kill
 @pytest.mark.slow
-def test_sigkill_inside_fine_tuning_then_rerun_gives_identical_predictions(data, tmp_path: Path) -> None:
+def test_sigkill_inside_fine_tuning_then_rerun_gives_identical_predictions(warm_python, data, tmp_path: Path) -> None:
     script = tmp_path / "kill.py"
     script.write_text(
         KILL_SCRIPT.format(targets=TARGETS, src=str(data["src"]), new=str(data["new"]), cache=str(data["cache"]))
     )
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    # three runs of the script, each forked from the warm zygote (which imports this tree's src)
     killed = tmp_path / "killed"
-    first = subprocess.run(
-        [sys.executable, str(script), str(killed), "2"], env=env, capture_output=True, text=True, timeout=600
-    )
+    first = warm_python.run(script, killed, "2", timeout=600)
     assert first.returncode == -signal.SIGKILL, first.stderr
     assert not (killed / "adapt.json").exists()
     checkpoints = list((killed / "graph" / "finetune").glob("*/checkpoint_latest.pth"))
     assert checkpoints, "the kill came inside the target's fine-tuning, after a checkpoint"
-    second = subprocess.run(
-        [sys.executable, str(script), str(killed), "0"], env=env, capture_output=True, text=True, timeout=600
-    )
+    second = warm_python.run(script, killed, "0", timeout=600)
     assert second.returncode == 0, second.stderr
     whole = tmp_path / "whole"
-    third = subprocess.run(
-        [sys.executable, str(script), str(whole), "0"], env=env, capture_output=True, text=True, timeout=600
-    )
+    third = warm_python.run(script, whole, "0", timeout=600)
     assert third.returncode == 0, third.stderr
     for case in data["unlabelled"]:
         a = np.asarray(nib.load(str(killed / "predictions" / f"{case}.nii.gz")).dataobj)

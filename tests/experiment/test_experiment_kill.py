@@ -4,8 +4,6 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,8 +14,9 @@ from seqtransfer.experiment.store import RunStore
 
 
 def _command(config: Path, out: Path) -> list[str]:
+    """``python -c`` arguments of ``seqtransfer run``, for the warm zygote (``warm_python``) to start."""
     code = "import sys; from seqtransfer.cli import main; sys.argv[0] = 'seqtransfer'; main()"
-    return [sys.executable, "-c", code, "run", str(config), "--out", str(out), "--workers", "1"]
+    return ["-c", code, "run", str(config), "--out", str(out), "--workers", "1"]
 
 
 def _env() -> dict[str, str]:
@@ -35,21 +34,19 @@ def _done(out: Path, kind: str) -> int:
         return 0
 
 
-def _kill_when(config: Path, out: Path, kind: str, count: int) -> None:
-    proc = subprocess.Popen(_command(config, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+def _kill_when(warm_python, config: Path, out: Path, kind: str, count: int) -> None:
+    proc = warm_python.start(*_command(config, out), env=_env())
     deadline = time.time() + 240
     while _done(out, kind) < count:
-        assert proc.poll() is None, (
-            f"the run ended before {count} {kind} record(s): {proc.stderr.read().decode()[-500:] if proc.stderr else ''}"
-        )
+        assert proc.poll() is None, f"the run ended before {count} {kind} record(s): {proc.stderr[-500:]}"
         assert time.time() < deadline
         time.sleep(0.05)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.kill()
+    assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
-def _run(config: Path, out: Path) -> None:
-    done = subprocess.run(_command(config, out), capture_output=True, text=True, env=_env(), timeout=300)
+def _run(warm_python, config: Path, out: Path) -> None:
+    done = warm_python.run(*_command(config, out), env=_env(), timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -63,27 +60,26 @@ def _results(out: Path) -> dict:
     return {"methods": methods, "zoo": zoo}
 
 
-def _kill_when_files(config: Path, out: Path, folder: str, pattern: str, count: int) -> None:
+def _kill_when_files(warm_python, config: Path, out: Path, folder: str, pattern: str, count: int) -> None:
     """SIGKILL the run once ``out/folder`` holds ``count`` files matching ``pattern``."""
-    proc = subprocess.Popen(_command(config, out), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=_env())
+    proc = warm_python.start(*_command(config, out), env=_env())
     deadline = time.time() + 240
     while len(list((out / folder).rglob(pattern))) < count if (out / folder).exists() else True:
-        assert proc.poll() is None, (
-            f"the run ended before {count} {pattern} in {folder}: {proc.stderr.read().decode()[-500:] if proc.stderr else ''}"
-        )
+        assert proc.poll() is None, f"the run ended before {count} {pattern} in {folder}: {proc.stderr[-500:]}"
         assert time.time() < deadline
         time.sleep(0.02)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
+    proc.kill()
+    assert proc.wait(timeout=30) == -signal.SIGKILL
 
 
 @pytest.mark.kill
 @pytest.mark.slow
-def test_kill_nine_in_every_stage_then_rerun_equals_uninterrupted(tmp_path: Path) -> None:
+def test_kill_nine_in_every_stage_then_rerun_equals_uninterrupted(warm_python, tmp_path: Path) -> None:
     """A demo-like run killed while the benchmark, the graph, the zoo and the methods are written.
 
-    One reference run and one killed-and-resumed run (four kills, then a run to the end) share
-    the cost of starting Python and torch; every stage's results must equal the reference's.
+    One reference run and one killed-and-resumed run (four kills, then a run to the end), each
+    forked from the warm zygote (no import of torch per run); every stage's results must equal
+    the reference's.
     """
     config = tmp_path / "exp.toml"
     config.write_text(
@@ -106,13 +102,13 @@ def test_kill_nine_in_every_stage_then_rerun_equals_uninterrupted(tmp_path: Path
             }
         )
     )
-    _run(config, tmp_path / "reference")
+    _run(warm_python, config, tmp_path / "reference")
     killed = tmp_path / "killed"
-    _kill_when_files(config, killed, "benchmark", "*.nii.gz", 40)  # while the benchmark is written
-    _kill_when_files(config, killed, "graphs", "*.np[yz]", 20)  # while the graph's features are written
-    _kill_when(config, killed, "zoo", 1)  # inside the zoo stage
-    _kill_when(config, killed, "method", 1)  # inside the methods
-    _run(config, killed)
+    _kill_when_files(warm_python, config, killed, "benchmark", "*.nii.gz", 40)  # while the benchmark is written
+    _kill_when_files(warm_python, config, killed, "graphs", "*.np[yz]", 20)  # while the graph's features are written
+    _kill_when(warm_python, config, killed, "zoo", 1)  # inside the zoo stage
+    _kill_when(warm_python, config, killed, "method", 1)  # inside the methods
+    _run(warm_python, config, killed)
 
     reference, resumed = _results(tmp_path / "reference"), _results(killed)
     assert resumed == reference and len(reference["methods"]) == 3

@@ -4,8 +4,6 @@ import json
 import os
 import shutil
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -53,39 +51,34 @@ print("RESULT " + json.dumps({"final_dice": metrics.final_dice, "final_model": m
 """
 
 
-def _child(graph: Path, cache: Path, kill_at: str | None = None) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONHASHSEED": "0"}
+def _child(warm_python, graph: Path, cache: Path, kill_at: str | None = None):
+    """The child, forked from the warm zygote (whose PYTHONHASHSEED is 0, as every child's)."""
+    env = dict(os.environ)
     env.pop("KILL_AT", None)
     if kill_at is not None:
         env["KILL_AT"] = kill_at
-    return subprocess.Popen(
-        [sys.executable, "-c", CHILD, str(graph), str(cache), json.dumps(PATH)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
+    return warm_python.run("-c", CHILD, str(graph), str(cache), json.dumps(PATH), env=env, timeout=300)
 
 
-def _run_to_end(graph: Path, cache: Path) -> dict:
-    proc = _child(graph, cache)
-    out, err = proc.communicate(timeout=300)
-    assert proc.returncode == 0, err[-2000:]
-    return json.loads(next(line for line in out.splitlines() if line.startswith("RESULT "))[7:])
+def _run_to_end(warm_python, graph: Path, cache: Path) -> dict:
+    proc = _child(warm_python, graph, cache)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(next(line for line in proc.stdout.splitlines() if line.startswith("RESULT "))[7:])
 
 
-def _kill_at(graph: Path, cache: Path, node: str, step: int) -> list[str]:
+def _kill_at(warm_python, graph: Path, cache: Path, node: str, step: int) -> list[str]:
     """Start the child, which SIGKILLs itself right after it reports ``step`` of ``node``."""
-    proc = _child(graph, cache, kill_at=f"{node} {step}")
-    out, _ = proc.communicate(timeout=300)
-    seen = [line.strip() for line in out.splitlines()]
+    proc = _child(warm_python, graph, cache, kill_at=f"{node} {step}")
+    seen = [line.strip() for line in proc.stdout.splitlines()]
     assert proc.returncode == -signal.SIGKILL, f"child ended before the kill point; saw {seen[-3:]}"
     return seen
 
 
 @pytest.mark.kill
 @pytest.mark.slow
-def test_kill_nine_at_three_points_then_resume_equals_uninterrupted(dataset_factory, tmp_path: Path) -> None:
+def test_kill_nine_at_three_points_then_resume_equals_uninterrupted(
+    warm_python, dataset_factory, tmp_path: Path
+) -> None:
     sites = {f"case_{i:03d}": ("A" if i < 6 else "B") for i in range(12)}
     tum = dataset_factory(
         "Dataset001_Tum", n_cases=12, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
@@ -99,17 +92,17 @@ def test_kill_nine_at_three_points_then_resume_equals_uninterrupted(dataset_fact
     build_graph(tasks, tmp_path / "ref", config, targets=[TARGET], cache=PreprocessCache(cache, PreprocessConfig(16)))
     shutil.copytree(tmp_path / "ref", tmp_path / "killed")
 
-    reference = _run_to_end(tmp_path / "ref", cache)
+    reference = _run_to_end(warm_python, tmp_path / "ref", cache)
 
     killed = tmp_path / "killed"
     # inside the landmark's zoo training (after its first checkpoint), inside the path step,
     # and inside the target step: each time the next run resumes where the last one stopped
-    _kill_at(killed, cache, PATH[0], 3)
-    seen = _kill_at(killed, cache, PATH[1], 5)
+    _kill_at(warm_python, killed, cache, PATH[0], 3)
+    seen = _kill_at(warm_python, killed, cache, PATH[1], 5)
     assert f"STEP {PATH[0]} 1" not in seen and f"STEP {PATH[0]} 3" in seen  # resumed at the step-2 checkpoint
-    seen = _kill_at(killed, cache, TARGET, 3)
+    seen = _kill_at(warm_python, killed, cache, TARGET, 3)
     assert not any(s.startswith(f"STEP {PATH[1]} ") and int(s.split()[-1]) < 5 for s in seen)
-    resumed = _run_to_end(killed, cache)
+    resumed = _run_to_end(warm_python, killed, cache)
 
     assert resumed["final_dice"] == reference["final_dice"]
     assert resumed["steps"] == reference["steps"]
