@@ -107,10 +107,28 @@ def test_a_zoo_model_is_stored_in_the_layout_of_the_run_store_and_read_back(tmp_
     assert zoo_model(folder, metrics) == model
 
 
+def _encoder_weights(folder: str | Path) -> dict[str, object]:
+    """The encoder's weights of the model saved in ``folder``, read back from its checkpoint."""
+    from seqtransfer.pipeline.zoo import load_model
+    from seqtransfer.training.network import encoder_parameters
+
+    model, _ = load_model(Path(folder))
+    return {k: v.detach().clone() for k, v in encoder_parameters(model).items()}
+
+
+def _same_encoder(a: str | Path, b: str | Path) -> bool:
+    import torch
+
+    wa, wb = _encoder_weights(a), _encoder_weights(b)
+    return wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
 def test_transfer_freezes_encoder_records_steps_and_reuses_prefixes(workspace) -> None:
     metrics = run_transfer(workspace, TARGET, ["A-T1-tumour", "B-T1-tumour", TARGET], ZOO, FT)
     assert [s.node for s in metrics.steps] == ["B-T1-tumour", TARGET]
+    # frozen: every step's saved encoder is the landmark model's, read back from the checkpoints
     assert all(s.encoder_unchanged for s in metrics.steps)
+    assert all(_same_encoder(metrics.landmark_model, s.folder) for s in metrics.steps)
     assert metrics.steps[0].dice_before == metrics.zero_shot_dice
     assert metrics.steps[1].dice_before == metrics.steps[0].dice_after
     assert len(metrics.test_sets) == 3 and all(len(s) == 10 for s in metrics.test_sets)
@@ -188,7 +206,7 @@ def test_full_size_volumes_train_on_patches_and_predict_at_their_spacing(
     assert image.shape == (1, 22, 17, 20) and label.shape == (22, 17, 20)  # larger than the 16^3 patch
     zoo = ZooConfig(network=NET, train=TrainConfig(steps=3, augment=True), max_train=4)
     metrics = run_transfer(ws, TARGET, ["A-T1-tumour", TARGET], zoo, FT)
-    assert all(s.encoder_unchanged for s in metrics.steps)
+    assert all(_same_encoder(metrics.landmark_model, s.folder) for s in metrics.steps)
     final = Path(metrics.final_model)
     assert json.loads((final / "config.json").read_text())["preprocess"] == {"size": 16, "spacing": [1.0, 1.0, 1.0]}
     pred = nib.load(str(sorted((Path(metrics.run_dir) / "predictions").glob("*.nii.gz"))[0]))
@@ -243,6 +261,8 @@ def test_without_frozen_encoder_the_whole_network_is_fine_tuned_under_ewc_on_eve
     frozen = run_transfer(workspace, TARGET, ["A-T1-tumour", TARGET], ZOO, FT)
     whole = run_transfer(workspace, TARGET, ["A-T1-tumour", TARGET], ZOO, replace(FT, freeze_encoder=False))
     assert frozen.steps[0].encoder_unchanged and not whole.steps[0].encoder_unchanged
+    assert _same_encoder(frozen.landmark_model, frozen.steps[0].folder)
+    assert not _same_encoder(whole.landmark_model, whole.steps[0].folder)  # the check can fail
     assert frozen.steps[0].folder != whole.steps[0].folder  # another recipe, another step key
     assert (
         "freeze_encoder" not in FT.to_dict() and replace(FT, freeze_encoder=False).to_dict()["freeze_encoder"] is False
