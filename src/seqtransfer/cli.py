@@ -28,6 +28,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsed
 from rich.progress import Progress as RichProgress
 from rich.table import Table
 
+from seqtransfer.adapt.config import AdaptConfig
+from seqtransfer.benchmark.config import NEW_TARGET_LABELLED, NEW_TARGET_UNLABELLED, BenchmarkConfig
 from seqtransfer.core.errors import ConfigError, DatasetError, SeqTransferError
 from seqtransfer.core.progress import Progress, ProgressEvent
 from seqtransfer.graph.config import GraphConfig
@@ -63,6 +65,8 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 GRAPH = GraphConfig()
 SELECTION = SelectionConfig()
 ZOO = ZooConfig()
+BENCHMARK = BenchmarkConfig()
+ADAPT = AdaptConfig()
 FINETUNE = FinetuneConfig()
 NETWORK = NetworkConfig()
 
@@ -246,27 +250,29 @@ def tasks(
 @benchmark_app.command("make")
 def benchmark_make(
     out_dir: Annotated[Path, typer.Option("--out", file_okay=False, help="Folder to write the datasets into.")],
-    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
-    size: Annotated[int, typer.Option(help="Edge length in voxels of the isotropic volumes.")] = 48,
-    cases: Annotated[int, typer.Option(help="Cases per site.")] = 24,
-    sites: Annotated[int, typer.Option(help="Sites of the tumour collection.")] = 6,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = BENCHMARK.seed,
+    size: Annotated[int, typer.Option(help="Edge length in voxels of the isotropic volumes.")] = BENCHMARK.size,
+    cases: Annotated[int, typer.Option(help="Cases per site.")] = BENCHMARK.cases,
+    sites: Annotated[int, typer.Option(help="Sites of the tumour collection.")] = BENCHMARK.tumour_sites,
     new_target: Annotated[
         bool,
         typer.Option(
             "--new-target/--no-new-target", help="Also write Dataset504_NewClinicLike, a new hospital with few labels."
         ),
     ] = True,
-    new_target_labelled: Annotated[int, typer.Option(min=1, help="Labelled cases (imagesTr) of the new hospital.")] = 3,
+    new_target_labelled: Annotated[
+        int, typer.Option(min=1, help="Labelled cases (imagesTr) of the new hospital.")
+    ] = NEW_TARGET_LABELLED,
     new_target_unlabelled: Annotated[
         int, typer.Option(min=0, help="Unlabelled cases (imagesTs) of the new hospital.")
-    ] = 10,
+    ] = NEW_TARGET_UNLABELLED,
     deep_grey: Annotated[
         bool,
         typer.Option(
             "--deep-grey",
             help="Also write Dataset505_DeepGreyLike (hippocampus, thalamus and other deep-grey nuclei; T1, T2).",
         ),
-    ] = False,
+    ] = BENCHMARK.deep_grey,
 ) -> None:
     """Write the embedded benchmark: synthetic nnU-Net raw datasets from MNI152 + AAL.
 
@@ -766,7 +772,7 @@ def adapt(
     lambda_ewc: Annotated[float, typer.Option(help="EWC strength (mean-1 Fisher).")] = FINETUNE.lambda_ewc,
     estimate: Annotated[
         bool, typer.Option(help="Leave-one-out Dice estimate on the labelled cases (n more trainings; 2+ cases).")
-    ] = False,
+    ] = ADAPT.estimate,
     max_sources: Annotated[
         int,
         typer.Option(
@@ -774,7 +780,7 @@ def adapt(
             help="0: every connected source competes; N: only the target's N nearest by w (fewer source models to "
             "train).",
         ),
-    ] = 0,
+    ] = ADAPT.max_sources,
     size: Annotated[int, typer.Option(help="Grid edge of the affinity (a new graph only).")] = GRAPH.size,
     volumes: Annotated[
         int, typer.Option(help="Volumes per source task in the affinity (a new graph only).")
@@ -800,7 +806,7 @@ def adapt(
             help="Landmark score: leep (eq. 7 with O replaced by exp(LEEP) of each source model on the labelled "
             "cases; chose better in the selection study) or paper (eq. 7)."
         ),
-    ] = "leep",
+    ] = ADAPT.score,
 ) -> None:
     """From source datasets and a target with a few labels to a trained model and predictions.
 
@@ -808,8 +814,8 @@ def adapt(
     score needs -> landmark and path -> fine-tuning on every labelled case -> predictions of
     every unlabelled image (OUT/predictions/CASE.nii.gz) -> adapt.json and report.html.
     """
-    from seqtransfer.adapt import AdaptConfig, plan_adapt
     from seqtransfer.adapt import adapt as run_adapt
+    from seqtransfer.adapt import plan_adapt
     from seqtransfer.core.atomic import prepare_output_folder, removed_on_failure
     from seqtransfer.core.executor import make_executor
     from seqtransfer.pipeline.workspace import parse_spacing

@@ -139,6 +139,7 @@ def demo_adapt(
 
     from seqtransfer.adapt import AdaptConfig, adapt, plan_adapt
     from seqtransfer.benchmark import NEW_TARGET_DATASET, NEW_TARGET_SITE, make_new_target
+    from seqtransfer.benchmark.config import NEW_TARGET_LABELLED, NEW_TARGET_UNLABELLED
     from seqtransfer.data.tasks import task_name
     from seqtransfer.experiment.runner import benchmark_config_of, finetune_config_of, zoo_config_of
     from seqtransfer.graph.store import GraphStore
@@ -152,13 +153,15 @@ def demo_adapt(
         make_new_target(
             bench_dir,
             benchmark_config_of(config),
-            labelled=3,
-            unlabelled=10,
+            labelled=NEW_TARGET_LABELLED,
+            unlabelled=NEW_TARGET_UNLABELLED,
             progress=prefixed(progress, "benchmark "),
         )
     target = task_name(NEW_TARGET_SITE, *DEMO_ADAPT_TARGET)
     console.print(
-        f"\nYour new target: {target} (3 labelled cases, 10 unlabelled in {target_root / 'imagesTs'})", markup=False
+        f"\nYour new target: {target} ({NEW_TARGET_LABELLED} labelled cases, "
+        f"{NEW_TARGET_UNLABELLED} unlabelled in {target_root / 'imagesTs'})",
+        markup=False,
     )
     out = layout.adapt_dir
     graph = GraphStore(layout.graph_dir(0)).clone(out / "graph")  # the protocol's graph stays as it is

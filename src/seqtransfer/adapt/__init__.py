@@ -2,9 +2,28 @@
 
 :func:`plan_adapt` checks everything and writes nothing; :func:`adapt` runs the plan
 (graph, zoo, selection, fine-tuning on every labelled case, predictions, report).
+:class:`AdaptConfig` (:mod:`seqtransfer.adapt.config`) is light: importing it loads no torch.
+The names below load their module on first use.
 """
 
-from seqtransfer.adapt.merge import merge_labels, region_values
-from seqtransfer.adapt.run import AdaptConfig, AdaptPlan, adapt, plan_adapt
+from __future__ import annotations
 
-__all__ = ["AdaptConfig", "AdaptPlan", "adapt", "merge_labels", "plan_adapt", "region_values"]
+import importlib
+from typing import Any
+
+_LAZY = {
+    "AdaptConfig": "seqtransfer.adapt.config",
+    "AdaptPlan": "seqtransfer.adapt.run",
+    "adapt": "seqtransfer.adapt.run",
+    "plan_adapt": "seqtransfer.adapt.run",
+    "merge_labels": "seqtransfer.adapt.merge",
+    "region_values": "seqtransfer.adapt.merge",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -78,49 +78,62 @@ each dataset is, its random streams, one case end to end) and ``writer`` (the fi
 
 from __future__ import annotations
 
-from seqtransfer.benchmark.anatomy import Anatomy, TemplateTables, load_anatomy, template_tables
-from seqtransfer.benchmark.collection import case_id
-from seqtransfer.benchmark.config import BenchmarkConfig
-from seqtransfer.benchmark.deep_grey import deep_grey_labels, deep_grey_lookup, render_deep_grey_modalities
-from seqtransfer.benchmark.geometry import (
-    Grid,
-    elastic_warp,
-    random_affine,
-    sampling_coordinates,
-    site_grid,
-    smooth_upsample,
-    thick_slices,
-)
-from seqtransfer.benchmark.lesion import lesion_labels, render_flair_lesion
-from seqtransfer.benchmark.names import (
-    DEEP_GREY_AAL_REGIONS,
-    DEEP_GREY_CHANNELS,
-    DEEP_GREY_DATASET,
-    DEEP_GREY_LABELS,
-    DEEP_GREY_SITES,
-    LESION_DATASET,
-    LESION_SITES,
-    MODALITY_ALIASES,
-    NEW_TARGET_CHANNELS,
-    NEW_TARGET_DATASET,
-    NEW_TARGET_LABELS,
-    NEW_TARGET_SITE,
-    OBJECTIVE_GROUPS,
-    TISSUE_DATASET,
-    TUMOUR_DATASET,
-)
-from seqtransfer.benchmark.scanner import (
-    SiteAppearance,
-    apply_site,
-    bias_field,
-    contrast_curve,
-    draw_site_appearance,
-    rician_noise,
-)
-from seqtransfer.benchmark.subject import SubjectAnatomy, nearest, subject_anatomy, trilinear, warp_anatomy
-from seqtransfer.benchmark.tissue import render_tissue_modalities
-from seqtransfer.benchmark.tumour import render_tumour_modalities, tumour_labels
-from seqtransfer.benchmark.writer import make_benchmark, make_new_target
+import importlib
+from typing import Any
+
+#: each public name and the module that defines it, imported on first use (so that the light
+#: ``seqtransfer.benchmark.config`` loads without scipy, nibabel or the anatomy)
+_LAZY = {
+    "Anatomy": "seqtransfer.benchmark.anatomy",
+    "BenchmarkConfig": "seqtransfer.benchmark.config",
+    "DEEP_GREY_AAL_REGIONS": "seqtransfer.benchmark.names",
+    "DEEP_GREY_CHANNELS": "seqtransfer.benchmark.names",
+    "DEEP_GREY_DATASET": "seqtransfer.benchmark.names",
+    "DEEP_GREY_LABELS": "seqtransfer.benchmark.names",
+    "DEEP_GREY_SITES": "seqtransfer.benchmark.names",
+    "Grid": "seqtransfer.benchmark.geometry",
+    "LESION_DATASET": "seqtransfer.benchmark.names",
+    "LESION_SITES": "seqtransfer.benchmark.names",
+    "MODALITY_ALIASES": "seqtransfer.benchmark.names",
+    "NEW_TARGET_CHANNELS": "seqtransfer.benchmark.names",
+    "NEW_TARGET_DATASET": "seqtransfer.benchmark.names",
+    "NEW_TARGET_LABELS": "seqtransfer.benchmark.names",
+    "NEW_TARGET_SITE": "seqtransfer.benchmark.names",
+    "OBJECTIVE_GROUPS": "seqtransfer.benchmark.names",
+    "SiteAppearance": "seqtransfer.benchmark.scanner",
+    "SubjectAnatomy": "seqtransfer.benchmark.subject",
+    "TISSUE_DATASET": "seqtransfer.benchmark.names",
+    "TUMOUR_DATASET": "seqtransfer.benchmark.names",
+    "TemplateTables": "seqtransfer.benchmark.anatomy",
+    "apply_site": "seqtransfer.benchmark.scanner",
+    "bias_field": "seqtransfer.benchmark.scanner",
+    "case_id": "seqtransfer.benchmark.collection",
+    "contrast_curve": "seqtransfer.benchmark.scanner",
+    "deep_grey_labels": "seqtransfer.benchmark.deep_grey",
+    "deep_grey_lookup": "seqtransfer.benchmark.deep_grey",
+    "draw_site_appearance": "seqtransfer.benchmark.scanner",
+    "elastic_warp": "seqtransfer.benchmark.geometry",
+    "lesion_labels": "seqtransfer.benchmark.lesion",
+    "load_anatomy": "seqtransfer.benchmark.anatomy",
+    "make_benchmark": "seqtransfer.benchmark.writer",
+    "make_new_target": "seqtransfer.benchmark.writer",
+    "nearest": "seqtransfer.benchmark.subject",
+    "random_affine": "seqtransfer.benchmark.geometry",
+    "render_deep_grey_modalities": "seqtransfer.benchmark.deep_grey",
+    "render_flair_lesion": "seqtransfer.benchmark.lesion",
+    "render_tissue_modalities": "seqtransfer.benchmark.tissue",
+    "render_tumour_modalities": "seqtransfer.benchmark.tumour",
+    "rician_noise": "seqtransfer.benchmark.scanner",
+    "sampling_coordinates": "seqtransfer.benchmark.geometry",
+    "site_grid": "seqtransfer.benchmark.geometry",
+    "smooth_upsample": "seqtransfer.benchmark.geometry",
+    "subject_anatomy": "seqtransfer.benchmark.subject",
+    "template_tables": "seqtransfer.benchmark.anatomy",
+    "thick_slices": "seqtransfer.benchmark.geometry",
+    "trilinear": "seqtransfer.benchmark.subject",
+    "tumour_labels": "seqtransfer.benchmark.tumour",
+    "warp_anatomy": "seqtransfer.benchmark.subject",
+}
 
 __all__ = [
     "Anatomy",
@@ -173,3 +186,9 @@ __all__ = [
     "tumour_labels",
     "warp_anatomy",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

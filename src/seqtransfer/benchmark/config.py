@@ -9,6 +9,10 @@ import numpy as np
 from seqtransfer.core.config import recorded_dict
 from seqtransfer.core.errors import ConfigError
 
+#: the new hospital's labelled cases (imagesTr) and unlabelled ones (imagesTs) by default
+NEW_TARGET_LABELLED = 3
+NEW_TARGET_UNLABELLED = 10
+
 
 @dataclass(frozen=True)
 class BenchmarkConfig:

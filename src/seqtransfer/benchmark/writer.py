@@ -20,7 +20,7 @@ from seqtransfer.benchmark.collection import (
     render_case,
     source_collections,
 )
-from seqtransfer.benchmark.config import BenchmarkConfig
+from seqtransfer.benchmark.config import NEW_TARGET_LABELLED, NEW_TARGET_UNLABELLED, BenchmarkConfig
 from seqtransfer.benchmark.geometry import rendering_grid
 from seqtransfer.benchmark.names import (
     DEEP_GREY_DATASET,
@@ -247,7 +247,11 @@ def _count(name: str, value: object, low: int) -> int:
 
 
 def make_new_target(
-    out: Path, config: BenchmarkConfig, labelled: int = 3, unlabelled: int = 10, progress: Progress | None = None
+    out: Path,
+    config: BenchmarkConfig,
+    labelled: int = NEW_TARGET_LABELLED,
+    unlabelled: int = NEW_TARGET_UNLABELLED,
+    progress: Progress | None = None,
 ) -> Path:
     """Write ``Dataset504_NewClinicLike``: a new hospital with few labels, into ``out``.
 
