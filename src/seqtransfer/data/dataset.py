@@ -377,7 +377,8 @@ def parse_dataset(root: str | Path) -> tuple[Dataset | None, list[Problem]]:
     if found and len(found) != num_training:
         _err(problems, json_path, f"numTraining is {num_training} but {len(found)} case(s) were found")
     name = root.resolve().name
-    default_site = _DATASET_NAME.match(name).group(1) if _DATASET_NAME.match(name) else name  # type: ignore[union-attr]
+    named = _DATASET_NAME.match(name)
+    default_site = named.group(1) if named else name
     sites, source = _parse_sites(root, meta, default_site, [c for c, _, _ in found], problems)
     cases = tuple(Case(case_id=c, images=imgs, label=lab, site=sites.get(c, default_site)) for c, imgs, lab in found)
     dataset = Dataset(
