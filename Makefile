@@ -23,12 +23,12 @@ demo: install
 test: install
 	$(PY) -m pytest
 
-# ruff (lint and format) and mypy on src/, and the import-linter layers contract
+# ruff (lint and format) on src, tests, benchmarks and docs; mypy on src/; the import-linter layers contract
 .PHONY: lint
 lint: install
 	$(PY) -m pip install -q -e ".[lint]"
-	$(VENV)/bin/ruff check src
-	$(VENV)/bin/ruff format --check src
+	$(VENV)/bin/ruff check src tests benchmarks docs
+	$(VENV)/bin/ruff format --check src tests benchmarks docs
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports --no-cache
 

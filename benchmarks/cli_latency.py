@@ -70,7 +70,8 @@ def main() -> None:
     for name, argv in commands.items():
         median, times, imported = time_command(argv, args.repeats)
         print(
-            f"{name}: median {median:.2f} s over {len(times)} runs ({', '.join(f'{t:.2f}' for t in times)}); heavy modules imported: {imported or 'none'}"
+            f"{name}: median {median:.2f} s over {len(times)} runs ({', '.join(f'{t:.2f}' for t in times)}); heavy "
+            f"modules imported: {imported or 'none'}"
         )
     print(f"load after: {os.getloadavg()[0]:.2f} {os.getloadavg()[1]:.2f} {os.getloadavg()[2]:.2f}")
 

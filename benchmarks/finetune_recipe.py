@@ -176,18 +176,20 @@ def summarize(results: list[dict[str, Any]]) -> str:
             for x in RECIPES
         ]
         lines.append(
-            f"| {pair} | {any_r['kind']} | {any_r['landmark']} -> {any_r['target']} | {draw} | {any_r['zero_shot']:.3f} | "
-            + " | ".join(cells)
-            + " |"
+            f"| {pair} | {any_r['kind']} | {any_r['landmark']} -> {any_r['target']} | {draw} | "
+            f"{any_r['zero_shot']:.3f} | " + " | ".join(cells) + " |"
         )
     pairs = sorted({p for p, _ in complete})
     lines += [
         "",
-        f"Over the {len(complete)} (pair, draw) runs where every recipe ran ({len(pairs)} pairs); interval: 95 % percentile bootstrap of the mean over the {len(pairs)} per-pair means (each over its draws):",
+        f"Over the {len(complete)} (pair, draw) runs where every recipe ran ({len(pairs)} pairs); interval: 95 % "
+        f"percentile bootstrap of the mean over the {len(pairs)} per-pair means (each over its draws):",
         "",
     ]
     lines.append(
-        "| recipe | mean Dice (n runs) | sd over runs | mean of pair means [95 % interval] | paired wins vs lr 0.01 x 150 (ties) | pairs whose mean beats lr 0.01 x 150 | mean difference vs lr 0.01 x 150 [95 % interval over pairs] | median seconds |"
+        "| recipe | mean Dice (n runs) | sd over runs | mean of pair means [95 % interval] | paired wins vs lr 0.01 "
+        "x 150 (ties) | pairs whose mean beats lr 0.01 x 150 "
+        "| mean difference vs lr 0.01 x 150 [95 % interval over pairs] | median seconds |"
     )
     lines.append("|---|---|---|---|---|---|---|---|")
     for recipe in RECIPES:
@@ -219,7 +221,8 @@ def summarize(results: list[dict[str, Any]]) -> str:
         dcell = "" if is_default else f"{np.mean(diff_pair):+.3f} [{dlo:+.3f}, {dhi:+.3f}]"
         pair_wins = "" if is_default else f"{sum(d > 0 for d in diff_pair)} of {len(diff_pair)}"
         lines.append(
-            f"| {_label(recipe)} | {finals.mean():.3f} ({len(finals)}) | {sd:.3f} | {np.mean(per_pair):.3f} [{lo:.3f}, {hi:.3f}] | {wins} | {pair_wins} | {dcell} | {secs:.0f} |"
+            f"| {_label(recipe)} | {finals.mean():.3f} ({len(finals)}) | {sd:.3f} | {np.mean(per_pair):.3f} "
+            f"[{lo:.3f}, {hi:.3f}] | {wins} | {pair_wins} | {dcell} | {secs:.0f} |"
         )
     kinds = [k for k in KINDS if any(r["kind"] == k for r in results)]
     lines += ["", "Mean Dice per kind of shift (over its pairs and draws, complete runs only):", ""]
@@ -320,7 +323,8 @@ def main() -> None:
                 tmp.write_text(json.dumps(results, indent=1))
                 tmp.replace(args.out)
                 print(
-                    f"pair {p['pair']} {p['landmark']} -> {p['target']} draw {draw} {_label(recipe)}: {m.final_dice:.3f} (zero-shot {m.zero_shot_dice:.3f}, {seconds:.0f} s)",
+                    f"pair {p['pair']} {p['landmark']} -> {p['target']} draw {draw} {_label(recipe)}: "
+                    f"{m.final_dice:.3f} (zero-shot {m.zero_shot_dice:.3f}, {seconds:.0f} s)",
                     flush=True,
                 )
     print()

@@ -404,7 +404,7 @@ def profile_tables(profiler: cProfile.Profile, path: Path, top: int = 25) -> dic
     """Write the top entries by tottime and cumtime to ``path``; return them as rows."""
     stats = pstats.Stats(profiler)
     rows = []
-    for (file, line, func), (cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
+    for (file, line, func), (_cc, nc, tt, ct, _callers) in stats.stats.items():  # type: ignore[attr-defined]
         short = file
         for marker in ("site-packages/", "src/"):
             if marker in file:
@@ -778,7 +778,8 @@ def main(argv: list[str] | None = None) -> int:
         "--sites",
         type=int,
         default=None,
-        help="tumour sites (default 7; quick 4: more than the lesion collection's 3, so the tumour collection is the protocol's main one)",
+        help="tumour sites (default 7; quick 4: more than the lesion collection's 3, so the tumour collection is the "
+        "protocol's main one)",
     )
     parser.add_argument(
         "--naive-pairs", type=int, default=None, help="task pairs timed with the naive approach (default 3; quick 1)"

@@ -179,7 +179,8 @@ def main() -> None:
         print(f"\n{collection}")
         for e in entries:
             print(
-                f"  {e['ranking']:40s} tau {e['kendall_tau']:+.3f}  wtau {e['weighted_tau']:+.3f}  regret {e['top1_regret']:.3f}  ({e['targets']} targets)"
+                f"  {e['ranking']:40s} tau {e['kendall_tau']:+.3f}  wtau {e['weighted_tau']:+.3f}  regret "
+                f"{e['top1_regret']:.3f}  ({e['targets']} targets)"
             )
     print("\nexponent fit:", json.dumps(result["exponent_fit"], indent=1, default=float))
     for ours in ("ours", "ours_leep"):
@@ -188,7 +189,8 @@ def main() -> None:
         for k, d in sorted(paired["differences"].items()):
             w = paired["win_rates"].get(k, [float("nan"), 0])
             print(
-                f"  {k:18s} {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]  wins {w[0]:.2f} of {w[1]} pairs  ({int(d['targets'])} targets)"
+                f"  {k:18s} {d['mean']:+.3f} [{d['low']:+.3f}, {d['high']:+.3f}]  wins {w[0]:.2f} of {w[1]} pairs  "
+                f"({int(d['targets'])} targets)"
             )
 
 

@@ -40,7 +40,7 @@ from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.io import read_image
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import source_split
-from seqtransfer.data.tasks import split_tasks
+from seqtransfer.data.tasks import Task, split_tasks
 from seqtransfer.evaluation.inference import dice_on_cases
 from seqtransfer.training.config import NetworkConfig, TrainConfig
 from seqtransfer.training.loop import train
@@ -105,7 +105,9 @@ def main() -> None:
             train_ids, test_ids = source_split(task.split_key, [c.case_id for c in task.cases], seed=0, max_train=12)
             by_id = {c.case_id: c for c in task.cases}
 
-            def arrays(ids: tuple[str, ...]) -> list[tuple[np.ndarray, np.ndarray]]:
+            def arrays(
+                ids: tuple[str, ...], by_id: dict = by_id, task: Task = task
+            ) -> list[tuple[np.ndarray, np.ndarray]]:
                 out = []
                 for i in ids:
                     image, label = cache.task_volume(by_id[i], task.channel, task.label_values)

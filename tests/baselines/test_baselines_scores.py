@@ -180,7 +180,7 @@ def _nce_by_loops(source_labels: np.ndarray, labels: np.ndarray) -> float:
     n = len(labels)
     pair_counts: dict[tuple[int, int], int] = {}
     source_counts: dict[int, int] = {}
-    for z, y in zip(source_labels, labels):
+    for z, y in zip(source_labels, labels, strict=True):
         pair_counts[(int(z), int(y))] = pair_counts.get((int(z), int(y)), 0) + 1
         source_counts[int(z)] = source_counts.get(int(z), 0) + 1
     value = 0.0

@@ -268,7 +268,10 @@ def test_tumour_modalities_look_like_mri(bench: Path) -> None:
         (t1, t1ce, t2, flair), label = _case_arrays(root, case)
         healthy = (label == 0) & (flair > 0)
         # relative to the subject's own healthy brain, so site gain and gamma cancel out
-        rel = {name: im / im[healthy].mean() for name, im in zip(("t1", "t1ce", "t2", "flair"), (t1, t1ce, t2, flair))}
+        rel = {
+            name: im / im[healthy].mean()
+            for name, im in zip(("t1", "t1ce", "t2", "flair"), (t1, t1ce, t2, flair), strict=True)
+        }
         ncr, ed, et = _means(rel["flair"], label, (1, 2, 3))
         checks["flair_oedema"] += ed > 1.2
         checks["t1ce_enhances"] += _means(rel["t1ce"], label, (3,))[0] > _means(rel["t1"], label, (3,))[0] + 0.3

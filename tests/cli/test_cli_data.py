@@ -59,7 +59,8 @@ def test_tasks_refuses_bad_dataset_before_anything(dataset_factory, capsys) -> N
     code, out, err = run(["tasks", str(root)], capsys)
     assert code == 2
     assert err.strip().splitlines() == [
-        f"error: {root / 'dataset.json'}: invalid JSON at line 1 column 2: Expecting property name enclosed in double quotes"
+        f"error: {root / 'dataset.json'}: invalid JSON at line 1 column 2: Expecting property name enclosed in "
+        "double quotes"
     ]
 
 

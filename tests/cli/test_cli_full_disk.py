@@ -23,7 +23,11 @@ subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "none", str(disk)], ch
 os.environ["SEQTRANSFER_CACHE"] = str(cache)
 
 def digests(root):
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def fill():
@@ -37,10 +41,15 @@ def fill():
 
 
 result = {}
-result["build_ok"] = cli("graph", "build", tum, les, "--out", disk / "g", "--target", "C-T1-tumour", "--size", 16, "--volumes", 3, "--max-pairs", 4)
+result["build_ok"] = cli(
+    "graph", "build", tum, les, "--out", disk / "g", "--target", "C-T1-tumour", "--size", 16, "--volumes", 3,
+    "--max-pairs", 4,
+)
 before = digests(disk / "g")
 fill()
-result["build_full"] = cli("graph", "build", tum, les, "--out", disk / "g2", "--size", 16, "--volumes", 3, "--max-pairs", 4)
+result["build_full"] = cli(
+    "graph", "build", tum, les, "--out", disk / "g2", "--size", 16, "--volumes", 3, "--max-pairs", 4
+)
 result["g2_exists"] = (disk / "g2").exists()
 result["add_full"] = cli("graph", "build", tum, les, "--out", disk / "g", "--add", "--target", "C-T1-tumour")
 result["select_full"] = cli("select", "--graph", disk / "g", "--target", "C-T1-tumour", "--uniform-performance")

@@ -169,14 +169,20 @@ def test_select_imports_no_heavy_library(built) -> None:
     ).exists()  # it really selected (on a paper-mode graph with its PCA)
     assert result["heavy"] == [], f"seqtransfer select imported {result['heavy']}"
     # the library path as well, and building a graph still finds everything it needs
-    code = f"import sys, json; import seqtransfer.selection.run, seqtransfer.graph; print(json.dumps([n for n in {list(HEAVY)!r} if n in sys.modules]))"
+    code = (
+        "import sys, json; import seqtransfer.selection.run, seqtransfer.graph; print(json.dumps([n for n in "
+        f"{list(HEAVY)!r} if n in sys.modules]))"
+    )
     assert (
         json.loads(
             subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
         )
         == []
     )
-    code = "from seqtransfer.graph import build_graph, add_targets, edge_allowed, candidate_sources; from seqtransfer.graph.sources import candidate_sources as c; assert c is candidate_sources"
+    code = (
+        "from seqtransfer.graph import build_graph, add_targets, edge_allowed, candidate_sources; from "
+        "seqtransfer.graph.sources import candidate_sources as c; assert c is candidate_sources"
+    )
     subprocess.run([sys.executable, "-c", code], env=env, check=True)
 
 

@@ -30,7 +30,9 @@ out = {
     "tasks_json": cli("tasks", root / "Dataset004_NoJson"),
     "run_config": cli("run", root / "exp.toml", "--out", root / "run"),
     "build_readonly": cli("graph", "build", tum, les, "--out", root / "readonly" / "g", "--size", 16, "--volumes", 3),
-    "build_groups": cli("graph", "build", tum, les, "--out", root / "g3", "--size", 16, "--groups", root / "groups.json"),
+    "build_groups": cli(
+        "graph", "build", tum, les, "--out", root / "g3", "--size", 16, "--groups", root / "groups.json"
+    ),
     "select_graph": cli("select", "--graph", graph, "--target", "Les-T1-lesion", "--uniform-performance"),
     "show_graph": cli("graph", "show", graph),
 }

@@ -133,7 +133,10 @@ def test_the_configurations_import_no_deep_learning_stack() -> None:
         "seqtransfer.cli",
     ]
     heavy = ("torch", "monai")
-    code = f"import sys, json\nfor m in {modules!r}: __import__(m)\nprint(json.dumps([n for n in {heavy!r} if n in sys.modules]))"
+    code = (
+        f"import sys, json\nfor m in {modules!r}: __import__(m)\nprint(json.dumps([n for n in {heavy!r} if n in "
+        "sys.modules]))"
+    )
     proc = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True, timeout=120
     )

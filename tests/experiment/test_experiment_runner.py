@@ -111,7 +111,7 @@ def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets,
         }
         learned = [s for s in sel["weights"] if (sel["zoo_dice"][s] or 0.0) >= 0.05]
 
-        def by_hand(s: str) -> float:
+        def by_hand(s: str, sel: dict = sel, leep: dict = leep) -> float:
             d = sel["terms"][s]["zeta"] * sel["terms"][s]["rho"] * (math.exp(leep[s]) if leep[s] is not None else 0.0)
             return sel["weights"][s] / d if d > 0 else math.inf
 
@@ -266,7 +266,8 @@ def test_a_target_whose_pool_learned_nothing_runs_what_needs_no_landmark(
     assert ("ours", "Les-T1-lesion") not in done and ("ours", "C-T1-tumour") in done
     assert any(
         line.endswith(
-            "Les-T1-lesion draw 0: target 'Les-T1-lesion': none of its connected source models learned its task; skipped: ours"
+            "Les-T1-lesion draw 0: target 'Les-T1-lesion': none of its connected source models learned its task; "
+            "skipped: ours"
         )
         for line in lines
     ), lines

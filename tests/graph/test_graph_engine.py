@@ -93,7 +93,7 @@ def test_pool_tiny_budget_and_damaged_cache_give_the_same_graph(tasks, tmp_path:
         _edges(build_graph(tasks, tmp_path / "tight", CONFIG, targets=["Les-FLAIR-lesion"], cache=cache)) == reference
     )
     assert held and all(n <= limit for n, limit in held)
-    assert any(n < total for n, total in zip([h for h, _ in held], np.cumsum([lim for _, lim in held])))
+    assert any(n < total for n, total in zip([h for h, _ in held], np.cumsum([lim for _, lim in held]), strict=True))
 
     # damaged and missing cached features are recomputed, to the same values
     features = sorted((tmp_path / "tight" / "features").rglob("*.np[yz]"))

@@ -21,10 +21,10 @@ def _graph(
 ) -> tuple[nx.Graph, list[str]]:
     g = nx.Graph()
     names = [f"s{i}" for i in range(len(weights))]
-    for name, n in zip(names, n_train):
+    for name, n in zip(names, n_train, strict=True):
         g.add_node(name, role="source", site=name, n_train=n)
     g.add_node("t", role="target", site="t")
-    for name, w in zip(names, weights):
+    for name, w in zip(names, weights, strict=True):
         g.add_edge(name, "t", weight=w)
     for a, b, w in links:
         if a != b:
@@ -46,7 +46,7 @@ def _graph(
 def test_a_source_that_learned_nothing_is_never_the_landmark_while_one_that_learned_is_reachable(case) -> None:
     weights, o, n_train, links = case
     graph, names = _graph(weights, o, n_train, links)
-    performance = dict(zip(names, o))
+    performance = dict(zip(names, o, strict=True))
     learned = [s for s in names if performance[s] >= MIN_LEARNED_DICE]
     if not learned:
         with pytest.raises(SelectionError, match="learned its task") as info:
