@@ -8,8 +8,7 @@ The names below load their module on first use.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from seqtransfer.core.lazy import lazy_getattr
 
 _LAZY = {
     "AdaptConfig": "seqtransfer.adapt.config",
@@ -22,8 +21,4 @@ _LAZY = {
 
 __all__ = sorted(_LAZY)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

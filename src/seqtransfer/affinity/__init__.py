@@ -16,7 +16,7 @@ never loads them.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from seqtransfer.affinity.affinity import (
     DEFAULT_ALPHA,
@@ -42,6 +42,7 @@ from seqtransfer.affinity.official import (
 )
 from seqtransfer.affinity.pairs import sample_pairs
 from seqtransfer.affinity.slice_pca import SlicePCA, embed_volume, fit_slice_pca
+from seqtransfer.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from seqtransfer.affinity.ssim import (
@@ -56,13 +57,8 @@ if TYPE_CHECKING:
 _FROM_SSIM = ("SSIMStats", "gaussian_filter_valid", "ssim3d", "ssim_from_stats", "ssim_pairs", "ssim_volume_stats")
 
 
-def __getattr__(name: str) -> Any:
-    """The SSIM names, imported from :mod:`~seqtransfer.affinity.ssim` (torch) on first use."""
-    if name in _FROM_SSIM:
-        from seqtransfer.affinity import ssim
-
-        return getattr(ssim, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the SSIM names, imported from seqtransfer.affinity.ssim (torch) on first use
+__getattr__ = lazy_getattr(__name__, dict.fromkeys(_FROM_SSIM, "seqtransfer.affinity.ssim"))
 
 
 __all__ = [

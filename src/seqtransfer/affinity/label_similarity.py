@@ -9,11 +9,12 @@ distance, :func:`seqtransfer.affinity.pairs.sample_pairs`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from seqtransfer.affinity.pairs import sample_pairs
+from seqtransfer.core.lazy import lazy_getattr
 
 if TYPE_CHECKING:
     from seqtransfer.affinity.ssim import SSIMStats, ssim3d
@@ -21,13 +22,8 @@ if TYPE_CHECKING:
 __all__ = ["label_similarity", "label_similarity_from_stats", "ssim3d"]
 
 
-def __getattr__(name: str) -> Any:
-    """``ssim3d``, re-exported from :mod:`~seqtransfer.affinity.ssim` (torch) on first use."""
-    if name == "ssim3d":
-        from seqtransfer.affinity.ssim import ssim3d
-
-        return ssim3d
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# ``ssim3d``, re-exported from seqtransfer.affinity.ssim (torch) on first use
+__getattr__ = lazy_getattr(__name__, {"ssim3d": "seqtransfer.affinity.ssim"})
 
 
 def label_similarity_from_stats(

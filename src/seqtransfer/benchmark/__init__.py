@@ -78,8 +78,7 @@ each dataset is, its random streams, one case end to end) and ``writer`` (the fi
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from seqtransfer.core.lazy import lazy_getattr
 
 #: each public name and the module that defines it, imported on first use (so that the light
 #: ``seqtransfer.benchmark.config`` loads without scipy, nibabel or the anatomy)
@@ -187,8 +186,4 @@ __all__ = [
     "warp_anatomy",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _LAZY)

@@ -9,8 +9,9 @@ reads a graph, such as ``seqtransfer select``, does not need.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from seqtransfer.core.lazy import lazy_getattr
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.sources import candidate_sources
 from seqtransfer.graph.store import GraphStore
@@ -22,11 +23,5 @@ _FROM_BUILD = ("add_targets", "build_graph", "edge_allowed")
 
 __all__ = ["GraphConfig", "GraphStore", "add_targets", "build_graph", "candidate_sources", "edge_allowed"]
 
-
-def __getattr__(name: str) -> Any:
-    """The building functions, imported from :mod:`seqtransfer.graph.build` on first use."""
-    if name in _FROM_BUILD:
-        from seqtransfer.graph import build
-
-        return getattr(build, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# the building functions, imported from seqtransfer.graph.build on first use
+__getattr__ = lazy_getattr(__name__, dict.fromkeys(_FROM_BUILD, "seqtransfer.graph.build"))

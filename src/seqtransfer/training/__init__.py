@@ -13,8 +13,7 @@ and the experiment file read their defaults from) loads without torch and MONAI.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from seqtransfer.core.lazy import lazy_getattr
 
 _WHERE = {
     "AugmentConfig": "augment",
@@ -51,14 +50,7 @@ _WHERE = {
 __all__ = sorted(_WHERE)
 
 
-def __getattr__(name: str) -> Any:
-    """The public names of the training modules, imported when first asked for (PEP 562)."""
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_getattr(__name__, {name: f"{__name__}.{module}" for name, module in _WHERE.items()})
 
 
 def __dir__() -> list[str]:
