@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,23 +28,9 @@ class Stop(Exception):
     """Raised by a progress callback to stop a run after a given step."""
 
 
-def _task(n: int, seed: int, size: int = 20) -> Cases:
-    """A learnable toy task: a bright cube (foreground) in Gaussian noise."""
-    rng = np.random.default_rng(seed)
-    cases = []
-    for _ in range(n):
-        label = np.zeros((size, size, size), dtype=np.uint8)
-        edge = int(rng.integers(size // 4, size // 2))
-        o = rng.integers(1, size - edge - 1, size=3)
-        label[o[0] : o[0] + edge, o[1] : o[1] + edge, o[2] : o[2] + edge] = 1
-        image = (rng.normal(0.0, 1.0, size=(1, size, size, size)) + 2.0 * label).astype(np.float32)
-        cases.append((image, label))
-    return cases
-
-
-def _tasks() -> list[Cases]:
-    """The target (2 cases) and two sources."""
-    return [_task(2, seed=0), _task(3, seed=1), _task(3, seed=2)]
+def _tasks(cubes: Callable[..., Cases]) -> list[Cases]:
+    """The target (2 cases) and two sources: toy cubes of 20^3."""
+    return [cubes(2, size=20, seed=0), cubes(3, size=20, seed=1), cubes(3, size=20, seed=2)]
 
 
 def _model(seed: int = 0, heads: int = 3) -> MultiTaskNet:
@@ -83,12 +70,12 @@ def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
 
 
 @pytest.mark.parametrize("augment", [False, True])
-def test_trainer_draws_and_trains_as_the_hand_written_loop(augment: bool) -> None:
+def test_trainer_draws_and_trains_as_the_hand_written_loop(augment: bool, cubes: Callable[..., Cases]) -> None:
     steps = 4 if augment else 12
     reference = _model()
-    expected = _hand_written_mtl(reference, _tasks(), steps, seed=5, augment=augment)
+    expected = _hand_written_mtl(reference, _tasks(cubes), steps, seed=5, augment=augment)
     model = _model()
-    result = train_mtl(model, _tasks(), mtl_config(steps, seed=5, augment=augment), PATCH, device="cpu")
+    result = train_mtl(model, _tasks(cubes), mtl_config(steps, seed=5, augment=augment), PATCH, device="cpu")
     assert list(result.losses) == expected
     assert _same_weights(model, reference)
     assert set(result.lrs) == {0.01} and set(result.penalties) == {0.0}
@@ -102,33 +89,37 @@ def test_trainer_draws_and_trains_as_the_hand_written_loop(augment: bool) -> Non
     ],
     ids=["constant-lr-augmented", "plateau"],
 )
-def test_stopped_and_resumed_run_is_bit_identical(tmp_path: Path, config: TrainConfig) -> None:
+def test_stopped_and_resumed_run_is_bit_identical(
+    tmp_path: Path, config: TrainConfig, cubes: Callable[..., Cases]
+) -> None:
     config = TrainConfig.from_dict({**config.to_dict(), "checkpoint_every": 2})
     straight = _model(seed=1)
-    full = train_mtl(straight, _tasks(), config, PATCH, out_dir=tmp_path / "a", device="cpu")
+    full = train_mtl(straight, _tasks(cubes), config, PATCH, out_dir=tmp_path / "a", device="cpu")
 
     def stop_at_3(event: ProgressEvent) -> None:
         if event.done == 3:
             raise Stop
 
     with pytest.raises(Stop):
-        train_mtl(_model(seed=1), _tasks(), config, PATCH, out_dir=tmp_path / "b", device="cpu", progress=stop_at_3)
+        train_mtl(
+            _model(seed=1), _tasks(cubes), config, PATCH, out_dir=tmp_path / "b", device="cpu", progress=stop_at_3
+        )
     assert load_checkpoint(tmp_path / "b" / CHECKPOINT_LATEST)["step"] == 2
     assert not (tmp_path / "b" / CHECKPOINT_FINAL).exists()
 
     resumed_model = _model(seed=99)  # other initial weights: everything must come from the checkpoint
-    resumed = train_mtl(resumed_model, _tasks(), config, PATCH, out_dir=tmp_path / "b", resume=True, device="cpu")
+    resumed = train_mtl(resumed_model, _tasks(cubes), config, PATCH, out_dir=tmp_path / "b", resume=True, device="cpu")
     assert resumed.resumed_from == 2
     assert resumed.losses == full.losses and resumed.lrs == full.lrs
     assert _same_weights(resumed_model, straight)
     assert (tmp_path / "b" / CHECKPOINT_FINAL).is_file() and not (tmp_path / "b" / CHECKPOINT_LATEST).exists()
 
 
-def test_resume_with_another_schedule_is_refused(tmp_path: Path) -> None:
-    train_mtl(_model(), _tasks(), mtl_config(2, seed=0, augment=False), PATCH, out_dir=tmp_path, device="cpu")
+def test_resume_with_another_schedule_is_refused(tmp_path: Path, cubes: Callable[..., Cases]) -> None:
+    train_mtl(_model(), _tasks(cubes), mtl_config(2, seed=0, augment=False), PATCH, out_dir=tmp_path, device="cpu")
     plateau = TrainConfig(steps=2, seed=0, augment=False)
     with pytest.raises(ConfigError, match="different training configuration"):
-        train_mtl(_model(), _tasks(), plateau, PATCH, out_dir=tmp_path, resume=True, device="cpu")
+        train_mtl(_model(), _tasks(cubes), plateau, PATCH, out_dir=tmp_path, resume=True, device="cpu")
 
 
 @pytest.mark.parametrize(
@@ -139,9 +130,9 @@ def test_resume_with_another_schedule_is_refused(tmp_path: Path) -> None:
         (3, TrainConfig(steps=2, lambda_ewc=0.5), "lambda_ewc"),
     ],
 )
-def test_multi_task_trainer_rejects(heads: int, config: TrainConfig, message: str) -> None:
+def test_multi_task_trainer_rejects(heads: int, config: TrainConfig, message: str, cubes: Callable[..., Cases]) -> None:
     with pytest.raises(ConfigError, match=message):
-        MultiTaskTrainer(_model(heads=heads), _tasks(), config, PATCH, device="cpu")
+        MultiTaskTrainer(_model(heads=heads), _tasks(cubes), config, PATCH, device="cpu")
 
 
 def test_mtl_config_keeps_the_learning_rate_constant() -> None:
@@ -151,8 +142,8 @@ def test_mtl_config_keeps_the_learning_rate_constant() -> None:
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-def test_training_on_a_gpu_leaves_the_cuda_random_state_untouched() -> None:
+def test_training_on_a_gpu_leaves_the_cuda_random_state_untouched(cubes: Callable[..., Cases]) -> None:
     torch.cuda.manual_seed(123)
     before = torch.cuda.get_rng_state()
-    train_mtl(_model(), _tasks(), mtl_config(2, seed=0), PATCH, device="cuda")
+    train_mtl(_model(), _tasks(cubes), mtl_config(2, seed=0), PATCH, device="cuda")
     assert torch.equal(torch.cuda.get_rng_state(), before)
