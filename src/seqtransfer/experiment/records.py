@@ -9,7 +9,7 @@ Each has ``to_dict`` (the record exactly as the store has always held it) and ``
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +37,7 @@ class StoredStep:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return asdict(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> StoredStep:
@@ -78,9 +78,7 @@ class TransferRecord:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["steps"] = [s.to_dict() for s in self.steps]
-        return data
+        return asdict(self)  # the steps as dicts too
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TransferRecord:
@@ -123,9 +121,7 @@ class PathResult:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["steps"] = [s.to_dict() for s in self.steps]
-        return data
+        return asdict(self)  # the steps as dicts too
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> PathResult:

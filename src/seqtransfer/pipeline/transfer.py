@@ -120,9 +120,7 @@ class TransferResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form: ``metrics.json`` and ``run_dir``."""
-        data = {f.name: getattr(self, f.name) for f in fields(self)}
-        data["steps"] = [s.to_dict() for s in self.steps]
-        return data
+        return asdict(self)  # the steps as dicts too
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> TransferResult:
