@@ -19,4 +19,3 @@ def test_a_lazy_name_is_imported_on_first_use_and_kept(monkeypatch: pytest.Monke
     assert vars(package)["Fraction"] is fraction  # kept: the next use does not call __getattr__
     with pytest.raises(AttributeError, match="'lazy_test_package' has no attribute 'Decimal'"):
         _ = package.Decimal
-
