@@ -38,6 +38,19 @@ docs: install
 	$(PY) -m pip install -q -e ".[docs]"
 	$(VENV)/bin/mkdocs build --strict
 
+# nnU-Net v2 in a virtual environment of its own (the `nnunet` extra, versions in
+# .ci/nnunet-constraints.txt), then the tests that run nnU-Net on what seqtransfer exports and
+# check the import against nnU-Net's own network (tests/nnunet, marker nnunet; ~6 min)
+NNUNET_VENV := .venv-nnunet
+NNUNET_PY := $(NNUNET_VENV)/bin/python
+.PHONY: check-nnunet
+check-nnunet:
+	@test -x $(NNUNET_PY) || $(PYTHON) -m venv $(NNUNET_VENV) || python3 -m venv $(NNUNET_VENV)
+	$(NNUNET_PY) -m pip install -q --upgrade pip
+	$(NNUNET_PY) -m pip install -q torch==2.13.0
+	$(NNUNET_PY) -m pip install -q -c .ci/nnunet-constraints.txt -e ".[nnunet,test]"
+	$(NNUNET_PY) -m pytest -p no:cacheprovider -rs -m nnunet tests/nnunet
+
 clean:
 	rm -rf demo_run .pytest_cache
 	rm -rf site

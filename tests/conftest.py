@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -298,8 +299,19 @@ def warm_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarmPython
     zygote.close()
 
 
+def _skip_nnunet_without_it(items) -> None:
+    """Tests marked ``nnunet`` are skipped, with the reason, where nnunetv2 is not installed."""
+    if importlib.util.find_spec("nnunetv2") is not None:
+        return
+    skip = pytest.mark.skip(reason="needs nnunetv2 (the nnunet extra): run `make check-nnunet`")
+    for item in items:
+        if "nnunet" in item.keywords:
+            item.add_marker(skip)
+
+
 def pytest_collection_modifyitems(config, items) -> None:  # noqa: ARG001 - pytest's hook signature
-    """Tests marked ``root`` are skipped, with the reason, where they cannot run."""
+    """Tests marked ``root`` (``nnunet``) are skipped, with the reason, where they cannot run."""
+    _skip_nnunet_without_it(items)
     reason = None
     # SEQTRANSFER_TESTS_NOT_ROOT=1 makes a root run behave as a contributor's (tests/test_markers.py)
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or os.environ.get("SEQTRANSFER_TESTS_NOT_ROOT") == "1":
