@@ -57,6 +57,8 @@ graph_app = typer.Typer(help="The source graph: build it, add targets, draw it."
 app.add_typer(graph_app, name="graph")
 zoo_app = typer.Typer(help="The source model zoo.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
+export_app = typer.Typer(help="A selected path for other tools: nnU-Net v2.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
 
 out = Console(soft_wrap=True, highlight=False)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -657,6 +659,58 @@ def transfer(
         table.add_row(str(i), step.node, dice(step.dice_before), dice(step.dice_after), "yes" if step.cached else "")
     out.print(table)
     out.print(f"metrics: {Path(metrics.run_dir) / 'metrics.json'}", markup=False)
+
+
+@export_app.command("nnunet")
+def export_nnunet_cmd(
+    graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
+    target: Annotated[str, typer.Option(help="Target task.")],
+    out_dir: Annotated[
+        Path, typer.Option("--out", file_okay=False, help="New folder: nnUNet_raw/, run_nnunet.sh, export.json.")
+    ],
+    path: Annotated[
+        str | None, typer.Option(help="Comma-separated path landmark,...,target (default: the stored selection).")
+    ] = None,
+    inputs: Annotated[
+        list[Path] | None,
+        typer.Option("--input", help="The target's images to predict, nnU-Net-named (default: its imagesTs/)."),
+    ] = None,
+    first_id: Annotated[
+        int,
+        typer.Option(min=1, help="Smallest nnU-Net dataset id; ids in $nnUNet_raw/_preprocessed/_results are skipped."),
+    ] = 500,
+    seed: Annotated[int, typer.Option(help="Seed of the intermediate steps' cases (as `transfer`).")] = FINETUNE.seed,
+) -> None:
+    """Write the path as nnU-Net v2 datasets and a script that trains it with nnU-Net itself."""
+    from seqtransfer.nnunet.export import export_nnunet, plan_export
+
+    nodes = [n.strip() for n in path.split(",") if n.strip()] if path else None
+    plan = plan_export(
+        graph_dir,
+        target,
+        path=nodes,
+        unlabelled_inputs=inputs,
+        first_id=first_id,
+        finetune=FinetuneConfig(seed=seed),
+    )
+    with progress_bar("writing the datasets") as update:
+        script = export_nnunet(plan, out_dir, progress=update)
+    table = Table(title=f"nnU-Net export of the path to {target}")
+    for column in ("step", "role", "task", "nnU-Net id", "cases", "to predict"):
+        table.add_column(column, overflow="fold")
+    for step in plan.steps:
+        table.add_row(
+            str(step.index),
+            step.role,
+            step.task,
+            f"{step.dataset_id:03d}",
+            str(len(step.cases)),
+            str(len(step.unlabelled)),
+        )
+    out.print(table)
+    out.print(f"datasets: {out_dir / 'nnUNet_raw'}", markup=False)
+    out.print(f"landmark cases: {plan.landmark_cases_from}", markup=False)
+    out.print(f"run it with nnU-Net v2 installed: {script}  (its header: TRAINER, FOLD, DEVICE)", markup=False)
 
 
 @app.command()

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from seqtransfer.adapt.config import AdaptConfig
-from seqtransfer.adapt.inputs import UnlabelledCase, check_unlabelled, find_unlabelled
+from seqtransfer.data.unlabelled import UnlabelledCase, check_unlabelled, find_unlabelled
 from seqtransfer.adapt.merge import merge_labels
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError, DatasetError

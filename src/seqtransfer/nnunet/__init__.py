@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from seqtransfer.core.lazy import lazy_getattr
 
-_LAZY: dict[str, str] = {}
+_LAZY: dict[str, str] = {
+    "ExportPlan": "seqtransfer.nnunet.export",
+    "export_nnunet": "seqtransfer.nnunet.export",
+    "plan_export": "seqtransfer.nnunet.export",
+}
 
 __all__ = sorted(_LAZY)
 

@@ -31,6 +31,7 @@ from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.core.progress import Progress, relabel
 from seqtransfer.data.splits import TargetSplit, sample_cases, target_split
+from seqtransfer.data.tasks import Task
 from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
 from seqtransfer.pipeline.score import cached_scores, score_test_sets
 from seqtransfer.pipeline.workspace import Workspace
@@ -208,6 +209,17 @@ def _encoder_snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in encoder_parameters(model).items()}
 
 
+def path_step_cases(task: Task, zoo: ZooConfig, config: FinetuneConfig) -> list[str]:
+    """The cases an intermediate step of a path trains on.
+
+    A seeded sample of ``config.n_train`` of the cases the task's zoo model trains on (all of
+    them when there are fewer): the few labelled cases a step between the landmark and the
+    target stands for (METHOD section 6).
+    """
+    train_ids, _ = zoo_split(task, zoo)
+    return list(sample_cases(task.split_key, train_ids, config.n_train, seed=config.seed, purpose="path-step"))
+
+
 def run_transfer(
     workspace: Workspace,
     target: str,
@@ -308,11 +320,7 @@ def run_transfer(
     run_dir: Path | None = None
     for index, node in enumerate(path[1:], start=1):
         task = workspace.task(node)
-        if node == target:
-            cases = list(target_train)
-        else:
-            train_ids, _ = zoo_split(task, zoo)
-            cases = list(sample_cases(task.split_key, train_ids, config.n_train, seed=config.seed, purpose="path-step"))
+        cases = list(target_train) if node == target else path_step_cases(task, zoo, config)
         key = _step_key(
             parent, node, cases, [workspace.cache.key(c) for c in workspace.cases(task, cases)], config, index
         )
