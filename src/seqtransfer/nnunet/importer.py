@@ -52,6 +52,7 @@ from seqtransfer.nnunet.results import (
     CONFIGURATION,
     NotImportable,
     TrainedModel,
+    ValidationSummary,
     choose_fold,
     find_trained_models,
     read_json,
@@ -196,6 +197,7 @@ class _Source:
     config: ZooConfig
     checkpoint_sha256: str
     foreground: tuple[int, ...]
+    validation: ValidationSummary
     record: dict[str, Any]
 
     @property
@@ -218,6 +220,8 @@ def _read_source(model: TrainedModel, fold: str | None) -> _Source:
     except StoreError as exc:
         raise NotImportable(str(exc)) from exc
     network = import_network(checkpoint, plans, dataset_json)
+    ending = dataset_json.get("file_ending")
+    validation = read_validation(fold_dir, str(ending) if isinstance(ending, str) else ".nii.gz")
     sha = file_sha256(fold_dir / CHECKPOINT)
     record = {
         "nnunet_folder": str(model.folder.resolve()),
@@ -238,6 +242,7 @@ def _read_source(model: TrainedModel, fold: str | None) -> _Source:
         config=_imported_config(network, checkpoint, plans),
         checkpoint_sha256=sha,
         foreground=_foreground(dataset_json),
+        validation=validation,
         record=record,
     )
 
@@ -275,9 +280,8 @@ def _import_task(workspace: Workspace, source: _Source, task: Task) -> ImportedM
         raise NotImportable(
             f"label value(s) {list(task.label_values)} are not the model's foreground {list(source.foreground)}"
         )
-    summary = read_validation(source.model.folder / f"fold_{source.fold}", task.dataset.file_ending)
     site_cases = [c.case_id for c in task.cases]
-    dice, per_case, where = summary.dice(site_cases, [str(v) for v in task.label_values])
+    dice, per_case, where = source.validation.dice(site_cases, [str(v) for v in task.label_values])
     validated = set(per_case)
     train_cases = [c for c in site_cases if c not in validated or source.fold == "all"]
     note = f"O: {where}" if source.fold != "all" else f"O: {where} (fold all validates on its training cases)"

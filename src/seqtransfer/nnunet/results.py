@@ -175,7 +175,11 @@ class ValidationSummary:
             if case in wanted
         }
         if per_case:
-            return _mean(per_case.values()), per_case, f"{len(per_case)} validated case(s) of the site"
+            empty = sum(math.isnan(v) for v in per_case.values())
+            where = f"{len(per_case)} validated case(s) of the site"
+            if empty:  # nnU-Net's Dice is undefined where reference and prediction are both empty
+                where += f" ({empty} without a Dice: empty in reference and prediction)"
+            return _mean(per_case.values()), per_case, where
         fold_mean = _mean([self.means.get(label, math.nan) for label in labels])
         return fold_mean, {}, "fold mean: no case of the site was validated"
 
