@@ -426,3 +426,99 @@ def test_select_with_leep_and_transfer_start_from_the_imported_landmark(graph: P
     code, _, err = run_cli("transfer", "--graph", graph, "--target", TARGET, "--steps", "1", "--preset", "nnunet")
     assert code == 0, err
     assert "pass --spacing 1,1,1.5" in err
+
+
+# --- against nnU-Net itself (marker nnunet: `make check-nnunet`) ----------------------------
+
+
+def reference_maker() -> Any:
+    """tests/files/nnunet/make_reference.py as a module (its plans and trainer helpers)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("_make_reference", FILES / "make_reference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+LIVE_PLANS = {
+    # the fixture's network
+    "fixture": ([4, 8, 16], [[1, 3, 3], [3, 3, 3], [3, 3, 3]], [[1, 1, 1], [1, 2, 2], [2, 2, 2]], [8, 16, 12], {}),
+    # four stages, two of them in-plane only, no biases
+    "anisotropic": (
+        [4, 8, 8, 16],
+        [[1, 3, 3], [1, 3, 3], [3, 3, 3], [3, 3, 3]],
+        [[1, 1, 1], [1, 2, 2], [1, 2, 2], [2, 2, 2]],
+        [4, 16, 16],
+        {"conv_bias": False},
+    ),
+    # an odd kernel of 5 and a one-axis stride
+    "kernel5": ([4, 8, 16], [[3, 3, 5], [3, 3, 3], [3, 3, 3]], [[1, 1, 1], [2, 2, 1], [2, 2, 2]], [8, 8, 12], {}),
+}
+
+
+@pytest.mark.nnunet
+@pytest.mark.parametrize("name", sorted(LIVE_PLANS))
+@pytest.mark.parametrize(("reader", "transpose"), [("SimpleITKIO", [0, 1, 2]), ("NibabelIO", [2, 0, 1])])
+def test_networks_nnunet_builds_from_plans_map_exactly(name: str, reader: str, transpose: list[int]) -> None:
+    from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
+
+    from seqtransfer.nnunet.architecture import import_network
+    from seqtransfer.training.network import build_network
+
+    maker = reference_maker()
+    features, kernels, strides, patch, changes = LIVE_PLANS[name]
+    arch = maker.architecture(features, kernels, strides, **changes)
+    plans = maker.plans_dict(DATASET, arch, patch, [2.0, 1.0, 0.8], reader=reader, transpose=transpose)
+    net = get_network_from_plans(
+        arch["network_class_name"], arch["arch_kwargs"], arch["_kw_requires_import"], 1, 2, deep_supervision=False
+    )
+    maker.randomize(net, seed=7)
+    net.eval()
+    imported = import_network({"network_weights": net.state_dict()}, plans, maker.DATASET_JSON)
+    ours = build_network(imported.config)
+    ours.load_state_dict(imported.state)
+    x_net = torch.randn(2, 1, *patch, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        y_net = net(x_net).numpy()
+    backward = [transpose.index(i) for i in range(3)]
+    to_nib = (lambda a: sitk_to_nibabel(a)) if reader == "SimpleITKIO" else (lambda a: a)
+    x_ours = np.ascontiguousarray(to_nib(x_net.numpy().transpose(0, 1, *(2 + a for a in backward))))
+    y_ours = to_nib(y_net.transpose(0, 1, *(2 + a for a in backward)))
+    np.testing.assert_allclose(run_model(ours, x_ours), y_ours, atol=ATOL, rtol=0)
+
+
+@pytest.mark.nnunet
+def test_a_model_saved_by_nnunets_trainer_imports_and_predicts_as_nnunets_predictor(
+    graph: Path, tmp_path: Path
+) -> None:
+    """nnU-Net's trainer saves the checkpoint, nnU-Net's predictor loads it back; the imported
+    zoo model's logits are the predictor's network's."""
+    from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+    from seqtransfer.nnunet.importer import import_nnunet
+    from seqtransfer.pipeline.zoo import load_model
+
+    maker = reference_maker()
+    features, kernels, strides, patch, changes = LIVE_PLANS["anisotropic"]
+    arch = maker.architecture(features, kernels, strides, **changes)
+    plans = maker.plans_dict(DATASET, arch, patch, [3.0, 0.8, 0.8])
+    folder = tmp_path / "results" / DATASET / "nnUNetTrainer__nnUNetPlans__3d_fullres"
+    folder.mkdir(parents=True)
+    (folder / "plans.json").write_text(json.dumps(plans))
+    (folder / "dataset.json").write_text(json.dumps(maker.DATASET_JSON))
+    maker.train_and_save(folder, plans, maker.DATASET_JSON, fold="all", seed=11)
+    maker.write_summary(folder / "fold_all", tuple(SITES), empty=("case_007",))
+    report = import_nnunet(tmp_path / "results", graph)
+    assert {m.task for m in report.imported} == set(SOURCES)
+    predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
+    predictor.initialize_from_trained_model_folder(str(folder), use_folds=("all",))
+    network = predictor.network
+    network.eval()
+    x = torch.randn(1, 1, *patch, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = sitk_to_nibabel(network(x).numpy())
+    model, config = load_model(report.imported[0].model.folder, "cpu")
+    assert config.spacing == (0.8, 0.8, 3.0) and config.kernel_sizes[0] == (3, 3, 1)
+    np.testing.assert_allclose(run_model(model, sitk_to_nibabel(x.numpy())), expected, atol=ATOL, rtol=0)
