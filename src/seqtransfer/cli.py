@@ -606,6 +606,15 @@ def zoo_import_nnunet(
     out.print(table)
     for skipped in report.not_imported:
         out.print(f"not imported: {skipped}", markup=False)
+    from seqtransfer.selection.landmark import MIN_LEARNED_DICE, learned
+
+    for row in report.imported:
+        if not learned(row.dice):
+            err.print(
+                f"warning: {row.task}: the imported model's O ({row.dice:.3f}) is below {MIN_LEARNED_DICE}: it "
+                "learned nothing and will never be a landmark",
+                markup=False,
+            )
 
 
 @app.command()

@@ -294,6 +294,8 @@ def test_fold_trainer_and_plans_choose_among_models(graph: Path, tmp_path: Path)
     assert {m.source for m in report.imported} == {f"{DATASET}/{other.name}/fold_0"}
     with pytest.raises(ConfigError, match=r"fold 3 has no checkpoint_final.pth \(trained folds: all, 0\)"):
         import_nnunet(results, graph, trainer="nnUNetTrainer_5epochs", fold="3")
+    with pytest.raises(ConfigError, match="no 3d_fullres model matches --trainer Nope --plans nnUNetPlans"):
+        import_nnunet(results, graph, trainer="Nope", plans="nnUNetPlans")
 
 
 def test_fold_all_trains_and_validates_on_every_case(graph: Path, tmp_path: Path) -> None:
@@ -307,6 +309,25 @@ def test_fold_all_trains_and_validates_on_every_case(graph: Path, tmp_path: Path
     site_a = [c for c, s in SITES.items() if s == "A"]
     assert list(by_task["A-MR-blob"].model.train_cases) == site_a  # fold all trains on every case
     assert "fold all validates on its training cases" in by_task["A-MR-blob"].note
+
+
+def test_an_ignore_label_is_no_class_and_a_recorded_model_is_replaced_by_name(graph: Path, tmp_path: Path) -> None:
+    from seqtransfer.nnunet.importer import import_nnunet
+
+    results = results_copy(tmp_path)
+    dataset_file = results / DATASET / MODEL.name / "dataset.json"
+    dataset_json = read_json(dataset_file)
+    dataset_json["labels"]["ignore"] = 2  # nnU-Net's ignore label: not one of the network's classes
+    dataset_file.write_text(json.dumps(dataset_json))
+    data = read_json(graph / "graph.json")
+    for node in data["nodes"]:
+        if node["id"] == "A-MR-blob":
+            node["zoo_key"] = "0123456789abcdef"  # as `zoo train` would have left it
+    (graph / "graph.json").write_text(json.dumps(data))
+    notes = {m.task: m.note for m in import_nnunet(results, graph).imported}
+    assert set(notes) == set(SOURCES)
+    assert notes["A-MR-blob"].endswith("replaces the recorded zoo model 0123456789abcdef")
+    assert "replaces" not in notes["B-MR-blob"]
 
 
 def _edit_checkpoint(path: Path, change) -> None:
@@ -422,6 +443,16 @@ def test_select_with_leep_and_transfer_start_from_the_imported_landmark(graph: P
     metrics = read_json(run / "metrics.json")
     assert metrics["landmark_model"] == str(graph / "zoo" / selection["landmark"] / key)
     assert metrics["zoo"]["network"]["strides"] == [[1, 1, 1], [2, 2, 1], [2, 2, 2]]
+    # predict with the imported model: on its plans' spacing, the label in the input's grid
+    nodes = {n["id"]: n for n in read_json(graph / "graph.json")["nodes"]}
+    image = Path(nodes[TARGET]["dataset"]) / "imagesTr" / "case_000_0000.nii.gz"
+    landmark = graph / "zoo" / selection["landmark"] / key
+    code, _, err = run_cli("predict", "--model", landmark, "--input", image, "--out", graph.parent / "predicted")
+    assert code == 0, err
+    import nibabel as nib
+
+    predicted = nib.load(graph.parent / "predicted" / image.name)
+    assert predicted.shape == nib.load(image).shape
     # on another grid the landmark still runs, with a warning naming the spacing to use
     code, _, err = run_cli("transfer", "--graph", graph, "--target", TARGET, "--steps", "1", "--preset", "nnunet")
     assert code == 0, err

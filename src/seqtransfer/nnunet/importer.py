@@ -61,6 +61,7 @@ from seqtransfer.nnunet.results import (
 from seqtransfer.pipeline.config import ZooConfig
 from seqtransfer.pipeline.workspace import Workspace, open_workspace
 from seqtransfer.pipeline.zoo import ZooModel, record_zoo_node, zoo_model
+from seqtransfer.selection.landmark import learned
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL, CHECKPOINT_FORMAT, save_checkpoint
 from seqtransfer.training.config import TrainConfig
 
@@ -136,15 +137,24 @@ def _single(
     chosen: list[TrainedModel] = []
     skipped: list[NotImported] = []
     by_dataset: dict[str, list[TrainedModel]] = {}
+    unmatched: dict[str, list[str]] = {}
     for m in models:
         if m.configuration != CONFIGURATION:
             skipped.append(NotImported(m.name, f"configuration {m.configuration}: only {CONFIGURATION} is imported"))
         elif (trainer is None or m.trainer == trainer) and (plans is None or m.plans == plans):
             by_dataset.setdefault(m.dataset, []).append(m)
+        else:
+            unmatched.setdefault(m.dataset, []).append(m.folder.name)
+    for dataset, names in sorted(unmatched.items()):
+        if dataset not in by_dataset:
+            wanted = " ".join(f"--{k} {v}" for k, v in (("trainer", trainer), ("plans", plans)) if v is not None)
+            skipped.append(
+                NotImported(dataset, f"no {CONFIGURATION} model matches {wanted} (found: {', '.join(names)})")
+            )
     for dataset, found in sorted(by_dataset.items()):
         if len(found) > 1:
-            names = ", ".join(m.folder.name for m in found)
-            skipped.append(NotImported(dataset, f"several models ({names}): choose one with --trainer / --plans"))
+            several = ", ".join(m.folder.name for m in found)
+            skipped.append(NotImported(dataset, f"several models ({several}): choose one with --trainer / --plans"))
         else:
             chosen.append(found[0])
     return chosen, skipped
@@ -164,7 +174,9 @@ def _foreground(dataset_json: Mapping[str, Any]) -> tuple[int, ...]:
     labels = dataset_json.get("labels")
     if not isinstance(labels, Mapping):
         raise NotImportable("dataset.json: no labels")
-    return tuple(sorted(int(v) for k, v in labels.items() if isinstance(v, int) and v != 0 and k != "background"))
+    # nnU-Net's "ignore" label is no class of the network's (its pixels are not trained on)
+    skip = ("background", "ignore")
+    return tuple(sorted(int(v) for k, v in labels.items() if isinstance(v, int) and v != 0 and k not in skip))
 
 
 def _imported_config(network: ImportedNetwork, checkpoint: Mapping[str, Any], plans: Mapping[str, Any]) -> ZooConfig:
@@ -318,8 +330,6 @@ def _import_task(workspace: Workspace, source: _Source, task: Task) -> ImportedM
                 "imported_from": source.record,
             },
         )
-        from seqtransfer.selection.landmark import learned
-
         done = {
             "task": task.name,
             "key": key,
@@ -333,6 +343,9 @@ def _import_task(workspace: Workspace, source: _Source, task: Task) -> ImportedM
         }
         write_json(folder / "metrics.json", done)  # last: a folder with metrics is a finished model
     model = zoo_model(folder, done)
+    previous = workspace.graph.nodes[task.name].get("zoo_key")
+    if previous and previous != key:
+        note += f"; replaces the recorded zoo model {previous}"
     record_zoo_node(workspace.graph, task.name, model.dice, key, len(model.train_cases), len(model.test_cases))
     for warning in source.network.warnings:
         note += f"; {warning.split(':')[0]}"
