@@ -371,6 +371,13 @@ def _bad(kind: str, trainer: Path) -> str:
     elif kind == "corrupt checkpoint":
         checkpoint.write_bytes(checkpoint.read_bytes()[:5000])
         reason = "corrupt or unreadable nnU-Net checkpoint"
+    elif kind == "foreign object":
+        from seqtransfer.nnunet.architecture import load_nnunet_checkpoint
+
+        saved = load_nnunet_checkpoint(checkpoint)
+        saved["init_args"]["output_folder"] = Path("/results")  # an object weights_only does not build
+        torch.save(saved, checkpoint)
+        reason = "not loaded without running code from it (pathlib.PosixPath)"
     elif kind == "missing summary":
         (trainer / "fold_0" / "validation" / "summary.json").unlink()
         reason = "summary.json: not found (O, the model's validation Dice, is read from it"
@@ -381,7 +388,16 @@ def _bad(kind: str, trainer: Path) -> str:
     return reason
 
 
-BAD = ["resenc", "4 channels", "3 classes", "reader", "three convs", "corrupt checkpoint", "missing summary"]
+BAD = [
+    "resenc",
+    "4 channels",
+    "3 classes",
+    "reader",
+    "three convs",
+    "corrupt checkpoint",
+    "foreign object",
+    "missing summary",
+]
 
 
 @pytest.mark.parametrize("kind", BAD)

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,6 +142,22 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
+def _foreign_globals(file: Path) -> list[str]:
+    """The globals a checkpoint pickles beyond torch's safe ones and nnU-Net's numpy numbers."""
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(file)
+    except Exception:  # noqa: BLE001 - a damaged file: no names to give
+        return []
+    allowed = {name for entry in _numpy_globals() for name in _global_names(entry)}
+    return [n for n in names if n not in allowed]
+
+
+def _global_names(entry: Any) -> list[str]:
+    if isinstance(entry, tuple):
+        return [entry[1]]
+    return [f"{entry.__module__}.{entry.__qualname__}"]
+
+
 def load_nnunet_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read an nnU-Net v2 ``checkpoint_final.pth`` safely (``weights_only``), on the CPU.
 
@@ -154,6 +171,14 @@ def load_nnunet_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         with torch.serialization.safe_globals(_numpy_globals()):
             state = torch.load(file, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        foreign = _foreign_globals(file)
+        if foreign:  # a readable file that pickles other objects: loading them could run code
+            raise StoreError(
+                f"{file}: the checkpoint holds Python objects that are not loaded without running code from it "
+                f"({', '.join(foreign[:3])})"
+            ) from exc
+        raise StoreError(f"{file}: corrupt or unreadable nnU-Net checkpoint ({_one_line(exc)})") from exc
     except Exception as exc:  # torch raises many types for a damaged or foreign file
         raise StoreError(f"{file}: corrupt or unreadable nnU-Net checkpoint ({_one_line(exc)})") from exc
     if not isinstance(state, dict) or not isinstance(state.get("network_weights"), Mapping):
