@@ -305,6 +305,7 @@ def _skip_nnunet_without_it(items) -> None:
         return
     skip = pytest.mark.skip(reason="needs nnunetv2 (the nnunet extra): run `make check-nnunet`")
     for item in items:
+        # the marker itself: "nnunet" in item.keywords also holds for every test of tests/nnunet/
         if item.get_closest_marker("nnunet") is not None:
             item.add_marker(skip)
 

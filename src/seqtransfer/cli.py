@@ -566,6 +566,59 @@ def zoo_train(
         )
 
 
+zoo_import_app = typer.Typer(help="Import models trained elsewhere into the zoo.", no_args_is_help=True)
+zoo_app.add_typer(zoo_import_app, name="import")
+
+
+@zoo_import_app.command("nnunet")
+def zoo_import_nnunet(
+    results_dir: Annotated[
+        Path,
+        typer.Argument(
+            metavar="RESULTS_DIR",
+            help="nnU-Net's results folder (DatasetXXX_Name/TRAINER__PLANS__3d_fullres/fold_F), one dataset's "
+            "folder in it, or one trainer folder.",
+            show_default=False,
+        ),
+    ],
+    graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],
+    fold: Annotated[
+        str | None, typer.Option(help="Fold to import: all or a number (default: all when trained, else the lowest).")
+    ] = None,
+    trainer: Annotated[
+        str | None, typer.Option(help="Only models of this nnU-Net trainer (e.g. nnUNetTrainer).")
+    ] = None,
+    plans: Annotated[str | None, typer.Option(help="Only models of these plans (e.g. nnUNetPlans).")] = None,
+) -> None:
+    """Make trained nnU-Net v2 3d_fullres models the zoo models of the graph's source tasks.
+
+    A model goes to every source task whose dataset folder has the nnU-Net dataset's name;
+    its O is nnU-Net's validation Dice of the fold. Importing again changes nothing.
+    """
+    from seqtransfer.nnunet.importer import import_nnunet
+    from seqtransfer.nnunet.results import parse_fold
+
+    report = import_nnunet(results_dir, graph_dir, fold=parse_fold(fold), trainer=trainer, plans=plans)
+    table = Table(title=f"zoo: {len(report.imported)} source model(s) imported from nnU-Net")
+    for column in ("source task", "nnU-Net model", "O", "note"):
+        table.add_column(column, overflow="fold")
+    for row in report.imported:
+        note = row.note if row.created else f"already imported; {row.note}"
+        table.add_row(row.task, row.source, f"{row.dice:.3f}", note)
+    out.print(table)
+    for skipped in report.not_imported:
+        out.print(f"not imported: {skipped}", markup=False)
+    from seqtransfer.selection.landmark import MIN_LEARNED_DICE, learned
+
+    for row in report.imported:
+        if not learned(row.dice):
+            err.print(
+                f"warning: {row.task}: the imported model's O ({row.dice:.3f}) is below {MIN_LEARNED_DICE}: it "
+                "learned nothing and will never be a landmark",
+                markup=False,
+            )
+
+
 @app.command()
 def transfer(
     graph_dir: Annotated[Path, typer.Option("--graph", help="Graph folder.")],

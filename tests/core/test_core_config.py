@@ -88,6 +88,14 @@ def test_a_table_may_be_restricted_to_some_fields() -> None:
         GraphConfig(size=16, alpha=0.3, beta=0.7, mode="official"),
         NetworkConfig(preset="nnunet", spacing=(3.0, 1.0, 1.0)),
         NetworkConfig(patch_size=(16, 16, 16), filters=(4, 8, 16)),
+        NetworkConfig(
+            preset="nnunet",
+            patch_size=(16, 16, 8),
+            filters=(4, 8, 16),
+            kernel_sizes=((3, 3, 1), (3, 3, 3), (3, 3, 3)),
+            strides=((1, 1, 1), (2, 2, 1), (2, 2, 2)),
+            trans_bias=True,
+        ),
         TrainConfig(steps=7, lr=0.003, batch_dice=True),
         ZooConfig(
             network=NetworkConfig(patch_size=(16, 16, 16)),

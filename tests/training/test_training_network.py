@@ -216,3 +216,102 @@ def test_device_and_autocast_on_cpu() -> None:
     if not torch.cuda.is_available():
         assert select_device() == torch.device("cpu")
     assert isinstance(autocast_context(torch.device("cpu")), contextlib.nullcontext)
+
+
+# the keys NetworkConfig.to_dict had before kernel_sizes, strides and trans_bias: every recorded
+# model key hashes a dict of exactly these
+KEYS_BEFORE_EXPLICIT_LEVELS = {
+    "preset",
+    "in_channels",
+    "out_channels",
+    "patch_size",
+    "spacing",
+    "filters",
+    "deep_supervision",
+    "architecture",
+    "max_levels",
+}
+ANISOTROPIC = {
+    "patch_size": (16, 16, 8),
+    "filters": (4, 8, 16),
+    "kernel_sizes": ((3, 3, 1), (3, 3, 3), (3, 3, 3)),
+    "strides": ((1, 1, 1), (2, 2, 1), (2, 2, 2)),
+}
+
+
+@pytest.mark.parametrize("config", [NetworkConfig(), NetworkConfig("nnunet", spacing=(3.0, 1.0, 1.0)), _tiny()])
+def test_explicit_level_fields_stay_out_of_the_dict_at_their_defaults(config: NetworkConfig) -> None:
+    recorded = config.to_dict()
+    assert set(recorded) == KEYS_BEFORE_EXPLICIT_LEVELS
+    # a dict recorded before the fields existed reads back as the same configuration and dict
+    old = {k: v for k, v in recorded.items() if k in KEYS_BEFORE_EXPLICIT_LEVELS}
+    again = NetworkConfig.from_dict(old)
+    assert again == config and again.to_dict() == recorded
+    assert again.kernel_sizes is None and again.strides is None and again.trans_bias is False
+
+
+def test_explicit_levels_are_recorded_and_read_back() -> None:
+    config = NetworkConfig("nnunet", trans_bias=True, **ANISOTROPIC)
+    recorded = config.to_dict()
+    assert recorded["kernel_sizes"] == [[3, 3, 1], [3, 3, 3], [3, 3, 3]]
+    assert recorded["strides"] == [[1, 1, 1], [2, 2, 1], [2, 2, 2]]
+    assert recorded["trans_bias"] is True
+    assert NetworkConfig.from_dict(recorded) == config
+    assert config.level_strides == [(1, 1, 1), (2, 2, 1), (2, 2, 2)]
+    assert config.level_kernel_sizes == [(3, 3, 1), (3, 3, 3), (3, 3, 3)]
+    # planned: kernel 3 on every planned level
+    assert _tiny().level_kernel_sizes == [(3, 3, 3)] * 3
+    assert _tiny().level_strides == plan_strides((16, 16, 16))
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"strides": ((1, 1, 1), (2, 2, 2))}, "at least 3 levels"),
+        ({"strides": ((1, 1, 1), (2, 2, 2), (3, 3, 3))}, "1 or 2"),
+        ({"strides": ((1, 1, 1), (2, 2), (2, 2, 2))}, "3 integers"),
+        ({"strides": ((1, 1, 1), (2, 2, 2), (2, 2, 2)), "patch_size": (16, 16, 6)}, "given total stride"),
+        ({"kernel_sizes": ((3, 3, 3), (3, 3, 3))}, "kernel_sizes has 2 levels"),
+        ({"kernel_sizes": ((3, 3, 2), (3, 3, 3), (3, 3, 3))}, "odd"),
+        ({"kernel_sizes": ((3, 3, 0), (3, 3, 3), (3, 3, 3))}, "3 integers >= 1"),
+        ({"filters": (4, 8)}, "filters"),
+    ],
+)
+def test_explicit_levels_are_validated(change: dict, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        NetworkConfig("nnunet", **{**ANISOTROPIC, **change})
+
+
+def test_kernels_and_trans_bias_need_the_dynunet() -> None:
+    with pytest.raises(ConfigError, match="dynunet"):
+        NetworkConfig("cpu", patch_size=(16, 16, 16), filters=(4, 8, 16), architecture="unet", trans_bias=True)
+
+
+def test_explicit_planned_levels_build_the_planned_network() -> None:
+    planned = _tiny()
+    explicit = _tiny(strides=tuple(planned.level_strides), kernel_sizes=((3, 3, 3),) * 3)
+    a = build_network(planned, torch.Generator().manual_seed(5))
+    b = build_network(explicit, torch.Generator().manual_seed(5))
+    sa, sb = a.state_dict(), b.state_dict()
+    assert list(sa) == list(sb) and all(torch.equal(sa[k], sb[k]) for k in sa)
+    x = torch.randn(1, 1, 16, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(a.eval()(x), b.eval()(x))
+
+
+def test_given_kernels_and_strides_shape_every_level_as_nnunet() -> None:
+    config = NetworkConfig("nnunet", trans_bias=True, **ANISOTROPIC)
+    model = build_network(config, torch.Generator().manual_seed(0))
+    assert isinstance(model, DynUNet)
+    kernels = config.level_kernel_sizes
+    assert model.input_block.conv1.conv.kernel_size == kernels[0]
+    assert model.downsamples[0].conv1.conv.stride == (2, 2, 1)
+    assert model.bottleneck.conv1.conv.kernel_size == kernels[2]
+    # decoder block s returns to level (levels - 2 - s) and convolves with that level's kernel (nnU-Net)
+    for s, up in enumerate(model.upsamples):
+        level = len(kernels) - 2 - s
+        assert up.conv_block.conv1.conv.kernel_size == kernels[level]
+        assert up.conv_block.conv2.conv.kernel_size == kernels[level]
+        assert up.transp_conv.conv.stride == config.level_strides[level + 1]
+        assert up.transp_conv.conv.bias is not None
+    assert model.eval()(torch.zeros(1, 1, 16, 16, 8)).shape == (1, 2, 16, 16, 8)
+    assert not any("transp_conv" in n and n.endswith("bias") for n, _ in build_network(_tiny()).named_parameters())

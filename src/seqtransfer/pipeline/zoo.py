@@ -272,6 +272,10 @@ def trained_zoo_config(model: ZooModel) -> ZooConfig:
         raise StoreError(f"{path}: corrupt zoo model configuration ({exc})") from exc
 
 
+def _mm(spacing: Sequence[float]) -> str:
+    return "x".join(f"{v:g}" for v in spacing)
+
+
 def landmark_zoo_model(workspace: Workspace, name: str, default: ZooConfig) -> tuple[ZooModel | None, ZooConfig]:
     """The zoo model a transfer from ``name`` starts from, and how it was trained.
 
@@ -298,6 +302,17 @@ def landmark_zoo_model(workspace: Workspace, name: str, default: ZooConfig) -> t
             default.network.preset,
         )
         return None, default
+    if tuple(config.network.spacing) != tuple(default.network.spacing):
+        # an imported nnU-Net model above all: it was trained at its plans' spacing
+        logger.warning(
+            "%s: the recorded zoo model %s was trained at %s mm spacing, this run's grid is %s mm; its outputs "
+            "will differ from its own grid's (pass --spacing %s to run it there)",
+            name,
+            model.key,
+            _mm(config.network.spacing),
+            _mm(default.network.spacing),
+            ",".join(f"{v:g}" for v in config.network.spacing),
+        )
     logger.info(
         "%s: starting from the recorded zoo model %s (max_train %d, %d steps)",
         name,

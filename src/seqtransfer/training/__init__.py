@@ -36,6 +36,7 @@ _WHERE = {
     "train": "loop",
     "SegmentationLoss": "loss",
     "deep_supervision_weights": "loss",
+    "LevelKernelDynUNet": "network",
     "autocast_context": "network",
     "build_network": "network",
     "decoder_parameters": "network",

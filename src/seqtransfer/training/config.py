@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from seqtransfer.core.config import config_from_mapping, recorded_dict, require
@@ -17,6 +17,24 @@ from seqtransfer.core.errors import ConfigError
 from seqtransfer.training.plan import ARCHITECTURES, PRESETS, Stride, nnunet_filters, plan_strides, total_stride
 
 __all__ = ["NetworkConfig", "TrainConfig"]
+
+# fields added after models were trained: out of to_dict at their defaults, so recorded keys stay valid
+_NETWORK_RECORDED_WHEN_SET = ("kernel_sizes", "strides", "trans_bias")
+
+
+def _level_triples(levels: Any, what: str, minimum: int) -> list[Stride]:
+    """``levels`` as a list of 3-tuples of ints >= ``minimum``, one per resolution level.
+
+    Raises:
+        ConfigError: a level that is not 3 such ints.
+    """
+    out: list[Stride] = []
+    for level in levels:
+        values = tuple(level) if isinstance(level, (list, tuple)) else ()
+        if len(values) != 3 or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values):
+            raise ConfigError(f"{what} must hold 3 integers >= {minimum} per level, got {level!r}")
+        out.append((int(values[0]), int(values[1]), int(values[2])))
+    return out
 
 
 @dataclass(frozen=True)
@@ -38,6 +56,16 @@ class NetworkConfig:
         architecture: ``"dynunet"`` (nnU-Net, default) or ``"unet"`` (MONAI ``UNet`` with two
             residual units per block, instance norm, PReLU; its MONAI defaults).
         max_levels: cap of :func:`plan_strides`.
+        kernel_sizes: the convolution kernel of every level, one 3-tuple each (an imported
+            nnU-Net plan's, e.g. ``(1, 3, 3)`` on an anisotropic axis); kernel 3 everywhere
+            when None. Each level's decoder block uses its level's kernel, as nnU-Net does.
+        strides: the stride of every level, one 3-tuple each (an imported nnU-Net plan's);
+            planned by :func:`plan_strides` when None (``max_levels`` then unused).
+        trans_bias: give the transposed convolutions of the decoder a bias (nnU-Net's do;
+            MONAI's ``DynUNet`` default has none).
+
+    ``kernel_sizes``, ``strides`` and ``trans_bias`` are kept out of :meth:`to_dict` while at
+    their defaults, so the keys of every model recorded before they existed stay valid.
     """
 
     preset: str = "cpu"
@@ -49,6 +77,9 @@ class NetworkConfig:
     deep_supervision: bool = False
     architecture: str = "dynunet"
     max_levels: int = 6
+    kernel_sizes: tuple[tuple[int, int, int], ...] | None = None
+    strides: tuple[tuple[int, int, int], ...] | None = None
+    trans_bias: bool = False
 
     def __post_init__(self) -> None:
         if self.preset not in PRESETS:
@@ -63,14 +94,33 @@ class NetworkConfig:
         patch = tuple(int(v) for v in (self.patch_size if self.patch_size is not None else preset["patch_size"]))
         object.__setattr__(self, "patch_size", patch)
         object.__setattr__(self, "spacing", tuple(float(v) for v in self.spacing))
-        strides = plan_strides(patch, self.spacing, max_levels=self.max_levels)
-        if len(strides) < 2:
-            raise ConfigError(f"patch_size {patch} is too small for a U-Net: no axis can be halved")
+        if self.strides is None:
+            strides = plan_strides(patch, self.spacing, max_levels=self.max_levels)
+            if len(strides) < 2:
+                raise ConfigError(f"patch_size {patch} is too small for a U-Net: no axis can be halved")
+        else:
+            strides = _level_triples(self.strides, "strides", minimum=1)
+            if len(strides) < 3:
+                raise ConfigError(f"strides needs at least 3 levels (a DynUNet), got {len(strides)}")
+            if any(v > 2 for stride in strides for v in stride):
+                # MONAI pads (kernel - stride + 1) // 2: nnU-Net's (kernel - 1) // 2 only for strides 1 and 2
+                raise ConfigError(f"strides must be 1 or 2 on every axis (as nnU-Net plans them), got {tuple(strides)}")
+            object.__setattr__(self, "strides", tuple(strides))
+        if self.kernel_sizes is not None:
+            kernels = _level_triples(self.kernel_sizes, "kernel_sizes", minimum=1)
+            if len(kernels) != len(strides):
+                raise ConfigError(f"kernel_sizes has {len(kernels)} levels, the strides {len(strides)}")
+            if any(k % 2 == 0 for kernel in kernels for k in kernel):
+                raise ConfigError(f"kernel_sizes must be odd (a centred kernel), got {tuple(kernels)}")
+            object.__setattr__(self, "kernel_sizes", tuple(kernels))
+        if (self.kernel_sizes is not None or self.trans_bias) and self.architecture != "dynunet":
+            raise ConfigError("kernel_sizes and trans_bias need architecture 'dynunet'")
         div = total_stride(strides)
         if any(p % d for p, d in zip(patch, div, strict=True)):
             suggestion = tuple(math.ceil(p / d) * d for p, d in zip(patch, div, strict=True))
+            what = "planned" if self.strides is None else "given"
             raise ConfigError(
-                f"patch_size {patch} is not divisible by the planned total stride {div}; use e.g. {suggestion}"
+                f"patch_size {patch} is not divisible by the {what} total stride {div}; use e.g. {suggestion}"
             )
         if self.filters is None:
             filters = nnunet_filters(len(strides), preset["base_filters"], preset["max_filters"])
@@ -85,16 +135,29 @@ class NetworkConfig:
             raise ConfigError("deep_supervision needs architecture 'dynunet' and at least 3 levels")
 
     @property
-    def strides(self) -> list[Stride]:
-        """The planned stride of every level (:func:`plan_strides`)."""
+    def level_strides(self) -> list[Stride]:
+        """The stride of every level: the given ``strides``, else planned (:func:`plan_strides`)."""
+        if self.strides is not None:
+            return list(self.strides)
         assert self.patch_size is not None
         return plan_strides(self.patch_size, self.spacing, max_levels=self.max_levels)
 
+    @property
+    def level_kernel_sizes(self) -> list[Stride]:
+        """The convolution kernel of every level: the given ``kernel_sizes``, else 3 everywhere."""
+        if self.kernel_sizes is not None:
+            return list(self.kernel_sizes)
+        return [(3, 3, 3)] * len(self.level_strides)
+
     def to_dict(self) -> dict[str, Any]:
-        """The resolved configuration as a JSON-ready dict."""
-        out = asdict(self)
+        """The resolved configuration as a JSON-ready dict (``kernel_sizes``, ``strides``,
+        ``trans_bias`` only when set)."""
+        out = recorded_dict(self, *_NETWORK_RECORDED_WHEN_SET)
         for key in ("patch_size", "spacing", "filters"):
             out[key] = list(out[key])
+        for key in ("kernel_sizes", "strides"):
+            if key in out:
+                out[key] = [list(level) for level in out[key]]
         return out
 
     @classmethod

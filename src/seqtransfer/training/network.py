@@ -4,7 +4,10 @@ The network is MONAI's ``DynUNet`` configured as nnU-Net configures its plain 3-
 kernel 3, one stride per resolution level planned from the patch size and the voxel spacing
 (:func:`plan_strides`), transposed-convolution up-sampling with kernel = stride, instance
 normalisation (affine, as nnU-Net), leaky ReLU (slope 0.01), filters doubling per level from
-a base and capped (nnU-Net: 32 -> 320), optional deep supervision.
+a base and capped (nnU-Net: 32 -> 320), optional deep supervision. A configuration may
+instead give every level's kernel and stride (an imported nnU-Net plan's, see
+:mod:`seqtransfer.nnunet`): then each decoder block convolves with its own level's kernel, as
+nnU-Net's decoder does (:class:`LevelKernelDynUNet`).
 
 Two presets:
 
@@ -51,6 +54,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 import torch
+from monai.networks.blocks.dynunet_block import UnetUpBlock
 from monai.networks.layers import SkipConnection
 from monai.networks.nets import DynUNet, UNet
 from torch import nn
@@ -66,6 +70,34 @@ def deep_supervision_heads(levels: int) -> int:
     heads (at least one).
     """
     return max(1, levels - 3)
+
+
+class LevelKernelDynUNet(DynUNet):
+    """MONAI's ``DynUNet`` whose decoder block at each level convolves with that level's kernel.
+
+    MONAI's decoder block that receives level ``i``'s skip connection uses the kernel of
+    level ``i + 1`` (the one below); nnU-Net's ``UNetDecoder`` uses level ``i``'s own kernel
+    (``encoder.kernel_sizes[-(s + 2)]`` for decoder stage ``s``). The two agree when every
+    level has the same kernel (the planned networks: kernel 3), and differ for an nnU-Net
+    plan with an anisotropic kernel such as ``(1, 3, 3)`` at the top levels: this class
+    builds nnU-Net's decoder, so such a plan's weights fit. Modules, names and the order in
+    which they are created (hence a seeded initialisation) are MONAI's.
+    """
+
+    def get_upsamples(self) -> nn.ModuleList:
+        """The up-sampling blocks, deepest first, each with the kernel of the level it returns to."""
+        inp, out = list(self.filters[1:][::-1]), list(self.filters[:-1][::-1])
+        strides, kernel_size = self.strides[1:][::-1], self.kernel_size[:-1][::-1]
+        upsample_kernel_size = self.upsample_kernel_size[::-1]
+        return self.get_module_list(
+            inp,
+            out,
+            kernel_size,
+            strides,
+            UnetUpBlock,  # type: ignore[arg-type]  # MONAI annotates the block as nn.Module
+            upsample_kernel_size,
+            trans_bias=self.trans_bias,
+        )
 
 
 def build_network(config: NetworkConfig, generator: torch.Generator | None = None) -> nn.Module:
@@ -84,16 +116,18 @@ def build_network(config: NetworkConfig, generator: torch.Generator | None = Non
         ``[B, 1 + heads, out_channels, ...]`` (heads interpolated to full resolution).
     """
     seed = int(torch.randint(0, 2**62, (1,), generator=generator).item())
-    strides = config.strides
+    strides = config.level_strides
     assert config.filters is not None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if config.architecture == "dynunet":
-            return DynUNet(
+            # kernel 3 everywhere: MONAI's DynUNet as it is; given kernels: nnU-Net's decoder rule
+            network_class = DynUNet if config.kernel_sizes is None else LevelKernelDynUNet
+            return network_class(
                 spatial_dims=3,
                 in_channels=config.in_channels,
                 out_channels=config.out_channels,
-                kernel_size=[3] * len(strides),
+                kernel_size=config.level_kernel_sizes,
                 strides=strides,
                 upsample_kernel_size=strides[1:],
                 filters=list(config.filters),
@@ -101,6 +135,7 @@ def build_network(config: NetworkConfig, generator: torch.Generator | None = Non
                 act_name=("leakyrelu", {"inplace": True, "negative_slope": 0.01}),
                 deep_supervision=config.deep_supervision,
                 deep_supr_num=deep_supervision_heads(len(strides)),
+                trans_bias=config.trans_bias,
             )
         return UNet(
             spatial_dims=3,
