@@ -69,6 +69,7 @@ def test_ray_requests_a_gpu_for_trainings_only_where_the_cluster_has_gpus(monkey
     from seqtransfer.core.ray_executor import RayExecutor
 
     executor = RayExecutor.__new__(RayExecutor)  # no cluster: only the request logic
+    executor.gpus_per_training = 1.0
 
     class FakeRay:
         def __init__(self, resources: dict) -> None:
@@ -80,5 +81,17 @@ def test_ray_requests_a_gpu_for_trainings_only_where_the_cluster_has_gpus(monkey
     executor._ray = FakeRay({"CPU": 16.0, "GPU": 2.0})
     assert executor.resources(gpu=True) == {"num_cpus": 1, "num_gpus": 1}
     assert executor.resources(gpu=False) == {"num_cpus": 1, "num_gpus": 0}
+    executor.gpus_per_training = 0.5  # --gpus-per-training 0.5: two trainings share a GPU
+    assert executor.resources(gpu=True) == {"num_cpus": 1, "num_gpus": 0.5}
+    assert executor.resources(gpu=False) == {"num_cpus": 1, "num_gpus": 0}
     executor._ray = FakeRay({"CPU": 16.0})
     assert executor.resources(gpu=True) == {"num_cpus": 1, "num_gpus": 0}
+
+
+@pytest.mark.parametrize("bad", [0.0, -1.0, 1.5])
+def test_ray_refuses_a_gpu_share_it_cannot_request(bad: float) -> None:
+    from seqtransfer.core.errors import ConfigError
+    from seqtransfer.core.ray_executor import RayExecutor
+
+    with pytest.raises(ConfigError, match="gpus per training"):
+        RayExecutor(gpus_per_training=bad)

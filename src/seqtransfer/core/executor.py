@@ -1,13 +1,18 @@
 """Executors: where the independent runs of an experiment are done.
 
-Every executor has one method, ``map(fn, items, progress, gpu)``: ``fn`` is a module-level
-function (picklable) called once per item; results come back in item order; ``progress``
-gets a :class:`~seqtransfer.core.progress.ProgressEvent` with an empty stage name (the caller
-names it, :func:`~seqtransfer.core.progress.relabel`) after every item. ``gpu`` says the
-items are trainings, which take one GPU each where the executor has GPUs (Ray); affinity
-shards and other numpy work ask for one CPU. Runs write their results
-through the run store (SQLite, safe across processes), so whichever executor did a run, a
-later invocation finds it done.
+Every executor has one method, ``map(fn, items, progress, gpu, on_message)``: ``fn`` is a
+module-level function (picklable) called once per item; results come back in item order;
+``progress`` gets a :class:`~seqtransfer.core.progress.ProgressEvent` with an empty stage name
+(the caller names it, :func:`~seqtransfer.core.progress.relabel`) after every item. ``gpu``
+says the items are trainings, which take one GPU each where the executor has GPUs (Ray);
+affinity shards and other numpy work ask for one CPU.
+
+One writer: a running ``fn`` hands what the caller must keep (the run store's records) to
+:func:`send`, which delivers it to ``on_message`` in the calling process (the *driver*), in
+the order sent and as it is sent: directly in this process, through a pipe from a pool
+worker, through a Ray queue from a Ray task. Every message of an item reaches ``on_message``
+before that item counts as done. Workers never open the run store themselves
+(:func:`in_worker` tells the store where it is).
 
 * :class:`SequentialExecutor`: in this process, one after the other.
 * :class:`ProcessExecutor`: a pool of worker processes (``spawn``: no forked torch state),
@@ -18,14 +23,64 @@ later invocation finds it done.
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any, Protocol, TypeVar
 
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.core.progress import Progress, report
+
+OnMessage = Callable[[Any], None]
+
+#: where :func:`send` delivers in this process (None: outside any map)
+_CHANNEL: OnMessage | None = None
+#: whether this process is a worker of a pool or a Ray task (not the driver)
+_IN_WORKER = False
+#: how often the driver looks for messages while it waits for results (seconds)
+POLL_SECONDS = 0.1
+
+
+def send(message: Any) -> None:
+    """Hand ``message`` to the ``on_message`` of the :meth:`map` that runs this function.
+
+    Raises:
+        RuntimeError: called outside a mapped function (a programming error).
+    """
+    if _CHANNEL is None:
+        raise RuntimeError("send() is only for functions run by an executor's map")
+    _CHANNEL(message)
+
+
+def in_worker() -> bool:
+    """Whether this process is a pool worker or a Ray task's worker, not the driver."""
+    return _IN_WORKER
+
+
+def _drop(message: Any) -> None:  # noqa: ARG001 - a map without on_message keeps nothing
+    """A message nobody asked for."""
+
+
+@contextlib.contextmanager
+def _channel(deliver: OnMessage) -> Iterator[None]:
+    """:func:`send` delivers to ``deliver`` inside the block."""
+    global _CHANNEL
+    previous, _CHANNEL = _CHANNEL, deliver
+    try:
+        yield
+    finally:
+        _CHANNEL = previous
+
+
+def run_in_worker(deliver: OnMessage, fn: Callable[[T], R], item: T) -> R:
+    """``fn(item)`` in a worker process, its messages going to ``deliver`` (Ray tasks)."""
+    global _IN_WORKER
+    _IN_WORKER = True
+    with _channel(deliver):
+        return fn(item)
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -37,7 +92,12 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        progress: Progress | None = None,
+        gpu: bool = False,
+        on_message: OnMessage | None = None,
     ) -> list[R]: ...
 
 
@@ -54,16 +114,26 @@ class SequentialExecutor:
         self.close()
 
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        progress: Progress | None = None,
+        gpu: bool = False,
+        on_message: OnMessage | None = None,
     ) -> list[R]:
         out = []
-        for i, item in enumerate(items, start=1):
-            out.append(fn(item))
-            report(progress, "", i, len(items))
+        with _channel(on_message or _drop):
+            for i, item in enumerate(items, start=1):
+                out.append(fn(item))
+                report(progress, "", i, len(items))
         return out
 
 
-def _init_worker() -> None:
+def _init_worker(messages: Any) -> None:
+    """A pool worker: one torch thread, :func:`send` writing into the pool's message pipe."""
+    global _CHANNEL, _IN_WORKER
+    _IN_WORKER = True
+    _CHANNEL = messages.put
     # torch's intra-op threads; setting OMP_NUM_THREADS here would be too late (the libraries
     # are loaded already), so it is not done
     import torch
@@ -86,29 +156,56 @@ class ProcessExecutor:
         if self.workers < 1:
             raise ConfigError(f"workers must be at least 1, got {self.workers}")
         self._pool: ProcessPoolExecutor | None = None
+        self._messages: Any = None
 
     def _get_pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
+            context = get_context("spawn")
+            # a SimpleQueue writes into its pipe before put() returns (no feeder thread): a
+            # message sent before fn returned is readable before its result arrives
+            self._messages = context.SimpleQueue()
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=get_context("spawn"), initializer=_init_worker
+                max_workers=self.workers,
+                mp_context=context,
+                initializer=_init_worker,
+                initargs=(self._messages,),
             )
         return self._pool
 
+    def _deliver(self, on_message: OnMessage) -> None:
+        while not self._messages.empty():
+            on_message(self._messages.get())
+
     def map(
-        self, fn: Callable[[T], R], items: Sequence[T], progress: Progress | None = None, gpu: bool = False
+        self,
+        fn: Callable[[T], R],
+        items: Sequence[T],
+        progress: Progress | None = None,
+        gpu: bool = False,
+        on_message: OnMessage | None = None,
     ) -> list[R]:
         if not items:
             return []
         results: list[Any] = [None] * len(items)
         pool = self._get_pool()
-        futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        deliver = on_message or _drop
+        futures: dict[Future[R], int] = {pool.submit(fn, item): i for i, item in enumerate(items)}
+        pending = set(futures)
+        done = 0
         try:
-            for done, future in enumerate(as_completed(futures), start=1):
-                results[futures[future]] = future.result()  # a worker's exception is raised here
-                report(progress, "", done, len(items))
-        except BaseException:
+            while pending:
+                finished, pending = wait(pending, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED)
+                self._deliver(deliver)  # every message of a finished item first
+                for future in finished:
+                    results[futures[future]] = future.result()  # a worker's exception is raised here
+                    done += 1
+                    report(progress, "", done, len(items))
+        except BaseException as exc:
             for future in futures:
                 future.cancel()
+            if not isinstance(exc, BrokenProcessPool):  # a killed worker may have left half a message
+                with contextlib.suppress(Exception):
+                    self._deliver(deliver)  # what finished runs sent is kept
             self.close()
             raise
         return results
@@ -118,6 +215,7 @@ class ProcessExecutor:
         if self._pool is not None:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
+            self._messages = None
 
     def __enter__(self) -> ProcessExecutor:
         return self
@@ -126,8 +224,11 @@ class ProcessExecutor:
         self.close()
 
 
-def make_executor(name: str = "local", workers: int | None = None, address: str | None = None) -> Executor:
-    """An executor by name: ``local`` (a process pool; ``workers=1``: sequential) or ``ray``.
+def make_executor(
+    name: str = "local", workers: int | None = None, address: str | None = None, gpus_per_training: float = 1.0
+) -> Executor:
+    """An executor by name: ``local`` (a process pool; ``workers=1``: sequential) or ``ray``
+    (``gpus_per_training``: the GPUs a training asks Ray for, fractions shared).
 
     Raises:
         ConfigError: an unknown name, or Ray requested but not installed.
@@ -137,5 +238,5 @@ def make_executor(name: str = "local", workers: int | None = None, address: str 
     if name == "ray":
         from seqtransfer.core.ray_executor import RayExecutor
 
-        return RayExecutor(address=address)
+        return RayExecutor(address=address, gpus_per_training=gpus_per_training)
     raise ConfigError(f"unknown executor {name!r}; expected local or ray")

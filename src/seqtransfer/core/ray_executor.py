@@ -1,17 +1,22 @@
 """The Ray executor: independent runs as Ray tasks on an existing cluster (or a local one).
 
 Each call of ``fn`` becomes a Ray task asking for one CPU, and for trainings (``gpu=True``)
-one GPU too where the cluster has GPUs; affinity shards never ask for a GPU; results are
-written by the task through the run store, which must be on a filesystem every node sees
-(the run folder).
+``gpus_per_training`` GPUs too where the cluster has GPUs (Ray's fractional GPUs: 0.5 lets two
+small trainings share one); affinity shards never ask for a GPU. What a task
+:func:`~seqtransfer.core.executor.send` s (the run store's records) travels through a Ray
+queue (an actor holding no CPU) to the driver, which alone writes the run store. The run
+folder's other files (graphs, models) are still read and written by the tasks: it must be on
+a filesystem every node sees.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from seqtransfer.core.errors import ConfigError, SeqTransferError
+from seqtransfer.core.executor import POLL_SECONDS, OnMessage, run_in_worker
 from seqtransfer.core.progress import Progress, report
 
 T = TypeVar("T")
@@ -25,7 +30,10 @@ class RayExecutor:
         ConfigError: Ray is not installed, or the cluster cannot be reached.
     """
 
-    def __init__(self, address: str | None = None) -> None:
+    def __init__(self, address: str | None = None, gpus_per_training: float = 1.0) -> None:
+        if not 0 < gpus_per_training <= 1 and not (gpus_per_training >= 1 and float(gpus_per_training).is_integer()):
+            raise ConfigError(f"gpus per training must be in (0, 1] or a whole number, got {gpus_per_training:g}")
+        self.gpus_per_training = gpus_per_training
         try:
             import ray
         except ImportError as exc:
@@ -42,10 +50,10 @@ class RayExecutor:
     def close(self) -> None:
         """Nothing to stop: the cluster outlives the run (``ray.init`` of a local one is ended at exit)."""
 
-    def resources(self, gpu: bool) -> dict[str, int]:
+    def resources(self, gpu: bool) -> dict[str, float]:
         """The resource request of one task."""
         has_gpus = self._ray.cluster_resources().get("GPU", 0) > 0
-        return {"num_cpus": 1, "num_gpus": 1 if gpu and has_gpus else 0}
+        return {"num_cpus": 1, "num_gpus": self.gpus_per_training if gpu and has_gpus else 0}
 
     def map(
         self,
@@ -53,28 +61,52 @@ class RayExecutor:
         items: Sequence[T],
         progress: Progress | None = None,
         gpu: bool = False,
+        on_message: OnMessage | None = None,
     ) -> list[R]:
         ray = self._ray
         if not items:
             return []
-        remote = ray.remote(**self.resources(gpu))(fn)
-        refs = [remote.remote(item) for item in items]
+        from ray.util.queue import Queue
+
+        messages = Queue(actor_options={"num_cpus": 0})
+
+        def deliver() -> None:
+            while not messages.empty():
+                for message in messages.get_nowait_batch(messages.qsize()):
+                    if on_message is not None:
+                        on_message(message)
+
+        remote = ray.remote(**self.resources(gpu))(run_in_worker)
+        refs = [remote.remote(messages.put, fn, item) for item in items]
         index = {ref: i for i, ref in enumerate(refs)}
         results: list[Any] = [None] * len(refs)
         pending = list(refs)
         done = 0
-        while pending:
-            ready, pending = ray.wait(pending, num_returns=1)
-            for ref in ready:
-                try:
-                    results[index[ref]] = ray.get(ref)
-                except ray.exceptions.RayTaskError as exc:
-                    # the task's own error (one line for bad input), not Ray's wrapper with
-                    # the remote traceback
-                    cause = getattr(exc, "cause", None)
-                    if isinstance(cause, SeqTransferError):
-                        raise cause from None
-                    raise
-                done += 1
-                report(progress, "", done, len(refs))
+        try:
+            while pending:
+                ready, pending = ray.wait(pending, num_returns=1, timeout=POLL_SECONDS)
+                deliver()  # every message of a finished task first (put() returned before it ended)
+                if ready:
+                    done += self._collect(ready, index, results)
+                    report(progress, "", done, len(refs))
+        finally:
+            with contextlib.suppress(Exception):
+                deliver()
+            with contextlib.suppress(Exception):
+                messages.shutdown()
         return results
+
+    def _collect(self, ready: list[Any], index: dict[Any, int], results: list[Any]) -> int:
+        """Store the results of the finished tasks; a task's own error is raised as itself."""
+        ray = self._ray
+        for ref in ready:
+            try:
+                results[index[ref]] = ray.get(ref)
+            except ray.exceptions.RayTaskError as exc:
+                # the task's own error (one line for bad input), not Ray's wrapper with the
+                # remote traceback
+                cause = getattr(exc, "cause", None)
+                if isinstance(cause, SeqTransferError):
+                    raise cause from None
+                raise
+        return len(ready)

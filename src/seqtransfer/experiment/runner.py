@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -56,7 +57,7 @@ from seqtransfer.experiment.layout import RunLayout
 from seqtransfer.experiment.methods import LANDMARK_METHODS, Method, methods_in
 from seqtransfer.experiment.protocol import derived_graph, draw_graph, protocol_targets
 from seqtransfer.experiment.records import PathResult, TransferRecord
-from seqtransfer.experiment.store import RunStore, protocol_direct_transfers
+from seqtransfer.experiment.store import JournalStore, RunRecord, RunStore, protocol_direct_transfers
 from seqtransfer.graph.build import reachable_sources, set_weights
 from seqtransfer.graph.engine import release_features
 from seqtransfer.graph.sources import candidate_sources, source_pool
@@ -104,7 +105,8 @@ class Context:
 
     config: ExperimentConfig
     run_dir: Path
-    store: RunStore
+    #: the driver's SQLite store, or a worker's journal of it (never the file)
+    store: RunStore | JournalStore
     tasks: dict[str, Task]
     targets: list[str]
     workspaces: dict[int, Workspace] = field(default_factory=dict)
@@ -177,11 +179,13 @@ def open_context(
     run_dir: Path,
     progress: Progress | None = None,
     executor: Executor | None = None,
+    store: JournalStore | None = None,
 ) -> Context:
     """Stages 1-2: datasets, targets and the graphs of every draw (built once, then reused).
 
     Also loads the zoo models the store already holds. Worker processes call this to get
-    the same context as the main process (the graphs exist by then). ``executor`` runs the
+    the same context as the main process (the graphs exist by then), with ``store`` their
+    journal of the driver's store; the driver opens the SQLite file. ``executor`` runs the
     graphs' feature and pair shards.
     """
     roots, groups_file = _datasets(config, run_dir, progress)
@@ -201,8 +205,13 @@ def open_context(
     preflight(config, tasks, targets)
     run_dir.mkdir(parents=True, exist_ok=True)
     layout = RunLayout(run_dir)
-    store = RunStore(layout.store_path)
-    ctx = Context(config=config, run_dir=run_dir, store=store, tasks=tasks, targets=targets)
+    ctx = Context(
+        config=config,
+        run_dir=run_dir,
+        store=store if store is not None else RunStore(layout.store_path),
+        tasks=tasks,
+        targets=targets,
+    )
     cache_dir = layout.cache_dir
     graph_cache = PreprocessCache(cache_dir, PreprocessConfig(size=config.graph.size))
     base = layout.graph_dir(0)
@@ -242,7 +251,7 @@ def open_context(
             )
     check_target_splits(ctx)
     for name in needed_sources(ctx):
-        done = store.done("zoo", _zoo_spec(ctx, name))
+        done = ctx.store.done("zoo", _zoo_spec(ctx, name))
         if done is not None and (Path(done["folder"]) / "checkpoint_final.pth").exists():
             ctx.zoo[name] = ZooModel.from_dict(done)
     return ctx
@@ -326,38 +335,59 @@ def _zoo_spec(ctx: Context, name: str) -> dict[str, Any]:
     return {"task": name, "zoo": ctx.zoo_config.to_dict()}
 
 
-_WORKER_CONTEXTS: dict[tuple[str, str, ExperimentConfig], Context] = {}
+@dataclass(frozen=True)
+class Stage:
+    """What every unit of one stage's map shares: the experiment, the run folder and the
+    driver's finished records when the stage began (a worker's :class:`JournalStore`)."""
+
+    name: str
+    config: ExperimentConfig
+    run_dir: str
+    snapshot: dict[str, RunRecord]
+    token: str
 
 
-def _worker_context(stage: str, config: ExperimentConfig, run_dir: str) -> Context:
+def stage_of(ctx: Context, name: str) -> Stage:
+    """The shared input of a stage's units (the store's finished records as of now)."""
+    assert isinstance(ctx.store, RunStore), "only the driver starts a stage"
+    return Stage(name, ctx.config, str(ctx.run_dir), ctx.store.snapshot(), uuid.uuid4().hex)
+
+
+_WORKER_CONTEXTS: dict[str, Context] = {}
+
+
+def _worker_context(stage: Stage) -> Context:
     """The context of a worker, opened once per process and stage.
 
     A worker process runs many units of one stage; reopening the datasets and graphs for
-    each would repeat the same reads. Keyed by stage too: a context opened before the zoo
-    stage (which holds only the models done then) must not serve the methods stage.
+    each would repeat the same reads. One per stage: a context opened before the zoo stage
+    (which holds only the models done then) must not serve the methods stage. Its store is
+    a :class:`JournalStore` of the stage's snapshot: the worker never opens the SQLite file.
     """
-    key = (stage, run_dir, config)
-    if key not in _WORKER_CONTEXTS:
+    if stage.token not in _WORKER_CONTEXTS:
         _WORKER_CONTEXTS.clear()  # one stage at a time
         release_features()  # what this worker read for affinity shards
-        _WORKER_CONTEXTS[key] = open_context(config, Path(run_dir))
-    return _WORKER_CONTEXTS[key]
+        journal = JournalStore(stage.snapshot, RunLayout(Path(stage.run_dir)).store_path)
+        _WORKER_CONTEXTS[stage.token] = open_context(stage.config, Path(stage.run_dir), store=journal)
+    return _WORKER_CONTEXTS[stage.token]
 
 
-def _zoo_worker(args: tuple[ExperimentConfig, str, str]) -> dict[str, Any]:
-    config, run_dir, name = args
-    ctx = _worker_context("zoo", config, run_dir)
+def _zoo_worker(args: tuple[Stage, str]) -> dict[str, Any]:
+    stage, name = args
+    ctx = _worker_context(stage)
     return _zoo_model(ctx, name).to_dict()
 
 
 def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None) -> None:
     """Stage 3: train the missing zoo models (in parallel), write O into every draw's graph."""
     missing = [n for n in needed_sources(ctx) if n not in ctx.zoo]
+    stage = stage_of(ctx, "zoo")
     records = executor.map(
         _zoo_worker,
-        [(ctx.config, str(ctx.run_dir), n) for n in missing],
+        [(stage, n) for n in missing],
         relabel(progress, "zoo"),
         gpu=True,
+        on_message=_writer(ctx),
     )
     for r in records:
         ctx.zoo[r["task"]] = ZooModel.from_dict(r)
@@ -742,22 +772,26 @@ def _calibrated_result(ctx: Context, path: list[str], draw: int, fitted: dict[st
     return {**_transfer_result(transfer(ctx, path, draw)), "alpha": fitted["alpha"], "beta": fitted["beta"]}
 
 
-def _target_draw_worker(args: tuple[ExperimentConfig, str, str, int]) -> None:
-    config, run_dir, target, draw = args
-    ctx = _worker_context("methods", config, run_dir)
-    run_target_draw(ctx, target, draw)
+def _target_draw_worker(args: tuple[Stage, str, int]) -> None:
+    stage, target, draw = args
+    run_target_draw(_worker_context(stage), target, draw)
 
 
-def _sample_size_worker(args: tuple[ExperimentConfig, str, str, int, int]) -> None:
-    config, run_dir, target, n, draw = args
-    ctx = _worker_context("sample_size", config, run_dir)
-    run_sample_size(ctx, target, n, draw)
+def _sample_size_worker(args: tuple[Stage, str, int, int]) -> None:
+    stage, target, n, draw = args
+    run_sample_size(_worker_context(stage), target, n, draw)
 
 
-def _calibrated_worker(args: tuple[ExperimentConfig, str, str]) -> None:
-    config, run_dir, target = args
-    ctx = _worker_context("calibrated", config, run_dir)
-    run_calibrated(ctx, [target])
+def _calibrated_worker(args: tuple[Stage, str]) -> None:
+    stage, target = args
+    run_calibrated(_worker_context(stage), [target])
+
+
+def _writer(ctx: Context) -> Callable[[Any], None]:
+    """The driver's end of the workers' messages: each written to the store as it arrives."""
+    store = ctx.store
+    assert isinstance(store, RunStore), "only the driver writes the store"
+    return store.apply
 
 
 def run_experiment(
@@ -790,8 +824,9 @@ def run_experiment(
     logger.info("graphs: %d draw(s), %d target(s): %s", config.protocol.draws, len(ctx.targets), ", ".join(ctx.targets))
     zoo_stage(ctx, executor, progress)
     # draw-major order: the draws of one target (which share path prefixes) rarely run at once
-    units = [(config, str(run_dir), t, d) for d in range(config.protocol.draws) for t in ctx.targets]
-    executor.map(_target_draw_worker, units, relabel(progress, "methods"), gpu=True)
+    stage = stage_of(ctx, "methods")
+    units = [(stage, t, d) for d in range(config.protocol.draws) for t in ctx.targets]
+    executor.map(_target_draw_worker, units, relabel(progress, "methods"), gpu=True, on_message=_writer(ctx))
     landmark_methods = sorted(set(config.protocol.methods) & LANDMARK_METHODS)
     for target in ctx.targets:  # the workers ran quietly: say here which targets had no landmark
         for draw in range(config.protocol.draws):
@@ -801,21 +836,17 @@ def run_experiment(
                 logger.info("%s draw %d: %s; skipped: %s", target, draw, exc, ", ".join(landmark_methods))
     sizes = ctx.sample_sizes()
     if sizes:  # the sample-size study: every target and draw at each other number of labelled cases
-        units_n = [
-            (config, str(run_dir), t, n, d) for n in sizes for d in range(config.protocol.draws) for t in ctx.targets
-        ]
-        executor.map(
-            _sample_size_worker,
-            units_n,
-            relabel(progress, "sample size"),
-            gpu=True,
-        )
+        stage = stage_of(ctx, "sample_size")
+        units_n = [(stage, t, n, d) for n in sizes for d in range(config.protocol.draws) for t in ctx.targets]
+        executor.map(_sample_size_worker, units_n, relabel(progress, "sample size"), gpu=True, on_message=_writer(ctx))
     if "calibrated" in config.protocol.methods:
+        stage = stage_of(ctx, "calibrated")
         executor.map(
             _calibrated_worker,
-            [(config, str(run_dir), t) for t in ctx.targets],
+            [(stage, t) for t in ctx.targets],
             relabel(progress, "calibrated"),
             gpu=True,
+            on_message=_writer(ctx),
         )
     logger.info("done: %d run(s) in %s", len(ctx.store.records(status="done")), ctx.store.path)
     return ctx

@@ -8,6 +8,13 @@ otherwise it marks the run ``running``, does it and stores the result in one tra
 A run that was interrupted (killed) stays ``running`` and is simply done again by the next
 invocation; the trainings under it resume from their own checkpoints, so nothing is counted
 twice. SQLite's journal makes every write atomic, also against ``kill -9``.
+
+One writer: only the driver (the ``seqtransfer run`` process) opens the SQLite file. A worker
+(a pool process, a Ray task) gets a :class:`JournalStore`: the driver's finished records as
+they were when its stage began, plus what the worker itself finished; each run it starts and
+finishes goes to the driver as a message (:func:`~seqtransfer.core.executor.send`), which the
+driver writes with :meth:`RunStore.apply`, one transaction each, as they arrive. SQLite's
+locking is unreliable on network filesystems (NFS): with one writer, it is never needed.
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from typing import Any
 
 from seqtransfer.core.atomic import file_mode
 from seqtransfer.core.errors import StoreError
+from seqtransfer.core.executor import in_worker, send
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -87,6 +95,8 @@ class RunStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
+        if in_worker():  # a programming error, never bad input: workers send, the driver writes
+            raise RuntimeError(f"{self.path}: a worker opened the run store (only the driver may)")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             created = not self.path.exists()
@@ -183,6 +193,35 @@ class RunStore:
                 (canonical_json(result), time.time(), seconds, key),
             )
 
+    def write_done(self, kind: str, spec: Mapping[str, Any], result: Mapping[str, Any], seconds: float) -> None:
+        """Store a finished run, whether or not it was marked running (one transaction)."""
+        key = run_key(kind, spec)
+        now = time.time()
+        with self._connect() as db:
+            db.execute(
+                "INSERT INTO runs (key, kind, spec, status, result, attempts, started, finished, seconds) "
+                "VALUES (?, ?, ?, 'done', ?, 1, ?, ?, ?) ON CONFLICT(key) DO UPDATE SET "
+                "status = 'done', result = excluded.result, finished = excluded.finished, seconds = excluded.seconds",
+                (key, kind, canonical_json(spec), canonical_json(result), now - seconds, now, seconds),
+            )
+
+    def apply(self, message: Any) -> None:
+        """Write what a worker's :class:`JournalStore` sent: a run started or finished.
+
+        Raises:
+            StoreError: a message of another kind (a programming error surfaces as such).
+        """
+        if isinstance(message, tuple) and len(message) == 3 and message[0] == "running":
+            self.mark_running(message[1], message[2])
+        elif isinstance(message, tuple) and len(message) == 5 and message[0] == "done":
+            self.write_done(message[1], message[2], message[3], message[4])
+        else:
+            raise StoreError(f"{self.path}: not a run store message: {str(message)[:80]}")
+
+    def snapshot(self) -> dict[str, RunRecord]:
+        """Every finished record by key (what a worker's :class:`JournalStore` starts from)."""
+        return {r.key: r for r in self.records(status="done")}
+
     def records(self, kind: str | None = None, status: str | None = None) -> list[RunRecord]:
         """All records, optionally of one kind and/or status, in insertion order."""
         query = "SELECT key, kind, spec, status, result, attempts, seconds FROM runs"
@@ -203,13 +242,64 @@ class RunStore:
         return [self._record(r) for r in rows]
 
 
+class JournalStore:
+    """A worker's run store: reads the driver's finished records, sends what it does.
+
+    It answers like :class:`RunStore` (``get``, ``done``, ``run``, ``records``) from the
+    snapshot it was given and the runs it finished itself; :meth:`run` sends ``("running",
+    kind, spec)`` before the work and ``("done", kind, spec, result, seconds)`` after it, for
+    the driver's :meth:`RunStore.apply`. It never opens a file.
+
+    Args:
+        snapshot: the driver's finished records (:meth:`RunStore.snapshot`).
+        path: the driver's store file, for messages only.
+    """
+
+    def __init__(self, snapshot: Mapping[str, RunRecord], path: str | Path = "runs.sqlite") -> None:
+        self.path = Path(path)
+        self._records: dict[str, RunRecord] = dict(snapshot)
+
+    def get(self, key: str) -> RunRecord | None:
+        """The record of a key, or None."""
+        return self._records.get(key)
+
+    def done(self, kind: str, spec: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The result of a finished run, or None."""
+        record = self.get(run_key(kind, spec))
+        return record.result if record is not None and record.status == "done" else None
+
+    def run(self, kind: str, spec: Mapping[str, Any], work: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+        """The run's result: known if it finished before, else computed now and sent to the driver."""
+        key = run_key(kind, spec)
+        record = self.get(key)
+        if record is not None and record.status == "done" and record.result is not None:
+            return record.result
+        send(("running", kind, dict(spec)))
+        start = time.time()
+        result = _clean(dict(work()))
+        seconds = time.time() - start
+        # as the driver will hold it: its JSON (NaN as None, tuples as lists)
+        stored = json.loads(canonical_json(result))
+        send(("done", kind, dict(spec), stored, seconds))
+        self._records[key] = RunRecord(key, kind, json.loads(canonical_json(spec)), "done", stored, 1, seconds)
+        return stored
+
+    def records(self, kind: str | None = None, status: str | None = None) -> list[RunRecord]:
+        """The known records, optionally of one kind and/or status, the snapshot's first."""
+        return [
+            r
+            for r in self._records.values()
+            if (kind is None or r.kind == kind) and (status is None or r.status == status)
+        ]
+
+
 def _protocol_run(spec: Mapping[str, Any]) -> bool:
     """Whether a stored transfer or score belongs to the protocol itself: not the sample-size
     study's (``n_train`` in its spec) and not the whole-network ablation (``freeze_encoder``)."""
     return "n_train" not in spec and "freeze_encoder" not in (spec.get("finetune") or {})
 
 
-def protocol_direct_transfers(store: RunStore) -> dict[tuple[str, str, int], float]:
+def protocol_direct_transfers(store: RunStore | JournalStore) -> dict[tuple[str, str, int], float]:
     """The protocol's measured direct transfers, ``(source, target, draw) -> final Dice``: one
     fine-tuning step with the experiment's frozen-encoder recipe on the draw's 3 cases (the
     selection-quality ground truth and the calibration's data)."""
@@ -221,7 +311,7 @@ def protocol_direct_transfers(store: RunStore) -> dict[tuple[str, str, int], flo
     return out
 
 
-def protocol_scores(store: RunStore) -> list[dict[str, Any]]:
+def protocol_scores(store: RunStore | JournalStore) -> list[dict[str, Any]]:
     """The protocol's LogME / LEEP / NCE records (the draw's 3 cases), each with its target and draw."""
     return [
         {**r.result, "target": r.spec["target"], "draw": r.spec["draw"]}
@@ -230,7 +320,7 @@ def protocol_scores(store: RunStore) -> list[dict[str, Any]]:
     ]
 
 
-def calibrations(store: RunStore) -> dict[str, tuple[float, float]]:
+def calibrations(store: RunStore | JournalStore) -> dict[str, tuple[float, float]]:
     """Per target, the (alpha, beta) of its leave-one-site-out calibration (the newest stored)."""
     return {
         str(r.spec["target"]): (float(r.result["alpha"]), float(r.result["beta"]))
