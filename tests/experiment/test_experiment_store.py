@@ -77,3 +77,58 @@ def test_the_protocol_transfers_and_scores_leave_out_the_sample_size_study_and_t
     ):
         store.run("scores", spec, lambda value=value: {"source": "a", "leep": value})
     assert protocol_scores(store) == [{"source": "a", "leep": -0.5, "target": "t", "draw": 0}]
+
+
+def _journal_runs(args: tuple) -> dict:
+    """A worker's side: runs through a journal of the driver's snapshot (module level: picklable)."""
+    from seqtransfer.experiment.store import JournalStore
+
+    snapshot, specs = args
+    journal = JournalStore(snapshot)
+    out = {}
+    for spec in specs:
+        out[spec["n"]] = journal.run("score", spec, lambda spec=spec: {"value": spec["n"] * 0.5, "nan": math.nan})
+    return {"results": out, "known": len(journal.records("score", "done"))}
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_journal_and_the_driver_alone_writes(tmp_path: Path, workers: int) -> None:
+    """Runs done in workers reach the SQLite file only through the driver; what was finished
+    before the stage is not done again; a worker that opens the file is refused."""
+    from seqtransfer.core.executor import ProcessExecutor, SequentialExecutor
+
+    store = RunStore(tmp_path / "runs.sqlite")
+    store.run("score", {"n": 0}, lambda: {"value": 0.0, "nan": None})  # finished before the stage
+    snapshot = store.snapshot()
+    items = [(snapshot, [{"n": 0}, {"n": 1}]), (snapshot, [{"n": 2}, {"n": 3}])]
+    executor = SequentialExecutor() if workers == 1 else ProcessExecutor(workers)
+    try:
+        out = executor.map(_journal_runs, items, on_message=store.apply)
+        # a second stage: everything is known, nothing is sent
+        again = executor.map(_journal_runs, [(store.snapshot(), [{"n": 3}])], on_message=store.apply)
+        if workers > 1:
+            with pytest.raises(RuntimeError, match="a worker opened the run store"):
+                executor.map(RunStore, [tmp_path / "runs.sqlite"])
+    finally:
+        executor.close()
+    assert out[0]["results"] == {0: {"value": 0.0, "nan": None}, 1: {"value": 0.5, "nan": None}}
+    assert [o["known"] for o in out] == [2, 3]  # the snapshot's record and its own
+    records = {r.spec["n"]: r for r in store.records("score")}
+    assert sorted(records) == [0, 1, 2, 3]
+    assert all(r.status == "done" and r.attempts == 1 for r in records.values())
+    assert records[3].result == {"value": 1.5, "nan": None} and records[3].seconds is not None
+    assert again[0]["results"] == {3: {"value": 1.5, "nan": None}}
+    assert [r.attempts for r in store.records("score")] == [1, 1, 1, 1]
+
+
+def test_a_started_run_the_driver_never_hears_the_end_of_stays_running(tmp_path: Path) -> None:
+    store = RunStore(tmp_path / "runs.sqlite")
+    store.apply(("running", "zoo", {"task": "x"}))
+    store.apply(("running", "zoo", {"task": "x"}))  # a retried task
+    (record,) = store.records("zoo")
+    assert record.status == "running" and record.attempts == 2
+    store.apply(("done", "zoo", {"task": "x"}, {"ok": True}, 1.5))
+    (record,) = store.records("zoo")
+    assert record.status == "done" and record.attempts == 2 and record.result == {"ok": True}
+    with pytest.raises(StoreError, match="not a run store message"):
+        store.apply(("deleted", "zoo"))
