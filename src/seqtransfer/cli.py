@@ -794,6 +794,12 @@ def run_command(
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (ray executor; default: local cluster).")
     ] = None,
+    gpus_per_training: Annotated[
+        float,
+        typer.Option(
+            help="GPUs one training asks Ray for where the cluster has GPUs (ray executor; 0.5: two share one GPU)."
+        ),
+    ] = 1.0,
 ) -> None:
     """Run the protocol of an experiment file: graphs, zoo, every method, every draw."""
     from seqtransfer.core.executor import make_executor
@@ -802,7 +808,7 @@ def run_command(
     from seqtransfer.report import write_report
 
     config = load_config(config_file)
-    pool = make_executor(executor, workers=workers, address=address)
+    pool = make_executor(executor, workers=workers, address=address, gpus_per_training=gpus_per_training)
     try:
         with _staged_bars() as update:
             run_experiment(config, out_dir, progress=update, executor=pool)
