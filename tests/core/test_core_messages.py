@@ -28,21 +28,17 @@ def test_every_message_reaches_the_driver_before_its_item_is_done(make) -> None:
 
 
 def test_messages_without_a_receiver_are_dropped_and_sending_outside_a_map_fails() -> None:
-    with ProcessExecutor(workers=2) as pool:
+    with ProcessExecutor(workers=1) as pool:
         assert pool.map(send, list(range(20))) == [None] * 20
         got: list[object] = []
         assert pool.map(send, list(range(20)), on_message=got.append) == [None] * 20
-    assert sorted(got) == list(range(20))  # the earlier map's messages were not kept for this one
+        assert pool.map(_in_worker, [0]) == [True]  # a pool worker knows it is one
+    assert got == list(range(20))  # the earlier map's messages were not kept for this one
+    assert SequentialExecutor().map(_in_worker, [0]) == [False]
     with pytest.raises(RuntimeError, match="send"):
         send("nobody listens")
     assert not in_worker()
 
 
-def test_a_pool_worker_knows_it_is_one() -> None:
-    with ProcessExecutor(workers=1) as pool:
-        assert pool.map(_in_worker_twice, [0]) == [True]
-    assert SequentialExecutor().map(_in_worker_twice, [0]) == [False]
-
-
-def _in_worker_twice(_: int) -> bool:
+def _in_worker(_: int) -> bool:
     return in_worker()
