@@ -51,6 +51,12 @@ check-nnunet:
 	$(NNUNET_PY) -m pip install -q -c .ci/nnunet-constraints.txt -e ".[nnunet,test]"
 	$(NNUNET_PY) -m pytest -p no:cacheprovider -rs -m nnunet tests/nnunet
 
+# the protocol on a Ray cluster of several nodes on this machine, one of them removed mid-run
+# (tests/experiment/test_experiment_cluster.py, marker cluster; ~2 min, so not in `make test`)
+.PHONY: check-cluster
+check-cluster: install
+	$(PY) -m pytest -p no:cacheprovider -rs -m cluster tests/experiment/test_experiment_cluster.py
+
 clean:
 	rm -rf demo_run .pytest_cache
 	rm -rf site

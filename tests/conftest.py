@@ -310,9 +310,21 @@ def _skip_nnunet_without_it(items) -> None:
             item.add_marker(skip)
 
 
-def pytest_collection_modifyitems(config, items) -> None:  # noqa: ARG001 - pytest's hook signature
-    """Tests marked ``root`` (``nnunet``) are skipped, with the reason, where they cannot run."""
+def _skip_cluster_unless_asked(config, items) -> None:
+    """Tests marked ``cluster`` (a multi-node Ray cluster, minutes) run only when ``-m`` names them."""
+    if "cluster" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="a multi-node Ray cluster (~2 min): run `make check-cluster`")
+    for item in items:
+        if item.get_closest_marker("cluster") is not None:
+            item.add_marker(skip)
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Tests marked ``root`` (``nnunet``, ``cluster``) are skipped, with the reason, where they
+    cannot run (or, for ``cluster``, unless asked for)."""
     _skip_nnunet_without_it(items)
+    _skip_cluster_unless_asked(config, items)
     reason = None
     # SEQTRANSFER_TESTS_NOT_ROOT=1 makes a root run behave as a contributor's (tests/test_markers.py)
     if not hasattr(os, "geteuid") or os.geteuid() != 0 or os.environ.get("SEQTRANSFER_TESTS_NOT_ROOT") == "1":

@@ -33,7 +33,6 @@ from typing import Any
 import numpy as np
 
 from seqtransfer.adapt.config import AdaptConfig
-from seqtransfer.data.unlabelled import UnlabelledCase, check_unlabelled, find_unlabelled
 from seqtransfer.adapt.merge import merge_labels
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError, DatasetError
@@ -48,6 +47,7 @@ from seqtransfer.data.tasks import (
     modality_key,
     split_tasks,
 )
+from seqtransfer.data.unlabelled import UnlabelledCase, check_unlabelled, find_unlabelled
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.graph.sources import candidate_sources, source_pool
 from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig

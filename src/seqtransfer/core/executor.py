@@ -82,6 +82,7 @@ def run_in_worker(deliver: OnMessage, fn: Callable[[T], R], item: T) -> R:
     with _channel(deliver):
         return fn(item)
 
+
 T = TypeVar("T")
 R = TypeVar("R")
 

@@ -67,8 +67,11 @@ class RayExecutor:
         if not items:
             return []
         from ray.util.queue import Queue
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        messages = Queue(actor_options={"num_cpus": 0})
+        # the queue lives on the driver's node: a worker node that leaves takes only its tasks
+        here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+        messages = Queue(actor_options={"num_cpus": 0, "scheduling_strategy": here})
 
         def deliver() -> None:
             while not messages.empty():

@@ -16,6 +16,7 @@ It is read with ``weights_only=True``: loading never executes code from the file
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 from pathlib import Path
@@ -36,14 +37,22 @@ REQUIRED_KEYS = ("format", "step", "model", "optimizer", "scheduler", "rng", "hi
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> Path:
     """Atomically ``torch.save`` ``state`` to ``path``.
 
+    The archive is built in memory first: written to a file, torch names the archive's records
+    after that (temporary, random) file, so equal states would give different bytes; from memory
+    the names are fixed, and a checkpoint's bytes depend on its content only (a run on a cluster
+    and one on a laptop can be compared byte for byte).
+
     Raises:
         StoreError: the file cannot be written.
     """
     dest = Path(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
     with atomic_path(dest, suffix=".pth") as tmp:
         try:
-            torch.save(state, tmp)
-        except RuntimeError as exc:  # torch's zip writer reports a short write (full disk) this way
+            with open(tmp, "wb") as handle:
+                handle.write(buffer.getbuffer())
+        except OSError as exc:  # a full disk is named as such
             raise StoreError(f"{dest}: cannot write ({write_failure(tmp, exc)})") from exc
     return dest
 

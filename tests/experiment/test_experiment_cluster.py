@@ -1,0 +1,130 @@
+"""The protocol on a Ray cluster of several nodes (``ray.cluster_utils.Cluster`` on this machine).
+
+A head without CPUs and two worker nodes of one CPU each: every task runs on a worker node,
+none in the driver. The run equals a local one-process run: the same store rows and the same
+model bytes. The driver alone writes ``runs.sqlite`` (a worker that opened it would fail its
+task: :class:`~seqtransfer.experiment.store.RunStore` refuses in workers). A node removed in
+the middle of the zoo stage takes its running tasks with it; Ray runs them again on the other
+node and the result is unchanged. ``make check-cluster`` (~2 min; not in ``make test``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from seqtransfer.experiment.config import config_from_dict
+from seqtransfer.experiment.runner import run_experiment
+
+pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.cluster]
+
+
+def _config(tum: Path, les: Path):
+    return config_from_dict(
+        {
+            "data": {"datasets": [str(tum), str(les)]},
+            "protocol": {
+                "targets": ["C-T1-tumour", "Les-T1-lesion"],
+                "draws": 1,
+                "methods": ["ours", "landmark_direct", "scratch"],
+                "quality_draws": 0,
+                "scratch_steps": 3,
+            },
+            "graph": {"size": 16, "volumes_per_task": 3, "max_pairs": 4, "n_components": 3, "max_slices": 100},
+            "network": {"patch_size": [16, 16, 16], "filters": [4, 8, 16]},
+            # enough steps that the zoo stage is still running when the node is removed
+            "zoo": {"steps": 40, "max_train": 4},
+            "finetune": {"steps": 3, "augment": False},
+        }
+    )
+
+
+def _rows(run: Path) -> dict[str, tuple[str, str]]:
+    with sqlite3.connect(run / "runs.sqlite") as db:
+        rows = db.execute("SELECT key, status, result FROM runs").fetchall()
+    return {key: (status, result) for key, status, result in rows}
+
+
+def _models(run: Path) -> dict[str, str]:
+    """Every checkpoint of the run folder (zoo, fine-tuning steps, scratch): its bytes' hash by its path."""
+    return {
+        str(p.relative_to(run)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((run / "models").rglob("checkpoint_final.pth"))
+    }
+
+
+def _zoo_running(run: Path) -> int:
+    try:
+        with sqlite3.connect(run / "runs.sqlite", timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM runs WHERE kind = 'zoo'").fetchone()[0]
+    except sqlite3.DatabaseError:
+        return 0
+
+
+def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(dataset_factory, tmp_path: Path) -> None:
+    import ray
+    from ray.cluster_utils import Cluster
+
+    from seqtransfer.core.ray_executor import RayExecutor
+
+    sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
+    tum = dataset_factory(
+        "Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
+    )
+    les = dataset_factory(
+        "Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
+    )
+    config = _config(tum, les)
+    local = tmp_path / "local"
+    run_experiment(config, local)
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
+    doomed = cluster.add_node(num_cpus=1)
+    cluster.add_node(num_cpus=1)
+    removed: list[float] = []
+    remote = tmp_path / "cluster"
+
+    def remove_a_node_during_the_zoo() -> None:
+        deadline = time.time() + 300
+        while _zoo_running(remote) < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)  # inside the zoo trainings
+        cluster.remove_node(doomed, allow_graceful=False)
+        removed.append(time.time())
+
+    try:
+        ray.init(address=cluster.address, log_to_driver=False)
+        cluster.wait_for_nodes()
+        executor = RayExecutor()
+        assert {n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]} == {0.0, 1.0}
+        killer = threading.Thread(target=remove_a_node_during_the_zoo, daemon=True)
+        killer.start()
+        run_experiment(config, remote, executor=executor)
+        killer.join(timeout=60)
+        assert removed, "the node was never removed"
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2  # the head and the node left
+    finally:
+        ray.shutdown()
+        cluster.shutdown()
+
+    local_rows, remote_rows = _rows(local), _rows(remote)
+    assert set(remote_rows) == set(local_rows)  # the same runs (keys hash their specs)
+    assert {v[0] for v in remote_rows.values()} == {"done"}
+
+    def numbers(rows: dict) -> dict:
+        """What a run measured (paths and timings differ between run folders)."""
+        out = {}
+        for key, (_, text) in rows.items():
+            result = json.loads(text)
+            out[key] = {k: result.get(k) for k in ("dice", "test_set_dice", "final_dice", "per_case", "path")}
+        return out
+
+    assert numbers(remote_rows) == numbers(local_rows)
+    assert sum(1 for v in remote_rows.values() if '"method"' in v[1]) == 2 * 3  # 2 targets x 3 methods
+    assert _models(remote) == _models(local) and len(_models(local)) >= 4
