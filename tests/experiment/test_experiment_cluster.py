@@ -25,24 +25,22 @@ from seqtransfer.experiment.runner import run_experiment
 pytestmark = [pytest.mark.ray, pytest.mark.slow, pytest.mark.cluster]
 
 
-def _config(tum: Path, les: Path):
-    return config_from_dict(
-        {
-            "data": {"datasets": [str(tum), str(les)]},
-            "protocol": {
-                "targets": ["C-T1-tumour", "Les-T1-lesion"],
-                "draws": 1,
-                "methods": ["ours", "landmark_direct", "scratch"],
-                "quality_draws": 0,
-                "scratch_steps": 3,
-            },
-            "graph": {"size": 16, "volumes_per_task": 3, "max_pairs": 4, "n_components": 3, "max_slices": 100},
-            "network": {"patch_size": [16, 16, 16], "filters": [4, 8, 16]},
-            # enough steps that the zoo stage is still running when the node is removed
-            "zoo": {"steps": 40, "max_train": 4},
-            "finetune": {"steps": 3, "augment": False},
-        }
-    )
+def _raw_config(tum: Path, les: Path) -> dict:
+    return {
+        "data": {"datasets": [str(tum), str(les)]},
+        "protocol": {
+            "targets": ["C-T1-tumour", "Les-T1-lesion"],
+            "draws": 1,
+            "methods": ["ours", "landmark_direct", "scratch"],
+            "quality_draws": 0,
+            "scratch_steps": 3,
+        },
+        "graph": {"size": 16, "volumes_per_task": 3, "max_pairs": 4, "n_components": 3, "max_slices": 100},
+        "network": {"patch_size": [16, 16, 16], "filters": [4, 8, 16]},
+        # enough steps that the zoo stage is still running when the node is removed
+        "zoo": {"steps": 40, "max_train": 4},
+        "finetune": {"steps": 3, "augment": False},
+    }
 
 
 def _rows(run: Path) -> dict[str, tuple[str, str]]:
@@ -80,7 +78,7 @@ def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(dataset_fact
     les = dataset_factory(
         "Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
     )
-    config = _config(tum, les)
+    config = config_from_dict(_raw_config(tum, les))
     local = tmp_path / "local"
     run_experiment(config, local)
 
@@ -128,3 +126,63 @@ def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(dataset_fact
     assert numbers(remote_rows) == numbers(local_rows)
     assert sum(1 for v in remote_rows.values() if '"method"' in v[1]) == 2 * 3  # 2 targets x 3 methods
     assert _models(remote) == _models(local) and len(_models(local)) >= 4
+
+
+def _count(run: Path, kind: str) -> int:
+    try:
+        with sqlite3.connect(run / "runs.sqlite", timeout=1) as db:
+            return db.execute("SELECT COUNT(*) FROM runs WHERE kind = ? AND status = 'done'", (kind,)).fetchone()[0]
+    except sqlite3.DatabaseError:
+        return 0
+
+
+def test_the_driver_killed_while_pool_workers_run_resumes_to_the_same_results(dataset_factory, tmp_path: Path) -> None:
+    """``seqtransfer run --workers 2`` killed (SIGKILL) once the workers' first method records
+    have reached the store, while other units still run, then run again: the store and every
+    checkpoint equal an uninterrupted one-process run's."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import tomli_w
+
+    sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
+    tum = dataset_factory(
+        "Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
+    )
+    les = dataset_factory(
+        "Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
+    )
+    raw = _raw_config(tum, les)
+    reference = tmp_path / "reference"
+    run_experiment(config_from_dict(raw), reference)
+    toml = tmp_path / "exp.toml"
+    toml.write_text(tomli_w.dumps(raw))
+    killed = tmp_path / "killed"
+    code = "import sys; from seqtransfer.cli import main; sys.argv[0] = 'seqtransfer'; main()"
+    command = [sys.executable, "-c", code, "run", str(toml), "--out", str(killed), "--workers", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 600
+    while _count(killed, "method") < 1:
+        assert proc.poll() is None, f"the run ended before its first method record: {proc.stderr.read()[-800:]}"
+        assert time.time() < deadline
+        time.sleep(0.05)
+    proc.kill()
+    assert proc.wait(timeout=30) == -signal.SIGKILL
+    assert _count(killed, "method") < 2 * 3  # killed in the middle of the methods
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    killed_rows, reference_rows = _rows(killed), _rows(reference)
+    assert set(killed_rows) == set(reference_rows)
+
+    def numbers(rows: dict) -> dict:
+        return {
+            key: {k: json.loads(text).get(k) for k in ("dice", "test_set_dice", "final_dice", "per_case", "path")}
+            for key, (_, text) in rows.items()
+        }
+
+    assert numbers(killed_rows) == numbers(reference_rows)
+    assert _models(killed) == _models(reference)
