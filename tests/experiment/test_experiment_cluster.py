@@ -65,19 +65,13 @@ def _zoo_running(run: Path) -> int:
         return 0
 
 
-def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(dataset_factory, tmp_path: Path) -> None:
+def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(datasets, tmp_path: Path) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
     from seqtransfer.core.ray_executor import RayExecutor
 
-    sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
-    tum = dataset_factory(
-        "Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
-    )
-    les = dataset_factory(
-        "Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
-    )
+    tum, les = datasets
     config = config_from_dict(_raw_config(tum, les))
     local = tmp_path / "local"
     run_experiment(config, local)
@@ -136,7 +130,7 @@ def _count(run: Path, kind: str) -> int:
         return 0
 
 
-def test_the_driver_killed_while_pool_workers_run_resumes_to_the_same_results(dataset_factory, tmp_path: Path) -> None:
+def test_the_driver_killed_while_pool_workers_run_resumes_to_the_same_results(datasets, tmp_path: Path) -> None:
     """``seqtransfer run --workers 2`` killed (SIGKILL) once the workers' first method records
     have reached the store, while other units still run, then run again: the store and every
     checkpoint equal an uninterrupted one-process run's."""
@@ -147,13 +141,7 @@ def test_the_driver_killed_while_pool_workers_run_resumes_to_the_same_results(da
 
     import tomli_w
 
-    sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
-    tum = dataset_factory(
-        "Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
-    )
-    les = dataset_factory(
-        "Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
-    )
+    tum, les = datasets
     raw = _raw_config(tum, les)
     reference = tmp_path / "reference"
     run_experiment(config_from_dict(raw), reference)

@@ -11,16 +11,10 @@ from seqtransfer.experiment.runner import run_experiment
 
 @pytest.mark.ray
 @pytest.mark.slow
-def test_ray_executor_gives_the_results_of_the_local_one(dataset_factory, tmp_path: Path) -> None:
+def test_ray_executor_gives_the_results_of_the_local_one(datasets, tmp_path: Path) -> None:
     from seqtransfer.core.ray_executor import RayExecutor
 
-    sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
-    tum = dataset_factory(
-        "Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
-    )
-    les = dataset_factory(
-        "Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
-    )
+    tum, les = datasets
     config = config_from_dict(
         {
             "data": {"datasets": [str(tum), str(les)]},

@@ -37,18 +37,6 @@ def tiny_config(tum: Path, les: Path, **protocol) -> dict:
     }
 
 
-@pytest.fixture
-def datasets(dataset_factory):
-    sites = {f"case_{i:03d}": "ABCD"[i % 4] for i in range(76)}
-    tum = dataset_factory(
-        "Dataset001_Tum", n_cases=76, channels=("T1",), labels=("tumour",), shape=(16, 16, 16), sites=sites, seed=1
-    )
-    les = dataset_factory(
-        "Dataset002_Les", n_cases=19, channels=("T1",), labels=("lesion",), shape=(16, 16, 16), seed=2
-    )
-    return tum, les
-
-
 def test_every_method_runs_a_rerun_does_nothing_and_the_report_renders(datasets, tmp_path: Path) -> None:
     config = config_from_dict(tiny_config(*datasets))
     ctx = run_experiment(config, tmp_path / "run")
