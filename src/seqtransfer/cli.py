@@ -30,7 +30,7 @@ from rich.table import Table
 
 from seqtransfer.adapt.config import AdaptConfig
 from seqtransfer.benchmark.config import NEW_TARGET_LABELLED, NEW_TARGET_UNLABELLED, BenchmarkConfig
-from seqtransfer.core.errors import ConfigError, DatasetError, SeqTransferError
+from seqtransfer.core.errors import ConfigError, DatasetError, SeqTransferError, WorkerLost
 from seqtransfer.core.progress import Progress, ProgressEvent
 from seqtransfer.graph.config import GraphConfig
 from seqtransfer.pipeline.config import FinetuneConfig, ZooConfig
@@ -1028,6 +1028,9 @@ def main(argv: list[str] | None = None) -> None:
     except SeqTransferError as exc:
         err.print(f"error: {exc}", markup=False)
         sys.exit(2)
+    except WorkerLost as exc:  # not bad input (status 1): a rerun resumes
+        err.print(f"error: {exc}", markup=False)
+        sys.exit(1)
     except OSError as exc:  # a file system error no layer below turned into a sentence
         where = f"{exc.filename}: " if exc.filename else ""
         err.print(f"error: {where}{exc.strerror or exc}".replace("\n", " "), markup=False)

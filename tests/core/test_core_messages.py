@@ -42,3 +42,33 @@ def test_messages_without_a_receiver_are_dropped_and_sending_outside_a_map_fails
 
 def _in_worker(_: int) -> bool:
     return in_worker()
+
+
+def test_a_pool_worker_that_dies_is_one_error_that_says_a_rerun_resumes() -> None:
+    import os
+
+    from seqtransfer.core.errors import WorkerLost
+
+    pool = ProcessExecutor(workers=1)
+    with pytest.raises(WorkerLost, match="run the same command again"):
+        pool.map(os._exit, [3])  # the worker ends without a word, as a SIGKILL or the OOM killer leaves it
+    assert pool._pool is None  # closed; the next map starts a new pool
+    try:
+        assert pool.map(abs, [-2]) == [2]
+    finally:
+        pool.close()
+
+
+def test_the_cli_says_a_worker_died_in_one_line_with_status_1(monkeypatch, capsys, tmp_path) -> None:
+    import seqtransfer.experiment.config as experiment_config
+    from seqtransfer.cli import main
+    from seqtransfer.core.errors import WorkerLost
+
+    def dies(path):
+        raise WorkerLost("a worker process died (test)")
+
+    monkeypatch.setattr(experiment_config, "load_config", dies)
+    with pytest.raises(SystemExit) as info:
+        main(["run", str(tmp_path / "x.toml"), "--out", str(tmp_path / "run")])
+    assert info.value.code == 1
+    assert capsys.readouterr().err.strip() == "error: a worker process died (test)"

@@ -26,3 +26,12 @@ class ConfigError(SeqTransferError):
 
 class StoreError(SeqTransferError):
     """A cache, checkpoint or result file is unreadable or corrupt."""
+
+
+class WorkerLost(Exception):
+    """A worker process died (killed, out of memory) while it ran a unit of work.
+
+    Not bad input: the CLI prints the one-line message and exits with status 1. Every unit that
+    finished is kept (the run store, atomic files, checkpoints), so running the same command
+    again resumes.
+    """

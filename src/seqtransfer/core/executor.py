@@ -31,7 +31,7 @@ from concurrent.futures.process import BrokenProcessPool
 from multiprocessing import get_context
 from typing import Any, Protocol, TypeVar
 
-from seqtransfer.core.errors import ConfigError
+from seqtransfer.core.errors import ConfigError, WorkerLost
 from seqtransfer.core.progress import Progress, report
 
 OnMessage = Callable[[Any], None]
@@ -208,6 +208,11 @@ class ProcessExecutor:
                 with contextlib.suppress(Exception):
                     self._deliver(deliver)  # what finished runs sent is kept
             self.close()
+            if isinstance(exc, BrokenProcessPool):
+                raise WorkerLost(
+                    "a worker process died (killed or out of memory); finished work is kept: run the same "
+                    "command again to resume"
+                ) from exc
             raise
         return results
 
