@@ -334,7 +334,7 @@ def pytest_collection_modifyitems(config, items) -> None:
     if reason is None:
         return
     for item in items:
-        if "root" in item.keywords:
+        if item.get_closest_marker("root") is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
 
 
