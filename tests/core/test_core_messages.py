@@ -72,3 +72,32 @@ def test_the_cli_says_a_worker_died_in_one_line_with_status_1(monkeypatch, capsy
         main(["run", str(tmp_path / "x.toml"), "--out", str(tmp_path / "run")])
     assert info.value.code == 1
     assert capsys.readouterr().err.strip() == "error: a worker process died (test)"
+
+
+def test_an_error_in_one_item_stops_the_pool_without_losing_or_blocking_the_others_messages() -> None:
+    """One item fails at once while another still sends far more than a pipe holds (64 KiB):
+    the error is raised, every message of the other item is delivered, nothing hangs."""
+    import signal
+
+    from seqtransfer.core.errors import ConfigError
+
+    got: list[object] = []
+    signal.alarm(120)  # a hang fails the test instead of the suite
+    try:
+        with ProcessExecutor(workers=2) as pool, pytest.raises(ConfigError, match="item 0 fails"):
+            pool.map(_fail_or_chatter, [0, 1], on_message=got.append)
+    finally:
+        signal.alarm(0)
+    assert got == [(i, "x" * 1000) for i in range(300)]
+
+
+def _fail_or_chatter(item: int) -> None:
+    import time
+
+    from seqtransfer.core.errors import ConfigError
+
+    if item == 0:
+        raise ConfigError("item 0 fails")
+    time.sleep(1.0)  # the other item's error reaches the driver first
+    for i in range(300):  # about 300 kB: far more than the pipe's buffer
+        send((i, "x" * 1000))

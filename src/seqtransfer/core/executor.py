@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -173,9 +174,10 @@ class ProcessExecutor:
             )
         return self._pool
 
-    def _deliver(self, on_message: OnMessage) -> None:
-        while not self._messages.empty():
-            on_message(self._messages.get())
+    def _deliver(self, on_message: OnMessage, messages: Any = None) -> None:
+        queue = messages if messages is not None else self._messages
+        while not queue.empty():
+            on_message(queue.get())
 
     def map(
         self,
@@ -204,10 +206,10 @@ class ProcessExecutor:
         except BaseException as exc:
             for future in futures:
                 future.cancel()
-            if not isinstance(exc, BrokenProcessPool):  # a killed worker may have left half a message
-                with contextlib.suppress(Exception):
-                    self._deliver(deliver)  # what finished runs sent is kept
-            self.close()
+            if isinstance(exc, BrokenProcessPool):  # every worker is gone; one may have left half a message
+                self.close()
+            else:  # the running items finish: what they send is kept, and their pipe never fills up
+                self._close_delivering(deliver)
             if isinstance(exc, BrokenProcessPool):
                 raise WorkerLost(
                     "a worker process died (killed or out of memory); finished work is kept: run the same "
@@ -215,6 +217,29 @@ class ProcessExecutor:
                 ) from exc
             raise
         return results
+
+    def _close_delivering(self, deliver: OnMessage) -> None:
+        """:meth:`close`, reading the workers' messages meanwhile (a worker whose pipe is full
+        would wait for a reader, and the pool for that worker)."""
+        stop = threading.Event()
+        messages = self._messages
+
+        def drain() -> None:
+            while True:
+                with contextlib.suppress(Exception):  # the caller has an error to raise already
+                    self._deliver(deliver, messages)
+                if stop.wait(POLL_SECONDS):
+                    break
+
+        reader = threading.Thread(target=drain, name="seqtransfer-messages", daemon=True)
+        reader.start()
+        try:
+            self.close()
+        finally:
+            stop.set()
+            reader.join()
+        with contextlib.suppress(Exception):  # what the last items sent before they ended
+            self._deliver(deliver, messages)
 
     def close(self) -> None:
         """Stop the workers (after the running items finish)."""

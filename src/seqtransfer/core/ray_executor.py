@@ -92,6 +92,11 @@ class RayExecutor:
                 if ready:
                     done += self._collect(ready, index, results)
                     report(progress, "", done, len(refs))
+        except BaseException:
+            for ref in pending:  # the run stops: the cluster need not finish its other tasks
+                with contextlib.suppress(Exception):
+                    ray.cancel(ref)
+            raise
         finally:
             with contextlib.suppress(Exception):
                 deliver()
