@@ -52,7 +52,8 @@ check-nnunet:
 	$(NNUNET_PY) -m pytest -p no:cacheprovider -rs -m nnunet tests/nnunet
 
 # the protocol on a Ray cluster of several nodes on this machine, one of them removed mid-run
-# (tests/experiment/test_experiment_cluster.py, marker cluster; ~2 min, so not in `make test`)
+# and a killed pool driver and Ray worker (tests/experiment/test_experiment_cluster.py, marker
+# cluster; ~3 min, so not in `make test`)
 .PHONY: check-cluster
 check-cluster: install
 	$(PY) -m pytest -p no:cacheprovider -rs -m cluster tests/experiment/test_experiment_cluster.py

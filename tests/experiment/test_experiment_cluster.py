@@ -5,7 +5,9 @@ none in the driver. The run equals a local one-process run: the same store rows 
 model bytes. The driver alone writes ``runs.sqlite`` (a worker that opened it would fail its
 task: :class:`~seqtransfer.experiment.store.RunStore` refuses in workers). A node removed in
 the middle of the zoo stage takes its running tasks with it; Ray runs them again on the other
-node and the result is unchanged. ``make check-cluster`` (~2 min; not in ``make test``).
+node and the result is unchanged. Also: the driver of a local pool killed mid-run, and one Ray
+worker process killed mid-task, each resume to the same results. ``make check-cluster`` (~3 min;
+not in ``make test``).
 """
 
 from __future__ import annotations
@@ -174,3 +176,57 @@ def test_the_driver_killed_while_pool_workers_run_resumes_to_the_same_results(da
 
     assert numbers(killed_rows) == numbers(reference_rows)
     assert _models(killed) == _models(reference)
+
+
+def test_a_ray_worker_killed_mid_task_is_retried_to_the_same_results(datasets, tmp_path: Path) -> None:
+    """SIGKILL of the Ray worker process running a methods unit, once its first records have
+    reached the store: Ray runs the task again and the run equals a one-process run."""
+    import os
+    import signal
+
+    import ray
+
+    from seqtransfer.core.ray_executor import RayExecutor
+
+    tum, les = datasets
+    config = config_from_dict(_raw_config(tum, les))
+    reference = tmp_path / "reference"
+    run_experiment(config, reference)
+    remote = tmp_path / "ray"
+    killed: list[int] = []
+
+    def kill_a_worker_in_the_methods() -> None:
+        deadline = time.time() + 300
+        while _count(remote, "method") < 1 and time.time() < deadline:
+            time.sleep(0.05)
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):  # Ray titles a busy worker ray::FUNCTION
+            try:
+                title = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            pid = int(cmdline.parent.name)
+            if title.startswith("ray::run_in_worker") and pid != os.getpid():
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+                return
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        killer = threading.Thread(target=kill_a_worker_in_the_methods, daemon=True)
+        killer.start()
+        run_experiment(config, remote, executor=RayExecutor())
+        killer.join(timeout=60)
+    finally:
+        ray.shutdown()
+    assert killed, "no Ray worker was running a unit when the first method record arrived"
+    remote_rows, reference_rows = _rows(remote), _rows(reference)
+    assert set(remote_rows) == set(reference_rows)
+    assert {v[0] for v in remote_rows.values()} == {"done"}
+    keys = ("dice", "test_set_dice", "final_dice", "per_case", "path")
+    assert {k: {f: json.loads(v[1]).get(f) for f in keys} for k, v in remote_rows.items()} == {
+        k: {f: json.loads(v[1]).get(f) for f in keys} for k, v in reference_rows.items()
+    }
+    assert _models(remote) == _models(reference)
+    with sqlite3.connect(remote / "runs.sqlite") as db:  # the killed unit's runs were started again
+        attempts, runs = db.execute("SELECT SUM(attempts), COUNT(*) FROM runs").fetchone()
+    assert attempts > runs
