@@ -56,7 +56,7 @@ check-nnunet:
 # cluster; ~3 min, so not in `make test`)
 .PHONY: check-cluster
 check-cluster: install
-	$(PY) -m pytest -p no:cacheprovider -rs -m cluster tests/experiment/test_experiment_cluster.py
+	$(PY) -m pytest -p no:cacheprovider -rs -m cluster tests/experiment/test_experiment_cluster.py tests/experiment/test_experiment_ray.py
 
 clean:
 	rm -rf demo_run .pytest_cache

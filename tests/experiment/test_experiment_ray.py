@@ -11,6 +11,7 @@ from seqtransfer.experiment.runner import run_experiment
 
 @pytest.mark.ray
 @pytest.mark.slow
+@pytest.mark.cluster  # ~18 s: with the multi-node tests in `make check-cluster`, out of the suite's 5 minutes
 def test_ray_executor_gives_the_results_of_the_local_one(datasets, tmp_path: Path) -> None:
     from seqtransfer.core.ray_executor import RayExecutor
 
