@@ -102,7 +102,11 @@ def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(datasets, tm
         run_experiment(config, remote, executor=executor)
         killer.join(timeout=60)
         assert removed, "the node was never removed"
-        assert len([n for n in ray.nodes() if n["Alive"]]) == 2  # the head and the node left
+        # the head and the node left (the GCS marks a removed node dead once its heartbeats stop)
+        deadline = time.time() + 120
+        while len([n for n in ray.nodes() if n["Alive"]]) != 2 and time.time() < deadline:
+            time.sleep(0.5)
+        assert len([n for n in ray.nodes() if n["Alive"]]) == 2
     finally:
         ray.shutdown()
         cluster.shutdown()
