@@ -128,6 +128,19 @@ def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(datasets, tm
     assert _models(remote) == _models(local) and len(_models(local)) >= 4
 
 
+def _children(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
 def _count(run: Path, kind: str) -> int:
     try:
         with sqlite3.connect(run / "runs.sqlite", timeout=1) as db:
@@ -163,9 +176,15 @@ def test_the_driver_killed_while_pool_workers_run_resumes_to_the_same_results(da
         assert proc.poll() is None, f"the run ended before its first method record: {proc.stderr.read()[-800:]}"
         assert time.time() < deadline
         time.sleep(0.05)
+    workers = _children(proc.pid)
+    assert workers, "the pool had no worker process"
     proc.kill()
     assert proc.wait(timeout=30) == -signal.SIGKILL
     assert _count(killed, "method") < 2 * 3  # killed in the middle of the methods
+    deadline = time.time() + 30  # the orphaned workers end themselves (they check every second)
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.time() < deadline:
+        time.sleep(0.2)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers), "a pool worker outlived its driver"
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
 

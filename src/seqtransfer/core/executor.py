@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
@@ -131,11 +132,27 @@ class SequentialExecutor:
         return out
 
 
+def _exit_with_parent(parent: int, every: float = 1.0) -> None:
+    """End this process once ``parent`` is gone (a worker must not outlive a killed driver).
+
+    A pool worker waits for work on a queue whose write end it also holds, so the death of
+    the driver (``kill -9``) never wakes it: without this, it would sleep on, holding its
+    memory, or finish its unit and write into a run a new invocation is resuming.
+    """
+    while True:
+        time.sleep(every)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
 def _init_worker(messages: Any) -> None:
-    """A pool worker: one torch thread, :func:`send` writing into the pool's message pipe."""
+    """A pool worker: one torch thread, :func:`send` writing into the pool's message pipe, and
+    an end of its own when the driver dies."""
     global _CHANNEL, _IN_WORKER
     _IN_WORKER = True
     _CHANNEL = messages.put
+    watch = threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="seqtransfer-parent", daemon=True)
+    watch.start()
     # torch's intra-op threads; setting OMP_NUM_THREADS here would be too late (the libraries
     # are loaded already), so it is not done
     import torch
