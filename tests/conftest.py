@@ -299,43 +299,34 @@ def warm_python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WarmPython
     zygote.close()
 
 
-def _skip_nnunet_without_it(items) -> None:
-    """Tests marked ``nnunet`` are skipped, with the reason, where nnunetv2 is not installed."""
-    if importlib.util.find_spec("nnunetv2") is not None:
-        return
-    skip = pytest.mark.skip(reason="needs nnunetv2 (the nnunet extra): run `make check-nnunet`")
-    for item in items:
-        # the marker itself: "nnunet" in item.keywords also holds for every test of tests/nnunet/
-        if item.get_closest_marker("nnunet") is not None:
-            item.add_marker(skip)
-
-
-def _skip_cluster_unless_asked(config, items) -> None:
-    """Tests marked ``cluster`` (a multi-node Ray cluster, minutes) run only when ``-m`` names them."""
-    if "cluster" in (config.getoption("-m") or ""):
-        return
-    skip = pytest.mark.skip(reason="a multi-node Ray cluster (~2 min): run `make check-cluster`")
-    for item in items:
-        if item.get_closest_marker("cluster") is not None:
-            item.add_marker(skip)
+def _root_skip_reason() -> str | None:
+    """Why the ``root`` tests cannot run here (None: they can)."""
+    # SEQTRANSFER_TESTS_NOT_ROOT=1 makes a root run behave as a contributor's (tests/test_markers.py)
+    if not hasattr(os, "geteuid") or os.geteuid() != 0 or os.environ.get("SEQTRANSFER_TESTS_NOT_ROOT") == "1":
+        return "needs root (private mount namespaces, dropped capabilities); run as root, as CI does"
+    if not (shutil.which("unshare") and shutil.which("setpriv")):
+        return "needs util-linux's unshare and setpriv"
+    return None
 
 
 def pytest_collection_modifyitems(config, items) -> None:
-    """Tests marked ``root`` (``nnunet``, ``cluster``) are skipped, with the reason, where they
-    cannot run (or, for ``cluster``, unless asked for)."""
-    _skip_nnunet_without_it(items)
-    _skip_cluster_unless_asked(config, items)
-    reason = None
-    # SEQTRANSFER_TESTS_NOT_ROOT=1 makes a root run behave as a contributor's (tests/test_markers.py)
-    if not hasattr(os, "geteuid") or os.geteuid() != 0 or os.environ.get("SEQTRANSFER_TESTS_NOT_ROOT") == "1":
-        reason = "needs root (private mount namespaces, dropped capabilities); run as root, as CI does"
-    elif not (shutil.which("unshare") and shutil.which("setpriv")):
-        reason = "needs util-linux's unshare and setpriv"
-    if reason is None:
-        return
+    """Tests are skipped, with the reason, by their marker where they cannot run: ``root``
+    without root, ``nnunet`` without nnunetv2, and ``cluster`` (a multi-node Ray cluster,
+    minutes) unless ``-m`` names it. The marker itself is read: "nnunet" in ``item.keywords``
+    would also hold for every test of tests/nnunet/."""
+    reasons = {
+        "root": _root_skip_reason(),
+        "nnunet": None
+        if importlib.util.find_spec("nnunetv2") is not None
+        else "needs nnunetv2 (the nnunet extra): run `make check-nnunet`",
+        "cluster": None
+        if "cluster" in (config.getoption("-m") or "")
+        else "a multi-node Ray cluster (~3 min): run `make check-cluster`",
+    }
     for item in items:
-        if item.get_closest_marker("root") is not None:
-            item.add_marker(pytest.mark.skip(reason=reason))
+        for marker, reason in reasons.items():
+            if reason is not None and item.get_closest_marker(marker) is not None:
+                item.add_marker(pytest.mark.skip(reason=reason))
 
 
 def cube_cases(n: int, size: int = 16, seed: int = 0, contrast: float = 2.0) -> list[tuple[np.ndarray, np.ndarray]]:
