@@ -98,6 +98,6 @@ def _fail_or_chatter(item: int) -> None:
 
     if item == 0:
         raise ConfigError("item 0 fails")
-    time.sleep(1.0)  # the other item's error reaches the driver first
+    time.sleep(0.3)  # the other item's error reaches the driver first
     for i in range(300):  # about 300 kB: far more than the pipe's buffer
         send((i, "x" * 1000))

@@ -91,7 +91,7 @@ def _journal_runs(args: tuple) -> dict:
     return {"results": out, "known": len(journal.records("score", "done"))}
 
 
-@pytest.mark.parametrize("workers", [0, 1])
+@pytest.mark.parametrize("workers", [0])  # a pool: test_a_process_pool_gives_the_same_results_as_one_process
 def test_workers_journal_and_the_driver_alone_writes(tmp_path: Path, workers: int) -> None:
     """Runs done in workers reach the SQLite file only through the driver; what was finished
     before the stage is not done again; a worker that opens the file is refused."""
@@ -106,9 +106,6 @@ def test_workers_journal_and_the_driver_alone_writes(tmp_path: Path, workers: in
         out = executor.map(_journal_runs, items, on_message=store.apply)
         # a second stage: everything is known, nothing is sent
         again = executor.map(_journal_runs, [(store.snapshot(), [{"n": 3}])], on_message=store.apply)
-        if workers:
-            with pytest.raises(RuntimeError, match="a worker opened the run store"):
-                executor.map(RunStore, [tmp_path / "runs.sqlite"])
     finally:
         executor.close()
     assert out[0]["results"] == {0: {"value": 0.0, "nan": None}, 1: {"value": 0.5, "nan": None}}
@@ -119,6 +116,16 @@ def test_workers_journal_and_the_driver_alone_writes(tmp_path: Path, workers: in
     assert records[3].result == {"value": 1.5, "nan": None} and records[3].seconds is not None
     assert again[0]["results"] == {3: {"value": 1.5, "nan": None}}
     assert [r.attempts for r in store.records("score")] == [1, 1, 1, 1]
+
+
+def test_a_worker_may_not_open_the_store(tmp_path: Path, monkeypatch) -> None:
+    """What a pool worker or a Ray task is (``in_worker()``, tested in tests/core) may not open the file."""
+    import seqtransfer.core.executor as executor
+
+    monkeypatch.setattr(executor, "_IN_WORKER", True)
+    with pytest.raises(RuntimeError, match="a worker opened the run store"):
+        RunStore(tmp_path / "runs.sqlite")
+    assert not (tmp_path / "runs.sqlite").exists()
 
 
 def test_a_started_run_the_driver_never_hears_the_end_of_stays_running(tmp_path: Path) -> None:
