@@ -155,7 +155,7 @@ def test_bad_exports_are_one_line_and_leave_nothing_behind(graph, tmp_path: Path
 
     written = []
 
-    def failing(task, case, images, labels):
+    def failing(workspace, task, case, images, labels):
         if written:
             raise DatasetError(f"{case.label}: unreadable (test)")
         written.append(case)

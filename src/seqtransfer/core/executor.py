@@ -36,6 +36,8 @@ from typing import Any, Protocol, TypeVar
 from seqtransfer.core.errors import ConfigError, WorkerLost
 from seqtransfer.core.progress import Progress, report
 
+T = TypeVar("T")
+R = TypeVar("R")
 OnMessage = Callable[[Any], None]
 
 #: where :func:`send` delivers in this process (None: outside any map)
@@ -83,10 +85,6 @@ def run_in_worker(deliver: OnMessage, fn: Callable[[T], R], item: T) -> R:
     _IN_WORKER = True
     with _channel(deliver):
         return fn(item)
-
-
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 class Executor(Protocol):

@@ -41,8 +41,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from seqtransfer.core.atomic import publish_dir_mode, write_json, write_text
 from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.core.progress import Progress, report
@@ -276,10 +274,9 @@ def _copy_image(source: Path, dest: Path) -> None:
     write_image(dest, data, props.affine)
 
 
-def _write_case(task: Task, case: Case, images: Path, labels: Path) -> None:
+def _write_case(workspace: Workspace, task: Task, case: Case, images: Path, labels: Path) -> None:
     _copy_image(case.images[task.channel], images / f"{case.case_id}_0000{FILE_ENDING}")
-    label, _ = read_image(case.label)
-    binary = np.isin(np.round(label).astype(np.int64), task.label_values).astype(np.uint8)
+    binary, _ = workspace.original_label(task, case)
     write_label_like(labels / f"{case.case_id}{FILE_ENDING}", binary, case.images[task.channel])
 
 
@@ -436,7 +433,7 @@ def export_nnunet(plan: ExportPlan, out_dir: str | Path, progress: Progress | No
             (root / "imagesTr").mkdir(parents=True)
             (root / "labelsTr").mkdir()
             for case in workspace.cases(task, step.cases):
-                _write_case(task, case, root / "imagesTr", root / "labelsTr")
+                _write_case(workspace, task, case, root / "imagesTr", root / "labelsTr")
                 done += 1
                 report(progress, "export", done, total)
             if step.role == "target" and plan.unlabelled:
