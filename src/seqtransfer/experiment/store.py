@@ -83,7 +83,49 @@ class RunRecord:
     seconds: float | None
 
 
-class RunStore:
+class _Runs:
+    """What :class:`RunStore` and a worker's :class:`JournalStore` share: a finished run's
+    result is returned as known; any other run is started, done and finished through the
+    subclass' :meth:`_started` and :meth:`_finished`."""
+
+    def get(self, key: str) -> RunRecord | None:
+        raise NotImplementedError
+
+    def _started(self, kind: str, spec: Mapping[str, Any]) -> None:
+        raise NotImplementedError
+
+    def _finished(
+        self, key: str, kind: str, spec: Mapping[str, Any], result: dict[str, Any], seconds: float
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def done(self, kind: str, spec: Mapping[str, Any]) -> dict[str, Any] | None:
+        """The result of a finished run, or None."""
+        record = self.get(run_key(kind, spec))
+        return record.result if record is not None and record.status == "done" else None
+
+    def run(self, kind: str, spec: Mapping[str, Any], work: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
+        """The run's result: known if it finished before, else computed now and recorded.
+
+        Args:
+            kind: what sort of run (``"zoo"``, ``"transfer"``, ...).
+            spec: everything that decides the result (JSON-ready).
+            work: does the run and returns its result (JSON-ready dict).
+
+        Returns:
+            The result (as stored: NaN becomes None).
+        """
+        key = run_key(kind, spec)
+        record = self.get(key)
+        if record is not None and record.status == "done" and record.result is not None:
+            return record.result
+        self._started(kind, spec)
+        start = time.time()
+        result = _clean(dict(work()))
+        return self._finished(key, kind, spec, result, time.time() - start)
+
+
+class RunStore(_Runs):
     """SQLite store of runs (``RUN_DIR/runs.sqlite``).
 
     Args:
@@ -147,30 +189,13 @@ class RunStore:
             seconds=row[6],
         )
 
-    def done(self, kind: str, spec: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The result of a finished run, or None."""
-        record = self.get(run_key(kind, spec))
-        return record.result if record is not None and record.status == "done" else None
-
-    def run(self, kind: str, spec: Mapping[str, Any], work: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
-        """The run's result: stored if it finished before, else computed now and stored.
-
-        Args:
-            kind: what sort of run (``"zoo"``, ``"transfer"``, ...).
-            spec: everything that decides the result (JSON-ready).
-            work: does the run and returns its result (JSON-ready dict).
-
-        Returns:
-            The result (as stored: NaN becomes None).
-        """
-        key = run_key(kind, spec)
-        record = self.get(key)
-        if record is not None and record.status == "done" and record.result is not None:
-            return record.result
+    def _started(self, kind: str, spec: Mapping[str, Any]) -> None:
         self.mark_running(kind, spec)
-        start = time.time()
-        result = _clean(dict(work()))
-        self.finish(key, result, time.time() - start)
+
+    def _finished(
+        self, key: str, kind: str, spec: Mapping[str, Any], result: dict[str, Any], seconds: float
+    ) -> dict[str, Any]:
+        self.finish(key, result, seconds)
         return result
 
     def mark_running(self, kind: str, spec: Mapping[str, Any]) -> str:
@@ -242,7 +267,7 @@ class RunStore:
         return [self._record(r) for r in rows]
 
 
-class JournalStore:
+class JournalStore(_Runs):
     """A worker's run store: reads the driver's finished records, sends what it does.
 
     It answers like :class:`RunStore` (``get``, ``done``, ``run``, ``records``) from the
@@ -263,21 +288,12 @@ class JournalStore:
         """The record of a key, or None."""
         return self._records.get(key)
 
-    def done(self, kind: str, spec: Mapping[str, Any]) -> dict[str, Any] | None:
-        """The result of a finished run, or None."""
-        record = self.get(run_key(kind, spec))
-        return record.result if record is not None and record.status == "done" else None
-
-    def run(self, kind: str, spec: Mapping[str, Any], work: Callable[[], Mapping[str, Any]]) -> dict[str, Any]:
-        """The run's result: known if it finished before, else computed now and sent to the driver."""
-        key = run_key(kind, spec)
-        record = self.get(key)
-        if record is not None and record.status == "done" and record.result is not None:
-            return record.result
+    def _started(self, kind: str, spec: Mapping[str, Any]) -> None:
         send(("running", kind, dict(spec)))
-        start = time.time()
-        result = _clean(dict(work()))
-        seconds = time.time() - start
+
+    def _finished(
+        self, key: str, kind: str, spec: Mapping[str, Any], result: dict[str, Any], seconds: float
+    ) -> dict[str, Any]:
         # as the driver will hold it: its JSON (NaN as None, tuples as lists)
         stored = json.loads(canonical_json(result))
         send(("done", kind, dict(spec), stored, seconds))
