@@ -800,6 +800,13 @@ def run_command(
             help="GPUs one training asks Ray for where the cluster has GPUs (ray executor; 0.5: two share one GPU)."
         ),
     ] = 1.0,
+    storage: Annotated[
+        str | None,
+        typer.Option(
+            help="A folder every Ray node mounts, for the tasks' copy of the run's files (ray executor; "
+            "default: each node's temporary folder, files sent through Ray)."
+        ),
+    ] = None,
 ) -> None:
     """Run the protocol of an experiment file: graphs, zoo, every method, every draw."""
     from seqtransfer.core.executor import make_executor
@@ -808,7 +815,9 @@ def run_command(
     from seqtransfer.report import write_report
 
     config = load_config(config_file)
-    pool = make_executor(executor, workers=workers, address=address, gpus_per_training=gpus_per_training)
+    pool = make_executor(
+        executor, workers=workers, address=address, gpus_per_training=gpus_per_training, storage=storage
+    )
     try:
         with _staged_bars() as update:
             run_experiment(config, out_dir, progress=update, executor=pool)

@@ -2,10 +2,11 @@
 
 A head without CPUs and two worker nodes of one CPU each: every task runs on a worker node,
 none in the driver. The run equals a local one-process run: the same store rows and the same
-model bytes. The driver alone writes ``runs.sqlite`` (a worker that opened it would fail its
-task: :class:`~seqtransfer.experiment.store.RunStore` refuses in workers). A node removed in
-the middle of the zoo stage takes its running tasks with it; Ray runs them again on the other
-node and the result is unchanged. Also: the driver of a local pool killed mid-run, and one Ray
+model bytes. No task opens the run folder or the datasets: each node's workers work in their
+own scratch folder, and a hook in every task worker refuses any access to the driver's paths
+(only the driver's file server, an actor, may). The driver alone writes ``runs.sqlite``. A node
+removed in the middle of the zoo stage takes its running tasks with it; Ray runs them again on
+the other node and the result is unchanged. Also: the driver of a local pool killed mid-run, and one Ray
 worker process killed mid-task, each resume to the same results. ``make check-cluster`` (~3 min;
 not in ``make test``).
 """
@@ -17,6 +18,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -67,22 +69,68 @@ def _zoo_running(run: Path) -> int:
         return 0
 
 
-def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(datasets, tmp_path: Path) -> None:
+def _refuse_paths(prefixes: list[str]) -> Callable[[], None]:
+    """A Ray worker setup hook: any file access under ``prefixes`` by a task (not an actor)
+    raises PermissionError and is noted in the ``VIOLATIONS`` file."""
+
+    def setup() -> None:
+        import os
+        import sys
+
+        import ray
+
+        watched = ("open", "os.listdir", "os.scandir", "os.stat", "os.mkdir", "os.rename", "os.remove", "shutil.copyfile")
+
+        def hook(event: str, args: tuple) -> None:
+            if event not in watched or not args:
+                return
+            try:
+                path = os.fsdecode(args[0]) if isinstance(args[0], (str, bytes, os.PathLike)) else ""
+            except TypeError:
+                return
+            if path and any(path == p or path.startswith(p + "/") for p in prefixes[1:]):
+                if ray.get_runtime_context().get_actor_id() is None:  # a task, not the file server
+                    with open(prefixes[0], "a") as out:
+                        out.write(f"{event} {path}\n")
+                    raise PermissionError(f"a task touched {path}")
+
+        sys.addaudithook(hook)
+
+    return setup
+
+
+def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(
+    datasets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pickle
+
     import ray
     from ray.cluster_utils import Cluster
 
     from seqtransfer.core.ray_executor import RayExecutor
+    from seqtransfer.experiment.mirror import SCRATCH_ENV
 
     tum, les = datasets
     config = config_from_dict(_raw_config(tum, les))
     local = tmp_path / "local"
     run_experiment(config, local)
 
+    scratch = tmp_path / "scratch"  # each node's workers: scratch/NODE
+    monkeypatch.setenv(SCRATCH_ENV, str(scratch))
+    remote = tmp_path / "cluster"
+    violations = tmp_path / "violations.txt"
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     doomed = cluster.add_node(num_cpus=1)
     cluster.add_node(num_cpus=1)
     removed: list[float] = []
-    remote = tmp_path / "cluster"
+    handed: list[bytes] = []
+    original_map = RayExecutor.map
+
+    def recording_map(self, fn, items, *args, **kwargs):  # what every task is handed
+        handed.extend(pickle.dumps(item) for item in items)
+        return original_map(self, fn, items, *args, **kwargs)
+
+    monkeypatch.setattr(RayExecutor, "map", recording_map)
 
     def remove_a_node_during_the_zoo() -> None:
         deadline = time.time() + 300
@@ -93,7 +141,9 @@ def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(datasets, tm
         removed.append(time.time())
 
     try:
-        ray.init(address=cluster.address, log_to_driver=False)
+        guarded = [str(violations), str(remote.resolve()), str(tum.resolve()), str(les.resolve())]
+        hook = _refuse_paths(guarded)
+        ray.init(address=cluster.address, log_to_driver=False, runtime_env={"worker_process_setup_hook": hook})
         cluster.wait_for_nodes()
         executor = RayExecutor()
         assert {n["Resources"].get("CPU", 0) for n in ray.nodes() if n["Alive"]} == {0.0, 1.0}
@@ -107,6 +157,14 @@ def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(datasets, tm
         while len([n for n in ray.nodes() if n["Alive"]]) != 2 and time.time() < deadline:
             time.sleep(0.5)
         assert len([n for n in ray.nodes() if n["Alive"]]) == 2
+        touched = violations.read_text() if violations.exists() else ""
+
+        @ray.remote(num_cpus=1)
+        def peek() -> bytes:  # the hook can fail: a task that reads the store is refused
+            return (remote / "runs.sqlite").read_bytes()
+
+        with pytest.raises(ray.exceptions.RayTaskError, match="PermissionError"):
+            ray.get(peek.remote())
     finally:
         ray.shutdown()
         cluster.shutdown()
@@ -126,6 +184,13 @@ def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(datasets, tm
     assert numbers(remote_rows) == numbers(local_rows)
     assert sum(1 for v in remote_rows.values() if '"method"' in v[1]) == 2 * 3  # 2 targets x 3 methods
     assert _models(remote) == _models(local) and len(_models(local)) >= 4
+    # no task touched the driver's paths, none was handed one, and each node kept its own copy
+    assert not touched, touched
+    assert handed and not any(str(p).encode() in item for item in handed for p in (remote, tum, les, tmp_path))
+    nodes = [d for d in scratch.iterdir() if (d / "objects").is_dir()]
+    assert len(nodes) == 2, nodes  # the removed node had its own copy of the datasets too
+    assert all(any((d / "runs").rglob("dataset.json")) for d in nodes)
+    assert any(any((d / "runs").rglob("checkpoint_final.pth")) for d in nodes)
 
 
 def _children(pid: int) -> list[int]:

@@ -271,10 +271,15 @@ class ProcessExecutor:
 
 
 def make_executor(
-    name: str = "local", workers: int | None = None, address: str | None = None, gpus_per_training: float = 1.0
+    name: str = "local",
+    workers: int | None = None,
+    address: str | None = None,
+    gpus_per_training: float = 1.0,
+    storage: str | None = None,
 ) -> Executor:
     """An executor by name: ``local`` (a process pool; ``workers=1``: sequential) or ``ray``
-    (``gpus_per_training``: the GPUs a training asks Ray for, fractions shared).
+    (``gpus_per_training``: the GPUs a training asks Ray for, fractions shared; ``storage``: a
+    folder every node mounts for the tasks' copy of the run, default each node's own).
 
     Raises:
         ConfigError: an unknown name, or Ray requested but not installed.
@@ -284,5 +289,5 @@ def make_executor(
     if name == "ray":
         from seqtransfer.core.ray_executor import RayExecutor
 
-        return RayExecutor(address=address, gpus_per_training=gpus_per_training)
+        return RayExecutor(address=address, gpus_per_training=gpus_per_training, storage=storage)
     raise ConfigError(f"unknown executor {name!r}; expected local or ray")

@@ -4,9 +4,12 @@ Each call of ``fn`` becomes a Ray task asking for one CPU, and for trainings (``
 ``gpus_per_training`` GPUs too where the cluster has GPUs (Ray's fractional GPUs: 0.5 lets two
 small trainings share one); affinity shards never ask for a GPU. What a task
 :func:`~seqtransfer.core.executor.send` s (the run store's records) travels through a Ray
-queue (an actor holding no CPU) to the driver, which alone writes the run store. The run
-folder's other files (graphs, models) are still read and written by the tasks: it must be on
-a filesystem every node sees.
+queue (an actor holding no CPU) to the driver, which alone writes the run store.
+
+``ships_files``: the tasks of ``seqtransfer run`` see no shared filesystem. They are handed no
+path of the driver's and work in a copy of the run on their node's scratch folder, the files
+travelling through Ray's object store (:mod:`seqtransfer.experiment.mirror`); ``storage`` is a
+folder every node mounts, where that copy is kept once for the whole cluster instead.
 """
 
 from __future__ import annotations
@@ -30,7 +33,11 @@ class RayExecutor:
         ConfigError: Ray is not installed, or the cluster cannot be reached.
     """
 
-    def __init__(self, address: str | None = None, gpus_per_training: float = 1.0) -> None:
+    #: the run's files travel to and from the tasks (see the module)
+    ships_files = True
+
+    def __init__(self, address: str | None = None, gpus_per_training: float = 1.0, storage: str | None = None) -> None:
+        self.storage = storage
         if not 0 < gpus_per_training <= 1 and not (gpus_per_training >= 1 and float(gpus_per_training).is_integer()):
             raise ConfigError(f"gpus per training must be in (0, 1] or a whole number, got {gpus_per_training:g}")
         self.gpus_per_training = gpus_per_training

@@ -23,6 +23,7 @@ configuration, seeds and package versions are written to ``RUN_DIR/config.resolv
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import logging
@@ -39,7 +40,7 @@ import numpy as np
 
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError
-from seqtransfer.core.executor import Executor, SequentialExecutor
+from seqtransfer.core.executor import Executor, ProcessExecutor, SequentialExecutor, send
 from seqtransfer.core.progress import Progress, prefixed, relabel
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import TargetSplit, sample_size_split, source_split, target_split
@@ -52,7 +53,7 @@ from seqtransfer.data.tasks import (
     split_tasks,
 )
 from seqtransfer.data.verify import require_valid
-from seqtransfer.experiment.config import PROTOCOL_TRAIN_CASES, ExperimentConfig
+from seqtransfer.experiment.config import PROTOCOL_TRAIN_CASES, DataConfig, ExperimentConfig
 from seqtransfer.experiment.layout import RunLayout
 from seqtransfer.experiment.methods import LANDMARK_METHODS, Method, methods_in
 from seqtransfer.experiment.protocol import derived_graph, draw_graph, protocol_targets
@@ -72,6 +73,7 @@ from seqtransfer.selection.run import Selection, select_in_graph
 
 if TYPE_CHECKING:
     from seqtransfer.benchmark import BenchmarkConfig
+    from seqtransfer.experiment.mirror import Link, Mirror
 
 logger = logging.getLogger(__name__)
 
@@ -113,6 +115,8 @@ class Context:
     #: the sample-size study's graphs, by (labelled target cases, draw)
     sample_workspaces: dict[tuple[int, int], Workspace] = field(default_factory=dict)
     zoo: dict[str, ZooModel] = field(default_factory=dict)
+    #: the driver's files for workers without a shared filesystem (Ray), else None
+    shipping: Shipping | None = None
 
     @property
     def zoo_config(self) -> ZooConfig:
@@ -229,7 +233,9 @@ def open_context(
             executor,
             report_draw,
         )
-        ctx.workspaces[draw] = open_workspace(folder, size=edge, cache_dir=cache_dir, models_root=layout.models_dir)
+        ctx.workspaces[draw] = open_workspace(
+            folder, size=edge, cache_dir=cache_dir, models_root=layout.models_dir, datasets=datasets
+        )
     for n in ctx.sample_sizes():  # the sample-size study: each target stands for its n labelled cases
         splits = {t: ctx.sample_split(t, n) for t in targets}
         for draw in range(config.protocol.draws):
@@ -247,7 +253,7 @@ def open_context(
                 report_n,
             )
             ctx.sample_workspaces[(n, draw)] = open_workspace(
-                folder, size=edge, cache_dir=cache_dir, models_root=layout.models_dir
+                folder, size=edge, cache_dir=cache_dir, models_root=layout.models_dir, datasets=datasets
             )
     check_target_splits(ctx)
     for name in needed_sources(ctx):
@@ -335,22 +341,90 @@ def _zoo_spec(ctx: Context, name: str) -> dict[str, Any]:
     return {"task": name, "zoo": ctx.zoo_config.to_dict()}
 
 
+@dataclass
+class Shipping:
+    """The driver's side of a run whose workers see no shared filesystem (the Ray executor):
+    its roots (run folder, datasets, group and modality files) by token, the
+    :class:`~seqtransfer.experiment.mirror.FolderServer` on the driver's node, and the
+    workers' ``storage`` (a folder every node mounts, or None: each node's own scratch)."""
+
+    roots: dict[str, Path]
+    server: Any
+    storage: str | None = None
+
+    @classmethod
+    def start(cls, config: ExperimentConfig, run_dir: Path, storage: str | None) -> Shipping:
+        """The roots of ``config``'s run in ``run_dir`` and their server."""
+        from seqtransfer.experiment.mirror import driver_roots, start_server
+
+        files = {"@groups": config.data.groups, "@modalities": config.data.modalities}
+        roots = driver_roots(run_dir, list(config.data.datasets), files)
+        return cls(roots, start_server(roots), storage)
+
+    def stop(self) -> None:
+        """End the server."""
+        import ray
+
+        with contextlib.suppress(Exception):
+            ray.kill(self.server)
+
+    def tokens(self, obj: Any) -> Any:
+        from seqtransfer.experiment.mirror import tokens
+
+        return tokens(obj, self.roots)
+
+    def untokens(self, obj: Any) -> Any:
+        from seqtransfer.experiment.mirror import untokens
+
+        return untokens(obj, self.roots)
+
+    def worker_config(self, config: ExperimentConfig) -> ExperimentConfig:
+        """``config`` with its data paths as tokens (a worker puts its own copies in their place)."""
+        return replace(config, data=_data_paths(config.data, self.tokens))
+
+
+def _data_paths(data: DataConfig, rebase: Callable[[Any], Any]) -> DataConfig:
+    def one(path: str | None) -> str | None:
+        return None if path is None else rebase(str(Path(path).resolve()) if not path.startswith("@") else path)
+
+    return replace(
+        data,
+        datasets=tuple(str(one(d)) for d in data.datasets),
+        groups=one(data.groups),
+        modalities=one(data.modalities),
+    )
+
+
 @dataclass(frozen=True)
 class Stage:
     """What every unit of one stage's map shares: the experiment, the run folder and the
-    driver's finished records when the stage began (a worker's :class:`JournalStore`)."""
+    driver's finished records when the stage began (a worker's :class:`JournalStore`).
+
+    With ``link`` (workers without a shared filesystem), ``run_dir``, the datasets of
+    ``config`` and the paths of ``snapshot`` are tokens: the worker is handed no path of the
+    driver's, and works in its own copy (:class:`~seqtransfer.experiment.mirror.Mirror`).
+    """
 
     name: str
     config: ExperimentConfig
     run_dir: str
     snapshot: dict[str, RunRecord]
     token: str
+    link: Link | None = None
 
 
 def stage_of(ctx: Context, name: str) -> Stage:
     """The shared input of a stage's units (the store's finished records as of now)."""
     assert isinstance(ctx.store, RunStore), "only the driver starts a stage"
-    return Stage(name, ctx.config, str(ctx.run_dir), ctx.store.snapshot(), uuid.uuid4().hex)
+    token = uuid.uuid4().hex
+    if ctx.shipping is None:
+        return Stage(name, ctx.config, str(ctx.run_dir), ctx.store.snapshot(), token)
+    from seqtransfer.experiment.mirror import RUN, stage_link, tokenised_records
+
+    ship = ctx.shipping
+    link = stage_link(ship.roots, ship.server, ship.storage)
+    snapshot = tokenised_records(ctx.store.snapshot(), ship.roots)
+    return Stage(name, ship.worker_config(ctx.config), RUN, snapshot, token, link)
 
 
 _WORKER_CONTEXTS: dict[str, Context] = {}
@@ -363,19 +437,54 @@ def _worker_context(stage: Stage) -> Context:
     each would repeat the same reads. One per stage: a context opened before the zoo stage
     (which holds only the models done then) must not serve the methods stage. Its store is
     a :class:`JournalStore` of the stage's snapshot: the worker never opens the SQLite file.
+    With a :attr:`Stage.link`, it first brings its copy of the run up to date and works
+    there; what it sends is spelled in tokens, the files a record names shipped before it.
     """
     if stage.token not in _WORKER_CONTEXTS:
         _WORKER_CONTEXTS.clear()  # one stage at a time
         release_features()  # what this worker read for affinity shards
-        journal = JournalStore(stage.snapshot, RunLayout(Path(stage.run_dir)).store_path)
-        _WORKER_CONTEXTS[stage.token] = open_context(stage.config, Path(stage.run_dir), store=journal)
+        if stage.link is None:
+            journal = JournalStore(stage.snapshot, RunLayout(Path(stage.run_dir)).store_path)
+            ctx = open_context(stage.config, Path(stage.run_dir), store=journal)
+        else:
+            from seqtransfer.experiment.mirror import RUN, Mirror, localised_records
+
+            mirror = Mirror.of(stage.link)
+            run_dir = mirror.path(RUN)
+            journal = JournalStore(
+                localised_records(stage.snapshot, mirror),
+                RunLayout(run_dir).store_path,
+                outbox=functools.partial(_ship_and_send, mirror),
+            )
+            config = replace(stage.config, data=_data_paths(stage.config.data, mirror.inward))
+            ctx = open_context(config, run_dir, store=journal)
+        _WORKER_CONTEXTS[stage.token] = ctx
     return _WORKER_CONTEXTS[stage.token]
+
+
+def _ship_and_send(mirror: Mirror, message: Any) -> None:
+    """A worker's message to the driver in tokens; a finished run's files are shipped first."""
+    if message[0] == "done":
+        mirror.ship()
+    send(mirror.outward(message))
+
+
+def _unit_done(stage: Stage, result: Any = None) -> Any:
+    """The end of a worker's unit: the files it wrote outside a stored run shipped, and its
+    result spelled in tokens (nothing to do with a shared filesystem)."""
+    if stage.link is None:
+        return result
+    from seqtransfer.experiment.mirror import Mirror
+
+    mirror = Mirror.current(stage.link)
+    mirror.ship()
+    return mirror.outward(result)
 
 
 def _zoo_worker(args: tuple[Stage, str]) -> dict[str, Any]:
     stage, name = args
     ctx = _worker_context(stage)
-    return _zoo_model(ctx, name).to_dict()
+    return _unit_done(stage, _zoo_model(ctx, name).to_dict())
 
 
 def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None) -> None:
@@ -390,6 +499,7 @@ def zoo_stage(ctx: Context, executor: Executor, progress: Progress | None = None
         on_message=_writer(ctx),
     )
     for r in records:
+        r = ctx.shipping.untokens(r) if ctx.shipping is not None else r
         ctx.zoo[r["task"]] = ZooModel.from_dict(r)
     for ws in [*ctx.workspaces.values(), *ctx.sample_workspaces.values()]:
         for name, model in ctx.zoo.items():
@@ -775,23 +885,29 @@ def _calibrated_result(ctx: Context, path: list[str], draw: int, fitted: dict[st
 def _target_draw_worker(args: tuple[Stage, str, int]) -> None:
     stage, target, draw = args
     run_target_draw(_worker_context(stage), target, draw)
+    _unit_done(stage)
 
 
 def _sample_size_worker(args: tuple[Stage, str, int, int]) -> None:
     stage, target, n, draw = args
     run_sample_size(_worker_context(stage), target, n, draw)
+    _unit_done(stage)
 
 
 def _calibrated_worker(args: tuple[Stage, str]) -> None:
     stage, target = args
     run_calibrated(_worker_context(stage), [target])
+    _unit_done(stage)
 
 
 def _writer(ctx: Context) -> Callable[[Any], None]:
     """The driver's end of the workers' messages: each written to the store as it arrives."""
     store = ctx.store
     assert isinstance(store, RunStore), "only the driver writes the store"
-    return store.apply
+    shipping = ctx.shipping
+    if shipping is None:
+        return store.apply
+    return lambda message: store.apply(shipping.untokens(message))
 
 
 def run_experiment(
@@ -816,7 +932,24 @@ def run_experiment(
     """
     run_dir = Path(run_dir)
     executor = executor or SequentialExecutor()
-    ctx = open_context(config, run_dir, progress, executor)  # verifies everything before writing anything
+    if getattr(executor, "ships_files", False):
+        # its workers never see the run folder: the graphs' shards run here, in a local pool
+        with ProcessExecutor() as local:
+            ctx = open_context(config, run_dir, progress, local)  # verifies everything before writing anything
+        ctx.shipping = Shipping.start(config, run_dir, getattr(executor, "storage", None))
+    else:
+        ctx = open_context(config, run_dir, progress, executor)
+    try:
+        _run_stages(ctx, executor, progress)
+    finally:
+        if ctx.shipping is not None:
+            ctx.shipping.stop()
+    return ctx
+
+
+def _run_stages(ctx: Context, executor: Executor, progress: Progress | None) -> None:
+    """Stages 3-6 of :func:`run_experiment`."""
+    config, run_dir = ctx.config, ctx.run_dir
     write_json(
         RunLayout(run_dir).config_path,
         {"config": config.to_dict(), "versions": package_versions(), "written": time.strftime("%Y-%m-%d %H:%M:%S")},
@@ -849,4 +982,4 @@ def run_experiment(
             on_message=_writer(ctx),
         )
     logger.info("done: %d run(s) in %s", len(ctx.store.records(status="done")), ctx.store.path)
-    return ctx
+

@@ -278,25 +278,32 @@ class JournalStore(_Runs):
     Args:
         snapshot: the driver's finished records (:meth:`RunStore.snapshot`).
         path: the driver's store file, for messages only.
+        outbox: where the messages go (default: :func:`~seqtransfer.core.executor.send`).
     """
 
-    def __init__(self, snapshot: Mapping[str, RunRecord], path: str | Path = "runs.sqlite") -> None:
+    def __init__(
+        self,
+        snapshot: Mapping[str, RunRecord],
+        path: str | Path = "runs.sqlite",
+        outbox: Callable[[Any], None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self._records: dict[str, RunRecord] = dict(snapshot)
+        self._send = outbox or send
 
     def get(self, key: str) -> RunRecord | None:
         """The record of a key, or None."""
         return self._records.get(key)
 
     def _started(self, kind: str, spec: Mapping[str, Any]) -> None:
-        send(("running", kind, dict(spec)))
+        self._send(("running", kind, dict(spec)))
 
     def _finished(
         self, key: str, kind: str, spec: Mapping[str, Any], result: dict[str, Any], seconds: float
     ) -> dict[str, Any]:
         # as the driver will hold it: its JSON (NaN as None, tuples as lists)
         stored = json.loads(canonical_json(result))
-        send(("done", kind, dict(spec), stored, seconds))
+        self._send(("done", kind, dict(spec), stored, seconds))
         self._records[key] = RunRecord(key, kind, json.loads(canonical_json(spec)), "done", stored, 1, seconds)
         return stored
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from seqtransfer.core.errors import ConfigError
-from seqtransfer.data.dataset import Case
+from seqtransfer.core.errors import ConfigError, StoreError
+from seqtransfer.data.dataset import Case, Dataset
 from seqtransfer.data.io import read_image
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig, median_spacing
 from seqtransfer.data.tasks import Task, split_tasks
@@ -97,6 +97,7 @@ def open_workspace(
     cache_dir: str | Path | None = None,
     spacing: tuple[float, float, float] | str | None = None,
     models_root: str | Path | None = None,
+    datasets: Sequence[Dataset] | None = None,
 ) -> Workspace:
     """Open a graph folder for training.
 
@@ -108,16 +109,27 @@ def open_workspace(
             ``(sx, sy, sz)`` mm, or ``"median"`` for nnU-Net's per-axis median spacing of
             every case of the graph's datasets.
         models_root: folder of the trained models (default: the graph folder).
+        datasets: the graph's datasets, verified already, matched by folder name (the graph
+            holds the paths of the machine that built it; a Ray worker has its own copy).
+            Default: read and verify the graph's own paths.
 
     Raises:
-        StoreError: the graph folder is missing or corrupt.
+        StoreError: the graph folder is missing or corrupt, or a dataset of the graph is not
+            among ``datasets``.
         DatasetError: a dataset the graph was built from is gone or no longer valid.
         ConfigError: a bad spacing.
     """
     store = GraphStore(graph_dir)
     graph, _, _, _ = store.load()
     roots = sorted({str(d["dataset"]) for _, d in graph.nodes(data=True)})
-    datasets, _ = require_valid([Path(r) for r in roots])
+    if datasets is None:
+        datasets, _ = require_valid([Path(r) for r in roots])
+    else:
+        by_name = {d.root.name: d for d in datasets}
+        missing = [r for r in roots if Path(r).name not in by_name]
+        if missing:
+            raise StoreError(f"{store.graph_path}: dataset(s) {', '.join(missing)} of the graph are not given")
+        datasets = [by_name[Path(r).name] for r in roots]
     groups = {d["objective"]: d["group"] for _, d in graph.nodes(data=True)}
     aliases = {d["modality"]: d["modality_key"] for _, d in graph.nodes(data=True) if "modality_key" in d}
     tasks = {t.name: t for t in split_tasks(datasets, groups, aliases)}

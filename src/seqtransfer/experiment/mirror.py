@@ -1,0 +1,434 @@
+"""Artefacts that travel: a Ray worker's own copy of the run, with no shared filesystem.
+
+The workers of ``seqtransfer run --executor ray`` never open the run folder, nor the datasets
+the driver reads: they are not handed a path to either. Each place the driver reads or writes
+is a *root* with a token (``@run`` for the run folder, ``@data0``, ``@data1``... for datasets
+outside it, ``@groups`` and ``@modalities`` for those files); a path a worker sees or sends is
+spelled with the token (``@run/models/zoo/...``), and each side puts its own folder in its place
+(:func:`tokens` and :func:`untokens`, which also rewrite the paths inside records).
+
+At the start of every stage the driver lists the roots (:func:`manifest`: each file's size and
+SHA-256, each link's target), and starts a :class:`FolderServer` on its own node (a Ray actor
+holding no CPU), which alone reads the roots for the workers and writes their new files into
+the run folder. A worker keeps, under its scratch folder (``--storage DIR``, else the node's
+temporary folder; one per Ray node either way)::
+
+    SCRATCH/objects/AB/SHA256       each file it was given, once per node (or per DIR), by content
+    SCRATCH/runs/RUN/NODE-PID/TOKEN/...  its process's copy of the roots: hard links to the objects
+
+:meth:`Mirror.sync` fetches only the objects its node lacks (another process of the node, or an
+earlier stage, fetched the rest), so what one node computed (preprocessed cases, zoo models,
+shared fine-tuning steps) is shipped, never computed again. :meth:`Mirror.ship` sends back
+every file of the run the process wrote since, before the store record that names it: a
+record the driver writes always has its files in the run folder already.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import hashlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from seqtransfer.core.atomic import atomic_open
+from seqtransfer.core.errors import StoreError
+from seqtransfer.data.preprocess import file_digest
+
+RUN = "@run"
+#: what of the run folder only the driver writes: the store, the report, the configuration
+#: and the demo's adapt run (never sent to workers, never taken from them)
+DRIVER_ONLY = ("runs.sqlite", "report", "adapt", "config.resolved.json")
+#: what workers write but never read: the saved predictions (taken from them, not sent)
+NOT_SENT = (*DRIVER_ONLY, "predictions")
+#: the environment variable naming the scratch folder of a node's workers
+SCRATCH_ENV = "SEQTRANSFER_SCRATCH"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One file of a manifest (``sha``, ``size``) or one link (``link``: its target's key)."""
+
+    sha: str = ""
+    size: int = 0
+    link: str = ""
+
+
+def _hidden(name: str) -> bool:
+    """A temporary file of an atomic write, or a folder being built."""
+    return name.startswith(".") or name.endswith(".partial")
+
+
+def _rebase(obj: Any, pairs: list[tuple[str, str]]) -> Any:
+    if isinstance(obj, str):
+        for old, new in pairs:
+            if obj == old or obj.startswith(old + "/"):
+                return new + obj[len(old) :]
+        return obj
+    if isinstance(obj, dict):
+        return {k: _rebase(v, pairs) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_rebase(v, pairs) for v in obj]
+    if isinstance(obj, tuple):
+        return tuple(_rebase(v, pairs) for v in obj)
+    return obj
+
+
+def tokens(obj: Any, roots: Mapping[str, str | Path]) -> Any:
+    """``obj`` (strings, dicts, lists, tuples) with every path inside a root spelled by its token."""
+    pairs = sorted(((str(path), token) for token, path in roots.items()), key=lambda p: -len(p[0]))
+    return _rebase(obj, pairs)
+
+
+def untokens(obj: Any, roots: Mapping[str, str | Path]) -> Any:
+    """``obj`` with every token put back as its root's path (the inverse of :func:`tokens`)."""
+    return _rebase(obj, [(token, str(path)) for token, path in roots.items()])
+
+
+def _is_inside(path: str, roots: Mapping[str, str | Path]) -> bool:
+    return tokens(path, roots) != path
+
+
+def manifest(roots: Mapping[str, str | Path]) -> dict[str, Entry]:
+    """Every file and link under the roots, by key (``TOKEN/relative/path``).
+
+    A link to a place inside a root is kept as a link; one that leads outside is followed
+    (its files are listed under the link). The store, the report, the predictions and
+    temporary files are left out (:data:`NOT_SENT`).
+    """
+    out: dict[str, Entry] = {}
+
+    def walk(folder: Path, key: str) -> None:
+        with os.scandir(folder) as it:
+            children = sorted(it, key=lambda e: e.name)
+        for child in children:
+            if _hidden(child.name) or (key == RUN and child.name.startswith(NOT_SENT)):
+                continue
+            visit(Path(child.path), f"{key}/{child.name}")
+
+    def visit(path: Path, key: str) -> None:
+        if path.is_symlink():
+            target = os.path.normpath(os.path.join(path.parent, os.readlink(path)))
+            if _is_inside(target, roots):
+                out[key] = Entry(link=tokens(target, roots))
+                return
+        if path.is_dir():
+            walk(path, key)
+        elif path.is_file():
+            out[key] = Entry(sha=file_digest(path), size=path.stat().st_size)
+
+    for token, root in roots.items():
+        visit(Path(root), token)
+    return out
+
+
+def _resolve(key: str, roots: Mapping[str, str | Path]) -> Path:
+    """The path of a key under its root; a key that leaves its root is refused."""
+    token, _, rest = key.partition("/")
+    if token not in roots or (rest and any(part in ("", ".", "..") for part in rest.split("/"))):
+        raise StoreError(f"{key}: not a path of this run")
+    return Path(roots[token], rest) if rest else Path(roots[token])
+
+
+class FolderServer:
+    """The driver's side (a Ray actor on the driver's node): reads the roots, writes new files
+    of the run folder. Nothing outside the roots is read, and only the run folder is written
+    (never its store, report or predictions)."""
+
+    def __init__(self, roots: Mapping[str, str]) -> None:
+        self.roots = dict(roots)
+
+    def read(self, key: str, sha: str) -> bytes:
+        """A file's bytes, which must still be the ones the manifest listed.
+
+        Raises:
+            StoreError: an unknown key, or a file changed since.
+        """
+        path = _resolve(key, self.roots)
+        data = path.read_bytes()
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise StoreError(f"{path}: changed while the stage ran")
+        return data
+
+    def _writable(self, key: str) -> Path:
+        token, _, rest = key.partition("/")
+        if token != RUN or not rest or rest.split("/")[0].startswith(DRIVER_ONLY):
+            raise StoreError(f"{key}: workers write only the run folder's models, graphs and caches")
+        return _resolve(key, self.roots)
+
+    def write(self, key: str, data: bytes, sha: str) -> None:
+        """Write a worker's file into the run folder (atomically; the same bytes already there
+        are left as they are).
+
+        Raises:
+            StoreError: a key outside the run folder, or bytes that are not ``sha``'s.
+        """
+        path = self._writable(key)
+        if hashlib.sha256(data).hexdigest() != sha:
+            raise StoreError(f"{path}: damaged in transit")
+        if path.is_file() and not path.is_symlink() and file_digest(path) == sha:
+            return
+        with atomic_open(path, "wb") as handle:
+            handle.write(data)
+
+    def link(self, key: str, target: str) -> None:
+        """Make a worker's link in the run folder (to another path of the run)."""
+        path = self._writable(key)
+        _place_link(path, _resolve(target, self.roots))
+
+
+def _place_link(path: Path, target: Path) -> None:
+    """``path`` becomes a link to ``target`` (atomically; a folder in its place is removed)."""
+    if path.is_symlink() and Path(os.readlink(path)) == target:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.link")
+    with contextlib.suppress(FileNotFoundError):
+        tmp.unlink()
+    os.symlink(target, tmp, target_is_directory=target.is_dir())
+    os.replace(tmp, path)
+
+
+def _call(server: Any, method: str, *args: Any) -> Any:
+    """A method of the server: a Ray actor's (waited for), or a plain object's (tests)."""
+    bound = getattr(server, method)
+    if hasattr(bound, "remote"):
+        import ray
+
+        return ray.get(bound.remote(*args))
+    return bound(*args)
+
+
+def start_server(roots: Mapping[str, str | Path]) -> Any:
+    """A :class:`FolderServer` actor on this (the driver's) node."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
+    actor = ray.remote(num_cpus=0, max_concurrency=4, scheduling_strategy=here)(FolderServer)
+    return actor.remote({t: str(p) for t, p in roots.items()})
+
+
+def scratch_base(storage: str | None) -> Path:
+    """A worker's scratch folder: ``storage`` (a folder every node mounts: shared by all),
+    else ``$SEQTRANSFER_SCRATCH`` or the temporary folder, one subfolder per Ray node."""
+    if storage:
+        return Path(storage)
+    base = os.environ.get(SCRATCH_ENV) or os.path.join(tempfile.gettempdir(), "seqtransfer-scratch")
+    return Path(base, _node())
+
+
+def _node() -> str:
+    """This Ray node's id, shortened."""
+    import ray
+
+    return str(ray.get_runtime_context().get_node_id())[:16]
+
+
+@dataclass(frozen=True)
+class Link:
+    """What a stage's workers get instead of paths: the roots' tokens and folder names, the
+    manifest, the server, and where scratch goes (``storage``: a folder every node mounts)."""
+
+    run: str
+    names: dict[str, str]
+    entries: dict[str, Entry]
+    server: Any
+    storage: str | None = None
+
+
+_MIRRORS: dict[str, Mirror] = {}
+
+
+class Mirror:
+    """A worker process's copy of the roots (see the module).
+
+    Args:
+        base: the scratch folder.
+        link: the stage's :class:`Link`.
+        node: this process's node (its copy is ``runs/RUN/NODE-PID``).
+    """
+
+    def __init__(self, base: Path, link: Link, node: str = "local") -> None:
+        self.objects = base / "objects"
+        self.root = base / "runs" / link.run / f"{node}-{os.getpid()}"
+        self.roots = {token: self.root / token[1:] / name for token, name in link.names.items()}
+        self.server = link.server
+        # key -> (inode, size, mtime_ns, sha or link target) of the driver's copy
+        self._known: dict[str, tuple[int, int, int, str]] = {}
+
+    @classmethod
+    def of(cls, link: Link) -> Mirror:
+        """This process's mirror of a run (kept from stage to stage), synced to ``link``."""
+        mirror = _MIRRORS.get(link.run)
+        if mirror is None:
+            mirror = _MIRRORS[link.run] = cls(scratch_base(link.storage), link, _node())
+        mirror.server = link.server  # a resumed run has a new server for the same folder
+        mirror.sync(link.entries)
+        return mirror
+
+    @classmethod
+    def current(cls, link: Link) -> Mirror:
+        """This process's mirror of a run, as it is (:meth:`of` made it this stage)."""
+        return _MIRRORS[link.run]
+
+    def path(self, token: str) -> Path:
+        """The local folder of a root."""
+        return self.roots[token]
+
+    def inward(self, obj: Any) -> Any:
+        """The driver's tokens made this mirror's paths."""
+        return untokens(obj, self.roots)
+
+    def outward(self, obj: Any) -> Any:
+        """This mirror's paths made tokens (for the driver)."""
+        return tokens(obj, self.roots)
+
+    def _stat(self, path: Path) -> tuple[int, int, int]:
+        st = path.lstat()
+        return st.st_ino, st.st_size, st.st_mtime_ns
+
+    def _object(self, key: str, sha: str, size: int) -> Path:
+        obj = self.objects / sha[:2] / sha
+        if obj.is_file() and obj.stat().st_size == size:
+            return obj
+        obj.parent.mkdir(parents=True, exist_ok=True)
+        with open(obj.parent / f".{sha}.lock", "a") as lock:  # one fetch per node
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (obj.is_file() and obj.stat().st_size == size):
+                data = _call(self.server, "read", key, sha)
+                if hashlib.sha256(data).hexdigest() != sha:
+                    raise StoreError(f"{key}: damaged in transit")
+                tmp = obj.with_name(f".{sha}.{os.getpid()}.tmp")
+                tmp.write_bytes(data)
+                tmp.chmod(0o444)
+                os.replace(tmp, obj)
+        return obj
+
+    def sync(self, entries: Mapping[str, Entry]) -> int:
+        """Make the local copy hold every entry; returns how many files it had to place.
+
+        Afterwards, what the driver holds is exactly ``entries``: a local file of the run not
+        among them is sent at the next :meth:`ship`.
+        """
+        self._known = {k: v for k, v in self._known.items() if k in entries}
+        placed = 0
+        for key, entry in sorted(entries.items(), key=lambda kv: bool(kv[1].link)):
+            path = _resolve(key, self.roots)
+            if entry.link:
+                target = str(_resolve(entry.link, self.roots))
+                if not (path.is_symlink() and os.readlink(path) == target):
+                    _place_link(path, Path(target))
+                self._known[key] = (*self._stat(path), entry.link)
+                continue
+            known = self._known.get(key)
+            if known is not None and known[3] == entry.sha and path.exists() and self._stat(path) == known[:3]:
+                continue
+            obj = self._object(key, entry.sha, entry.size)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            tmp = path.with_name(f".{path.name}.{os.getpid()}.mirror")
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+            try:
+                os.link(obj, tmp)
+            except OSError as exc:  # another filesystem, or no hard links: a copy
+                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                    raise
+                shutil.copyfile(obj, tmp)
+            os.replace(tmp, path)
+            self._known[key] = (*self._stat(path), entry.sha)
+            placed += 1
+        return placed
+
+    def _files(self) -> Iterator[tuple[str, Path]]:
+        """Every file and link of the local run folder, by key (not following links)."""
+        root = self.roots[RUN]
+
+        def walk(folder: Path, key: str) -> Iterator[tuple[str, Path]]:
+            with os.scandir(folder) as it:
+                children = sorted(it, key=lambda e: e.name)
+            for child in children:
+                if _hidden(child.name) or (key == RUN and child.name.startswith(DRIVER_ONLY)):
+                    continue
+                path, sub = Path(child.path), f"{key}/{child.name}"
+                if child.is_symlink() or child.is_file(follow_symlinks=False):
+                    yield sub, path
+                elif child.is_dir(follow_symlinks=False):
+                    yield from walk(path, sub)
+
+        if root.is_dir():
+            yield from walk(root, RUN)
+
+    def ship(self) -> int:
+        """Send the driver every file and link of the run this process wrote since it last
+        shipped or synced; returns how many."""
+        sent = 0
+        for key, path in self._files():
+            stat = self._stat(path)
+            known = self._known.get(key)
+            if known is not None and known[:3] == stat:
+                continue
+            if path.is_symlink():
+                target = self.outward(os.path.normpath(os.path.join(path.parent, os.readlink(path))))
+                if known is None or known[3] != target:
+                    _call(self.server, "link", key, target)
+                    sent += 1
+                self._known[key] = (*stat, target)
+                continue
+            sha = file_digest(path)
+            if known is None or known[3] != sha:
+                _call(self.server, "write", key, path.read_bytes(), sha)
+                sent += 1
+            self._known[key] = (*stat, sha)
+        return sent
+
+
+def driver_roots(run_dir: Path, datasets: list[str], files: Mapping[str, str | None]) -> dict[str, Path]:
+    """The roots of a run: the run folder, each dataset outside it, and the named files."""
+    run_dir = run_dir.resolve()
+    roots: dict[str, Path] = {RUN: run_dir}
+    for i, d in enumerate(datasets):
+        path = Path(d).resolve()
+        if not path.is_relative_to(run_dir):
+            roots[f"@data{i}"] = path
+    for token, file in files.items():
+        if file:
+            path = Path(file).resolve()
+            if not path.is_relative_to(run_dir):
+                roots[token] = path
+    return roots
+
+
+def stage_link(roots: Mapping[str, Path], server: Any, storage: str | None) -> Link:
+    """A stage's :class:`Link`: the roots' manifest as of now."""
+    run = hashlib.sha256("\n".join(f"{t}={p}" for t, p in sorted(roots.items())).encode()).hexdigest()[:16]
+    return Link(
+        run=run,
+        names={token: Path(path).name for token, path in roots.items()},
+        entries=manifest(roots),
+        server=server,
+        storage=storage,
+    )
+
+
+def tokenised_records(records: Mapping[str, Any], roots: Mapping[str, str | Path]) -> dict[str, Any]:
+    """A store snapshot (:class:`~seqtransfer.experiment.store.RunRecord` s) with its paths as tokens."""
+    return {
+        key: replace(r, spec=tokens(r.spec, roots), result=tokens(r.result, roots)) for key, r in records.items()
+    }
+
+
+def localised_records(records: Mapping[str, Any], mirror: Mirror) -> dict[str, Any]:
+    """A tokenised snapshot with this mirror's paths."""
+    return {key: replace(r, spec=mirror.inward(r.spec), result=mirror.inward(r.result)) for key, r in records.items()}
+
