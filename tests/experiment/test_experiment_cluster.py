@@ -79,7 +79,7 @@ def _refuse_paths(prefixes: list[str]) -> Callable[[], None]:
 
         import ray
 
-        watched = ("open", "os.listdir", "os.scandir", "os.stat", "os.mkdir", "os.rename", "os.remove", "shutil.copyfile")
+        watched = {"open", "os.listdir", "os.scandir", "os.mkdir", "os.rename", "os.remove", "shutil.copyfile"}
 
         def hook(event: str, args: tuple) -> None:
             if event not in watched or not args:

@@ -129,7 +129,8 @@ def test_new_files_come_back_to_the_run_folder_once_and_nothing_else(tmp_path: P
     (local / "predictions" / "T" / "c.nii.gz").write_bytes(b"seg")
     os.symlink(local / "models" / "zoo" / "A", local / "models" / "alias")
     (local / "graphs" / "draw0" / "new.json").write_text('{"nodes": [1]}')
-    os.replace(local / "graphs" / "draw0" / "new.json", local / "graphs" / "draw0" / "graph.json")  # as atomic writes do
+    # replaced, as atomic writes do
+    os.replace(local / "graphs" / "draw0" / "new.json", local / "graphs" / "draw0" / "graph.json")
     assert mirror.ship() == 4
     assert (run / "models" / "zoo" / "A" / "checkpoint_final.pth").read_bytes() == b"weights"
     assert not (run / "models" / "zoo" / "A" / ".checkpoint_latest.pth.x.tmp").exists()

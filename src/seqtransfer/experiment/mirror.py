@@ -213,7 +213,7 @@ def start_server(roots: Mapping[str, str | Path]) -> Any:
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-    actor = ray.remote(num_cpus=0, max_concurrency=4, scheduling_strategy=here)(FolderServer)
+    actor = ray.remote(FolderServer).options(num_cpus=0, max_concurrency=4, scheduling_strategy=here)
     return actor.remote({t: str(p) for t, p in roots.items()})
 
 
@@ -423,12 +423,9 @@ def stage_link(roots: Mapping[str, Path], server: Any, storage: str | None) -> L
 
 def tokenised_records(records: Mapping[str, Any], roots: Mapping[str, str | Path]) -> dict[str, Any]:
     """A store snapshot (:class:`~seqtransfer.experiment.store.RunRecord` s) with its paths as tokens."""
-    return {
-        key: replace(r, spec=tokens(r.spec, roots), result=tokens(r.result, roots)) for key, r in records.items()
-    }
+    return {key: replace(r, spec=tokens(r.spec, roots), result=tokens(r.result, roots)) for key, r in records.items()}
 
 
 def localised_records(records: Mapping[str, Any], mirror: Mirror) -> dict[str, Any]:
     """A tokenised snapshot with this mirror's paths."""
     return {key: replace(r, spec=mirror.inward(r.spec), result=mirror.inward(r.result)) for key, r in records.items()}
-

@@ -982,4 +982,3 @@ def _run_stages(ctx: Context, executor: Executor, progress: Progress | None) -> 
             on_message=_writer(ctx),
         )
     logger.info("done: %d run(s) in %s", len(ctx.store.records(status="done")), ctx.store.path)
-
