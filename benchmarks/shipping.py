@@ -58,7 +58,7 @@ def sync_and_ship(link, out: str) -> dict[str, float]:
     t3 = time.perf_counter()
     again = Mirror(Path(out), link, node="bench-2")
     t4 = time.perf_counter()
-    second = again.sync(link.entries)
+    again.sync(link.entries)
     t5 = time.perf_counter()
     return {"sync_s": t1 - t0, "placed": placed, "ship_s": t3 - t2, "shipped": shipped, "second_sync_s": t5 - t4}
 
@@ -104,7 +104,9 @@ def main() -> None:
         digest = hashlib.sha256((run / "models" / "new" / "checkpoint_final.pth").read_bytes()).hexdigest()
         assert digest != hashlib.sha256(ckpt).hexdigest()
     mb = total / 1e6
-    print(f"run folder: 1 checkpoint ({len(ckpt) / 1e6:.1f} MB, {args.preset}) + {args.small} small files = {mb:.1f} MB")
+    print(
+        f"run folder: 1 checkpoint ({len(ckpt) / 1e6:.1f} MB, {args.preset}) + {args.small} small files ({mb:.1f} MB)"
+    )
     print(f"baseline shutil.copyfile in this process: {baseline:.3f} s")
     print(f"driver manifest (hashing every file) + server start: {manifest_s:.3f} s")
     print(

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from seqtransfer.core.errors import StoreError
+from seqtransfer.core.fetch import install, need
 from seqtransfer.experiment.mirror import (
     RUN,
     Entry,
@@ -39,7 +40,8 @@ def _run_folder(tmp_path: Path) -> tuple[Path, Path]:
     (run / "report" / "summary.md").write_text("report")
     (run / "predictions").mkdir()
     (run / "predictions" / "p.nii.gz").write_bytes(b"prediction")
-    (run / "models" / ".checkpoint.pth.abc.tmp").parent.mkdir(parents=True)
+    (run / "models" / "zoo" / "B").mkdir(parents=True)
+    (run / "models" / "zoo" / "B" / "checkpoint_final.pth").write_bytes(b"zoo B")
     (run / "models" / ".checkpoint.pth.abc.tmp").write_bytes(b"half written")
     data = tmp_path / "elsewhere" / "Dataset001_X"
     (data / "imagesTr").mkdir(parents=True)
@@ -64,6 +66,7 @@ def test_the_manifest_lists_what_workers_need_and_nothing_of_the_driver_s(tmp_pa
         "@run/graphs/draw0/features/a.npy",
         "@run/graphs/draw0/graph.json",
         "@run/graphs/draw1/features",
+        "@run/models/zoo/B/checkpoint_final.pth",
         "@data0/imagesTr/c_0000.nii.gz",
         "@data0/dataset.json",
     }
@@ -100,9 +103,29 @@ def test_a_worker_s_copy_holds_the_files_under_their_own_names_and_links(tmp_pat
     assert mirror.path("@data0").name == "Dataset001_X"  # a task's name may come from its folder
     assert not (local / "runs.sqlite").exists() and not (local / "report").exists()
     assert not (local / "predictions").exists()
-    assert len(reads) == 4  # every file once, the link none
+    assert len(reads) == 4  # every file once, the link none, the models not yet
+    assert not (local / "models" / "zoo" / "B").exists()
     assert mirror.inward("@run/models/m") == str(local / "models" / "m")
     assert mirror.outward(str(local / "models" / "m")) == "@run/models/m"
+
+
+def test_a_model_is_fetched_when_the_code_needs_it_and_only_then(tmp_path: Path) -> None:
+    run, data = _run_folder(tmp_path)
+    mirror, _, reads = _mirror(tmp_path, run, data, "n1")
+    local = mirror.path(RUN)
+    reads.clear()
+    install(mirror.fetch)
+    try:
+        need(local / "models" / "zoo" / "C")  # the driver has none: nothing to fetch
+        assert reads == []
+        need(local / "models" / "zoo")
+        assert reads == ["@run/models/zoo/B/checkpoint_final.pth"]
+        assert (local / "models" / "zoo" / "B" / "checkpoint_final.pth").read_bytes() == b"zoo B"
+        need(local / "models" / "zoo" / "B" / "checkpoint_final.pth")
+        assert len(reads) == 1  # once
+    finally:
+        install(None)
+    assert mirror.ship() == 0  # what was fetched is the driver's already
 
 
 def test_a_second_process_of_the_node_fetches_nothing_again(tmp_path: Path) -> None:
@@ -113,7 +136,7 @@ def test_a_second_process_of_the_node_fetches_nothing_again(tmp_path: Path) -> N
     server.read = lambda key, sha: pytest.fail(f"{key} fetched twice on one node")  # type: ignore[method-assign]
     link = stage_link(roots, server, None)
     second = Mirror(tmp_path / "scratch" / "n1", link, node="other-process")
-    assert second.sync(link.entries) == 4  # placed from the node's objects
+    assert second.sync(link.entries) == 4  # placed from the node's objects (the model when needed)
     assert (second.path(RUN) / "graphs" / "draw0" / "graph.json").read_text() == '{"nodes": []}'
     assert second.path(RUN) != first.path(RUN)
 

@@ -39,6 +39,7 @@ from typing import Any
 
 from seqtransfer.core.atomic import atomic_open
 from seqtransfer.core.errors import StoreError
+from seqtransfer.core.fetch import install
 from seqtransfer.data.preprocess import file_digest
 
 RUN = "@run"
@@ -47,6 +48,9 @@ RUN = "@run"
 DRIVER_ONLY = ("runs.sqlite", "report", "adapt", "config.resolved.json")
 #: what workers write but never read: the saved predictions (taken from them, not sent)
 NOT_SENT = (*DRIVER_ONLY, "predictions")
+#: what a worker's copy fetches only when asked (:func:`~seqtransfer.core.fetch.need`): every
+#: model of a paper-scale run on every node would be tens of GB
+LAZY = f"{RUN}/models/"
 #: the environment variable naming the scratch folder of a node's workers
 SCRATCH_ENV = "SEQTRANSFER_SCRATCH"
 
@@ -264,6 +268,8 @@ class Mirror:
         self.server = link.server
         # key -> (inode, size, mtime_ns, sha or link target) of the driver's copy
         self._known: dict[str, tuple[int, int, int, str]] = {}
+        # the driver's files not placed yet (:data:`LAZY`), by key
+        self._pending: dict[str, Entry] = {}
 
     @classmethod
     def of(cls, link: Link) -> Mirror:
@@ -273,6 +279,7 @@ class Mirror:
             mirror = _MIRRORS[link.run] = cls(scratch_base(link.storage), link, _node())
         mirror.server = link.server  # a resumed run has a new server for the same folder
         mirror.sync(link.entries)
+        install(mirror.fetch)
         return mirror
 
     @classmethod
@@ -316,10 +323,12 @@ class Mirror:
     def sync(self, entries: Mapping[str, Entry]) -> int:
         """Make the local copy hold every entry; returns how many files it had to place.
 
+        The run's models (:data:`LAZY`) are placed only when :meth:`fetch` asks for them.
         Afterwards, what the driver holds is exactly ``entries``: a local file of the run not
         among them is sent at the next :meth:`ship`.
         """
         self._known = {k: v for k, v in self._known.items() if k in entries}
+        self._pending = {}
         placed = 0
         for key, entry in sorted(entries.items(), key=lambda kv: bool(kv[1].link)):
             path = _resolve(key, self.roots)
@@ -332,23 +341,40 @@ class Mirror:
             known = self._known.get(key)
             if known is not None and known[3] == entry.sha and path.exists() and self._stat(path) == known[:3]:
                 continue
-            obj = self._object(key, entry.sha, entry.size)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path)
-            tmp = path.with_name(f".{path.name}.{os.getpid()}.mirror")
-            with contextlib.suppress(FileNotFoundError):
-                tmp.unlink()
-            try:
-                os.link(obj, tmp)
-            except OSError as exc:  # another filesystem, or no hard links: a copy
-                if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
-                    raise
-                shutil.copyfile(obj, tmp)
-            os.replace(tmp, path)
-            self._known[key] = (*self._stat(path), entry.sha)
+            if key.startswith(LAZY):
+                self._pending[key] = entry
+                continue
+            self._place(key, entry)
             placed += 1
         return placed
+
+    def fetch(self, path: Path) -> int:
+        """Place what the driver has at ``path`` (a file, or a folder and all under it) and this
+        copy lacks (:func:`~seqtransfer.core.fetch.need`); returns how many files."""
+        key = self.outward(os.path.normpath(path))
+        hits = [k for k in self._pending if k == key or k.startswith(key + "/")]
+        for k in hits:
+            self._place(k, self._pending.pop(k))
+        return len(hits)
+
+    def _place(self, key: str, entry: Entry) -> None:
+        """A file of the driver's, here (a hard link to the node's object)."""
+        path = _resolve(key, self.roots)
+        obj = self._object(key, entry.sha, entry.size)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.mirror")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        try:
+            os.link(obj, tmp)
+        except OSError as exc:  # another filesystem, or no hard links: a copy
+            if exc.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK, errno.ENOTSUP):
+                raise
+            shutil.copyfile(obj, tmp)
+        os.replace(tmp, path)
+        self._known[key] = (*self._stat(path), entry.sha)
 
     def _files(self) -> Iterator[tuple[str, Path]]:
         """Every file and link of the local run folder, by key (not following links)."""
@@ -386,6 +412,9 @@ class Mirror:
                 self._known[key] = (*stat, target)
                 continue
             sha = file_digest(path)
+            pending = self._pending.pop(key, None)
+            if pending is not None and pending.sha == sha:  # made here as the driver has it
+                known = (*stat, sha)
             if known is None or known[3] != sha:
                 _call(self.server, "write", key, path.read_bytes(), sha)
                 sent += 1

@@ -41,6 +41,8 @@ import numpy as np
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.core.executor import Executor, ProcessExecutor, SequentialExecutor, send
+from seqtransfer.core.fetch import install as install_fetcher
+from seqtransfer.core.fetch import need
 from seqtransfer.core.progress import Progress, prefixed, relabel
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import TargetSplit, sample_size_split, source_split, target_split
@@ -70,6 +72,7 @@ from seqtransfer.pipeline.zoo import ZooModel, record_zoo_node, train_source
 from seqtransfer.selection.errors import SelectionError
 from seqtransfer.selection.path import optimal_path
 from seqtransfer.selection.run import Selection, select_in_graph
+from seqtransfer.training.checkpoint import CHECKPOINT_FINAL
 
 if TYPE_CHECKING:
     from seqtransfer.benchmark import BenchmarkConfig
@@ -258,9 +261,15 @@ def open_context(
     check_target_splits(ctx)
     for name in needed_sources(ctx):
         done = ctx.store.done("zoo", _zoo_spec(ctx, name))
-        if done is not None and (Path(done["folder"]) / "checkpoint_final.pth").exists():
+        if done is not None and _has_model(Path(done["folder"])):
             ctx.zoo[name] = ZooModel.from_dict(done)
     return ctx
+
+
+def _has_model(folder: Path) -> bool:
+    """Whether a model folder holds its final checkpoint (fetched first in a worker's copy)."""
+    need(folder)
+    return (folder / CHECKPOINT_FINAL).exists()
 
 
 def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[str]) -> None:
@@ -444,6 +453,7 @@ def _worker_context(stage: Stage) -> Context:
         _WORKER_CONTEXTS.clear()  # one stage at a time
         release_features()  # what this worker read for affinity shards
         if stage.link is None:
+            install_fetcher(None)  # every file is where its path says
             journal = JournalStore(stage.snapshot, RunLayout(Path(stage.run_dir)).store_path)
             ctx = open_context(stage.config, Path(stage.run_dir), store=journal)
         else:
@@ -512,7 +522,7 @@ def _zoo_model(ctx: Context, name: str) -> ZooModel:
     spec = _zoo_spec(ctx, name)
 
     r = ctx.store.run("zoo", spec, lambda: train_source(ctx.workspaces[0], name, ctx.zoo_config).to_dict())
-    if not (Path(r["folder"]) / "checkpoint_final.pth").exists():  # models deleted: train again
+    if not _has_model(Path(r["folder"])):  # models deleted: train again
         return train_source(ctx.workspaces[0], name, ctx.zoo_config)
     return ZooModel.from_dict(r)
 

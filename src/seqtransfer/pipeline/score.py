@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from seqtransfer.core.atomic import write_json
+from seqtransfer.core.fetch import need
 from seqtransfer.data.io import write_image
 from seqtransfer.data.preprocess import restore_label
 from seqtransfer.data.tasks import Task
@@ -94,6 +95,9 @@ def cached_scores(
         }
     )
     file = model_folder / "scores" / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.json"
+    need(file)
+    if save_dir is not None:
+        need(save_dir)
     have_predictions = save_dir is None or all((save_dir / f"{c}.nii.gz").exists() for c in case_ids)
     if file.exists() and have_predictions:
         try:

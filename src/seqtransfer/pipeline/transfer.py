@@ -29,6 +29,7 @@ from torch import nn
 
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError
+from seqtransfer.core.fetch import need
 from seqtransfer.core.progress import Progress, relabel
 from seqtransfer.data.splits import TargetSplit, sample_cases, target_split
 from seqtransfer.data.tasks import Task
@@ -190,6 +191,7 @@ def _cached_fisher(
         key["parameters"] = "all"
     blob = json.dumps(key)
     file = model_folder / "fisher" / f"{hashlib.sha256(blob.encode()).hexdigest()[:20]}.pth"
+    need(file)
     if file.exists():
         try:
             saved = torch.load(file, map_location=device, weights_only=True)
@@ -327,6 +329,7 @@ def run_transfer(
         folder = workspace.models / "finetune" / key
         before = _encoder_snapshot(model)
         start = time.perf_counter()
+        need(folder)
         cached = (folder / CHECKPOINT_FINAL).exists()
         if cached:
             load_weights(model, folder / CHECKPOINT_FINAL)

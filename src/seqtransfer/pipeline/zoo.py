@@ -25,6 +25,7 @@ from torch import nn
 
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError, StoreError
+from seqtransfer.core.fetch import need
 from seqtransfer.core.progress import Progress, relabel
 from seqtransfer.data.splits import source_split
 from seqtransfer.data.tasks import Task
@@ -112,6 +113,7 @@ def load_model(folder: Path, device: torch.device | str | None = None) -> tuple[
     Raises:
         StoreError: missing or corrupt files.
     """
+    need(folder)
     try:
         meta = json.loads((folder / "config.json").read_text())
         network = NetworkConfig.from_dict(meta["network"])
@@ -126,6 +128,7 @@ def load_model(folder: Path, device: torch.device | str | None = None) -> tuple[
 
 
 def _finished(folder: Path) -> dict[str, Any] | None:
+    need(folder)
     metrics = folder / "metrics.json"
     if not (metrics.exists() and (folder / CHECKPOINT_FINAL).exists()):
         return None

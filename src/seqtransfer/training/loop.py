@@ -53,6 +53,7 @@ import torch
 from torch import nn
 
 from seqtransfer.core.errors import ConfigError, StoreError
+from seqtransfer.core.fetch import need
 from seqtransfer.core.progress import Progress, report
 from seqtransfer.training.augment import AugmentConfig, PatchSampler
 from seqtransfer.training.checkpoint import (
@@ -288,6 +289,7 @@ class Trainer:
         """Load the folder's checkpoint into the trainer; the step it was written at (None: none)."""
         assert self.folder is not None
         folder = self.folder
+        need(folder)
         path = next((folder / n for n in (CHECKPOINT_FINAL, CHECKPOINT_LATEST) if (folder / n).is_file()), None)
         if path is None:
             logger.info("%s: no checkpoint to resume from; starting a new training", folder)
