@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-Fetcher = Callable[[Path], None]
+Fetcher = Callable[[Path], object]
 
 #: what :func:`need` calls in this process (None: every file is where it is)
 _FETCHER: Fetcher | None = None
