@@ -46,6 +46,7 @@ def sync_and_ship(link, out: str) -> dict[str, float]:
     t0 = time.perf_counter()
     mirror = Mirror(Path(out), link, node="bench")
     placed = mirror.sync(link.entries)
+    placed += mirror.fetch(mirror.path(RUN) / "models")  # the models come when needed
     t1 = time.perf_counter()
     new = mirror.path(RUN) / "models" / "new" / "checkpoint_final.pth"
     new.parent.mkdir(parents=True)
@@ -59,6 +60,7 @@ def sync_and_ship(link, out: str) -> dict[str, float]:
     again = Mirror(Path(out), link, node="bench-2")
     t4 = time.perf_counter()
     again.sync(link.entries)
+    again.fetch(again.path(RUN) / "models")
     t5 = time.perf_counter()
     return {"sync_s": t1 - t0, "placed": placed, "ship_s": t3 - t2, "shipped": shipped, "second_sync_s": t5 - t4}
 
