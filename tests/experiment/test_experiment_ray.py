@@ -41,7 +41,7 @@ def test_ray_executor_gives_the_results_of_the_local_one(datasets, tmp_path: Pat
         remote = run_experiment(config, tmp_path / "ray", executor=executor)
     finally:
         ray.shutdown()
-    # the graphs (features and pair shards ran as Ray tasks) are those of the local run
+    # the graphs (their shards ran in the driver's local pool: Ray tasks see no run folder) are the local run's
     for draw in ("draw0",):
         assert (tmp_path / "ray" / "graphs" / draw / "graph.json").read_text() == (
             tmp_path / "local" / "graphs" / draw / "graph.json"
