@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from seqtransfer.cli import main
-from seqtransfer.core.errors import ConfigError
+from seqtransfer.core.errors import ConfigError, StoreError
 from seqtransfer.data.dataset import parse_dataset
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.tasks import split_tasks
@@ -276,3 +276,21 @@ def test_without_frozen_encoder_the_whole_network_is_fine_tuned_under_ewc_on_eve
 
     n_params = len(dict(build_network(ZOO.network).named_parameters()))
     assert len(sizes) == 2 and sizes[1] == n_params and sizes[0] < n_params
+
+
+def test_a_workspace_opens_on_moved_copies_of_its_datasets(workspace, tmp_path: Path) -> None:
+    """A Ray worker's copy of the datasets lives elsewhere than the graph's paths say: given the
+    verified copies, the workspace reads those (matched by folder name); one missing is refused."""
+    import shutil
+
+    moved = []
+    for task_root in sorted({t.dataset.root for t in workspace.tasks.values()}):
+        copy = tmp_path / "copy" / task_root.name
+        shutil.copytree(task_root, copy)
+        moved.append(parse_dataset(copy)[0])
+    ws = open_workspace(tmp_path / "g", size=16, cache_dir=tmp_path / "c", datasets=moved)
+    case = ws.task(TARGET).cases[0]
+    assert Path(case.label).is_relative_to(tmp_path / "copy")
+    assert ws.cache.key(case) == workspace.cache.key(workspace.task(TARGET).cases[0])  # the same content
+    with pytest.raises(StoreError, match="not given"):
+        open_workspace(tmp_path / "g", size=16, cache_dir=tmp_path / "c", datasets=moved[:1])
