@@ -188,3 +188,38 @@ def test_the_server_refuses_what_a_worker_may_not_write_or_read(tmp_path: Path) 
     with pytest.raises(StoreError, match="changed"):
         server.read("@run/graphs/draw0/graph.json", _sha(b"not it"))
     assert (run / "runs.sqlite").read_bytes() == b"the store"
+
+
+def test_a_process_s_copy_starts_clean_and_dead_processes_copies_are_swept(tmp_path: Path) -> None:
+    run, data = _run_folder(tmp_path)
+    roots = driver_roots(run, [str(data)], {})
+    link = stage_link(roots, FolderServer({t: str(p) for t, p in roots.items()}), None)
+    runs = tmp_path / "scratch" / "runs" / link.run
+    dead, other_node, mine = runs / "n1-999999999", runs / "n2-999999999", runs / f"n1-{os.getpid()}"
+    for folder in (dead, other_node, mine):
+        (folder / "run" / "models").mkdir(parents=True)
+        (folder / "run" / "models" / "stale.pth").write_bytes(b"old")
+    mirror = Mirror(tmp_path / "scratch", link, node="n1")
+    assert not dead.exists() and other_node.exists()  # another node's processes are not ours to judge
+    assert mirror.root == mine and not (mine / "run" / "models" / "stale.pth").exists()
+    mirror.sync(link.entries)
+    assert mirror.ship() == 0  # nothing of an earlier process is sent as new
+
+
+def test_records_written_with_other_spellings_of_the_run_folder_are_tokenised(tmp_path: Path, monkeypatch) -> None:
+    from seqtransfer.experiment.config import config_from_dict
+    from seqtransfer.experiment.runner import Shipping
+
+    run, data = _run_folder(tmp_path)
+    (data.parent / "objective_groups.json").write_text('{"lesion": "brain"}')
+    monkeypatch.chdir(run.parent)
+    config = config_from_dict({"data": {"datasets": [str(data)]}})
+    ship = Shipping.start(config, Path("run"), None, server=object())
+    assert ship.tokens({"folder": "run/models/a", "abs": str(run / "models" / "a")}) == {
+        "folder": "@run/models/a",
+        "abs": "@run/models/a",
+    }
+    # the groups file found beside the datasets is named for the workers (their copies have no common parent)
+    worker = ship.worker_config(config)
+    assert worker.data.datasets == ("@data0",) and worker.data.groups == "@groups"
+    assert ship.roots["@groups"] == (data.parent / "objective_groups.json").resolve()

@@ -294,3 +294,32 @@ def test_a_workspace_opens_on_moved_copies_of_its_datasets(workspace, tmp_path: 
     assert ws.cache.key(case) == workspace.cache.key(workspace.task(TARGET).cases[0])  # the same content
     with pytest.raises(StoreError, match="not given"):
         open_workspace(tmp_path / "g", size=16, cache_dir=tmp_path / "c", datasets=moved[:1])
+    twice = [*moved, parse_dataset(shutil.copytree(moved[0].root, tmp_path / "again" / moved[0].root.name))[0]]
+    with pytest.raises(StoreError, match="several"):
+        open_workspace(tmp_path / "g", size=16, cache_dir=tmp_path / "c", datasets=twice)
+    # the graph's own datasets given through a link of another name: matched by their folder
+    links = []
+    for i, task_root in enumerate(sorted({t.dataset.root for t in workspace.tasks.values()})):
+        (tmp_path / f"link{i}").symlink_to(task_root.resolve(), target_is_directory=True)
+        links.append(parse_dataset(tmp_path / f"link{i}")[0])
+    assert open_workspace(tmp_path / "g", size=16, cache_dir=tmp_path / "c", datasets=links).tasks.keys() == (
+        workspace.tasks.keys()
+    )
+
+
+def test_predict_finds_a_transfer_s_model_in_a_moved_run_folder(tmp_path: Path) -> None:
+    """metrics.json names the final model by the path it had where it was written (another
+    machine's copy, a run folder since moved): the model is found by the end of that path."""
+    from seqtransfer.pipeline.predict import resolve_model_folder
+
+    model = tmp_path / "now" / "run" / "models" / "finetune" / "0123abcd"
+    model.mkdir(parents=True)
+    (model / "config.json").write_text("{}")
+    transfer_dir = tmp_path / "now" / "run" / "models" / "transfers" / "T" / "cafe"
+    transfer_dir.mkdir(parents=True)
+    recorded = "/elsewhere/scratch/node-12/run/models/finetune/0123abcd"
+    (transfer_dir / "metrics.json").write_text(json.dumps({"final_model": recorded}))
+    assert resolve_model_folder(transfer_dir) == model.resolve()
+    (transfer_dir / "metrics.json").write_text(json.dumps({"final_model": "/elsewhere/models/finetune/gone"}))
+    with pytest.raises(ConfigError, match="no config.json"):
+        resolve_model_folder(transfer_dir)

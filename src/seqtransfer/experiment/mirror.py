@@ -25,14 +25,14 @@ record the driver writes always has its files in the run folder already.
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import fcntl
 import hashlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -84,10 +84,12 @@ def _rebase(obj: Any, pairs: list[tuple[str, str]]) -> Any:
     return obj
 
 
-def tokens(obj: Any, roots: Mapping[str, str | Path]) -> Any:
-    """``obj`` (strings, dicts, lists, tuples) with every path inside a root spelled by its token."""
-    pairs = sorted(((str(path), token) for token, path in roots.items()), key=lambda p: -len(p[0]))
-    return _rebase(obj, pairs)
+def tokens(obj: Any, roots: Mapping[str, str | Path], aliases: Mapping[str, Sequence[str]] | None = None) -> Any:
+    """``obj`` (strings, dicts, lists, tuples) with every path inside a root spelled by its
+    token; ``aliases``: other spellings of a root (relative, unresolved) replaced as well."""
+    pairs = [(str(path), token) for token, path in roots.items()]
+    pairs += [(str(alias), token) for token, spelled in (aliases or {}).items() for alias in spelled]
+    return _rebase(obj, sorted(pairs, key=lambda p: -len(p[0])))
 
 
 def untokens(obj: Any, roots: Mapping[str, str | Path]) -> Any:
@@ -194,11 +196,30 @@ def _place_link(path: Path, target: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.link")
-    with contextlib.suppress(FileNotFoundError):
-        tmp.unlink()
+    tmp = _temporary(path, "link")
     os.symlink(target, tmp, target_is_directory=target.is_dir())
     os.replace(tmp, path)
+
+
+def _sweep(runs: Path, node: str) -> None:
+    """Remove the copies of this node's processes that are gone (their objects stay)."""
+    if not runs.is_dir():
+        return
+    for copy in runs.iterdir():
+        owner, _, pid = copy.name.rpartition("-")
+        if owner != node or not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(copy, ignore_errors=True)
+        except PermissionError:  # another user's live process
+            pass
+
+
+def _temporary(path: Path, what: str) -> Path:
+    """A unique hidden name beside ``path`` (threads of the server, processes of the nodes)."""
+    return path.with_name(f".{path.name}.{uuid.uuid4().hex}.{what}")
 
 
 def _call(server: Any, method: str, *args: Any) -> Any:
@@ -264,6 +285,8 @@ class Mirror:
     def __init__(self, base: Path, link: Link, node: str = "local") -> None:
         self.objects = base / "objects"
         self.root = base / "runs" / link.run / f"{node}-{os.getpid()}"
+        _sweep(self.root.parent, node)
+        shutil.rmtree(self.root, ignore_errors=True)  # an earlier process of this id's leftovers
         self.roots = {token: self.root / token[1:] / name for token, name in link.names.items()}
         self.server = link.server
         # key -> (inode, size, mtime_ns, sha or link target) of the driver's copy
@@ -314,7 +337,7 @@ class Mirror:
                 data = _call(self.server, "read", key, sha)
                 if hashlib.sha256(data).hexdigest() != sha:
                     raise StoreError(f"{key}: damaged in transit")
-                tmp = obj.with_name(f".{sha}.{os.getpid()}.tmp")
+                tmp = _temporary(obj, "tmp")
                 tmp.write_bytes(data)
                 tmp.chmod(0o444)
                 os.replace(tmp, obj)
@@ -327,7 +350,8 @@ class Mirror:
         Afterwards, what the driver holds is exactly ``entries``: a local file of the run not
         among them is sent at the next :meth:`ship`.
         """
-        self._known = {k: v for k, v in self._known.items() if k in entries}
+        # (what this process shipped of the predictions: the driver keeps them, never sends them)
+        self._known = {k: v for k, v in self._known.items() if k in entries or k.startswith(f"{RUN}/predictions/")}
         self._pending = {}
         placed = 0
         for key, entry in sorted(entries.items(), key=lambda kv: bool(kv[1].link)):
@@ -364,9 +388,7 @@ class Mirror:
         path.parent.mkdir(parents=True, exist_ok=True)
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.mirror")
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+        tmp = _temporary(path, "mirror")
         try:
             os.link(obj, tmp)
         except OSError as exc:  # another filesystem, or no hard links: a copy
@@ -450,9 +472,10 @@ def stage_link(roots: Mapping[str, Path], server: Any, storage: str | None) -> L
     )
 
 
-def tokenised_records(records: Mapping[str, Any], roots: Mapping[str, str | Path]) -> dict[str, Any]:
-    """A store snapshot (:class:`~seqtransfer.experiment.store.RunRecord` s) with its paths as tokens."""
-    return {key: replace(r, spec=tokens(r.spec, roots), result=tokens(r.result, roots)) for key, r in records.items()}
+def tokenised_records(records: Mapping[str, Any], spell: Callable[[Any], Any]) -> dict[str, Any]:
+    """A store snapshot (:class:`~seqtransfer.experiment.store.RunRecord` s) with its paths
+    spelled as tokens by ``spell`` (:func:`tokens` with the run's roots)."""
+    return {key: replace(r, spec=spell(r.spec), result=spell(r.result)) for key, r in records.items()}
 
 
 def localised_records(records: Mapping[str, Any], mirror: Mirror) -> dict[str, Any]:

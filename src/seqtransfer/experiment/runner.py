@@ -74,6 +74,9 @@ from seqtransfer.selection.path import optimal_path
 from seqtransfer.selection.run import Selection, select_in_graph
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL
 
+#: the run folder's token (:mod:`seqtransfer.experiment.mirror`)
+RUN_TOKEN = "@run"
+
 if TYPE_CHECKING:
     from seqtransfer.benchmark import BenchmarkConfig
     from seqtransfer.experiment.mirror import Link, Mirror
@@ -360,15 +363,36 @@ class Shipping:
     roots: dict[str, Path]
     server: Any
     storage: str | None = None
+    #: the data paths the workers get (the group and alias files found beside the datasets
+    #: named: a worker's copies of the datasets have no common parent to find them in)
+    data: DataConfig | None = None
+    #: other spellings of the roots (as given, absolute), for records written before
+    aliases: dict[str, list[str]] = field(default_factory=dict)
 
     @classmethod
-    def start(cls, config: ExperimentConfig, run_dir: Path, storage: str | None) -> Shipping:
-        """The roots of ``config``'s run in ``run_dir`` and their server."""
+    def start(cls, config: ExperimentConfig, run_dir: Path, storage: str | None, server: Any = None) -> Shipping:
+        """The roots of ``config``'s run in ``run_dir`` and their server (started on this node
+        unless given)."""
         from seqtransfer.experiment.mirror import driver_roots, start_server
 
-        files = {"@groups": config.data.groups, "@modalities": config.data.modalities}
-        roots = driver_roots(run_dir, list(config.data.datasets), files)
-        return cls(roots, start_server(roots), storage)
+        data = config.data
+        if data.datasets:
+            groups = data.groups or find_objective_groups(list(data.datasets))
+            modalities = data.modalities or find_modality_aliases(list(data.datasets))
+            data = replace(
+                data,
+                groups=str(groups) if groups is not None else None,
+                modalities=str(modalities) if modalities is not None else None,
+            )
+        files = {"@groups": data.groups, "@modalities": data.modalities}
+        roots = driver_roots(run_dir, list(data.datasets), files)
+        given = {RUN_TOKEN: run_dir, **{f"@data{i}": Path(d) for i, d in enumerate(data.datasets)}}
+        aliases = {
+            token: sorted({str(path), str(path.absolute())} - {str(roots[token])})
+            for token, path in given.items()
+            if token in roots
+        }
+        return cls(roots, server if server is not None else start_server(roots), storage, data, aliases)
 
     def stop(self) -> None:
         """End the server."""
@@ -380,7 +404,7 @@ class Shipping:
     def tokens(self, obj: Any) -> Any:
         from seqtransfer.experiment.mirror import tokens
 
-        return tokens(obj, self.roots)
+        return tokens(obj, self.roots, self.aliases)
 
     def untokens(self, obj: Any) -> Any:
         from seqtransfer.experiment.mirror import untokens
@@ -389,7 +413,7 @@ class Shipping:
 
     def worker_config(self, config: ExperimentConfig) -> ExperimentConfig:
         """``config`` with its data paths as tokens (a worker puts its own copies in their place)."""
-        return replace(config, data=_data_paths(config.data, self.tokens))
+        return replace(config, data=_data_paths(self.data or config.data, self.tokens))
 
 
 def _data_paths(data: DataConfig, rebase: Callable[[Any], Any]) -> DataConfig:
@@ -432,7 +456,7 @@ def stage_of(ctx: Context, name: str) -> Stage:
 
     ship = ctx.shipping
     link = stage_link(ship.roots, ship.server, ship.storage)
-    snapshot = tokenised_records(ctx.store.snapshot(), ship.roots)
+    snapshot = tokenised_records(ctx.store.snapshot(), ship.tokens)
     return Stage(name, ship.worker_config(ctx.config), RUN, snapshot, token, link)
 
 

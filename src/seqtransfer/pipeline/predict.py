@@ -37,12 +37,26 @@ def resolve_model_folder(path: str | Path) -> Path:
         p = p.parent
     if (p / "metrics.json").is_file() and not (p / "config.json").is_file():
         try:
-            p = Path(json.loads((p / "metrics.json").read_text())["final_model"])
+            recorded = Path(json.loads((p / "metrics.json").read_text())["final_model"])
         except (OSError, json.JSONDecodeError, KeyError, TypeError) as exc:
             raise ConfigError(f"{p / 'metrics.json'}: not a transfer run ({exc})") from exc
+        p = recorded if (recorded / "config.json").is_file() else _moved(recorded, p) or recorded
     if not (p / "config.json").is_file():
         raise ConfigError(f"{path}: not a model folder, checkpoint or transfer run (no config.json)")
     return p
+
+
+def _moved(recorded: Path, near: Path) -> Path | None:
+    """Where a model folder recorded as ``recorded`` is now, if its run folder was moved or
+    written on another machine (a Ray worker's copy): the shortest end of the recorded path
+    that, below a folder above ``near``, is a model folder."""
+    parts = recorded.parts
+    for k in range(1, len(parts)):
+        for above in near.resolve().parents:
+            candidate = above.joinpath(*parts[-k:])
+            if (candidate / "config.json").is_file():
+                return candidate
+    return None
 
 
 def model_preprocess(folder: Path, patch_edge: int) -> PreprocessConfig:

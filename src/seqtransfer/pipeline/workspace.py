@@ -91,6 +91,30 @@ class Workspace:
         return np.isin(np.round(label).astype(np.int64), task.label_values).astype(np.uint8), props.affine
 
 
+def _graph_datasets(graph_file: Path, roots: Sequence[str], given: Sequence[Dataset]) -> list[Dataset]:
+    """The given datasets that are the graph's: the same folder, else (a moved copy) the same
+    folder name, which must then be unique.
+
+    Raises:
+        StoreError: a dataset of the graph is not given, or two given ones share its name.
+    """
+    by_path = {d.root.resolve(): d for d in given}
+    by_name: dict[str, list[Dataset]] = {}
+    for d in given:
+        by_name.setdefault(d.root.resolve().name, []).append(d)
+    out = []
+    for root in roots:
+        found = by_path.get(Path(root).resolve())
+        if found is None:
+            named = by_name.get(Path(root).name, [])
+            if len(named) != 1:
+                why = "is not given" if not named else "matches several given datasets by name"
+                raise StoreError(f"{graph_file}: dataset {root} of the graph {why}")
+            found = named[0]
+        out.append(found)
+    return out
+
+
 def open_workspace(
     graph_dir: str | Path,
     size: int,
@@ -125,11 +149,7 @@ def open_workspace(
     if datasets is None:
         datasets, _ = require_valid([Path(r) for r in roots])
     else:
-        by_name = {d.root.name: d for d in datasets}
-        missing = [r for r in roots if Path(r).name not in by_name]
-        if missing:
-            raise StoreError(f"{store.graph_path}: dataset(s) {', '.join(missing)} of the graph are not given")
-        datasets = [by_name[Path(r).name] for r in roots]
+        datasets = _graph_datasets(store.graph_path, roots, datasets)
     groups = {d["objective"]: d["group"] for _, d in graph.nodes(data=True)}
     aliases = {d["modality"]: d["modality_key"] for _, d in graph.nodes(data=True) if "modality_key" in d}
     tasks = {t.name: t for t in split_tasks(datasets, groups, aliases)}
