@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from seqtransfer.core.errors import StoreError
-from seqtransfer.core.fetch import install, need
+from seqtransfer.core.fetch import exists, install, need
 from seqtransfer.experiment.mirror import (
     RUN,
     Entry,
@@ -114,10 +114,13 @@ def test_a_model_is_fetched_when_the_code_needs_it_and_only_then(tmp_path: Path)
     mirror, _, reads = _mirror(tmp_path, run, data, "n1")
     local = mirror.path(RUN)
     reads.clear()
-    install(mirror.fetch)
+    install(mirror.fetch, mirror.has)
     try:
         need(local / "models" / "zoo" / "C")  # the driver has none: nothing to fetch
         assert reads == []
+        checkpoint = local / "models" / "zoo" / "B" / "checkpoint_final.pth"
+        assert exists(checkpoint) and not checkpoint.exists() and not exists(local / "models" / "zoo" / "C")
+        assert reads == []  # asked, not fetched
         need(local / "models" / "zoo")
         assert reads == ["@run/models/zoo/B/checkpoint_final.pth"]
         assert (local / "models" / "zoo" / "B" / "checkpoint_final.pth").read_bytes() == b"zoo B"

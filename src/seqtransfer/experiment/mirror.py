@@ -302,7 +302,7 @@ class Mirror:
             mirror = _MIRRORS[link.run] = cls(scratch_base(link.storage), link, _node())
         mirror.server = link.server  # a resumed run has a new server for the same folder
         mirror.sync(link.entries)
-        install(mirror.fetch)
+        install(mirror.fetch, mirror.has)
         return mirror
 
     @classmethod
@@ -380,6 +380,10 @@ class Mirror:
         for k in hits:
             self._place(k, self._pending.pop(k))
         return len(hits)
+
+    def has(self, path: Path) -> bool:
+        """Whether the driver has a file at ``path`` that this copy has not fetched yet."""
+        return self.outward(os.path.normpath(path)) in self._pending
 
     def _place(self, key: str, entry: Entry) -> None:
         """A file of the driver's, here (a hard link to the node's object)."""

@@ -41,8 +41,8 @@ import numpy as np
 from seqtransfer.core.atomic import write_json
 from seqtransfer.core.errors import ConfigError
 from seqtransfer.core.executor import Executor, ProcessExecutor, SequentialExecutor, send
+from seqtransfer.core.fetch import exists
 from seqtransfer.core.fetch import install as install_fetcher
-from seqtransfer.core.fetch import need
 from seqtransfer.core.progress import Progress, prefixed, relabel
 from seqtransfer.data.preprocess import PreprocessCache, PreprocessConfig
 from seqtransfer.data.splits import TargetSplit, sample_size_split, source_split, target_split
@@ -270,9 +270,9 @@ def open_context(
 
 
 def _has_model(folder: Path) -> bool:
-    """Whether a model folder holds its final checkpoint (fetched first in a worker's copy)."""
-    need(folder)
-    return (folder / CHECKPOINT_FINAL).exists()
+    """Whether a model folder holds its final checkpoint (here, or for a worker's copy of the
+    run, at the driver: it is fetched when a task reads it)."""
+    return exists(folder / CHECKPOINT_FINAL)
 
 
 def preflight(config: ExperimentConfig, tasks: dict[str, Task], targets: list[str]) -> None:
