@@ -266,7 +266,9 @@ def test_the_driver_killed_while_pool_workers_run_resumes_to_the_same_results(da
     assert _models(killed) == _models(reference)
 
 
-def test_a_ray_worker_killed_mid_task_is_retried_to_the_same_results(datasets, tmp_path: Path) -> None:
+def test_a_ray_worker_killed_mid_task_is_retried_to_the_same_results(
+    datasets, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """SIGKILL of the Ray worker process running a methods unit, once its first records have
     reached the store: Ray runs the task again and the run equals a one-process run."""
     import os
@@ -275,6 +277,7 @@ def test_a_ray_worker_killed_mid_task_is_retried_to_the_same_results(datasets, t
     import ray
 
     from seqtransfer.core.ray_executor import RayExecutor
+    from seqtransfer.experiment.mirror import SCRATCH_ENV
 
     tum, les = datasets
     config = config_from_dict(_raw_config(tum, les))
@@ -298,6 +301,7 @@ def test_a_ray_worker_killed_mid_task_is_retried_to_the_same_results(datasets, t
                 killed.append(pid)
                 return
 
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "scratch"))  # the tasks' copies, not in /tmp
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         killer = threading.Thread(target=kill_a_worker_in_the_methods, daemon=True)

@@ -12,8 +12,9 @@ from seqtransfer.experiment.runner import run_experiment
 @pytest.mark.ray
 @pytest.mark.slow
 @pytest.mark.cluster  # ~18 s: with the multi-node tests in `make check-cluster`, out of the suite's 5 minutes
-def test_ray_executor_gives_the_results_of_the_local_one(datasets, tmp_path: Path) -> None:
+def test_ray_executor_gives_the_results_of_the_local_one(datasets, tmp_path: Path, monkeypatch) -> None:
     from seqtransfer.core.ray_executor import RayExecutor
+    from seqtransfer.experiment.mirror import SCRATCH_ENV
 
     tum, les = datasets
     config = config_from_dict(
@@ -33,6 +34,7 @@ def test_ray_executor_gives_the_results_of_the_local_one(datasets, tmp_path: Pat
         }
     )
     local = run_experiment(config, tmp_path / "local")
+    monkeypatch.setenv(SCRATCH_ENV, str(tmp_path / "scratch"))  # the tasks' copies, not in /tmp
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         executor = RayExecutor()
