@@ -131,3 +131,49 @@ def test_zoo_train_warns_about_a_model_that_learned_nothing(dataset_factory, tmp
     assert "did not learn" in out and "A-T1-dot: the source model learned nothing" in err
     code, _, err = run("select", "--graph", tmp_path / "g", "--target", "B-T1-dot")
     assert code == 2 and "learned its task" in err
+
+
+def test_a_declared_label_never_drawn_is_no_landmark_when_o_is_not_measured(dataset_factory, tmp_path, caplog) -> None:
+    """A source whose label is declared in dataset.json but absent from every case: the graph
+    records that none of its sampled label volumes has foreground, and with O unmeasured
+    (``--uniform-performance``) it is no landmark candidate, with the reason in its row."""
+    import logging
+
+    import nibabel as nib
+
+    from seqtransfer.data.dataset import parse_dataset
+    from seqtransfer.data.preprocess import PreprocessCache
+    from seqtransfer.data.tasks import split_tasks
+    from seqtransfer.graph import GraphConfig, build_graph
+    from seqtransfer.selection.run import select_in_graph
+
+    sites = {f"case_{i:03d}": ("A" if i < 5 else "B") for i in range(10)}
+    src = dataset_factory("Dataset001_Src", n_cases=10, channels=("T1",), labels=("tumour", "edema"), sites=sites)
+    for path in (src / "labelsTr").glob("*.nii.gz"):  # edema (2) declared, never drawn
+        img = nib.load(str(path))
+        data = np.asarray(img.dataobj)
+        nib.save(nib.Nifti1Image(np.where(data == 2, 0, data).astype(np.uint8), img.affine), str(path))
+    tgt = dataset_factory("Dataset002_Tgt", n_cases=8, channels=("T1",), labels=("edema",), seed=3)
+    tasks = split_tasks([parse_dataset(src)[0], parse_dataset(tgt)[0]])
+    target = next(t.name for t in tasks if t.dataset.root == tgt)
+    config = GraphConfig(size=16, volumes_per_task=3, max_pairs=4, n_components=3, max_slices=100)
+    graph = build_graph(tasks, tmp_path / "g", config, targets=[target], cache=PreprocessCache(tmp_path / "c"))
+    counts = {n: d.get("labelled_volumes") for n, d in graph.nodes(data=True)}
+    assert {n: c for n, c in counts.items() if "edema" in n and n != target} == {"A-T1-edema": 0, "B-T1-edema": 0}
+    assert counts["A-T1-tumour"] > 0 and counts["B-T1-tumour"] > 0 and counts[target] > 0
+    with caplog.at_level(logging.WARNING):
+        chosen = select_in_graph(graph, target, uniform_performance=True)
+    assert "edema" not in chosen.landmark
+    rows = {r["source"]: r for r in chosen.landmark_scores}
+    assert all("sampled label volumes has foreground" in rows[s]["excluded"] for s in ("A-T1-edema", "B-T1-edema"))
+    assert "A-T1-edema: none of its 3 sampled label volumes has foreground" in caplog.text
+    # measured O decides as before: the row is not overruled
+    measured = select_in_graph(graph, target, performance={s: 0.5 for s in rows})
+    assert all(r["excluded"] is None for r in measured.landmark_scores)
+    # an export along a path through it says so
+    from seqtransfer.nnunet.export import plan_export
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        plan_export(tmp_path / "g", target, path=["A-T1-edema", target], used_ids=set())
+    assert "A-T1-edema: none of its sampled label volumes has foreground" in caplog.text

@@ -353,6 +353,16 @@ def _compute_edges(
     return [(a.task.name, b.task.name, engine.image_distance(a, b), engine.label_similarity(a, b)) for a, b in pairs]
 
 
+def record_foreground(graph: nx.Graph, store: GraphStore, volumes: Sequence[TaskVolumes]) -> None:
+    """Each task's node attribute ``labelled_volumes``: how many of its sampled label volumes
+    have any foreground (0: its label is absent, e.g. declared in ``dataset.json`` but never
+    drawn). Left out where a volume's statistics were not computed (no edge needed them)."""
+    for tv in volumes:
+        flags = [eng.label_has_foreground(store, key) for key in tv.label_keys]
+        if flags and all(f is not None for f in flags):
+            graph.nodes[tv.task.name]["labelled_volumes"] = sum(bool(f) for f in flags)
+
+
 def set_weights(graph: nx.Graph, config: GraphConfig, h_scale: float) -> None:
     """Set every edge's weight from its H and R with eq. 5."""
     for _, _, data in graph.edges(data=True):
@@ -414,6 +424,7 @@ def build_graph(
     h_scale = robust_h_scale(np.array([h for _, _, h, _ in edges[:n_source_edges]], dtype=float))
     for a, b, h, r in edges:
         graph.add_edge(a, b, H=h, R=r)
+    record_foreground(graph, store, [*sources, *target_vols])
     set_weights(graph, config, h_scale)
     store.save(graph, config, h_scale=h_scale, pca=engine.pca)
     return graph
@@ -464,6 +475,7 @@ def add_targets(
         engine, _pairs_to_compute(sources, target_vols, with_source_pairs=False), progress
     ):
         graph.add_edge(a, b, H=h, R=r)
+    record_foreground(graph, store, target_vols)
     set_weights(graph, config, h_scale)
     store.save(graph, config, h_scale=h_scale, pca=pca)
     return graph

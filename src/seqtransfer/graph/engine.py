@@ -109,6 +109,14 @@ def save_box_stats(store: GraphStore, key: str, stats: BoxStats) -> None:
     )
 
 
+def label_has_foreground(store: GraphStore, label_key: str) -> bool | None:
+    """Whether a label volume whose statistics are cached has any foreground (None: not cached)."""
+    data = store.load_features(stats_key(label_key), ("box",))
+    if data is None or data["box"].shape != (6,):
+        return None
+    return bool(data["box"][0] >= 0)
+
+
 def load_box_stats(store: GraphStore, key: str) -> BoxStats | None:
     """Read cropped SSIM statistics, or None when absent or not well formed."""
     data = store.load_features(key, ("shape", "box", "background_sum", "maps", "image"))

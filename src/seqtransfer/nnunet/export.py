@@ -31,6 +31,7 @@ its data, not seqtransfer's frozen-encoder recipe. The export never imports nnU-
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shlex
@@ -66,6 +67,8 @@ PLANNED_MARKER = "seqtransfer_planned"
 FILE_ENDING = ".nii.gz"
 _DATASET_ID = re.compile(r"^Dataset(\d{3,})_")
 _UNSAFE_NAME = re.compile(r"[^A-Za-z0-9.\-]+")
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -223,6 +226,13 @@ def plan_export(
     validate_path(workspace, nodes, target)
     if len(nodes) < 2:
         raise ConfigError(f"path {' -> '.join(nodes)}: needs a landmark and the target (2 steps or more)")
+    for node in nodes[:-1]:
+        if workspace.graph.nodes[node].get("labelled_volumes") == 0:
+            logger.warning(
+                "%s: none of its sampled label volumes has foreground (graph build); its dataset in the export "
+                "may be all background",
+                node,
+            )
     landmark_cases, zoo, landmark_from = _landmark_cases(workspace, workspace.task(nodes[0]))
     if used_ids is None:
         used_ids = used_dataset_ids(environment_nnunet_folders())

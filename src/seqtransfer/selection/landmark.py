@@ -208,6 +208,7 @@ def landmark_scores(
     w_c: float | None = None,
     min_dice: float = MIN_LEARNED_DICE,
     transferability: Mapping[str, float] | None = None,
+    unusable: Mapping[str, str] | None = None,
 ) -> dict[str, LandmarkScore]:
     """Landmark score ``w(s_i, t) / (zeta_i * gamma_i)`` of every source connected to the target.
 
@@ -230,6 +231,8 @@ def landmark_scores(
             (``excluded``) and it is no candidate.
         transferability: T(s_i) per source, in [0, 1] (the ``leep`` score: exp(LEEP) on the
             target's labelled cases); when given, gamma = rho * T instead of rho * O.
+        unusable: sources that are no candidates whatever their score, with the reason
+            (``excluded``), e.g. no foreground in their labels when O is not measured.
 
     Returns:
         Scores keyed by source name, in name order; sources without an edge to the target
@@ -260,6 +263,7 @@ def landmark_scores(
         denominator = zeta * gamma
         score = w / denominator if denominator > 0 else math.inf
         excluded = None if learned(o, min_dice) else f"did not learn (held-out Dice {o:.3g} < {min_dice:g})"
+        excluded = (unusable or {}).get(s, excluded)
         scores[s] = LandmarkScore(
             source=s, w=w, zeta=zeta, rho=rho, O=o, gamma=gamma, score=score, excluded=excluded, T=t
         )
@@ -274,6 +278,7 @@ def select_landmark(
     w_c: float | None = None,
     min_dice: float = MIN_LEARNED_DICE,
     transferability: Mapping[str, float] | None = None,
+    unusable: Mapping[str, str] | None = None,
 ) -> tuple[str, dict[str, LandmarkScore]]:
     """The landmark source of a target: argmin of the landmark score (eq. 7).
 
@@ -288,6 +293,7 @@ def select_landmark(
         w_c: density threshold; default :func:`default_w_c` over the sources.
         min_dice: O below which a source model learned nothing.
         transferability: T per source for the ``leep`` score (see :func:`landmark_scores`).
+        unusable: sources that are no candidates, with the reason (see :func:`landmark_scores`).
 
     Returns:
         The landmark's name and the scores of every connected source.
@@ -307,10 +313,13 @@ def select_landmark(
         w_c=w_c,
         min_dice=float(min_dice),
         transferability=transferability,
+        unusable=unusable,
     )
     if not scores:
         raise SelectionError(f"target {target!r} has no edge to any of the {len(frozenset(sources))} sources")
     candidates = [s for s in scores.values() if s.excluded is None]
+    if not candidates and unusable and all(s.source in unusable for s in scores.values()):
+        raise SelectionError(f"target {target!r}: no connected source is usable ({next(iter(unusable.values()))})")
     if not candidates:
         best_o = max(scores.values(), key=lambda s: (s.O, s.source))
         raise SelectionError(

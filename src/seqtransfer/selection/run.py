@@ -245,6 +245,7 @@ def select_in_graph(
         raise SelectionError(
             f"target {target!r} has no edge to any source: it shares neither modality nor objective group with them"
         )
+    unusable: dict[str, str] = {}
     if performance is not None:
         source_label = performance_label or "user file"
         missing = [s for s in connected if s not in performance]
@@ -257,6 +258,15 @@ def select_in_graph(
     elif uniform_performance:
         source_label = "uniform (O = 1 for every source; no source model measured yet)"
         perf = {s: 1.0 for s in connected}
+        # with O unmeasured, a source whose label was absent from every sampled volume would
+        # look as good a start as any
+        unusable = {
+            s: f"none of its {len(graph.nodes[s].get('affinity_cases', []))} sampled label volumes has foreground"
+            for s in connected
+            if graph.nodes[s].get("labelled_volumes") == 0
+        }
+        for s, why in unusable.items():
+            logger.warning("%s: %s; not a landmark candidate", s, why)
     else:
         missing = [s for s in connected if "dice" not in graph.nodes[s]]
         raise ConfigError(
@@ -268,7 +278,14 @@ def select_in_graph(
     has_source_edges = any(graph.has_edge(a, b) for a in sources for b in graph.neighbors(a) if b in sources)
     w_c_used = w_c if w_c is not None else (default_w_c(graph, sources) if has_source_edges else None)
     landmark, scores = select_landmark(
-        graph, target, sources, performance=perf, w_c=w_c_used, min_dice=min_dice, transferability=transferability
+        graph,
+        target,
+        sources,
+        performance=perf,
+        w_c=w_c_used,
+        min_dice=min_dice,
+        transferability=transferability,
+        unusable=unusable,
     )
     result = optimal_path(graph, landmark, target, sources, lam=lam, c_search=c_search, max_length=max_length)
     ranked = sorted(scores.values(), key=lambda s: (s.excluded is not None, s.score, s.source))
