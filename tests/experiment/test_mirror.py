@@ -226,3 +226,25 @@ def test_records_written_with_other_spellings_of_the_run_folder_are_tokenised(tm
     worker = ship.worker_config(config)
     assert worker.data.datasets == ("@data0",) and worker.data.groups == "@groups"
     assert ship.roots["@groups"] == (data.parent / "objective_groups.json").resolve()
+
+
+def test_a_json_file_naming_the_worker_s_paths_reaches_the_driver_naming_the_driver_s(tmp_path: Path) -> None:
+    import json
+
+    run, data = _run_folder(tmp_path)
+    mirror, server, _ = _mirror(tmp_path, run, data, "n1")
+    local = mirror.path(RUN)
+    metrics = local / "models" / "transfers" / "T" / "metrics.json"
+    metrics.parent.mkdir(parents=True)
+    written = {"final_model": str(local / "models" / "finetune" / "k"), "run_dir": str(local) + "-not-it", "d": 0.5}
+    metrics.write_text(json.dumps(written))
+    assert mirror.ship() == 1
+    arrived = json.loads((run / "models" / "transfers" / "T" / "metrics.json").read_text())
+    assert arrived == {**written, "final_model": str(run / "models" / "finetune" / "k")}
+    assert mirror.ship() == 0
+    # the next stage: the driver's version comes back here once, then nothing is sent again
+    link = stage_link(driver_roots(run, [str(data)], {}), server, None)
+    mirror.sync(link.entries)
+    mirror.fetch(local / "models")
+    assert json.loads(metrics.read_text())["final_model"] == str(run / "models" / "finetune" / "k")
+    assert mirror.ship() == 0

@@ -28,7 +28,9 @@ from __future__ import annotations
 import errno
 import fcntl
 import hashlib
+import json
 import os
+import re
 import shutil
 import tempfile
 import uuid
@@ -168,9 +170,10 @@ class FolderServer:
             raise StoreError(f"{key}: workers write only the run folder's models, graphs and caches")
         return _resolve(key, self.roots)
 
-    def write(self, key: str, data: bytes, sha: str) -> None:
+    def write(self, key: str, data: bytes, sha: str, spelled: bool = False) -> None:
         """Write a worker's file into the run folder (atomically; the same bytes already there
-        are left as they are).
+        are left as they are). ``spelled``: a JSON file whose paths the worker wrote as tokens,
+        written with this side's (:func:`json_paths`).
 
         Raises:
             StoreError: a key outside the run folder, or bytes that are not ``sha``'s.
@@ -178,6 +181,9 @@ class FolderServer:
         path = self._writable(key)
         if hashlib.sha256(data).hexdigest() != sha:
             raise StoreError(f"{path}: damaged in transit")
+        if spelled:
+            data = json_paths(data, [(t, str(p)) for t, p in self.roots.items()])
+            sha = hashlib.sha256(data).hexdigest()
         if path.is_file() and not path.is_symlink() and file_digest(path) == sha:
             return
         with atomic_open(path, "wb") as handle:
@@ -187,6 +193,20 @@ class FolderServer:
         """Make a worker's link in the run folder (to another path of the run)."""
         path = self._writable(key)
         _place_link(path, _resolve(target, self.roots))
+
+
+def json_paths(data: bytes, pairs: Sequence[tuple[str, str]]) -> bytes:
+    """A JSON file's text with each ``old`` path (or token) that starts a string or a path
+    component replaced by ``new`` (``metrics.json`` of a transfer names its models' folders;
+    the driver's copy must name the driver's). Bytes that are not UTF-8 are returned as given."""
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return data
+    for old, new in sorted(pairs, key=lambda p: -len(p[0])):
+        escaped_old, escaped_new = json.dumps(old)[1:-1], json.dumps(new)[1:-1]
+        text = re.sub(r'(?<=")' + re.escape(escaped_old) + r'(?=["/])', escaped_new.replace("\\", r"\\"), text)
+    return text.encode("utf-8")
 
 
 def _place_link(path: Path, target: Path) -> None:
@@ -442,7 +462,15 @@ class Mirror:
             if pending is not None and pending.sha == sha:  # made here as the driver has it
                 known = (*stat, sha)
             if known is None or known[3] != sha:
-                _call(self.server, "write", key, path.read_bytes(), sha)
+                data = path.read_bytes()
+                if path.suffix == ".json":  # its paths in tokens; the driver writes its own
+                    spelled = json_paths(data, [(str(p), t) for t, p in self.roots.items()])
+                    if spelled != data:
+                        _call(self.server, "write", key, spelled, hashlib.sha256(spelled).hexdigest(), True)
+                        sent += 1
+                        self._known[key] = (*stat, sha)
+                        continue
+                _call(self.server, "write", key, data, sha)
                 sent += 1
             self._known[key] = (*stat, sha)
         return sent
