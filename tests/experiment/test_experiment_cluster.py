@@ -191,6 +191,10 @@ def test_a_multi_node_cluster_losing_a_node_gives_the_local_results(
     assert len(nodes) == 2, nodes  # the removed node had its own copy of the datasets too
     assert all(any((d / "runs").rglob("dataset.json")) for d in nodes)
     assert any(any((d / "runs").rglob("checkpoint_final.pth")) for d in nodes)
+    # the JSON files the tasks wrote (a transfer's metrics.json names its models) name the run folder
+    written = [p for p in (remote / "models").rglob("*.json")]
+    assert written and not any(str(scratch) in p.read_text() for p in written)
+    assert any(str(remote.resolve() / "models") in p.read_text() for p in written)
 
 
 def _children(pid: int) -> list[int]:
