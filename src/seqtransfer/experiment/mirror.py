@@ -66,6 +66,11 @@ class Entry:
     link: str = ""
 
 
+def _digest(data: bytes) -> str:
+    """SHA-256 of bytes, as :func:`~seqtransfer.data.preprocess.file_digest` gives a file's."""
+    return hashlib.sha256(data).hexdigest()
+
+
 def _hidden(name: str) -> bool:
     """A temporary file of an atomic write, or a folder being built."""
     return name.startswith(".") or name.endswith(".partial")
@@ -103,6 +108,26 @@ def _is_inside(path: str, roots: Mapping[str, str | Path]) -> bool:
     return tokens(path, roots) != path
 
 
+def _tree(folder: Path, key: str, skip: tuple[str, ...]) -> Iterator[tuple[str, Path]]:
+    """Every file and link below ``folder`` by key, in name order, not following links;
+    temporary names are left out, and at the top of the run folder the names in ``skip``."""
+    with os.scandir(folder) as it:
+        children = sorted(it, key=lambda e: e.name)
+    for child in children:
+        if _hidden(child.name) or (key == RUN and child.name.startswith(skip)):
+            continue
+        path, sub = Path(child.path), f"{key}/{child.name}"
+        if child.is_dir(follow_symlinks=False):
+            yield from _tree(path, sub, skip)
+        elif child.is_symlink() or child.is_file(follow_symlinks=False):
+            yield sub, path
+
+
+def _link_target(path: Path) -> str:
+    """Where a link leads, as an absolute normalised path."""
+    return os.path.normpath(os.path.join(path.parent, os.readlink(path)))
+
+
 def manifest(roots: Mapping[str, str | Path]) -> dict[str, Entry]:
     """Every file and link under the roots, by key (``TOKEN/relative/path``).
 
@@ -112,22 +137,12 @@ def manifest(roots: Mapping[str, str | Path]) -> dict[str, Entry]:
     """
     out: dict[str, Entry] = {}
 
-    def walk(folder: Path, key: str) -> None:
-        with os.scandir(folder) as it:
-            children = sorted(it, key=lambda e: e.name)
-        for child in children:
-            if _hidden(child.name) or (key == RUN and child.name.startswith(NOT_SENT)):
-                continue
-            visit(Path(child.path), f"{key}/{child.name}")
-
     def visit(path: Path, key: str) -> None:
-        if path.is_symlink():
-            target = os.path.normpath(os.path.join(path.parent, os.readlink(path)))
-            if _is_inside(target, roots):
-                out[key] = Entry(link=tokens(target, roots))
-                return
-        if path.is_dir():
-            walk(path, key)
+        if path.is_symlink() and _is_inside(_link_target(path), roots):
+            out[key] = Entry(link=tokens(_link_target(path), roots))
+        elif path.is_dir():
+            for sub, child in _tree(path, key, NOT_SENT):
+                visit(child, sub)
         elif path.is_file():
             out[key] = Entry(sha=file_digest(path), size=path.stat().st_size)
 
@@ -160,7 +175,7 @@ class FolderServer:
         """
         path = _resolve(key, self.roots)
         data = path.read_bytes()
-        if hashlib.sha256(data).hexdigest() != sha:
+        if _digest(data) != sha:
             raise StoreError(f"{path}: changed while the stage ran")
         return data
 
@@ -179,11 +194,11 @@ class FolderServer:
             StoreError: a key outside the run folder, or bytes that are not ``sha``'s.
         """
         path = self._writable(key)
-        if hashlib.sha256(data).hexdigest() != sha:
+        if _digest(data) != sha:
             raise StoreError(f"{path}: damaged in transit")
         if spelled:
             data = json_paths(data, [(t, str(p)) for t, p in self.roots.items()])
-            sha = hashlib.sha256(data).hexdigest()
+            sha = _digest(data)
         if path.is_file() and not path.is_symlink() and file_digest(path) == sha:
             return
         with atomic_open(path, "wb") as handle:
@@ -355,7 +370,7 @@ class Mirror:
             fcntl.flock(lock, fcntl.LOCK_EX)
             if not (obj.is_file() and obj.stat().st_size == size):
                 data = _call(self.server, "read", key, sha)
-                if hashlib.sha256(data).hexdigest() != sha:
+                if _digest(data) != sha:
                     raise StoreError(f"{key}: damaged in transit")
                 tmp = _temporary(obj, "tmp")
                 tmp.write_bytes(data)
@@ -377,9 +392,7 @@ class Mirror:
         for key, entry in sorted(entries.items(), key=lambda kv: bool(kv[1].link)):
             path = _resolve(key, self.roots)
             if entry.link:
-                target = str(_resolve(entry.link, self.roots))
-                if not (path.is_symlink() and os.readlink(path) == target):
-                    _place_link(path, Path(target))
+                _place_link(path, _resolve(entry.link, self.roots))
                 self._known[key] = (*self._stat(path), entry.link)
                 continue
             known = self._known.get(key)
@@ -422,36 +435,18 @@ class Mirror:
         os.replace(tmp, path)
         self._known[key] = (*self._stat(path), entry.sha)
 
-    def _files(self) -> Iterator[tuple[str, Path]]:
-        """Every file and link of the local run folder, by key (not following links)."""
-        root = self.roots[RUN]
-
-        def walk(folder: Path, key: str) -> Iterator[tuple[str, Path]]:
-            with os.scandir(folder) as it:
-                children = sorted(it, key=lambda e: e.name)
-            for child in children:
-                if _hidden(child.name) or (key == RUN and child.name.startswith(DRIVER_ONLY)):
-                    continue
-                path, sub = Path(child.path), f"{key}/{child.name}"
-                if child.is_symlink() or child.is_file(follow_symlinks=False):
-                    yield sub, path
-                elif child.is_dir(follow_symlinks=False):
-                    yield from walk(path, sub)
-
-        if root.is_dir():
-            yield from walk(root, RUN)
-
     def ship(self) -> int:
         """Send the driver every file and link of the run this process wrote since it last
         shipped or synced; returns how many."""
         sent = 0
-        for key, path in self._files():
+        root = self.roots[RUN]
+        for key, path in _tree(root, RUN, DRIVER_ONLY) if root.is_dir() else ():
             stat = self._stat(path)
             known = self._known.get(key)
             if known is not None and known[:3] == stat:
                 continue
             if path.is_symlink():
-                target = self.outward(os.path.normpath(os.path.join(path.parent, os.readlink(path))))
+                target = self.outward(_link_target(path))
                 if known is None or known[3] != target:
                     _call(self.server, "link", key, target)
                     sent += 1
@@ -463,17 +458,18 @@ class Mirror:
                 known = (*stat, sha)
             if known is None or known[3] != sha:
                 data = path.read_bytes()
-                if path.suffix == ".json":  # its paths in tokens; the driver writes its own
+                spelled = data
+                if path.suffix == ".json":  # its paths in tokens: the driver writes its own
                     spelled = json_paths(data, [(str(p), t) for t, p in self.roots.items()])
-                    if spelled != data:
-                        _call(self.server, "write", key, spelled, hashlib.sha256(spelled).hexdigest(), True)
-                        sent += 1
-                        self._known[key] = (*stat, sha)
-                        continue
-                _call(self.server, "write", key, data, sha)
+                _call(self.server, "write", key, spelled, _digest(spelled), spelled != data)
                 sent += 1
             self._known[key] = (*stat, sha)
         return sent
+
+
+def data_token(i: int) -> str:
+    """The token of the ``i``-th dataset of a configuration."""
+    return f"@data{i}"
 
 
 def driver_roots(run_dir: Path, datasets: list[str], files: Mapping[str, str | None]) -> dict[str, Path]:
@@ -483,7 +479,7 @@ def driver_roots(run_dir: Path, datasets: list[str], files: Mapping[str, str | N
     for i, d in enumerate(datasets):
         path = Path(d).resolve()
         if not path.is_relative_to(run_dir):
-            roots[f"@data{i}"] = path
+            roots[data_token(i)] = path
     for token, file in files.items():
         if file:
             path = Path(file).resolve()
@@ -504,12 +500,8 @@ def stage_link(roots: Mapping[str, Path], server: Any, storage: str | None) -> L
     )
 
 
-def tokenised_records(records: Mapping[str, Any], spell: Callable[[Any], Any]) -> dict[str, Any]:
-    """A store snapshot (:class:`~seqtransfer.experiment.store.RunRecord` s) with its paths
-    spelled as tokens by ``spell`` (:func:`tokens` with the run's roots)."""
+def respelled_records(records: Mapping[str, Any], spell: Callable[[Any], Any]) -> dict[str, Any]:
+    """A store snapshot (:class:`~seqtransfer.experiment.store.RunRecord` s) with the paths of
+    its specs and results respelled by ``spell`` (the driver's :func:`tokens`, a worker's
+    :meth:`Mirror.inward`)."""
     return {key: replace(r, spec=spell(r.spec), result=spell(r.result)) for key, r in records.items()}
-
-
-def localised_records(records: Mapping[str, Any], mirror: Mirror) -> dict[str, Any]:
-    """A tokenised snapshot with this mirror's paths."""
-    return {key: replace(r, spec=mirror.inward(r.spec), result=mirror.inward(r.result)) for key, r in records.items()}

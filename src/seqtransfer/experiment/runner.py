@@ -74,9 +74,6 @@ from seqtransfer.selection.path import optimal_path
 from seqtransfer.selection.run import Selection, select_in_graph
 from seqtransfer.training.checkpoint import CHECKPOINT_FINAL
 
-#: the run folder's token (:mod:`seqtransfer.experiment.mirror`)
-RUN_TOKEN = "@run"
-
 if TYPE_CHECKING:
     from seqtransfer.benchmark import BenchmarkConfig
     from seqtransfer.experiment.mirror import Link, Mirror
@@ -373,7 +370,7 @@ class Shipping:
     def start(cls, config: ExperimentConfig, run_dir: Path, storage: str | None, server: Any = None) -> Shipping:
         """The roots of ``config``'s run in ``run_dir`` and their server (started on this node
         unless given)."""
-        from seqtransfer.experiment.mirror import driver_roots, start_server
+        from seqtransfer.experiment.mirror import RUN, data_token, driver_roots, start_server
 
         data = config.data
         if data.datasets:
@@ -386,7 +383,7 @@ class Shipping:
             )
         files = {"@groups": data.groups, "@modalities": data.modalities}
         roots = driver_roots(run_dir, list(data.datasets), files)
-        given = {RUN_TOKEN: run_dir, **{f"@data{i}": Path(d) for i, d in enumerate(data.datasets)}}
+        given = {RUN: run_dir, **{data_token(i): Path(d) for i, d in enumerate(data.datasets)}}
         aliases = {
             token: sorted({str(path), str(path.absolute())} - {str(roots[token])})
             for token, path in given.items()
@@ -452,11 +449,11 @@ def stage_of(ctx: Context, name: str) -> Stage:
     token = uuid.uuid4().hex
     if ctx.shipping is None:
         return Stage(name, ctx.config, str(ctx.run_dir), ctx.store.snapshot(), token)
-    from seqtransfer.experiment.mirror import RUN, stage_link, tokenised_records
+    from seqtransfer.experiment.mirror import RUN, respelled_records, stage_link
 
     ship = ctx.shipping
     link = stage_link(ship.roots, ship.server, ship.storage)
-    snapshot = tokenised_records(ctx.store.snapshot(), ship.tokens)
+    snapshot = respelled_records(ctx.store.snapshot(), ship.tokens)
     return Stage(name, ship.worker_config(ctx.config), RUN, snapshot, token, link)
 
 
@@ -481,12 +478,12 @@ def _worker_context(stage: Stage) -> Context:
             journal = JournalStore(stage.snapshot, RunLayout(Path(stage.run_dir)).store_path)
             ctx = open_context(stage.config, Path(stage.run_dir), store=journal)
         else:
-            from seqtransfer.experiment.mirror import RUN, Mirror, localised_records
+            from seqtransfer.experiment.mirror import RUN, Mirror, respelled_records
 
             mirror = Mirror.of(stage.link)
             run_dir = mirror.path(RUN)
             journal = JournalStore(
-                localised_records(stage.snapshot, mirror),
+                respelled_records(stage.snapshot, mirror.inward),
                 RunLayout(run_dir).store_path,
                 outbox=functools.partial(_ship_and_send, mirror),
             )

@@ -133,8 +133,9 @@ def open_workspace(
             ``(sx, sy, sz)`` mm, or ``"median"`` for nnU-Net's per-axis median spacing of
             every case of the graph's datasets.
         models_root: folder of the trained models (default: the graph folder).
-        datasets: the graph's datasets, verified already, matched by folder name (the graph
-            holds the paths of the machine that built it; a Ray worker has its own copy).
+        datasets: the graph's datasets, verified already, matched by folder, else by folder
+            name (the graph holds the paths of the machine that built it; a Ray worker has
+            its own copy).
             Default: read and verify the graph's own paths.
 
     Raises:
