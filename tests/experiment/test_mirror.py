@@ -248,3 +248,14 @@ def test_a_json_file_naming_the_worker_s_paths_reaches_the_driver_naming_the_dri
     mirror.fetch(local / "models")
     assert json.loads(metrics.read_text())["final_model"] == str(run / "models" / "finetune" / "k")
     assert mirror.ship() == 0
+
+
+def test_a_storage_folder_is_refused_in_one_line_without_ray_or_when_it_cannot_be_written(tmp_path: Path) -> None:
+    from seqtransfer.core.errors import ConfigError
+    from seqtransfer.core.executor import make_executor
+
+    with pytest.raises(ConfigError, match="only for --executor ray"):
+        make_executor("local", workers=1, storage=str(tmp_path / "s"))
+    (tmp_path / "a-file").write_text("")
+    with pytest.raises(ConfigError, match="cannot write"):  # refused before Ray is started
+        make_executor("ray", storage=str(tmp_path / "a-file" / "s"))

@@ -282,8 +282,10 @@ def make_executor(
     folder every node mounts for the tasks' copy of the run, default each node's own).
 
     Raises:
-        ConfigError: an unknown name, or Ray requested but not installed.
+        ConfigError: an unknown name, Ray requested but not installed, or ``storage`` without Ray.
     """
+    if storage is not None and name != "ray":
+        raise ConfigError(f"--storage {storage}: only for --executor ray (local workers share this machine's files)")
     if name == "local":
         return SequentialExecutor() if workers == 1 else ProcessExecutor(workers)
     if name == "ray":

@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from seqtransfer.core.atomic import prepare_output_folder
 from seqtransfer.core.errors import ConfigError, SeqTransferError
 from seqtransfer.core.executor import POLL_SECONDS, OnMessage, run_in_worker
 from seqtransfer.core.progress import Progress, report
@@ -37,6 +38,8 @@ class RayExecutor:
     ships_files = True
 
     def __init__(self, address: str | None = None, gpus_per_training: float = 1.0, storage: str | None = None) -> None:
+        if storage is not None:  # the driver's node mounts it too: refused here, before any work
+            prepare_output_folder(storage)
         self.storage = storage
         if not 0 < gpus_per_training <= 1 and not (gpus_per_training >= 1 and float(gpus_per_training).is_integer()):
             raise ConfigError(f"gpus per training must be in (0, 1] or a whole number, got {gpus_per_training:g}")

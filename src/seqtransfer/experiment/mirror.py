@@ -332,11 +332,15 @@ class Mirror:
     @classmethod
     def of(cls, link: Link) -> Mirror:
         """This process's mirror of a run (kept from stage to stage), synced to ``link``."""
-        mirror = _MIRRORS.get(link.run)
-        if mirror is None:
-            mirror = _MIRRORS[link.run] = cls(scratch_base(link.storage), link, _node())
-        mirror.server = link.server  # a resumed run has a new server for the same folder
-        mirror.sync(link.entries)
+        base = scratch_base(link.storage)
+        try:
+            mirror = _MIRRORS.get(link.run)
+            if mirror is None:
+                mirror = _MIRRORS[link.run] = cls(base, link, _node())
+            mirror.server = link.server  # a resumed run has a new server for the same folder
+            mirror.sync(link.entries)
+        except OSError as exc:  # one line for the user, not a worker's traceback
+            raise StoreError(f"{base}: the scratch folder of a Ray node is not usable ({exc.strerror or exc})") from exc
         install(mirror.fetch, mirror.has)
         return mirror
 
